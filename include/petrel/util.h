@@ -1,0 +1,44 @@
+/* Small helpers shared by every module: error buffers, sizes, attributes. */
+#ifndef PETREL_UTIL_H
+#define PETREL_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define MUST_CHECK    __attribute__((warn_unused_result))
+#define PRINTF(f, a)  __attribute__((format(printf, f, a)))
+
+#define KiB (1ULL << 10)
+#define MiB (1ULL << 20)
+#define GiB (1ULL << 30)
+
+#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+
+/*
+ * A user-facing error message, filled in where the problem is understood and
+ * printed once at the boundary (the CLI or an API reply).
+ */
+struct errbuf {
+    char msg[512];
+};
+
+/* Records a message in eb (if eb is not NULL) and returns err, a negative errno. */
+int err_set(struct errbuf *eb, int err, const char *fmt, ...) PRINTF(3, 4);
+
+/*
+ * Parses a size such as "512M", "1G", "1536" (MiB when no unit is given),
+ * "64KiB". Returns 0 or -EINVAL, -ERANGE.
+ */
+int parse_size(const char *s, uint64_t *out) MUST_CHECK;
+
+/* Parses a decimal unsigned integer in [min, max]. Returns 0, -EINVAL or -ERANGE. */
+int parse_uint(const char *s, unsigned long min, unsigned long max, unsigned long *out) MUST_CHECK;
+
+/* Formats a byte count for humans ("256 MiB", "1.5 GiB", "4096 bytes"). */
+const char *fmt_size(uint64_t bytes, char *buf, size_t len);
+
+/* Writes all of buf to fd, retrying on EINTR and waiting on EAGAIN. 0 or -errno. */
+int write_all(int fd, const void *buf, size_t len) MUST_CHECK;
+
+#endif

@@ -1,0 +1,98 @@
+/*
+ * vCPU threads and the kick.
+ *
+ * Each vCPU thread is the only caller of KVM_RUN on its vCPU. The loop talks to
+ * it through an atomic request word and SIGRTMIN (vcpu_request()); the vCPU
+ * answers by changing its state and writing the VM's notify eventfd. The
+ * ordering argument that makes a lost kick impossible is next to vcpu_loop()
+ * in vcpu.c.
+ */
+#ifndef PETREL_VCPU_H
+#define PETREL_VCPU_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <linux/kvm.h>
+
+#include "petrel/util.h"
+
+struct vm;
+struct vcpu;
+
+/* Requests, set by the loop with vcpu_request(), cleared by the loop too. */
+#define VCPU_REQ_STOP  (1U << 0) /* leave the thread for good */
+#define VCPU_REQ_PAUSE (1U << 1) /* park until the bit is cleared */
+
+/* States, written only by the vCPU thread and read by the loop. */
+enum vcpu_state {
+    VCPU_CREATED = 0, /* no thread yet */
+    VCPU_RUNNING,     /* in or around KVM_RUN */
+    VCPU_PAUSED,      /* parked: out of the guest, state consistent */
+    VCPU_EXITED,      /* the thread has left its loop; join it */
+};
+
+/* What one KVM_RUN (or a unit test's stand-in) tells the vCPU loop. */
+enum vcpu_step {
+    VCPU_STEP_CONTINUE,    /* handled an exit; enter again */
+    VCPU_STEP_INTERRUPTED, /* -EINTR: kicked, or immediate_exit was set */
+    VCPU_STEP_EXIT,        /* the vCPU cannot go on (the VM is told why) */
+};
+
+struct vcpu_ops {
+    enum vcpu_step (*run)(struct vcpu *v);
+};
+
+struct vcpu {
+    struct vm *vm; /* NULL in unit tests */
+    const struct vcpu_ops *ops;
+    unsigned id;
+    int fd;
+    struct kvm_run *run; /* mmap()ed; run->immediate_exit is the kick's target */
+    size_t run_size;
+    int notify_fd; /* eventfd the vCPU acks through (the VM's) */
+
+    pthread_t thread;     /* loop only */
+    bool thread_started;  /* loop only */
+    atomic_uint requests; /* VCPU_REQ_*; see vcpu_loop() for the protocol */
+    atomic_int state;     /* enum vcpu_state; written by the vCPU thread */
+
+    pthread_mutex_t park_lock; /* with park_cond: a parked vCPU sleeps here */
+    pthread_cond_t park_cond;
+
+    bool io_pending; /* vCPU thread only: a port/MMIO exit completes on the next KVM_RUN */
+    unsigned long long kicks_seen; /* vCPU thread only: KVM_RUNs cut short (statistics) */
+};
+
+/* Installs the SIGRTMIN handler (idempotent, process-wide). */
+void vcpu_signal_setup(void);
+
+/* Prepares the common fields; fd/run are the caller's (KVM or a test). */
+void vcpu_init_common(struct vcpu *v, unsigned id, const struct vcpu_ops *ops, int notify_fd);
+void vcpu_destroy_common(struct vcpu *v);
+
+/* Starts the thread. Call with every signal blocked so the thread inherits that. */
+int vcpu_start(struct vcpu *v) MUST_CHECK;
+
+/*
+ * Publishes req and kicks the thread out of KVM_RUN (loop only). Returns 0 or
+ * the negative errno of pthread_kill(); a thread that already exited is fine.
+ */
+int vcpu_request(struct vcpu *v, unsigned req);
+
+/* Clears request bits (resume) and wakes a parked vCPU. Loop only. */
+void vcpu_clear_request(struct vcpu *v, unsigned req);
+
+static inline enum vcpu_state vcpu_state(struct vcpu *v)
+{
+    return (enum vcpu_state)atomic_load(&v->state);
+}
+
+/* Waits for an exited thread. */
+void vcpu_join(struct vcpu *v);
+
+/* KVM's run step: KVM_RUN and exit handling (used by struct vm's vCPUs). */
+extern const struct vcpu_ops vcpu_kvm_ops;
+
+#endif

@@ -1,0 +1,164 @@
+/*
+ * The Linux x86 boot protocol (Documentation/arch/x86/boot.rst): bzImage
+ * header parsing, the guest-physical boot layout, the zero page (boot_params)
+ * with its e820 map, and loading the kernel, command line and initrd.
+ *
+ * petrel uses the 64-bit entry point: the protected-mode kernel is loaded at
+ * 1 MiB and the BSP starts at load address + 0x200 in long mode, with RSI
+ * pointing at the zero page and identity page tables covering the low 4 GiB.
+ */
+#ifndef PETREL_X86_BOOT_H
+#define PETREL_X86_BOOT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "petrel/guest_mem.h"
+#include "petrel/util.h"
+
+/* Guest-physical boot layout (all below the EBDA at 0x9fc00). */
+#define BOOT_GDT_GPA       0x500
+#define BOOT_IDT_GPA       0x520
+#define BOOT_ZERO_PAGE_GPA 0x7000
+#define BOOT_STACK_GPA     0x8ff0
+#define BOOT_PML4_GPA      0x9000
+#define BOOT_PDPT_GPA      0xa000
+#define BOOT_PD_GPA        0xb000 /* 4 pages: 2 MiB pages for the low 4 GiB */
+#define BOOT_PD_PAGES      4
+#define BOOT_CMDLINE_GPA   0x20000
+#define BOOT_CMDLINE_MAX   0x10000 /* the room petrel gives the command line */
+#define BOOT_EBDA_GPA      0x9fc00
+#define BOOT_BIOS_GPA      0xf0000 /* reserved: where firmware tables live on a PC */
+#define BOOT_KERNEL_GPA    0x100000
+
+#define BOOT_ENTRY64_OFFSET 0x200
+
+/* GDT selectors of the boot GDT (the same as Linux's __BOOT_CS/__BOOT_DS). */
+#define BOOT_CS_SEL  0x10
+#define BOOT_DS_SEL  0x18
+#define BOOT_TSS_SEL 0x20
+
+/* boot_params offsets used by petrel. */
+#define BP_EXT_RAMDISK_IMAGE 0x0c0
+#define BP_EXT_RAMDISK_SIZE  0x0c4
+#define BP_EXT_CMD_LINE_PTR  0x0c8
+#define BP_E820_ENTRIES      0x1e8
+#define BP_HDR               0x1f1 /* the setup header starts here */
+#define BP_VID_MODE          0x1fa
+#define BP_BOOT_FLAG         0x1fe
+#define BP_JUMP              0x200
+#define BP_HEADER            0x202
+#define BP_VERSION           0x206
+#define BP_TYPE_OF_LOADER    0x210
+#define BP_LOADFLAGS         0x211
+#define BP_CODE32_START      0x214
+#define BP_RAMDISK_IMAGE     0x218
+#define BP_RAMDISK_SIZE      0x21c
+#define BP_HEAP_END_PTR      0x224
+#define BP_CMD_LINE_PTR      0x228
+#define BP_INITRD_ADDR_MAX   0x22c
+#define BP_KERNEL_ALIGNMENT  0x230
+#define BP_RELOCATABLE       0x234
+#define BP_XLOADFLAGS        0x236
+#define BP_CMDLINE_SIZE      0x238
+#define BP_PREF_ADDRESS      0x258
+#define BP_INIT_SIZE         0x260
+#define BP_E820_TABLE        0x2d0
+#define BP_E820_MAX          128
+#define BP_SIZE              4096
+
+#define BZ_BOOT_FLAG     0xaa55
+#define BZ_MAGIC         0x53726448 /* "HdrS" */
+#define BZ_LOADED_HIGH   0x01
+#define BZ_CAN_USE_HEAP  0x80
+#define BZ_XLF_KERNEL_64 0x01
+#define BZ_MIN_VERSION   0x020c /* 2.12: the first protocol with XLF_KERNEL_64 */
+
+#define E820_RAM      1
+#define E820_RESERVED 2
+
+struct e820_entry {
+    uint64_t addr;
+    uint64_t size;
+    uint32_t type;
+};
+
+/* What petrel needs to know of a bzImage, validated. */
+struct bzimage {
+    uint16_t version;
+    unsigned setup_sects;
+    size_t setup_size;  /* boot sector + setup, in the file */
+    size_t hdr_end;     /* end of the setup header in the file */
+    const uint8_t *pm;  /* protected-mode kernel, inside the caller's image */
+    size_t pm_size;
+    uint64_t init_size; /* memory the kernel needs from its load address */
+    uint32_t cmdline_max; /* longest command line, without the NUL */
+    uint32_t initrd_addr_max;
+    bool relocatable;
+};
+
+/*
+ * Validates a bzImage held in img[0, len). On failure returns -ENOEXEC with a
+ * message saying what is wrong. img must outlive bz (bz->pm points into it).
+ */
+int bzimage_parse(const uint8_t *img, size_t len, struct bzimage *bz, struct errbuf *eb) MUST_CHECK;
+
+/* Fills out[] with the e820 map of gm; returns the number of entries. */
+unsigned e820_build(const struct guest_mem *gm, struct e820_entry *out, unsigned max);
+
+/* Where and what petrel loads. initrd may be absent (initrd_size 0). */
+struct boot_load {
+    const char *cmdline;
+    uint64_t initrd_size;
+    uint64_t initrd_gpa; /* filled by x86_boot_place_initrd() */
+};
+
+/*
+ * Picks the initrd's address: as high as possible below the kernel's limit and
+ * the hole, above the kernel's memory. -ENOSPC (with a message) if it cannot fit.
+ */
+int x86_boot_place_initrd(const struct guest_mem *gm, const struct bzimage *bz,
+                          struct boot_load *bl, struct errbuf *eb) MUST_CHECK;
+
+/*
+ * Copies the kernel to 1 MiB, writes the command line and the zero page. The
+ * initrd's bytes are the caller's to copy (to bl->initrd_gpa). 0 or -errno.
+ */
+int x86_boot_load(const struct guest_mem *gm, const struct bzimage *bz, const uint8_t *img,
+                  const struct boot_load *bl, struct errbuf *eb) MUST_CHECK;
+
+static inline uint16_t get_le16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] | p[1] << 8);
+}
+
+static inline uint32_t get_le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static inline uint64_t get_le64(const uint8_t *p)
+{
+    return (uint64_t)get_le32(p) | (uint64_t)get_le32(p + 4) << 32;
+}
+
+static inline void put_le16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+
+static inline void put_le32(uint8_t *p, uint32_t v)
+{
+    put_le16(p, (uint16_t)v);
+    put_le16(p + 2, (uint16_t)(v >> 16));
+}
+
+static inline void put_le64(uint8_t *p, uint64_t v)
+{
+    put_le32(p, (uint32_t)v);
+    put_le32(p + 4, (uint32_t)(v >> 32));
+}
+
+#endif

@@ -1,0 +1,49 @@
+/*
+ * x86 vCPU set-up: CPUID per vCPU, MSRs, FPU, LAPIC LINTs, and the long-mode
+ * register state and boot tables (GDT, identity page tables) of the 64-bit
+ * boot protocol.
+ */
+#ifndef PETREL_X86_CPU_H
+#define PETREL_X86_CPU_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <linux/kvm.h>
+#include <stdio.h>
+
+#include "petrel/guest_mem.h"
+#include "petrel/util.h"
+
+#define CPUID_MAX_ENTRIES 256
+
+/* KVM_GET_SUPPORTED_CPUID into a malloc()ed table. 0 or -errno. */
+int x86_cpuid_supported(int kvm_fd, struct kvm_cpuid2 **out) MUST_CHECK;
+
+/* Bits needed to number n cores (the APIC ID's core field width). */
+unsigned x86_core_bits(unsigned n);
+
+/*
+ * Rewrites a copy of the supported CPUID (in place in cpuid) for vCPU
+ * apic_id of nr_vcpus: one package of nr_vcpus cores, one thread each, the
+ * APIC ID in leaves 0x1, 0xB, 0x1F and 0x8000001E, the hypervisor bit set.
+ */
+void x86_cpuid_patch(struct kvm_cpuid2 *cpuid, unsigned apic_id, unsigned nr_vcpus);
+
+/* Finds the entry for function/index, or NULL. */
+struct kvm_cpuid_entry2 *x86_cpuid_find(struct kvm_cpuid2 *cpuid, uint32_t function,
+                                        uint32_t index);
+
+/* Writes the boot GDT, IDT and the identity page tables for the low 4 GiB. */
+int x86_boot_tables(const struct guest_mem *gm) MUST_CHECK;
+
+/*
+ * Sets CPUID, MSRs, FPU and LAPIC LINT0/LINT1 on a vCPU; on the BSP also the
+ * long-mode registers that enter the kernel's 64-bit entry with RSI = zero page.
+ */
+int x86_vcpu_setup(int vcpu_fd, const struct kvm_cpuid2 *cpuid, bool bsp, struct errbuf *eb)
+    MUST_CHECK;
+
+/* Prints the vCPU's registers for a crash report (to f). */
+void x86_vcpu_dump(int vcpu_fd, unsigned id, FILE *f);
+
+#endif

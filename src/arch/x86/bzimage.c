@@ -1,0 +1,69 @@
+/* bzImage header parsing and validation (Linux boot protocol 2.12+). */
+#include "petrel/x86_boot.h"
+
+#include <errno.h>
+#include <string.h>
+
+/* A guess at what a non-bzImage file is, for the error message. */
+static const char *bzimage_guess(const uint8_t *img, size_t len)
+{
+    if (len >= 4 && memcmp(img, "\x7f" "ELF", 4) == 0)
+        return " (it is an ELF file: petrel boots a bzImage such as arch/x86/boot/bzImage or "
+               "/boot/vmlinuz-*, not vmlinux)";
+    if (len >= 2 && img[0] == 0x1f && img[1] == 0x8b)
+        return " (it is gzip-compressed: decompress it first)";
+    if (len >= 6 && memcmp(img, "070701", 6) == 0)
+        return " (it is a cpio archive: pass it with --initrd)";
+    return "";
+}
+
+int bzimage_parse(const uint8_t *img, size_t len, struct bzimage *bz, struct errbuf *eb)
+{
+    memset(bz, 0, sizeof(*bz));
+    if (len < 1024 || get_le16(img + BP_BOOT_FLAG) != BZ_BOOT_FLAG ||
+        get_le32(img + BP_HEADER) != BZ_MAGIC)
+        return err_set(eb, -ENOEXEC, "not a Linux bzImage: no boot header%s",
+                       bzimage_guess(img, len));
+
+    bz->version = get_le16(img + BP_VERSION);
+    if (bz->version < BZ_MIN_VERSION)
+        return err_set(eb, -ENOEXEC,
+                       "boot protocol %u.%02u is too old: petrel needs 2.12 or later "
+                       "(Linux 3.8+) for the 64-bit entry point",
+                       bz->version >> 8, bz->version & 0xff);
+    if (!(img[BP_LOADFLAGS] & BZ_LOADED_HIGH))
+        return err_set(eb, -ENOEXEC, "a zImage that loads below 1 MiB is not supported");
+    if (!(get_le16(img + BP_XLOADFLAGS) & BZ_XLF_KERNEL_64))
+        return err_set(eb, -ENOEXEC,
+                       "the kernel has no 64-bit entry point (a 32-bit kernel?): "
+                       "petrel boots x86-64 kernels");
+
+    bz->setup_sects = img[BP_HDR] ? img[BP_HDR] : 4;
+    bz->setup_size = ((size_t)bz->setup_sects + 1) * 512;
+    /* The setup header ends at 0x202 + the jump's 8-bit displacement. */
+    bz->hdr_end = BP_HEADER + img[BP_JUMP + 1];
+    if (bz->hdr_end < BP_INIT_SIZE + 4)
+        return err_set(eb, -ENOEXEC, "the setup header is too short for protocol %u.%02u",
+                       bz->version >> 8, bz->version & 0xff);
+    if (bz->hdr_end > bz->setup_size || bz->setup_size >= len)
+        return err_set(eb, -ENOEXEC, "the kernel image is truncated (setup of %zu bytes in a "
+                       "file of %zu)", bz->setup_size, len);
+
+    bz->pm = img + bz->setup_size;
+    bz->pm_size = len - bz->setup_size;
+    uint64_t syssize = (uint64_t)get_le32(img + 0x1f4) * 16;
+    if (syssize > bz->pm_size)
+        return err_set(eb, -ENOEXEC, "the kernel image is truncated (%zu of %llu bytes)",
+                       bz->pm_size, (unsigned long long)syssize);
+    if (bz->pm_size <= BOOT_ENTRY64_OFFSET)
+        return err_set(eb, -ENOEXEC, "the protected-mode kernel is too small (%zu bytes)",
+                       bz->pm_size);
+
+    bz->init_size = get_le32(img + BP_INIT_SIZE);
+    if (bz->init_size < bz->pm_size)
+        bz->init_size = bz->pm_size;
+    bz->cmdline_max = get_le32(img + BP_CMDLINE_SIZE);
+    bz->initrd_addr_max = get_le32(img + BP_INITRD_ADDR_MAX);
+    bz->relocatable = img[BP_RELOCATABLE] != 0;
+    return 0;
+}

@@ -1,0 +1,130 @@
+/* petrel run: boot a kernel with the console on this terminal. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cmd.h"
+#include "petrel/vm.h"
+
+static void run_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: petrel run --kernel BZIMAGE [OPTIONS]\n"
+            "\n"
+            "Boots an x86-64 Linux bzImage (or a petrel guest-kit program) under KVM with\n"
+            "the guest's serial console (COM1) on standard output.\n"
+            "\n"
+            "options:\n"
+            "  -k, --kernel FILE     the bzImage to boot (required)\n"
+            "  -i, --initrd FILE     an initial ramdisk to load with it\n"
+            "  -a, --cmdline TEXT    the kernel command line, passed exactly as given\n"
+            "                        (default: \"%s\")\n"
+            "  -c, --cpus N          number of vCPUs (default 1; at most what KVM allows)\n"
+            "  -m, --memory SIZE     guest RAM, e.g. 512M, 2G; a bare number is MiB\n"
+            "                        (default 256M, at least 8M)\n"
+            "      --debug-exit      a write of V to port 0xf4 ends petrel with status V\n"
+            "      --debugcon FILE   write port 0xe9 output to FILE instead of the console\n"
+            "  -h, --help            show this help\n"
+            "\n"
+            "exit status:\n"
+            "  0       the guest reset or powered off, or petrel was asked to stop\n"
+            "  V       the guest wrote V to the debug-exit port (with --debug-exit)\n"
+            "  1       petrel failed: bad input, or a KVM or host error\n"
+            "  2       bad command line\n"
+            "  3       the guest crashed (triple fault, failed entry, emulation failure);\n"
+            "          petrel prints the vCPU's registers on standard error\n"
+            "  128+N   petrel was ended by signal N (SIGINT, SIGTERM, SIGHUP)\n",
+            VM_DEFAULT_CMDLINE);
+}
+
+static int run_bad(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "petrel run: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\nTry 'petrel run --help'.\n");
+    return PETREL_STATUS_USAGE;
+}
+
+int cmd_run(int argc, char **argv)
+{
+    enum { OPT_DEBUG_EXIT = 256, OPT_DEBUGCON };
+    static const struct option opts[] = {
+        {"kernel", required_argument, NULL, 'k'},
+        {"initrd", required_argument, NULL, 'i'},
+        {"cmdline", required_argument, NULL, 'a'},
+        {"cpus", required_argument, NULL, 'c'},
+        {"memory", required_argument, NULL, 'm'},
+        {"debug-exit", no_argument, NULL, OPT_DEBUG_EXIT},
+        {"debugcon", required_argument, NULL, OPT_DEBUGCON},
+        {"help", no_argument, NULL, 'h'},
+        {0},
+    };
+    struct vm_config cfg = {
+        .cpus = 1,
+        .memory = VM_DEFAULT_MEMORY,
+        .console_fd = STDOUT_FILENO,
+    };
+    unsigned long n;
+    char a[32];
+    int c;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "k:i:a:c:m:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'k':
+            cfg.kernel_path = optarg;
+            break;
+        case 'i':
+            cfg.initrd_path = optarg;
+            break;
+        case 'a':
+            cfg.cmdline = optarg;
+            break;
+        case 'c':
+            if (parse_uint(optarg, 1, 4096, &n))
+                return run_bad("--cpus '%s' must be a number from 1 up to what KVM allows",
+                               optarg);
+            cfg.cpus = (unsigned)n;
+            break;
+        case 'm':
+            if (parse_size(optarg, &cfg.memory))
+                return run_bad("--memory '%s' is not a size (say 512M or 2G)", optarg);
+            if (cfg.memory < VM_MIN_MEMORY)
+                return run_bad("--memory %s is too small: petrel needs at least 8 MiB",
+                               fmt_size(cfg.memory, a, sizeof(a)));
+            if (cfg.memory > 1024 * GiB)
+                return run_bad("--memory %s is too large: at most 1 TiB",
+                               fmt_size(cfg.memory, a, sizeof(a)));
+            break;
+        case OPT_DEBUG_EXIT:
+            cfg.debug_exit = true;
+            break;
+        case OPT_DEBUGCON:
+            cfg.debugcon_path = optarg;
+            break;
+        case 'h':
+            run_usage(stdout);
+            return 0;
+        default:
+            fprintf(stderr, "Try 'petrel run --help'.\n");
+            return PETREL_STATUS_USAGE;
+        }
+    }
+    if (optind < argc)
+        return run_bad("unexpected argument '%s'", argv[optind]);
+    if (!cfg.kernel_path)
+        return run_bad("%s", "--kernel FILE is required");
+
+    struct errbuf eb = {{0}};
+    struct vm *vm;
+    if (vm_create(&cfg, &vm, &eb)) {
+        fprintf(stderr, "petrel: %s\n", eb.msg);
+        return PETREL_STATUS_ERROR;
+    }
+    int status = vm_run(vm, &eb);
+    vm_report_exit(vm, stderr);
+    vm_destroy(vm);
+    return status;
+}

@@ -1,0 +1,250 @@
+/* 8250/16550A UART: registers, FIFOs, interrupt identification, back-pressure. */
+#include "petrel/uart8250.h"
+
+#include <string.h>
+
+static struct uart8250 *to_uart(struct device *dev)
+{
+    return container_of(dev, struct uart8250, dev);
+}
+
+static bool uart8250_tx_ready(struct uart8250 *u)
+{
+    return !u->out || outbuf_space(u->out) > 0;
+}
+
+/* The highest-priority pending interrupt, as IIR reports it (without FIFO bits). */
+static uint8_t uart8250_iir(struct uart8250 *u)
+{
+    if ((u->ier & UART_IER_RLSI) && u->lsr_err)
+        return UART_IIR_RLSI;
+    if ((u->ier & UART_IER_RDI) && u->rx_len)
+        return UART_IIR_RDI;
+    if ((u->ier & UART_IER_THRI) && u->thri_pending)
+        return UART_IIR_THRI;
+    if ((u->ier & UART_IER_MSI) && (u->msr & UART_MSR_DELTA))
+        return UART_IIR_MSI;
+    return UART_IIR_NO_INT;
+}
+
+/* Drives the line from the interrupt state; only changes reach the irqchip. */
+static void uart8250_update_irq(struct uart8250 *u)
+{
+    bool level = uart8250_iir(u) != UART_IIR_NO_INT;
+
+    if (level != u->irq_level) {
+        u->irq_level = level;
+        irq_set(u->irq, level);
+    }
+}
+
+/* In loopback mode the modem outputs feed the modem inputs (Linux's probe checks this). */
+static uint8_t uart8250_msr(struct uart8250 *u)
+{
+    if (!(u->mcr & UART_MCR_LOOP))
+        return u->msr;
+    uint8_t m = u->msr & UART_MSR_DELTA;
+    if (u->mcr & UART_MCR_RTS)
+        m |= UART_MSR_CTS;
+    if (u->mcr & UART_MCR_DTR)
+        m |= UART_MSR_DSR;
+    if (u->mcr & UART_MCR_OUT1)
+        m |= UART_MSR_RI;
+    if (u->mcr & UART_MCR_OUT2)
+        m |= UART_MSR_DCD;
+    return m;
+}
+
+static void uart8250_rx_push(struct uart8250 *u, uint8_t byte)
+{
+    unsigned depth = (u->fcr & UART_FCR_ENABLE) ? UART_FIFO_SIZE : 1;
+
+    if (u->rx_len >= depth) {
+        u->lsr_err |= UART_LSR_OE;
+        return;
+    }
+    u->rx[(u->rx_head + u->rx_len) % UART_FIFO_SIZE] = byte;
+    u->rx_len++;
+}
+
+static void uart8250_transmit(struct uart8250 *u, uint8_t byte)
+{
+    if (u->mcr & UART_MCR_LOOP) {
+        uart8250_rx_push(u, byte);
+    } else if (u->out && outbuf_put(u->out, &byte, 1) == 0) {
+        /* The guest wrote without waiting for THRE: the byte has nowhere to go. */
+        u->tx_dropped++;
+    }
+    /*
+     * The holding register empties at once while the console has room; if it
+     * has none, the THRE interrupt waits for uart8250_tx_space().
+     */
+    u->thri_pending = uart8250_tx_ready(u);
+    u->tx_waiting = !u->thri_pending;
+}
+
+static uint64_t uart8250_read(struct device *dev, uint64_t offset, unsigned size)
+{
+    struct uart8250 *u = to_uart(dev);
+    uint8_t v = 0xff;
+    (void)size;
+
+    switch (offset) {
+    case UART_RX:
+        if (u->lcr & UART_LCR_DLAB) {
+            v = u->dll;
+        } else if (u->rx_len) {
+            v = u->rx[u->rx_head];
+            u->rx_head = (u->rx_head + 1) % UART_FIFO_SIZE;
+            u->rx_len--;
+        } else {
+            v = 0;
+        }
+        break;
+    case UART_IER:
+        v = (u->lcr & UART_LCR_DLAB) ? u->dlm : u->ier;
+        break;
+    case UART_IIR:
+        v = uart8250_iir(u);
+        /* Reading IIR while it reports THRE acknowledges that interrupt. */
+        if (v == UART_IIR_THRI)
+            u->thri_pending = false;
+        if (u->fcr & UART_FCR_ENABLE)
+            v |= UART_IIR_FIFO;
+        break;
+    case UART_LCR:
+        v = u->lcr;
+        break;
+    case UART_MCR:
+        v = u->mcr;
+        break;
+    case UART_LSR:
+        v = u->lsr_err;
+        if (u->rx_len)
+            v |= UART_LSR_DR;
+        if (uart8250_tx_ready(u))
+            v |= UART_LSR_THRE | UART_LSR_TEMT;
+        u->lsr_err = 0;
+        break;
+    case UART_MSR:
+        v = uart8250_msr(u);
+        u->msr &= ~UART_MSR_DELTA;
+        break;
+    case UART_SCR:
+        v = u->scr;
+        break;
+    }
+    uart8250_update_irq(u);
+    return v;
+}
+
+static void uart8250_write(struct device *dev, uint64_t offset, uint64_t value, unsigned size)
+{
+    struct uart8250 *u = to_uart(dev);
+    uint8_t v = (uint8_t)value;
+    (void)size;
+
+    switch (offset) {
+    case UART_TX:
+        if (u->lcr & UART_LCR_DLAB)
+            u->dll = v;
+        else
+            uart8250_transmit(u, v);
+        break;
+    case UART_IER:
+        if (u->lcr & UART_LCR_DLAB) {
+            u->dlm = v;
+        } else {
+            /* Enabling THRI with an empty transmitter raises it at once (Linux's start_tx). */
+            if (!(u->ier & UART_IER_THRI) && (v & UART_IER_THRI))
+                u->thri_pending = uart8250_tx_ready(u);
+            u->ier = v & 0x0f;
+        }
+        break;
+    case UART_FCR:
+        if (v & UART_FCR_CLEAR_RX)
+            u->rx_head = u->rx_len = 0;
+        u->fcr = v & 0xc9;
+        break;
+    case UART_LCR:
+        u->lcr = v;
+        break;
+    case UART_MCR:
+        u->mcr = v & 0x1f;
+        break;
+    case UART_SCR:
+        u->scr = v;
+        break;
+    default: /* LSR and MSR are read-only */
+        break;
+    }
+    uart8250_update_irq(u);
+}
+
+static void uart8250_reset(struct device *dev)
+{
+    struct uart8250 *u = to_uart(dev);
+
+    u->ier = u->lcr = u->mcr = u->fcr = u->scr = u->lsr_err = 0;
+    u->dll = 0x0c; /* 9600 baud, what firmware leaves behind */
+    u->dlm = 0;
+    u->msr = UART_MSR_DCD | UART_MSR_DSR | UART_MSR_CTS; /* a terminal is attached */
+    u->rx_head = u->rx_len = 0;
+    u->thri_pending = u->tx_waiting = false;
+    uart8250_update_irq(u);
+}
+
+static const struct dev_ops uart8250_ops = {
+    .read = uart8250_read,
+    .write = uart8250_write,
+    .reset = uart8250_reset,
+};
+
+void uart8250_init(struct uart8250 *u, const char *name, struct irq_line *irq, struct outbuf *out)
+{
+    memset(u, 0, sizeof(*u));
+    device_init(&u->dev, name, &uart8250_ops);
+    u->irq = irq;
+    u->out = out;
+    uart8250_reset(&u->dev);
+}
+
+void uart8250_destroy(struct uart8250 *u)
+{
+    device_destroy(&u->dev);
+}
+
+size_t uart8250_receive(struct uart8250 *u, const uint8_t *buf, size_t len)
+{
+    size_t n = 0;
+
+    pthread_mutex_lock(&u->dev.lock);
+    unsigned depth = (u->fcr & UART_FCR_ENABLE) ? UART_FIFO_SIZE : 1;
+    while (n < len && u->rx_len < depth)
+        uart8250_rx_push(u, buf[n++]);
+    uart8250_update_irq(u);
+    pthread_mutex_unlock(&u->dev.lock);
+    return n;
+}
+
+size_t uart8250_rx_room(struct uart8250 *u)
+{
+    pthread_mutex_lock(&u->dev.lock);
+    unsigned depth = (u->fcr & UART_FCR_ENABLE) ? UART_FIFO_SIZE : 1;
+    size_t room = u->rx_len < depth ? depth - u->rx_len : 0;
+    pthread_mutex_unlock(&u->dev.lock);
+    return room;
+}
+
+void uart8250_tx_space(void *ctx)
+{
+    struct uart8250 *u = ctx;
+
+    pthread_mutex_lock(&u->dev.lock);
+    if (u->tx_waiting && uart8250_tx_ready(u)) {
+        u->tx_waiting = false;
+        u->thri_pending = true;
+        uart8250_update_irq(u);
+    }
+    pthread_mutex_unlock(&u->dev.lock);
+}

@@ -1,0 +1,54 @@
+/* petrel: the command and its subcommand table. */
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cmd.h"
+#include "petrel/exit.h"
+#include "petrel/util.h"
+
+static const struct cmd cmds[] = {
+    {"run", "boot a kernel and attach its console to this terminal", cmd_run},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: petrel COMMAND [OPTIONS]\n\n"
+               "petrel is a virtual machine monitor for Linux KVM.\n\ncommands:\n");
+    for (size_t i = 0; i < ARRAY_SIZE(cmds); i++)
+        fprintf(f, "  %-10s %s\n", cmds[i].name, cmds[i].summary);
+    fprintf(f, "\n'petrel COMMAND --help' describes a command. 'petrel --version' prints the "
+               "version.\n");
+}
+
+int main(int argc, char **argv)
+{
+    sigset_t kick;
+
+    /* SIGRTMIN is the vCPU kick: only vCPU threads take it; everyone else blocks it. */
+    sigemptyset(&kick);
+    sigaddset(&kick, SIGRTMIN);
+    pthread_sigmask(SIG_BLOCK, &kick, NULL);
+    /* A closed console pipe is reported by write(), not by killing petrel. */
+    signal(SIGPIPE, SIG_IGN);
+
+    if (argc < 2) {
+        usage(stderr);
+        return PETREL_STATUS_USAGE;
+    }
+    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
+        printf("petrel %s\n", PETREL_VERSION);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    for (size_t i = 0; i < ARRAY_SIZE(cmds); i++) {
+        if (!strcmp(argv[1], cmds[i].name))
+            return cmds[i].fn(argc - 1, argv + 1);
+    }
+    fprintf(stderr, "petrel: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return PETREL_STATUS_USAGE;
+}

@@ -1,0 +1,103 @@
+/* Helpers shared by every module: error buffers, size parsing, full writes. */
+#include "petrel/util.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+int err_set(struct errbuf *eb, int err, const char *fmt, ...)
+{
+    if (eb) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(eb->msg, sizeof(eb->msg), fmt, ap);
+        va_end(ap);
+    }
+    return err;
+}
+
+int parse_size(const char *s, uint64_t *out)
+{
+    static const struct {
+        const char *name;
+        unsigned shift;
+    } units[] = {
+        {"", 20},  {"b", 0},    {"k", 10},   {"kb", 10}, {"kib", 10}, {"m", 20}, {"mb", 20},
+        {"mib", 20}, {"g", 30}, {"gb", 30},  {"gib", 30}, {"t", 40},  {"tb", 40}, {"tib", 40},
+    };
+    char *end;
+
+    if (!s || !isdigit((unsigned char)*s))
+        return -EINVAL;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno == ERANGE)
+        return -ERANGE;
+    for (size_t i = 0; i < ARRAY_SIZE(units); i++) {
+        if (strcasecmp(end, units[i].name) != 0)
+            continue;
+        if (units[i].shift && v > (UINT64_MAX >> units[i].shift))
+            return -ERANGE;
+        *out = (uint64_t)v << units[i].shift;
+        return 0;
+    }
+    return -EINVAL;
+}
+
+int parse_uint(const char *s, unsigned long min, unsigned long max, unsigned long *out)
+{
+    char *end;
+
+    if (!s || !isdigit((unsigned char)*s))
+        return -EINVAL;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (*end)
+        return -EINVAL;
+    if (errno == ERANGE || v < min || v > max)
+        return -ERANGE;
+    *out = v;
+    return 0;
+}
+
+const char *fmt_size(uint64_t bytes, char *buf, size_t len)
+{
+    if (bytes >= GiB && bytes % (GiB / 4) == 0)
+        snprintf(buf, len, "%.4g GiB", (double)bytes / GiB);
+    else if (bytes >= MiB && bytes % (MiB / 4) == 0)
+        snprintf(buf, len, "%.4g MiB", (double)bytes / MiB);
+    else if (bytes >= KiB && bytes % KiB == 0)
+        snprintf(buf, len, "%llu KiB", (unsigned long long)(bytes / KiB));
+    else
+        snprintf(buf, len, "%llu bytes", (unsigned long long)bytes);
+    return buf;
+}
+
+int write_all(int fd, const void *buf, size_t len)
+{
+    const uint8_t *p = buf;
+
+    while (len) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN) {
+                struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+                if (poll(&pfd, 1, -1) < 0 && errno != EINTR)
+                    return -errno;
+                continue;
+            }
+            return -errno;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}

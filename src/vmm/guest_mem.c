@@ -1,0 +1,79 @@
+/* Guest RAM: anonymous mappings around the PCI hole and the checked accessor. */
+#include "petrel/guest_mem.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+
+static int gm_map(struct guest_mem *gm, uint64_t gpa, uint64_t size)
+{
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                   -1, 0);
+    if (p == MAP_FAILED)
+        return -errno;
+    /* Guest RAM is never worth a core dump of gigabytes; and let THP back it. */
+    madvise(p, size, MADV_DONTDUMP);
+    madvise(p, size, MADV_HUGEPAGE);
+    gm->regions[gm->nr++] = (struct gm_region){.gpa = gpa, .size = size, .host = p};
+    return 0;
+}
+
+int gm_init(struct guest_mem *gm, uint64_t size)
+{
+    int ret;
+
+    memset(gm, 0, sizeof(*gm));
+    gm->owned = true;
+    gm->size = size;
+    uint64_t low = size < GM_HOLE_START ? size : GM_HOLE_START;
+    ret = gm_map(gm, 0, low);
+    if (ret)
+        return ret;
+    if (size > low) {
+        ret = gm_map(gm, GM_HIGH_START, size - low);
+        if (ret) {
+            gm_destroy(gm);
+            return ret;
+        }
+    }
+    return 0;
+}
+
+void gm_init_fake(struct guest_mem *gm, void *host, uint64_t size)
+{
+    memset(gm, 0, sizeof(*gm));
+    gm->regions[0] = (struct gm_region){.gpa = 0, .size = size, .host = host};
+    gm->nr = 1;
+    gm->size = size;
+}
+
+void gm_destroy(struct guest_mem *gm)
+{
+    if (gm->owned) {
+        for (unsigned i = 0; i < gm->nr; i++)
+            munmap(gm->regions[i].host, gm->regions[i].size);
+    }
+    memset(gm, 0, sizeof(*gm));
+}
+
+void *gm_ptr(const struct guest_mem *gm, uint64_t gpa, uint64_t len)
+{
+    for (unsigned i = 0; i < gm->nr; i++) {
+        const struct gm_region *r = &gm->regions[i];
+        if (gpa < r->gpa)
+            continue;
+        uint64_t off = gpa - r->gpa;
+        /* Written so that no sum can overflow: off <= size, then len <= size - off. */
+        if (off > r->size || len > r->size - off)
+            continue;
+        if (len == 0 && off == r->size)
+            continue;
+        return r->host + off;
+    }
+    return NULL;
+}
+
+uint64_t gm_low_end(const struct guest_mem *gm)
+{
+    return gm->nr ? gm->regions[0].gpa + gm->regions[0].size : 0;
+}

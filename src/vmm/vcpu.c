@@ -1,0 +1,189 @@
+/* vCPU threads: the request/ack state machine and the SIGRTMIN kick. */
+#include "petrel/vcpu.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <string.h>
+#include <unistd.h>
+
+/*
+ * The kvm_run page of the vCPU running on this thread, for the signal
+ * handler: the one piece of thread-global state in petrel.
+ */
+static _Thread_local struct kvm_run *volatile vcpu_tls_run;
+
+/* SIGRTMIN handler: make this thread's KVM_RUN return (or not start). Nothing else. */
+static void vcpu_kick_handler(int sig)
+{
+    (void)sig;
+    struct kvm_run *run = vcpu_tls_run;
+    if (run)
+        ((volatile struct kvm_run *)run)->immediate_exit = 1;
+}
+
+static pthread_once_t vcpu_signal_once = PTHREAD_ONCE_INIT;
+
+static void vcpu_signal_install(void)
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = vcpu_kick_handler;
+    sigemptyset(&sa.sa_mask);
+    /* No SA_RESTART: KVM_RUN must come back with -EINTR, not be restarted. */
+    sigaction(SIGRTMIN, &sa, NULL);
+}
+
+void vcpu_signal_setup(void)
+{
+    pthread_once(&vcpu_signal_once, vcpu_signal_install);
+}
+
+void vcpu_init_common(struct vcpu *v, unsigned id, const struct vcpu_ops *ops, int notify_fd)
+{
+    v->id = id;
+    v->ops = ops;
+    v->notify_fd = notify_fd;
+    atomic_init(&v->requests, 0);
+    atomic_init(&v->state, VCPU_CREATED);
+    pthread_mutex_init(&v->park_lock, NULL);
+    pthread_cond_init(&v->park_cond, NULL);
+}
+
+void vcpu_destroy_common(struct vcpu *v)
+{
+    pthread_mutex_destroy(&v->park_lock);
+    pthread_cond_destroy(&v->park_cond);
+}
+
+/* Tells the loop that this vCPU's state changed. */
+static void vcpu_ack(struct vcpu *v, enum vcpu_state state)
+{
+    uint64_t one = 1;
+
+    atomic_store(&v->state, state);
+    /* An eventfd write only fails on counter overflow; the loop rescans every state anyway. */
+    ssize_t n = write(v->notify_fd, &one, sizeof(one));
+    (void)n;
+}
+
+/*
+ * Parks the vCPU until the loop clears VCPU_REQ_PAUSE (or asks it to stop).
+ * A port/MMIO exit already handled is completed first with one KVM_RUN that
+ * has immediate_exit set (KVM's documented way to finish it without entering
+ * the guest), so the registers a snapshot reads are consistent.
+ */
+static void vcpu_park(struct vcpu *v)
+{
+    if (v->io_pending) {
+        v->run->immediate_exit = 1;
+        v->ops->run(v);
+        v->run->immediate_exit = 0;
+    }
+    vcpu_ack(v, VCPU_PAUSED);
+    pthread_mutex_lock(&v->park_lock);
+    while ((atomic_load(&v->requests) & (VCPU_REQ_PAUSE | VCPU_REQ_STOP)) == VCPU_REQ_PAUSE)
+        pthread_cond_wait(&v->park_cond, &v->park_lock);
+    pthread_mutex_unlock(&v->park_lock);
+    vcpu_ack(v, VCPU_RUNNING);
+}
+
+/*
+ * The vCPU loop and the kick's ordering argument.
+ *
+ * The loop publishes a request (atomic OR into v->requests, seq_cst) *before*
+ * it sends SIGRTMIN; the handler sets run->immediate_exit = 1. Here, each
+ * iteration clears immediate_exit, issues a full fence, reads the requests and
+ * only then enters KVM_RUN. Whenever the signal lands:
+ *  - before the clear: its request was published before the signal, so the
+ *    read after the fence sees it;
+ *  - after the clear but before/inside KVM_RUN: immediate_exit is 1 (or the
+ *    signal is pending), so KVM_RUN returns -EINTR at once and the next
+ *    iteration reads the request.
+ * The fence keeps the clear from being ordered after the read; without it a
+ * request could be missed while the handler's store was also overwritten.
+ * So no request is ever lost, with no polling, timeouts or resent signals.
+ */
+static void vcpu_loop(struct vcpu *v)
+{
+    for (;;) {
+        ((volatile struct kvm_run *)v->run)->immediate_exit = 0;
+        atomic_thread_fence(memory_order_seq_cst);
+        unsigned req = atomic_load(&v->requests);
+        if (req & VCPU_REQ_STOP)
+            return;
+        if (req & VCPU_REQ_PAUSE) {
+            vcpu_park(v);
+            continue;
+        }
+        enum vcpu_step step = v->ops->run(v);
+        if (step == VCPU_STEP_EXIT)
+            return;
+        if (step == VCPU_STEP_INTERRUPTED)
+            v->kicks_seen++;
+    }
+}
+
+static void *vcpu_thread(void *arg)
+{
+    struct vcpu *v = arg;
+    sigset_t kick;
+
+    sigemptyset(&kick);
+    sigaddset(&kick, SIGRTMIN);
+    vcpu_tls_run = v->run;
+    /* Every other signal stays blocked (inherited): they are the main thread's. */
+    pthread_sigmask(SIG_UNBLOCK, &kick, NULL);
+
+    vcpu_loop(v);
+
+    pthread_sigmask(SIG_BLOCK, &kick, NULL);
+    vcpu_tls_run = NULL;
+    vcpu_ack(v, VCPU_EXITED);
+    return NULL;
+}
+
+int vcpu_start(struct vcpu *v)
+{
+    atomic_store(&v->state, VCPU_RUNNING);
+    int err = pthread_create(&v->thread, NULL, vcpu_thread, v);
+    if (err) {
+        atomic_store(&v->state, VCPU_CREATED);
+        return -err;
+    }
+    v->thread_started = true;
+    return 0;
+}
+
+int vcpu_request(struct vcpu *v, unsigned req)
+{
+    atomic_fetch_or(&v->requests, req);
+    if (!v->thread_started)
+        return 0;
+    /* Wake a parked vCPU; the lock pairs with the check in vcpu_park(). */
+    pthread_mutex_lock(&v->park_lock);
+    pthread_cond_broadcast(&v->park_cond);
+    pthread_mutex_unlock(&v->park_lock);
+    int err = pthread_kill(v->thread, SIGRTMIN);
+    if (err == ESRCH)
+        return 0; /* the thread already left; its EXITED ack is on the way */
+    return -err;
+}
+
+void vcpu_clear_request(struct vcpu *v, unsigned req)
+{
+    atomic_fetch_and(&v->requests, ~req);
+    pthread_mutex_lock(&v->park_lock);
+    pthread_cond_broadcast(&v->park_cond);
+    pthread_mutex_unlock(&v->park_lock);
+}
+
+void vcpu_join(struct vcpu *v)
+{
+    if (v->thread_started) {
+        pthread_join(v->thread, NULL);
+        v->thread_started = false;
+    }
+}

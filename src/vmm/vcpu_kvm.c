@@ -1,0 +1,114 @@
+/* One KVM_RUN and the handling of its exit, on the vCPU's own thread. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+
+#include "petrel/vcpu.h"
+#include "petrel/vm.h"
+
+static enum vcpu_step vcpu_crash(struct vcpu *v, const char *fmt, ...) PRINTF(2, 3);
+
+/* Ends the VM as crashed, naming what happened on this vCPU. */
+static enum vcpu_step vcpu_crash(struct vcpu *v, const char *fmt, ...)
+{
+    char detail[160];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof(detail), fmt, ap);
+    va_end(ap);
+    vm_request_exit(v->vm, VM_EXIT_CRASH, PETREL_STATUS_CRASHED, (int)v->id, detail);
+    return VCPU_STEP_EXIT;
+}
+
+static enum vcpu_step vcpu_handle_io(struct vcpu *v)
+{
+    struct kvm_run *run = v->run;
+    uint64_t size = run->io.size, count = run->io.count;
+
+    /* The data area is KVM's, but check it stays inside the mapping anyway. */
+    if ((size != 1 && size != 2 && size != 4) || count == 0 || run->io.data_offset > v->run_size ||
+        size * count > v->run_size - run->io.data_offset)
+        return vcpu_crash(v, "malformed port I/O exit (port %#x, size %llu, count %llu)",
+                          run->io.port, (unsigned long long)size, (unsigned long long)count);
+    uint8_t *data = (uint8_t *)run + run->io.data_offset;
+    bool out = run->io.direction == KVM_EXIT_IO_OUT;
+    for (uint64_t i = 0; i < count; i++)
+        bus_dispatch(&v->vm->pio, run->io.port, data + i * size, (unsigned)size, out);
+    v->io_pending = true;
+    return VCPU_STEP_CONTINUE;
+}
+
+static enum vcpu_step vcpu_handle_mmio(struct vcpu *v)
+{
+    struct kvm_run *run = v->run;
+
+    if (run->mmio.len == 0 || run->mmio.len > sizeof(run->mmio.data))
+        return vcpu_crash(v, "malformed MMIO exit (length %u)", run->mmio.len);
+    bus_dispatch(&v->vm->mmio, run->mmio.phys_addr, run->mmio.data, run->mmio.len,
+                 run->mmio.is_write);
+    v->io_pending = true;
+    return VCPU_STEP_CONTINUE;
+}
+
+static enum vcpu_step vcpu_handle_system_event(struct vcpu *v)
+{
+    switch (v->run->system_event.type) {
+    case KVM_SYSTEM_EVENT_SHUTDOWN:
+        vm_request_exit(v->vm, VM_EXIT_POWEROFF, PETREL_STATUS_OK, (int)v->id, NULL);
+        return VCPU_STEP_EXIT;
+    case KVM_SYSTEM_EVENT_RESET:
+        vm_request_exit(v->vm, VM_EXIT_RESET, PETREL_STATUS_OK, (int)v->id, NULL);
+        return VCPU_STEP_EXIT;
+    default:
+        return vcpu_crash(v, "system event %u", v->run->system_event.type);
+    }
+}
+
+static enum vcpu_step vcpu_kvm_run(struct vcpu *v)
+{
+    struct kvm_run *run = v->run;
+
+    int ret = ioctl(v->fd, KVM_RUN, 0);
+    /* Any KVM_RUN, even one that returns -EINTR at once, completes a pending I/O exit. */
+    v->io_pending = false;
+    if (ret < 0) {
+        if (errno == EINTR || errno == EAGAIN)
+            return VCPU_STEP_INTERRUPTED;
+        char detail[96];
+        snprintf(detail, sizeof(detail), "KVM_RUN failed: %s", strerror(errno));
+        vm_request_exit(v->vm, VM_EXIT_ERROR, PETREL_STATUS_ERROR, (int)v->id, detail);
+        return VCPU_STEP_EXIT;
+    }
+
+    switch (run->exit_reason) {
+    case KVM_EXIT_IO:
+        return vcpu_handle_io(v);
+    case KVM_EXIT_MMIO:
+        return vcpu_handle_mmio(v);
+    case KVM_EXIT_INTR:
+        return VCPU_STEP_INTERRUPTED;
+    case KVM_EXIT_HLT:
+        return VCPU_STEP_CONTINUE; /* only without an in-kernel LAPIC; enter again */
+    case KVM_EXIT_SHUTDOWN:
+        return vcpu_crash(v, "triple fault (KVM_EXIT_SHUTDOWN)");
+    case KVM_EXIT_SYSTEM_EVENT:
+        return vcpu_handle_system_event(v);
+    case KVM_EXIT_FAIL_ENTRY:
+        return vcpu_crash(v, "VM entry failed (hardware reason %#llx)",
+                          (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
+    case KVM_EXIT_INTERNAL_ERROR:
+        return vcpu_crash(v, "KVM internal error %u%s", run->internal.suberror,
+                          run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION
+                              ? " (instruction emulation failed)"
+                              : "");
+    default:
+        return vcpu_crash(v, "unexpected KVM exit reason %u", run->exit_reason);
+    }
+}
+
+const struct vcpu_ops vcpu_kvm_ops = {
+    .run = vcpu_kvm_run,
+};

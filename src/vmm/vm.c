@@ -1,0 +1,585 @@
+/* VM lifecycle: KVM set-up, memory, kernel loading, vCPUs, devices, the loop. */
+#include "petrel/vm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "petrel/x86_boot.h"
+#include "petrel/x86_cpu.h"
+
+/* Where KVM's VMX real-mode helpers live: the top of the hole, as on a PC. */
+#define VM_IDENTITY_MAP_GPA 0xfffbc000ULL
+#define VM_TSS_GPA          0xfffbd000ULL
+
+static const struct {
+    int cap;
+    const char *name;
+} vm_required_caps[] = {
+    {KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY"},
+    {KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP"},
+    {KVM_CAP_PIT2, "KVM_CAP_PIT2"},
+    {KVM_CAP_SET_TSS_ADDR, "KVM_CAP_SET_TSS_ADDR"},
+    {KVM_CAP_SET_IDENTITY_MAP_ADDR, "KVM_CAP_SET_IDENTITY_MAP_ADDR"},
+    {KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID"},
+    {KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT"},
+    {KVM_CAP_MP_STATE, "KVM_CAP_MP_STATE"},
+};
+
+void vm_request_exit(struct vm *vm, enum vm_exit_reason reason, int status, int vcpu_id,
+                     const char *detail)
+{
+    uint64_t one = 1;
+
+    pthread_mutex_lock(&vm->exit_lock);
+    if (vm->exit_reason == VM_EXIT_NONE) {
+        vm->exit_reason = reason;
+        vm->exit_status = status;
+        vm->exit_vcpu = vcpu_id;
+        snprintf(vm->exit_detail, sizeof(vm->exit_detail), "%s", detail ? detail : "");
+    }
+    pthread_mutex_unlock(&vm->exit_lock);
+    ssize_t n = write(vm->vcpu_notify_fd, &one, sizeof(one));
+    (void)n; /* fails only on counter overflow: the loop is awake anyway */
+}
+
+static void vm_exit_hook_fn(void *ctx, enum vm_exit_reason reason, int status)
+{
+    vm_request_exit(ctx, reason, status, -1, NULL);
+}
+
+struct exit_hook vm_exit_hook(struct vm *vm)
+{
+    return (struct exit_hook){.fn = vm_exit_hook_fn, .ctx = vm};
+}
+
+static int vm_open_kvm(struct vm *vm, struct errbuf *eb)
+{
+    vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+    if (vm->kvm_fd < 0) {
+        int err = errno;
+        if (err == ENOENT || err == ENODEV || err == ENXIO)
+            return err_set(eb, -err,
+                           "/dev/kvm is not available (%s): this host has no KVM; load "
+                           "kvm_intel or kvm_amd, or enable virtualization in the firmware",
+                           strerror(err));
+        if (err == EACCES || err == EPERM)
+            return err_set(eb, -err,
+                           "no permission to open /dev/kvm: run as root or join the group "
+                           "that owns it (usually 'kvm')");
+        return err_set(eb, -err, "cannot open /dev/kvm: %s", strerror(err));
+    }
+    int version = ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0);
+    if (version != KVM_API_VERSION)
+        return err_set(eb, -ENOTSUP, "KVM API version %d, petrel needs %d", version,
+                       KVM_API_VERSION);
+    for (unsigned i = 0; i < ARRAY_SIZE(vm_required_caps); i++) {
+        if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, vm_required_caps[i].cap) <= 0)
+            return err_set(eb, -ENOTSUP, "this host's KVM lacks %s, which petrel needs",
+                           vm_required_caps[i].name);
+    }
+    return 0;
+}
+
+/* The most vCPUs this KVM allows in one VM (KVM_CAP_MAX_VCPUS; NR_VCPUS is only advice). */
+static unsigned vm_max_vcpus(int kvm_fd)
+{
+    int n = ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPUS);
+    if (n <= 0)
+        n = ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_VCPUS);
+    return n > 0 ? (unsigned)n : 4; /* KVM's documented default when neither answers */
+}
+
+static int vm_check_config(struct vm *vm, struct errbuf *eb)
+{
+    char a[32], b[32];
+    unsigned max = vm_max_vcpus(vm->kvm_fd);
+
+    if (vm->cfg.cpus < 1 || vm->cfg.cpus > max)
+        return err_set(eb, -EINVAL, "--cpus %u is out of range: this host's KVM allows 1 to %u",
+                       vm->cfg.cpus, max);
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (pages > 0 && page > 0 && vm->cfg.memory > (uint64_t)pages * (uint64_t)page)
+        return err_set(eb, -ENOMEM, "--memory %s is more than this host's RAM (%s)",
+                       fmt_size(vm->cfg.memory, a, sizeof(a)),
+                       fmt_size((uint64_t)pages * (uint64_t)page, b, sizeof(b)));
+    return 0;
+}
+
+static int vm_setup_kvm(struct vm *vm, struct errbuf *eb)
+{
+    struct kvm_pit_config pit = {.flags = KVM_PIT_SPEAKER_DUMMY};
+    uint64_t idmap = VM_IDENTITY_MAP_GPA;
+
+    vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
+    if (vm->vm_fd < 0)
+        return err_set(eb, -errno, "KVM_CREATE_VM: %s", strerror(errno));
+    if (ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &idmap) < 0)
+        return err_set(eb, -errno, "KVM_SET_IDENTITY_MAP_ADDR: %s", strerror(errno));
+    if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, (unsigned long)VM_TSS_GPA) < 0)
+        return err_set(eb, -errno, "KVM_SET_TSS_ADDR: %s", strerror(errno));
+    if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0)
+        return err_set(eb, -errno, "KVM_CREATE_IRQCHIP: %s", strerror(errno));
+    if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0)
+        return err_set(eb, -errno, "KVM_CREATE_PIT2: %s", strerror(errno));
+    return 0;
+}
+
+static int vm_setup_memory(struct vm *vm, struct errbuf *eb)
+{
+    char a[32];
+    int ret = gm_init(&vm->mem, vm->cfg.memory);
+
+    if (ret)
+        return err_set(eb, ret, "cannot map %s of guest memory: %s",
+                       fmt_size(vm->cfg.memory, a, sizeof(a)), strerror(-ret));
+    for (unsigned i = 0; i < vm->mem.nr; i++) {
+        struct kvm_userspace_memory_region r = {
+            .slot = i,
+            .guest_phys_addr = vm->mem.regions[i].gpa,
+            .memory_size = vm->mem.regions[i].size,
+            .userspace_addr = (uintptr_t)vm->mem.regions[i].host,
+        };
+        if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &r) < 0)
+            return err_set(eb, -errno, "KVM_SET_USER_MEMORY_REGION: %s", strerror(errno));
+    }
+    return 0;
+}
+
+/* Reads a whole file (the kernel) into a malloc()ed buffer of at most max bytes. */
+static int vm_read_file(const char *what, const char *path, uint64_t max, uint8_t **out,
+                        size_t *len, struct errbuf *eb)
+{
+    char a[32];
+    struct stat st;
+    int ret = 0;
+
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return err_set(eb, -errno, "cannot open %s %s: %s", what, path, strerror(errno));
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        ret = err_set(eb, -EINVAL, "%s %s is not a regular file", what, path);
+        goto out;
+    }
+    if ((uint64_t)st.st_size > max) {
+        ret = err_set(eb, -EFBIG, "%s %s is too large (more than %s)", what, path,
+                      fmt_size(max, a, sizeof(a)));
+        goto out;
+    }
+    uint8_t *buf = malloc(st.st_size ? (size_t)st.st_size : 1);
+    if (!buf) {
+        ret = err_set(eb, -ENOMEM, "out of memory reading %s", path);
+        goto out;
+    }
+    size_t got = 0;
+    while (got < (size_t)st.st_size) {
+        ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
+        if (n <= 0) {
+            ret = err_set(eb, n < 0 ? -errno : -EIO, "cannot read %s %s: %s", what, path,
+                          n < 0 ? strerror(errno) : "file shrank while reading");
+            free(buf);
+            goto out;
+        }
+        got += (size_t)n;
+    }
+    *out = buf;
+    *len = got;
+out:
+    close(fd);
+    return ret;
+}
+
+/* Reads the initrd straight into guest memory at the address the loader chose. */
+static int vm_load_initrd(struct vm *vm, int fd, struct boot_load *bl, struct errbuf *eb)
+{
+    uint8_t *dst = gm_ptr(&vm->mem, bl->initrd_gpa, bl->initrd_size);
+    uint64_t got = 0;
+
+    if (!dst)
+        return err_set(eb, -ENOSPC, "the initrd does not fit in guest memory");
+    while (got < bl->initrd_size) {
+        ssize_t n = read(fd, dst + got, bl->initrd_size - got);
+        if (n <= 0)
+            return err_set(eb, n < 0 ? -errno : -EIO, "cannot read initrd %s: %s",
+                           vm->cfg.initrd_path,
+                           n < 0 ? strerror(errno) : "file shrank while reading");
+        got += (uint64_t)n;
+    }
+    return 0;
+}
+
+/*
+ * Reads and checks the kernel and opens the initrd, before KVM is touched, so
+ * a wrong path is reported as that even on a host without KVM.
+ */
+static int vm_open_images(struct vm *vm, struct errbuf *eb)
+{
+    struct stat st;
+    int ret;
+
+    ret = vm_read_file("kernel", vm->cfg.kernel_path, VM_MAX_KERNEL_SIZE, &vm->kernel_img,
+                       &vm->kernel_len, eb);
+    if (ret)
+        return ret;
+    ret = bzimage_parse(vm->kernel_img, vm->kernel_len, &vm->bz, eb);
+    if (ret) {
+        char inner[sizeof(eb->msg)];
+        snprintf(inner, sizeof(inner), "%s", eb->msg);
+        return err_set(eb, ret, "kernel %s: %s", vm->cfg.kernel_path, inner);
+    }
+    if (!vm->cfg.initrd_path)
+        return 0;
+    vm->initrd_fd = open(vm->cfg.initrd_path, O_RDONLY | O_CLOEXEC);
+    if (vm->initrd_fd < 0)
+        return err_set(eb, -errno, "cannot open initrd %s: %s", vm->cfg.initrd_path,
+                       strerror(errno));
+    if (fstat(vm->initrd_fd, &st) < 0 || !S_ISREG(st.st_mode))
+        return err_set(eb, -EINVAL, "initrd %s is not a regular file", vm->cfg.initrd_path);
+    vm->initrd_size = (uint64_t)st.st_size;
+    return 0;
+}
+
+/* Drops what only loading needed. */
+static void vm_close_images(struct vm *vm)
+{
+    free(vm->kernel_img);
+    vm->kernel_img = NULL;
+    if (vm->initrd_fd >= 0)
+        close(vm->initrd_fd);
+    vm->initrd_fd = -1;
+}
+
+/* Puts the kernel, command line, zero page, initrd and boot tables in guest memory. */
+static int vm_load_kernel(struct vm *vm, struct errbuf *eb)
+{
+    struct boot_load bl = {
+        .cmdline = vm->cfg.cmdline ? vm->cfg.cmdline : VM_DEFAULT_CMDLINE,
+        .initrd_size = vm->initrd_size,
+    };
+    int ret;
+
+    ret = x86_boot_place_initrd(&vm->mem, &vm->bz, &bl, eb);
+    if (ret)
+        return ret;
+    ret = x86_boot_load(&vm->mem, &vm->bz, vm->kernel_img, &bl, eb);
+    if (ret)
+        return ret;
+    if (vm->initrd_fd >= 0) {
+        ret = vm_load_initrd(vm, vm->initrd_fd, &bl, eb);
+        if (ret)
+            return ret;
+    }
+    ret = x86_boot_tables(&vm->mem);
+    if (ret)
+        return err_set(eb, ret, "guest memory is too small for the boot page tables");
+    return 0;
+}
+
+static int vm_create_vcpus(struct vm *vm, struct errbuf *eb)
+{
+    int mmap_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+    if (mmap_size < (int)sizeof(struct kvm_run))
+        return err_set(eb, -EINVAL, "KVM_GET_VCPU_MMAP_SIZE: %s", strerror(errno));
+    int ret = x86_cpuid_supported(vm->kvm_fd, &vm->cpuid);
+    if (ret)
+        return err_set(eb, ret, "KVM_GET_SUPPORTED_CPUID: %s", strerror(-ret));
+
+    vm->vcpus = calloc(vm->cfg.cpus, sizeof(*vm->vcpus));
+    if (!vm->vcpus)
+        return err_set(eb, -ENOMEM, "out of memory for %u vCPUs", vm->cfg.cpus);
+    for (unsigned i = 0; i < vm->cfg.cpus; i++) {
+        struct vcpu *v = &vm->vcpus[i];
+        vcpu_init_common(v, i, &vcpu_kvm_ops, vm->vcpu_notify_fd);
+        v->vm = vm;
+        v->fd = -1;
+        vm->nr_vcpus++;
+        v->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, (unsigned long)i);
+        if (v->fd < 0)
+            return err_set(eb, -errno, "KVM_CREATE_VCPU %u: %s", i, strerror(errno));
+        v->run_size = (size_t)mmap_size;
+        v->run = mmap(NULL, v->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, v->fd, 0);
+        if (v->run == MAP_FAILED) {
+            v->run = NULL;
+            return err_set(eb, -errno, "mmap of vCPU %u: %s", i, strerror(errno));
+        }
+        /* The APIC ID is the vCPU index: KVM's default, and what the MADT will say. */
+        x86_cpuid_patch(vm->cpuid, i, vm->cfg.cpus);
+        ret = x86_vcpu_setup(v->fd, vm->cpuid, i == 0, eb);
+        if (ret)
+            return ret;
+    }
+    return 0;
+}
+
+static int vm_setup_devices(struct vm *vm, struct errbuf *eb)
+{
+    int ret;
+
+    kvm_irq_gsi_init(&vm->com1_irq, vm->vm_fd, UART_COM1_IRQ);
+    uart8250_init(&vm->com1, "com1", &vm->com1_irq.line, &vm->console.buf);
+    vm->console.buf.on_space = uart8250_tx_space;
+    vm->console.buf.on_space_ctx = &vm->com1;
+    ret = bus_register(&vm->pio, UART_COM1_BASE, UART_NR_REGS, &vm->com1.dev);
+    if (ret)
+        return err_set(eb, ret, "cannot register COM1: %s", strerror(-ret));
+
+    debugcon_init(&vm->debugcon,
+                  vm->cfg.debugcon_path ? &vm->debugcon_file.buf : &vm->console.buf);
+    ret = bus_register(&vm->pio, DEBUGCON_PORT, 1, &vm->debugcon.dev);
+    if (ret)
+        return err_set(eb, ret, "cannot register debugcon: %s", strerror(-ret));
+
+    i8042_init(&vm->i8042, vm_exit_hook(vm));
+    ret = bus_register(&vm->pio, I8042_DATA_PORT, I8042_RANGE_LEN, &vm->i8042.dev);
+    if (ret)
+        return err_set(eb, ret, "cannot register the i8042: %s", strerror(-ret));
+
+    debugexit_init(&vm->debugexit, vm_exit_hook(vm));
+    if (vm->cfg.debug_exit) {
+        ret = bus_register(&vm->pio, DEBUGEXIT_PORT, DEBUGEXIT_LEN, &vm->debugexit.dev);
+        if (ret)
+            return err_set(eb, ret, "cannot register debug-exit: %s", strerror(-ret));
+    }
+    return 0;
+}
+
+static void vm_on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    (void)what;
+    vm_request_exit(arg, VM_EXIT_SIGNAL, PETREL_STATUS_SIGNAL + (int)sig, -1, NULL);
+}
+
+static void vm_on_vcpu_event(evutil_socket_t fd, short what, void *arg);
+
+static int vm_setup_loop(struct vm *vm, struct errbuf *eb)
+{
+    static const int signals[] = {SIGINT, SIGTERM, SIGHUP};
+    int ret;
+
+    vm->base = event_base_new();
+    if (!vm->base)
+        return err_set(eb, -ENOMEM, "cannot create the event loop");
+    vm->ev_vcpu = event_new(vm->base, vm->vcpu_notify_fd, EV_READ | EV_PERSIST, vm_on_vcpu_event,
+                            vm);
+    if (!vm->ev_vcpu || event_add(vm->ev_vcpu, NULL))
+        return err_set(eb, -ENOMEM, "cannot watch the vCPU eventfd");
+    for (unsigned i = 0; i < ARRAY_SIZE(signals); i++) {
+        vm->ev_signals[i] = evsignal_new(vm->base, signals[i], vm_on_signal, vm);
+        if (!vm->ev_signals[i] || event_add(vm->ev_signals[i], NULL))
+            return err_set(eb, -ENOMEM, "cannot watch signal %d", signals[i]);
+    }
+    ret = console_out_init(&vm->console, vm->base, vm->cfg.console_fd, VM_CONSOLE_BUFFER,
+                           "standard output");
+    if (ret)
+        return err_set(eb, ret, "cannot set up the console: %s", strerror(-ret));
+    if (vm->cfg.debugcon_path) {
+        vm->debugcon_fd =
+            open(vm->cfg.debugcon_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (vm->debugcon_fd < 0)
+            return err_set(eb, -errno, "cannot open --debugcon %s: %s", vm->cfg.debugcon_path,
+                           strerror(errno));
+        ret = console_out_init(&vm->debugcon_file, vm->base, vm->debugcon_fd, VM_CONSOLE_BUFFER,
+                               vm->cfg.debugcon_path);
+        if (ret)
+            return err_set(eb, ret, "cannot set up debugcon output: %s", strerror(-ret));
+    }
+    return 0;
+}
+
+int vm_create(const struct vm_config *cfg, struct vm **out, struct errbuf *eb)
+{
+    int ret;
+    struct vm *vm = calloc(1, sizeof(*vm));
+
+    if (!vm)
+        return err_set(eb, -ENOMEM, "out of memory");
+    vm->cfg = *cfg;
+    vm->kvm_fd = vm->vm_fd = vm->debugcon_fd = vm->initrd_fd = -1;
+    vm->exit_vcpu = -1;
+    pthread_mutex_init(&vm->exit_lock, NULL);
+    bus_init(&vm->pio, "pio");
+    bus_init(&vm->mmio, "mmio");
+    vm->vcpu_notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (vm->vcpu_notify_fd < 0) {
+        ret = err_set(eb, -errno, "eventfd: %s", strerror(errno));
+        goto err_destroy;
+    }
+
+    ret = vm_open_images(vm, eb);
+    if (ret)
+        goto err_destroy;
+    ret = vm_open_kvm(vm, eb);
+    if (ret)
+        goto err_destroy;
+    ret = vm_check_config(vm, eb);
+    if (ret)
+        goto err_destroy;
+    ret = vm_setup_kvm(vm, eb);
+    if (ret)
+        goto err_destroy;
+    ret = vm_setup_memory(vm, eb);
+    if (ret)
+        goto err_destroy;
+    ret = vm_load_kernel(vm, eb);
+    if (ret)
+        goto err_destroy;
+    vm_close_images(vm);
+    ret = vm_create_vcpus(vm, eb);
+    if (ret)
+        goto err_destroy;
+    ret = vm_setup_loop(vm, eb);
+    if (ret)
+        goto err_destroy;
+    ret = vm_setup_devices(vm, eb);
+    if (ret)
+        goto err_destroy;
+    *out = vm;
+    return 0;
+
+err_destroy:
+    vm_destroy(vm);
+    return ret;
+}
+
+/* Asks every vCPU to stop (loop only). */
+static void vm_stop_vcpus(struct vm *vm)
+{
+    vm->state = VM_STOPPING;
+    for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+        int err = vcpu_request(&vm->vcpus[i], VCPU_REQ_STOP);
+        if (err)
+            fprintf(stderr, "petrel: cannot kick vCPU %u: %s\n", i, strerror(-err));
+    }
+}
+
+static bool vm_all_vcpus_exited(struct vm *vm)
+{
+    for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+        enum vcpu_state s = vcpu_state(&vm->vcpus[i]);
+        if (s != VCPU_EXITED && s != VCPU_CREATED)
+            return false;
+    }
+    return true;
+}
+
+/* The loop's reaction to anything a vCPU (or vm_request_exit) reported. */
+static void vm_on_vcpu_event(evutil_socket_t fd, short what, void *arg)
+{
+    struct vm *vm = arg;
+    uint64_t v;
+    (void)what;
+
+    ssize_t n = read(fd, &v, sizeof(v));
+    (void)n; /* EAGAIN: another wake-up already took the count; the scan below is what counts */
+
+    pthread_mutex_lock(&vm->exit_lock);
+    bool exiting = vm->exit_reason != VM_EXIT_NONE;
+    pthread_mutex_unlock(&vm->exit_lock);
+    if (exiting && vm->state != VM_STOPPING)
+        vm_stop_vcpus(vm);
+    if (vm->state == VM_STOPPING && vm_all_vcpus_exited(vm))
+        event_base_loopbreak(vm->base);
+}
+
+int vm_run(struct vm *vm, struct errbuf *eb)
+{
+    sigset_t all, old;
+    int ret = 0;
+
+    vcpu_signal_setup();
+    /* vCPU threads start with every signal blocked and unblock only SIGRTMIN. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    for (unsigned i = 0; i < vm->nr_vcpus && !ret; i++) {
+        ret = vcpu_start(&vm->vcpus[i]);
+        if (ret)
+            err_set(eb, ret, "cannot start vCPU %u: %s", i, strerror(-ret));
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (ret)
+        vm_request_exit(vm, VM_EXIT_ERROR, PETREL_STATUS_ERROR, -1, eb->msg);
+
+    event_base_dispatch(vm->base);
+
+    for (unsigned i = 0; i < vm->nr_vcpus; i++)
+        vcpu_join(&vm->vcpus[i]);
+    /* No producer is left: write out every byte the guest produced. */
+    console_out_flush(&vm->console);
+    if (vm->cfg.debugcon_path)
+        console_out_flush(&vm->debugcon_file);
+    if (ret)
+        return PETREL_STATUS_ERROR;
+    return vm->exit_status;
+}
+
+void vm_report_exit(struct vm *vm, FILE *f)
+{
+    switch (vm->exit_reason) {
+    case VM_EXIT_CRASH:
+        fprintf(f, "petrel: the guest crashed on vCPU %d: %s\n", vm->exit_vcpu, vm->exit_detail);
+        if (vm->exit_vcpu >= 0 && (unsigned)vm->exit_vcpu < vm->nr_vcpus)
+            x86_vcpu_dump(vm->vcpus[vm->exit_vcpu].fd, (unsigned)vm->exit_vcpu, f);
+        break;
+    case VM_EXIT_ERROR:
+        fprintf(f, "petrel: %s\n", vm->exit_detail);
+        break;
+    default:
+        break;
+    }
+}
+
+void vm_destroy(struct vm *vm)
+{
+    if (!vm)
+        return;
+    for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+        struct vcpu *v = &vm->vcpus[i];
+        vcpu_join(v);
+        if (v->run)
+            munmap(v->run, v->run_size);
+        if (v->fd >= 0)
+            close(v->fd);
+        vcpu_destroy_common(v);
+    }
+    free(vm->vcpus);
+    free(vm->cpuid);
+    vm_close_images(vm);
+    for (unsigned i = 0; i < ARRAY_SIZE(vm->ev_signals); i++) {
+        if (vm->ev_signals[i])
+            event_free(vm->ev_signals[i]);
+    }
+    if (vm->ev_vcpu)
+        event_free(vm->ev_vcpu);
+    console_out_destroy(&vm->console);
+    console_out_destroy(&vm->debugcon_file);
+    if (vm->debugcon_fd >= 0)
+        close(vm->debugcon_fd);
+    if (vm->base)
+        event_base_free(vm->base);
+    if (vm->com1.dev.ops)
+        uart8250_destroy(&vm->com1);
+    if (vm->debugcon.dev.ops)
+        debugcon_destroy(&vm->debugcon);
+    if (vm->debugexit.dev.ops)
+        debugexit_destroy(&vm->debugexit);
+    if (vm->i8042.dev.ops)
+        i8042_destroy(&vm->i8042);
+    bus_destroy(&vm->pio);
+    bus_destroy(&vm->mmio);
+    gm_destroy(&vm->mem);
+    if (vm->vm_fd >= 0)
+        close(vm->vm_fd);
+    if (vm->kvm_fd >= 0)
+        close(vm->kvm_fd);
+    if (vm->vcpu_notify_fd >= 0)
+        close(vm->vcpu_notify_fd);
+    pthread_mutex_destroy(&vm->exit_lock);
+    free(vm);
+}
