@@ -1,5 +1,6 @@
 /* petrel run: boot a kernel with the console on this terminal. */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
@@ -65,6 +66,7 @@ int cmd_run(int argc, char **argv)
         .cpus = 1,
         .memory = VM_DEFAULT_MEMORY,
         .console_fd = STDOUT_FILENO,
+        .console_in_fd = STDIN_FILENO,
     };
     unsigned long n;
     char a[32];
@@ -84,8 +86,7 @@ int cmd_run(int argc, char **argv)
             break;
         case 'c':
             if (parse_uint(optarg, 1, 4096, &n))
-                return run_bad("--cpus '%s' must be a number from 1 up to what KVM allows",
-                               optarg);
+                return run_bad("--cpus '%s' must be a number from 1 up to what KVM allows", optarg);
             cfg.cpus = (unsigned)n;
             break;
         case 'm':
@@ -116,6 +117,10 @@ int cmd_run(int argc, char **argv)
         return run_bad("unexpected argument '%s'", argv[optind]);
     if (!cfg.kernel_path)
         return run_bad("%s", "--kernel FILE is required");
+
+    /* A closed stdin just means no console input. */
+    if (fcntl(STDIN_FILENO, F_GETFD) < 0)
+        cfg.console_in_fd = -1;
 
     struct errbuf eb = {{0}};
     struct vm *vm;

@@ -45,7 +45,7 @@ struct bus_range {
 
 struct bus {
     const char *name;
-    pthread_rwlock_t lock; /* guards ranges/nr/cap; held for reading during dispatch */
+    pthread_rwlock_t lock;    /* guards ranges/nr/cap; held for reading during dispatch */
     struct bus_range *ranges; /* sorted by base, never overlapping */
     unsigned nr, cap;
     /* Accesses no device claimed: reads return all-ones, writes are dropped. */

@@ -16,8 +16,8 @@
 struct console_out {
     struct outbuf buf;
     int fd;
-    int saved_flags; /* fd's file status flags before petrel made it non-blocking */
-    bool broken;     /* the fd failed: discard */
+    int saved_flags;  /* fd's file status flags before petrel made it non-blocking */
+    bool broken;      /* the fd failed: discard */
     const char *what; /* for the warning ("standard output", a path) */
     struct event *ev_notify;
     struct event *ev_writable;

@@ -13,6 +13,7 @@ enum vm_exit_reason {
     VM_EXIT_POWEROFF, /* the guest powered off */
     VM_EXIT_CRASH,    /* triple fault, failed entry, emulation failure */
     VM_EXIT_SIGNAL,   /* petrel got SIGINT, SIGTERM or SIGHUP */
+    VM_EXIT_QUIT,     /* the user pressed Ctrl-A x */
     VM_EXIT_ERROR,    /* petrel itself failed (KVM_RUN error, an unexpected exit) */
 };
 
@@ -28,8 +29,7 @@ struct exit_hook {
     void *ctx;
 };
 
-static inline void exit_hook_call(const struct exit_hook *h, enum vm_exit_reason reason,
-                                  int status)
+static inline void exit_hook_call(const struct exit_hook *h, enum vm_exit_reason reason, int status)
 {
     if (h && h->fn)
         h->fn(h->ctx, reason, status);

@@ -65,14 +65,14 @@
 #define UART_LSR_THRE 0x20
 #define UART_LSR_TEMT 0x40
 
-#define UART_MSR_DCTS 0x01
-#define UART_MSR_DDSR 0x02
-#define UART_MSR_TERI 0x04
-#define UART_MSR_DDCD 0x08
-#define UART_MSR_CTS  0x10
-#define UART_MSR_DSR  0x20
-#define UART_MSR_RI   0x40
-#define UART_MSR_DCD  0x80
+#define UART_MSR_DCTS  0x01
+#define UART_MSR_DDSR  0x02
+#define UART_MSR_TERI  0x04
+#define UART_MSR_DDCD  0x08
+#define UART_MSR_CTS   0x10
+#define UART_MSR_DSR   0x20
+#define UART_MSR_RI    0x40
+#define UART_MSR_DCD   0x80
 #define UART_MSR_DELTA 0x0f
 
 struct uart8250 {
@@ -91,6 +91,14 @@ struct uart8250 {
     unsigned rx_head, rx_len;
 
     uint64_t tx_dropped; /* bytes written while the transmitter was not empty */
+
+    /*
+     * Called (on a vCPU thread, under dev.lock) when the guest makes room in
+     * the receive FIFO after uart8250_receive() could not take everything.
+     */
+    void (*on_rx_room)(void *ctx);
+    void *on_rx_room_ctx;
+    bool rx_wanted; /* input is waiting for room */
 };
 
 /* Initialises u in its reset state; out may be NULL, irq may be NULL. */

@@ -13,7 +13,7 @@
 #define MiB (1ULL << 20)
 #define GiB (1ULL << 30)
 
-#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 /*
  * A user-facing error message, filled in where the problem is understood and

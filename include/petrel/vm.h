@@ -20,6 +20,7 @@
 
 #include "petrel/bus.h"
 #include "petrel/console.h"
+#include "petrel/console_in.h"
 #include "petrel/debugport.h"
 #include "petrel/exit.h"
 #include "petrel/guest_mem.h"
@@ -38,13 +39,14 @@
 
 struct vm_config {
     const char *kernel_path;
-    const char *initrd_path;  /* NULL: none */
-    const char *cmdline;      /* NULL: VM_DEFAULT_CMDLINE */
+    const char *initrd_path; /* NULL: none */
+    const char *cmdline;     /* NULL: VM_DEFAULT_CMDLINE */
     unsigned cpus;
     uint64_t memory;
-    bool debug_exit;          /* port 0xf4 ends petrel with the value written */
+    bool debug_exit;           /* port 0xf4 ends petrel with the value written */
     const char *debugcon_path; /* NULL: debugcon joins the console output */
-    int console_fd;           /* where guest output goes (stdout) */
+    int console_fd;            /* where guest output goes (stdout) */
+    int console_in_fd;         /* where console input comes from (stdin), or -1 */
 };
 
 enum vm_state {
@@ -78,6 +80,7 @@ struct vm {
     enum vm_state state; /* loop only */
 
     struct console_out console;
+    struct console_in console_in;
     struct console_out debugcon_file; /* --debugcon FILE */
     int debugcon_fd;
 
@@ -90,7 +93,7 @@ struct vm {
     pthread_mutex_t exit_lock; /* guards the exit_* fields (any thread writes them once) */
     enum vm_exit_reason exit_reason;
     int exit_status;
-    int exit_vcpu;       /* the vCPU that crashed or failed, or -1 */
+    int exit_vcpu; /* the vCPU that crashed or failed, or -1 */
     char exit_detail[160];
 };
 

@@ -88,11 +88,11 @@ struct e820_entry {
 struct bzimage {
     uint16_t version;
     unsigned setup_sects;
-    size_t setup_size;  /* boot sector + setup, in the file */
-    size_t hdr_end;     /* end of the setup header in the file */
-    const uint8_t *pm;  /* protected-mode kernel, inside the caller's image */
+    size_t setup_size; /* boot sector + setup, in the file */
+    size_t hdr_end;    /* end of the setup header in the file */
+    const uint8_t *pm; /* protected-mode kernel, inside the caller's image */
     size_t pm_size;
-    uint64_t init_size; /* memory the kernel needs from its load address */
+    uint64_t init_size;   /* memory the kernel needs from its load address */
     uint32_t cmdline_max; /* longest command line, without the NUL */
     uint32_t initrd_addr_max;
     bool relocatable;

@@ -67,6 +67,15 @@ static void uart8250_rx_push(struct uart8250 *u, uint8_t byte)
     u->rx_len++;
 }
 
+/* Tells the console that input waiting for FIFO room may come in now. */
+static void uart8250_notify_rx_room(struct uart8250 *u)
+{
+    if (u->rx_wanted && u->on_rx_room) {
+        u->rx_wanted = false;
+        u->on_rx_room(u->on_rx_room_ctx);
+    }
+}
+
 static void uart8250_transmit(struct uart8250 *u, uint8_t byte)
 {
     if (u->mcr & UART_MCR_LOOP) {
@@ -97,6 +106,7 @@ static uint64_t uart8250_read(struct device *dev, uint64_t offset, unsigned size
             v = u->rx[u->rx_head];
             u->rx_head = (u->rx_head + 1) % UART_FIFO_SIZE;
             u->rx_len--;
+            uart8250_notify_rx_room(u);
         } else {
             v = 0;
         }
@@ -165,6 +175,7 @@ static void uart8250_write(struct device *dev, uint64_t offset, uint64_t value, 
         if (v & UART_FCR_CLEAR_RX)
             u->rx_head = u->rx_len = 0;
         u->fcr = v & 0xc9;
+        uart8250_notify_rx_room(u);
         break;
     case UART_LCR:
         u->lcr = v;
@@ -222,6 +233,7 @@ size_t uart8250_receive(struct uart8250 *u, const uint8_t *buf, size_t len)
     unsigned depth = (u->fcr & UART_FCR_ENABLE) ? UART_FIFO_SIZE : 1;
     while (n < len && u->rx_len < depth)
         uart8250_rx_push(u, buf[n++]);
+    u->rx_wanted = n < len;
     uart8250_update_irq(u);
     pthread_mutex_unlock(&u->dev.lock);
     return n;

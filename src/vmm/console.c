@@ -72,8 +72,8 @@ int console_out_init(struct console_out *c, struct event_base *base, int fd, siz
     ret = outbuf_init(&c->buf, cap);
     if (ret)
         return ret;
-    c->ev_notify = event_new(base, c->buf.notify_fd, EV_READ | EV_PERSIST,
-                             console_out_on_notify, c);
+    c->ev_notify =
+        event_new(base, c->buf.notify_fd, EV_READ | EV_PERSIST, console_out_on_notify, c);
     c->ev_writable = event_new(base, fd, EV_WRITE, console_out_on_writable, c);
     if (!c->ev_notify || !c->ev_writable || event_add(c->ev_notify, NULL)) {
         ret = -ENOMEM;

@@ -318,6 +318,12 @@ static int vm_create_vcpus(struct vm *vm, struct errbuf *eb)
     return 0;
 }
 
+static void vm_on_escape(void *ctx, enum escape_action action)
+{
+    if (action == ESCAPE_QUIT)
+        vm_request_exit(ctx, VM_EXIT_QUIT, PETREL_STATUS_OK, -1, NULL);
+}
+
 static int vm_setup_devices(struct vm *vm, struct errbuf *eb)
 {
     int ret;
@@ -330,8 +336,16 @@ static int vm_setup_devices(struct vm *vm, struct errbuf *eb)
     if (ret)
         return err_set(eb, ret, "cannot register COM1: %s", strerror(-ret));
 
-    debugcon_init(&vm->debugcon,
-                  vm->cfg.debugcon_path ? &vm->debugcon_file.buf : &vm->console.buf);
+    if (vm->cfg.console_in_fd >= 0) {
+        ret = console_in_init(&vm->console_in, vm->base, vm->cfg.console_in_fd, &vm->com1,
+                              &vm->console.buf);
+        if (ret)
+            return err_set(eb, ret, "cannot set up console input: %s", strerror(-ret));
+        vm->console_in.on_action = vm_on_escape;
+        vm->console_in.ctx = vm;
+    }
+
+    debugcon_init(&vm->debugcon, vm->cfg.debugcon_path ? &vm->debugcon_file.buf : &vm->console.buf);
     ret = bus_register(&vm->pio, DEBUGCON_PORT, 1, &vm->debugcon.dev);
     if (ret)
         return err_set(eb, ret, "cannot register debugcon: %s", strerror(-ret));
@@ -366,8 +380,8 @@ static int vm_setup_loop(struct vm *vm, struct errbuf *eb)
     vm->base = event_base_new();
     if (!vm->base)
         return err_set(eb, -ENOMEM, "cannot create the event loop");
-    vm->ev_vcpu = event_new(vm->base, vm->vcpu_notify_fd, EV_READ | EV_PERSIST, vm_on_vcpu_event,
-                            vm);
+    vm->ev_vcpu =
+        event_new(vm->base, vm->vcpu_notify_fd, EV_READ | EV_PERSIST, vm_on_vcpu_event, vm);
     if (!vm->ev_vcpu || event_add(vm->ev_vcpu, NULL))
         return err_set(eb, -ENOMEM, "cannot watch the vCPU eventfd");
     for (unsigned i = 0; i < ARRAY_SIZE(signals); i++) {
@@ -503,6 +517,11 @@ int vm_run(struct vm *vm, struct errbuf *eb)
             err_set(eb, ret, "cannot start vCPU %u: %s", i, strerror(-ret));
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (!ret && vm->cfg.console_in_fd >= 0) {
+        ret = console_in_start(&vm->console_in);
+        if (ret)
+            err_set(eb, ret, "cannot set up the terminal: %s", strerror(-ret));
+    }
     if (ret)
         vm_request_exit(vm, VM_EXIT_ERROR, PETREL_STATUS_ERROR, -1, eb->msg);
 
@@ -510,6 +529,8 @@ int vm_run(struct vm *vm, struct errbuf *eb)
 
     for (unsigned i = 0; i < vm->nr_vcpus; i++)
         vcpu_join(&vm->vcpus[i]);
+    if (vm->cfg.console_in_fd >= 0)
+        console_in_stop(&vm->console_in);
     /* No producer is left: write out every byte the guest produced. */
     console_out_flush(&vm->console);
     if (vm->cfg.debugcon_path)
@@ -557,6 +578,8 @@ void vm_destroy(struct vm *vm)
     }
     if (vm->ev_vcpu)
         event_free(vm->ev_vcpu);
+    if (vm->console_in.ev_read)
+        console_in_destroy(&vm->console_in);
     console_out_destroy(&vm->console);
     console_out_destroy(&vm->debugcon_file);
     if (vm->debugcon_fd >= 0)

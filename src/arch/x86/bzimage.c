@@ -7,7 +7,10 @@
 /* A guess at what a non-bzImage file is, for the error message. */
 static const char *bzimage_guess(const uint8_t *img, size_t len)
 {
-    if (len >= 4 && memcmp(img, "\x7f" "ELF", 4) == 0)
+    if (len >= 4 && memcmp(img,
+                           "\x7f"
+                           "ELF",
+                           4) == 0)
         return " (it is an ELF file: petrel boots a bzImage such as arch/x86/boot/bzImage or "
                "/boot/vmlinuz-*, not vmlinux)";
     if (len >= 2 && img[0] == 0x1f && img[1] == 0x8b)
@@ -46,8 +49,10 @@ int bzimage_parse(const uint8_t *img, size_t len, struct bzimage *bz, struct err
         return err_set(eb, -ENOEXEC, "the setup header is too short for protocol %u.%02u",
                        bz->version >> 8, bz->version & 0xff);
     if (bz->hdr_end > bz->setup_size || bz->setup_size >= len)
-        return err_set(eb, -ENOEXEC, "the kernel image is truncated (setup of %zu bytes in a "
-                       "file of %zu)", bz->setup_size, len);
+        return err_set(eb, -ENOEXEC,
+                       "the kernel image is truncated (setup of %zu bytes in a "
+                       "file of %zu)",
+                       bz->setup_size, len);
 
     bz->pm = img + bz->setup_size;
     bz->pm_size = len - bz->setup_size;

@@ -47,8 +47,7 @@ unsigned x86_core_bits(unsigned n)
     return bits;
 }
 
-struct kvm_cpuid_entry2 *x86_cpuid_find(struct kvm_cpuid2 *cpuid, uint32_t function,
-                                        uint32_t index)
+struct kvm_cpuid_entry2 *x86_cpuid_find(struct kvm_cpuid2 *cpuid, uint32_t function, uint32_t index)
 {
     for (uint32_t i = 0; i < cpuid->nent; i++) {
         struct kvm_cpuid_entry2 *e = &cpuid->entries[i];
@@ -125,9 +124,9 @@ static uint64_t gdt_entry(uint16_t flags, uint32_t base, uint32_t limit)
 int x86_boot_tables(const struct guest_mem *gm)
 {
     uint64_t gdt[6] = {
-        [BOOT_CS_SEL / 8] = gdt_entry(0xa09b, 0, 0xfffff),  /* 64-bit code */
-        [BOOT_DS_SEL / 8] = gdt_entry(0xc093, 0, 0xfffff),  /* data */
-        [BOOT_TSS_SEL / 8] = gdt_entry(0x008b, 0, 0x67),    /* busy TSS, for VM entry */
+        [BOOT_CS_SEL / 8] = gdt_entry(0xa09b, 0, 0xfffff), /* 64-bit code */
+        [BOOT_DS_SEL / 8] = gdt_entry(0xc093, 0, 0xfffff), /* data */
+        [BOOT_TSS_SEL / 8] = gdt_entry(0x008b, 0, 0x67),   /* busy TSS, for VM entry */
     };
     uint8_t *g = gm_ptr(gm, BOOT_GDT_GPA, sizeof(gdt));
     uint8_t *idt = gm_ptr(gm, BOOT_IDT_GPA, 8);
@@ -209,15 +208,36 @@ static int x86_set_boot_regs(int fd, struct errbuf *eb)
     if (ioctl(fd, KVM_GET_SREGS, &sregs) < 0)
         return err_set(eb, -errno, "KVM_GET_SREGS: %s", strerror(errno));
     struct kvm_segment code = {
-        .base = 0, .limit = 0xffffffff, .selector = BOOT_CS_SEL, .type = 0xb,
-        .present = 1, .dpl = 0, .db = 0, .s = 1, .l = 1, .g = 1,
+        .base = 0,
+        .limit = 0xffffffff,
+        .selector = BOOT_CS_SEL,
+        .type = 0xb,
+        .present = 1,
+        .dpl = 0,
+        .db = 0,
+        .s = 1,
+        .l = 1,
+        .g = 1,
     };
     struct kvm_segment data = {
-        .base = 0, .limit = 0xffffffff, .selector = BOOT_DS_SEL, .type = 0x3,
-        .present = 1, .dpl = 0, .db = 1, .s = 1, .l = 0, .g = 1,
+        .base = 0,
+        .limit = 0xffffffff,
+        .selector = BOOT_DS_SEL,
+        .type = 0x3,
+        .present = 1,
+        .dpl = 0,
+        .db = 1,
+        .s = 1,
+        .l = 0,
+        .g = 1,
     };
     struct kvm_segment tss = {
-        .base = 0, .limit = 0x67, .selector = BOOT_TSS_SEL, .type = 0xb, .present = 1, .s = 0,
+        .base = 0,
+        .limit = 0x67,
+        .selector = BOOT_TSS_SEL,
+        .type = 0xb,
+        .present = 1,
+        .s = 0,
     };
     sregs.cs = code;
     sregs.ds = sregs.es = sregs.fs = sregs.gs = sregs.ss = data;
@@ -281,8 +301,8 @@ void x86_vcpu_dump(int fd, unsigned id, FILE *f)
             " cs %04x ss %04x ds %04x es %04x fs %04x gs %04x tr %04x\n"
             " cr0 %016llx cr2 %016llx cr3 %016llx cr4 %016llx efer %llx\n"
             " gdt %016llx/%04x idt %016llx/%04x\n",
-            id, r.rip, r.rsp, r.rflags, r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rbp, r.r8,
-            r.r9, r.r10, r.r11, r.r12, r.r13, r.r14, r.r15, s.cs.selector, s.ss.selector,
-            s.ds.selector, s.es.selector, s.fs.selector, s.gs.selector, s.tr.selector, s.cr0,
-            s.cr2, s.cr3, s.cr4, s.efer, s.gdt.base, s.gdt.limit, s.idt.base, s.idt.limit);
+            id, r.rip, r.rsp, r.rflags, r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rbp, r.r8, r.r9,
+            r.r10, r.r11, r.r12, r.r13, r.r14, r.r15, s.cs.selector, s.ss.selector, s.ds.selector,
+            s.es.selector, s.fs.selector, s.gs.selector, s.tr.selector, s.cr0, s.cr2, s.cr3, s.cr4,
+            s.efer, s.gdt.base, s.gdt.limit, s.idt.base, s.idt.limit);
 }

@@ -57,14 +57,14 @@ int x86_boot_load(const struct guest_mem *gm, const struct bzimage *bz, const ui
     uint64_t low_end = gm_low_end(gm);
 
     if (low_end < BOOT_KERNEL_GPA || low_end - BOOT_KERNEL_GPA < bz->init_size)
-        return err_set(eb, -ENOSPC,
-                       "the kernel needs %s of memory from 1 MiB, but there are only %s: "
-                       "give more --memory",
-                       fmt_size(bz->init_size, a, sizeof(a)),
-                       fmt_size(low_end > BOOT_KERNEL_GPA ? low_end - BOOT_KERNEL_GPA : 0, b,
-                                sizeof(b)));
-    uint32_t cmdmax = bz->cmdline_max < BOOT_CMDLINE_MAX - 1 ? bz->cmdline_max
-                                                             : BOOT_CMDLINE_MAX - 1;
+        return err_set(
+            eb, -ENOSPC,
+            "the kernel needs %s of memory from 1 MiB, but there are only %s: "
+            "give more --memory",
+            fmt_size(bz->init_size, a, sizeof(a)),
+            fmt_size(low_end > BOOT_KERNEL_GPA ? low_end - BOOT_KERNEL_GPA : 0, b, sizeof(b)));
+    uint32_t cmdmax =
+        bz->cmdline_max < BOOT_CMDLINE_MAX - 1 ? bz->cmdline_max : BOOT_CMDLINE_MAX - 1;
     if (cmdlen > cmdmax)
         return err_set(eb, -E2BIG, "the command line is %zu bytes; this kernel takes at most %u",
                        cmdlen, cmdmax);

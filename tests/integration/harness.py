@@ -1,0 +1,135 @@
+"""A small runner for petrel's integration tests (python3 stdlib only).
+
+Each test file defines functions decorated with @case; main() runs them all,
+prints one line per case and exits non-zero if any failed. Timeouts here are
+failure guards (a hang fails the case), never synchronisation.
+"""
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+
+PETREL = os.environ.get("PETREL", "petrel")
+KIT_DIR = os.environ.get("KIT_DIR", "")
+# Generous: under the nested harness every guest exit is emulated by TCG.
+TIMEOUT = float(os.environ.get("PETREL_TEST_TIMEOUT", "120"))
+
+_cases = []
+
+
+def case(fn):
+    _cases.append(fn)
+    return fn
+
+
+def kit(name):
+    path = os.path.join(KIT_DIR, name + ".bzImage")
+    if not os.path.exists(path):
+        raise AssertionError("guest kit image missing: " + path)
+    return path
+
+
+def petrel(*args, input=None, timeout=None, env=None):
+    """Runs petrel to completion; returns CompletedProcess with text output."""
+    return subprocess.run([PETREL, *args], input=input, capture_output=True,
+                          timeout=timeout or TIMEOUT, env=env)
+
+
+def text(b):
+    return b.decode("utf-8", "replace") if isinstance(b, bytes) else b
+
+
+def expect(cond, what, proc=None):
+    if not cond:
+        msg = what
+        if proc is not None:
+            msg += "\n  status: %r\n  stdout: %r\n  stderr: %r" % (
+                proc.returncode, text(proc.stdout)[-2000:], text(proc.stderr)[-2000:])
+        raise AssertionError(msg)
+
+
+class Running:
+    """A petrel started in the background; reader threads collect its output."""
+
+    def __init__(self, *args, stdin=subprocess.DEVNULL):
+        self.proc = subprocess.Popen([PETREL, *args], stdin=stdin,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self._cond = threading.Condition()
+        self._out = bytearray()
+        self._err = bytearray()
+        self._threads = [threading.Thread(target=self._reader, args=(f, b), daemon=True)
+                         for f, b in ((self.proc.stdout, self._out), (self.proc.stderr, self._err))]
+        for t in self._threads:
+            t.start()
+
+    def _reader(self, f, buf):
+        while True:
+            chunk = f.read1(65536)
+            with self._cond:
+                if not chunk:
+                    self._cond.notify_all()
+                    return
+                buf += chunk
+                self._cond.notify_all()
+
+    def output(self):
+        with self._cond:
+            return text(bytes(self._out))
+
+    def errors(self):
+        with self._cond:
+            return text(bytes(self._err))
+
+    def wait_output(self, needle, timeout=None):
+        """Blocks until needle appears on stdout; False if stdout ends or the guard expires."""
+        needle = needle.encode() if isinstance(needle, str) else needle
+        deadline = time.monotonic() + (timeout or TIMEOUT)
+        with self._cond:
+            while needle not in self._out:
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._threads[0].is_alive():
+                    return needle in self._out
+                self._cond.wait(left)
+            return True
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout=None):
+        try:
+            rc = self.proc.wait(timeout=timeout or TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError("petrel did not exit within %ss\nstdout: %r\nstderr: %r" % (
+                timeout or TIMEOUT, self.output()[-2000:], self.errors()[-2000:]))
+        for t in self._threads:
+            t.join()
+        return rc
+
+
+def main():
+    only = sys.argv[1:]
+    failed = 0
+    ran = 0
+    for fn in _cases:
+        if only and fn.__name__ not in only:
+            continue
+        ran += 1
+        start = time.monotonic()
+        try:
+            fn()
+            print("ok   %-45s %.2fs" % (fn.__name__, time.monotonic() - start), flush=True)
+        except Exception:
+            failed += 1
+            print("FAIL %-45s %.2fs" % (fn.__name__, time.monotonic() - start), flush=True)
+            traceback.print_exc()
+            sys.stdout.flush()
+    print("%d passed, %d failed" % (ran - failed, failed))
+    sys.exit(1 if failed or not ran else 0)
+
+
+__all__ = ["case", "kit", "petrel", "expect", "text", "Running", "main", "signal", "TIMEOUT"]

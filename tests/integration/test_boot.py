@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+"""Booting guest-kit programs: output, exit statuses, vCPUs, stop by signal."""
+import os
+import signal
+import tempfile
+
+from harness import Running, case, expect, kit, main, petrel, text
+
+HELLO = "hello from the petrel guest kit"
+
+
+@case
+def hello_exits_zero_through_debug_exit():
+    p = petrel("run", "--kernel", kit("hello"), "--debug-exit")
+    out = text(p.stdout)
+    expect(p.returncode == 0, "hello should exit 0", p)
+    expect(HELLO + "\n" in out.replace("\r\n", "\n"), "the serial line is complete", p)
+    expect(HELLO + " (debugcon)\n" in out, "debugcon output joins the console", p)
+    expect(text(p.stderr) == "", "nothing on stderr", p)
+
+
+@case
+def debugcon_to_a_file():
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "debugcon.txt")
+        p = petrel("run", "--kernel", kit("hello"), "--debug-exit", "--debugcon", path)
+        expect(p.returncode == 0, "hello should exit 0", p)
+        with open(path) as f:
+            expect(f.read() == HELLO + " (debugcon)\n", "the file holds the debugcon line", p)
+        expect("(debugcon)" not in text(p.stdout), "debugcon output is not on the console", p)
+
+
+@case
+def two_vcpus_with_aps_never_started_stop_cleanly():
+    p = petrel("run", "--kernel", kit("hello"), "--debug-exit", "--cpus", "2")
+    expect(p.returncode == 0, "exit 0 with an AP waiting for SIPI", p)
+    expect(HELLO in text(p.stdout), "output complete", p)
+
+
+@case
+def four_vcpus_and_more_memory():
+    p = petrel("run", "--kernel", kit("hello"), "--debug-exit", "--cpus", "4", "--memory", "1G")
+    expect(p.returncode == 0, "exit 0", p)
+
+
+@case
+def memory_above_the_hole():
+    # 3.5 GiB: RAM is split around the PCI hole; the e820 map shows both parts.
+    p = petrel("run", "--kernel", kit("bootinfo"), "--debug-exit", "--memory", "3584M")
+    out = text(p.stdout)
+    expect(p.returncode == 0, "bootinfo exits 0", p)
+    expect("e820 0000000100000000-000000011fffffff type 1" in out, "RAM above 4 GiB", p)
+    ram_kib = (0x9fc00 + (0xC0000000 - 0x100000) + 512 * 2**20) // 1024
+    expect("ram %d KiB" % ram_kib in out, "all RAM but the EBDA/BIOS area is usable", p)
+
+
+@case
+def default_and_given_command_lines():
+    p = petrel("run", "--kernel", kit("bootinfo"), "--debug-exit")
+    expect('cmdline "console=ttyS0"' in text(p.stdout), "default command line", p)
+    line = "root=/dev/vda  quiet x=\"a b\""
+    p = petrel("run", "--kernel", kit("bootinfo"), "--debug-exit", "--cmdline", line)
+    expect('cmdline "%s"' % line in text(p.stdout), "the command line exactly as given", p)
+    p = petrel("run", "--kernel", kit("bootinfo"), "--debug-exit", "--cmdline", "")
+    expect('cmdline ""' in text(p.stdout), "an empty command line stays empty", p)
+
+
+@case
+def initrd_reaches_the_guest():
+    data = bytes(range(7, 7 + 200)) * 50
+    with tempfile.NamedTemporaryFile() as f:
+        f.write(data)
+        f.flush()
+        p = petrel("run", "--kernel", kit("bootinfo"), "--debug-exit", "--initrd", f.name)
+    out = text(p.stdout)
+    expect(p.returncode == 0, "exit 0", p)
+    expect("size %d" % len(data) in out, "initrd size in the zero page", p)
+    head = " ".join("%02x" % b for b in data[:16])
+    expect("initrd head " + head in out, "initrd bytes in guest memory", p)
+
+
+@case
+def e820_map_of_256m():
+    p = petrel("run", "--kernel", kit("bootinfo"), "--debug-exit", "--memory", "256M")
+    out = text(p.stdout)
+    for line in ("e820 0000000000000000-000000000009fbff type 1",
+                 "e820 000000000009fc00-000000000009ffff type 2",
+                 "e820 00000000000f0000-00000000000fffff type 2",
+                 "e820 0000000000100000-000000000fffffff type 1"):
+        expect(line in out, "e820 has " + line, p)
+
+
+@case
+def triple_fault_reports_registers():
+    p = petrel("run", "--kernel", kit("fault"), "--debug-exit")
+    err = text(p.stderr)
+    expect(p.returncode == 3, "a crashed guest exits 3", p)
+    expect("triple fault" in err, "stderr names the triple fault", p)
+    expect("rip " in err and "cr3 " in err, "stderr shows the registers", p)
+    expect("fault: loading an empty IDT" in text(p.stdout), "output before the crash kept", p)
+
+
+@case
+def sigterm_stops_a_halted_guest():
+    # Without --debug-exit the guest's write to 0xf4 is ignored and it halts with
+    # interrupts off: SIGTERM must still stop the halted vCPU through the kick.
+    r = Running("run", "--kernel", kit("hello"))
+    expect(r.wait_output(HELLO + " (debugcon)"), "hello printed")
+    r.signal(signal.SIGTERM)
+    rc = r.wait()
+    expect(rc == 128 + signal.SIGTERM, "SIGTERM ends petrel with 143, got %r" % rc)
+    expect(HELLO in r.output(), "output kept")
+
+
+@case
+def sigint_stops_a_halted_two_vcpu_guest():
+    r = Running("run", "--kernel", kit("hello"), "--cpus", "2")
+    expect(r.wait_output(HELLO + " (debugcon)"), "hello printed")
+    r.signal(signal.SIGINT)
+    rc = r.wait()
+    expect(rc == 128 + signal.SIGINT, "SIGINT ends petrel with 130, got %r" % rc)
+
+
+if __name__ == "__main__":
+    main()
