@@ -85,6 +85,8 @@ struct vm {
     int debugcon_fd;
 
     struct kvm_irq_gsi com1_irq;
+    struct kvm_irq_gsi kbd_irq;
+    struct kvm_irq_gsi aux_irq;
     struct uart8250 com1;
     struct debugcon debugcon;
     struct debugexit debugexit;

@@ -1,36 +1,298 @@
-/* PC keyboard controller: for now, the reset line. */
+/* PC keyboard controller with a keyboard and a minimal PS/2 mouse. */
 #include "petrel/i8042.h"
 
 #include <string.h>
 
+#define KBD_ACK       0xfa
+#define KBD_BAT_OK    0xaa
+#define KBD_ECHO      0xee
+#define KBD_ID1       0xab
+#define KBD_ID2       0x83 /* MF2 keyboard */
+#define MOUSE_ID      0x00 /* plain PS/2 mouse */
+#define OUTPORT_RESET 0x01 /* output port bit 0: 0 holds the CPU in reset */
+#define OUTPORT_A20   0x02
+
+static struct i8042 *to_i8042(struct device *dev)
+{
+    return container_of(dev, struct i8042, dev);
+}
+
+/*
+ * ISA IRQs 1 and 12 are edge-triggered: the line is dropped when a byte is
+ * read and raised again while another waits, so each byte is a fresh edge.
+ */
+static void i8042_update_irq(struct i8042 *k)
+{
+    bool kbd = false, aux = false;
+
+    if (k->len) {
+        if (k->queue[k->head].aux)
+            aux = k->ctr & I8042_CTR_AUXINT;
+        else
+            kbd = k->ctr & I8042_CTR_KBDINT;
+    }
+    if (kbd != k->kbd_irq_level) {
+        k->kbd_irq_level = kbd;
+        irq_set(k->kbd_irq, kbd);
+    }
+    if (aux != k->aux_irq_level) {
+        k->aux_irq_level = aux;
+        irq_set(k->aux_irq, aux);
+    }
+}
+
+static void i8042_push(struct i8042 *k, uint8_t data, bool aux)
+{
+    if (k->len == I8042_QUEUE)
+        return; /* a real 8042 has a one-byte buffer; the guest lost this byte either way */
+    unsigned tail = (k->head + k->len) % I8042_QUEUE;
+    k->queue[tail].data = data;
+    k->queue[tail].aux = aux;
+    k->len++;
+}
+
+static void i8042_reset_machine(struct i8042 *k)
+{
+    exit_hook_call(&k->hook, VM_EXIT_RESET, PETREL_STATUS_OK);
+}
+
+/* A byte the guest sent to the keyboard (port 0x60 with no controller command pending). */
+static void i8042_kbd_write(struct i8042 *k, uint8_t v)
+{
+    if (k->kbd_pending) {
+        uint8_t cmd = k->kbd_pending;
+        k->kbd_pending = 0;
+        i8042_push(k, KBD_ACK, false);
+        if (cmd == 0xf0 && v == 0)
+            i8042_push(k, 0x02, false); /* "which scancode set?": set 2 */
+        return;
+    }
+    switch (v) {
+    case 0xed: /* set LEDs */
+    case 0xf3: /* typematic rate */
+    case 0xf0: /* scancode set */
+        k->kbd_pending = v;
+        i8042_push(k, KBD_ACK, false);
+        break;
+    case 0xee:
+        i8042_push(k, KBD_ECHO, false);
+        break;
+    case 0xf2: /* identify */
+        i8042_push(k, KBD_ACK, false);
+        i8042_push(k, KBD_ID1, false);
+        i8042_push(k, KBD_ID2, false);
+        break;
+    case 0xff: /* reset and self-test */
+        i8042_push(k, KBD_ACK, false);
+        i8042_push(k, KBD_BAT_OK, false);
+        break;
+    default: /* enable, disable, defaults, typematic modes: acknowledged */
+        i8042_push(k, KBD_ACK, false);
+        break;
+    }
+}
+
+/* A byte the guest sent to the mouse (through command 0xD4). */
+static void i8042_aux_write(struct i8042 *k, uint8_t v)
+{
+    if (k->aux_pending) {
+        k->aux_pending = 0;
+        i8042_push(k, KBD_ACK, true);
+        return;
+    }
+    switch (v) {
+    case 0xe8: /* set resolution */
+    case 0xf3: /* set sample rate */
+        k->aux_pending = v;
+        i8042_push(k, KBD_ACK, true);
+        break;
+    case 0xe9: /* status request: stream mode, 4 counts/mm, 100 samples/s */
+        i8042_push(k, KBD_ACK, true);
+        i8042_push(k, 0x00, true);
+        i8042_push(k, 0x02, true);
+        i8042_push(k, 100, true);
+        break;
+    case 0xf2: /* identify */
+        i8042_push(k, KBD_ACK, true);
+        i8042_push(k, MOUSE_ID, true);
+        break;
+    case 0xff: /* reset */
+        i8042_push(k, KBD_ACK, true);
+        i8042_push(k, KBD_BAT_OK, true);
+        i8042_push(k, MOUSE_ID, true);
+        break;
+    default:
+        i8042_push(k, KBD_ACK, true);
+        break;
+    }
+}
+
+static void i8042_command(struct i8042 *k, uint8_t cmd)
+{
+    switch (cmd) {
+    case I8042_CMD_READ_CTR:
+        i8042_push(k, k->ctr, false);
+        break;
+    case I8042_CMD_WRITE_CTR:
+    case I8042_CMD_WRITE_OUT:
+    case I8042_CMD_KBD_LOOP:
+    case I8042_CMD_AUX_LOOP:
+    case I8042_CMD_AUX_SEND:
+        k->pending = cmd;
+        break;
+    case I8042_CMD_AUX_DIS:
+        k->ctr |= I8042_CTR_AUXDIS;
+        break;
+    case I8042_CMD_AUX_EN:
+        k->ctr &= ~I8042_CTR_AUXDIS;
+        break;
+    case I8042_CMD_AUX_TEST:
+    case I8042_CMD_KBD_TEST:
+        i8042_push(k, 0x00, false); /* no clock or data line stuck */
+        break;
+    case I8042_CMD_SELF_TEST:
+        k->status |= I8042_STR_SYS;
+        i8042_push(k, 0x55, false);
+        break;
+    case I8042_CMD_KBD_DIS:
+        k->ctr |= I8042_CTR_KBDDIS;
+        break;
+    case I8042_CMD_KBD_EN:
+        k->ctr &= ~I8042_CTR_KBDDIS;
+        break;
+    case I8042_CMD_READ_IN:
+        i8042_push(k, 0x80, false); /* keyboard not inhibited */
+        break;
+    case I8042_CMD_READ_OUT:
+        i8042_push(k, OUTPORT_RESET | OUTPORT_A20, false);
+        break;
+    default:
+        /* 0xF0-0xFF pulse output lines low for the bits that are 0; bit 0 is reset. */
+        if (cmd >= 0xf0 && !(cmd & OUTPORT_RESET))
+            i8042_reset_machine(k);
+        break;
+    }
+}
+
+static void i8042_data(struct i8042 *k, uint8_t v)
+{
+    uint8_t cmd = k->pending;
+
+    k->pending = 0;
+    switch (cmd) {
+    case I8042_CMD_WRITE_CTR:
+        k->ctr = v;
+        break;
+    case I8042_CMD_WRITE_OUT:
+        if (!(v & OUTPORT_RESET))
+            i8042_reset_machine(k);
+        break;
+    case I8042_CMD_KBD_LOOP:
+        i8042_push(k, v, false);
+        break;
+    case I8042_CMD_AUX_LOOP:
+        i8042_push(k, v, true);
+        break;
+    case I8042_CMD_AUX_SEND:
+        i8042_aux_write(k, v);
+        break;
+    default:
+        i8042_kbd_write(k, v);
+        break;
+    }
+}
+
 static uint64_t i8042_read(struct device *dev, uint64_t offset, unsigned size)
 {
-    (void)dev, (void)offset, (void)size;
-    return 0; /* status: output buffer empty, input buffer empty */
+    struct i8042 *k = to_i8042(dev);
+    uint8_t v = 0;
+    (void)size;
+
+    if (offset == 0) {
+        if (k->len) {
+            v = k->queue[k->head].data;
+            k->head = (k->head + 1) % I8042_QUEUE;
+            k->len--;
+        }
+        /* Drop the line so the next byte (if any) raises a new edge. */
+        if (k->kbd_irq_level) {
+            k->kbd_irq_level = false;
+            irq_set(k->kbd_irq, false);
+        }
+        if (k->aux_irq_level) {
+            k->aux_irq_level = false;
+            irq_set(k->aux_irq, false);
+        }
+    } else if (offset == I8042_COMMAND_PORT - I8042_DATA_PORT) {
+        v = k->status | I8042_STR_KEYLOCK;
+        if (k->len) {
+            v |= I8042_STR_OBF;
+            if (k->queue[k->head].aux)
+                v |= I8042_STR_AUXDATA;
+        }
+    } else {
+        return 0xff; /* 0x61-0x63: not ours */
+    }
+    i8042_update_irq(k);
+    return v;
 }
 
 static void i8042_write(struct device *dev, uint64_t offset, uint64_t value, unsigned size)
 {
-    struct i8042 *k = container_of(dev, struct i8042, dev);
+    struct i8042 *k = to_i8042(dev);
     (void)size;
 
-    if (offset == I8042_COMMAND_PORT - I8042_DATA_PORT && (value & 0xff) == I8042_CMD_RESET)
-        exit_hook_call(&k->hook, VM_EXIT_RESET, PETREL_STATUS_OK);
+    if (offset == 0) {
+        k->status &= ~I8042_STR_CMDDAT;
+        i8042_data(k, (uint8_t)value);
+    } else if (offset == I8042_COMMAND_PORT - I8042_DATA_PORT) {
+        k->status |= I8042_STR_CMDDAT;
+        i8042_command(k, (uint8_t)value);
+    }
+    i8042_update_irq(k);
+}
+
+static void i8042_reset(struct device *dev)
+{
+    struct i8042 *k = to_i8042(dev);
+
+    k->ctr = I8042_CTR_KBDINT | I8042_CTR_SYS | I8042_CTR_XLATE | I8042_CTR_AUXDIS;
+    k->status = I8042_STR_SYS;
+    k->pending = k->kbd_pending = k->aux_pending = 0;
+    k->head = k->len = 0;
+    i8042_update_irq(k);
 }
 
 static const struct dev_ops i8042_ops = {
     .read = i8042_read,
     .write = i8042_write,
+    .reset = i8042_reset,
 };
 
-void i8042_init(struct i8042 *k, struct exit_hook hook)
+void i8042_init(struct i8042 *k, struct exit_hook hook, struct irq_line *kbd_irq,
+                struct irq_line *aux_irq)
 {
     memset(k, 0, sizeof(*k));
     device_init(&k->dev, "i8042", &i8042_ops);
     k->hook = hook;
+    k->kbd_irq = kbd_irq;
+    k->aux_irq = aux_irq;
+    i8042_reset(&k->dev);
 }
 
 void i8042_destroy(struct i8042 *k)
 {
     device_destroy(&k->dev);
+}
+
+size_t i8042_inject(struct i8042 *k, const uint8_t *bytes, size_t len)
+{
+    size_t n = 0;
+
+    pthread_mutex_lock(&k->dev.lock);
+    while (n < len && k->len < I8042_QUEUE)
+        i8042_push(k, bytes[n++], false);
+    i8042_update_irq(k);
+    pthread_mutex_unlock(&k->dev.lock);
+    return n;
 }

@@ -350,7 +350,9 @@ static int vm_setup_devices(struct vm *vm, struct errbuf *eb)
     if (ret)
         return err_set(eb, ret, "cannot register debugcon: %s", strerror(-ret));
 
-    i8042_init(&vm->i8042, vm_exit_hook(vm));
+    kvm_irq_gsi_init(&vm->kbd_irq, vm->vm_fd, I8042_KBD_IRQ);
+    kvm_irq_gsi_init(&vm->aux_irq, vm->vm_fd, I8042_AUX_IRQ);
+    i8042_init(&vm->i8042, vm_exit_hook(vm), &vm->kbd_irq.line, &vm->aux_irq.line);
     ret = bus_register(&vm->pio, I8042_DATA_PORT, I8042_RANGE_LEN, &vm->i8042.dev);
     if (ret)
         return err_set(eb, ret, "cannot register the i8042: %s", strerror(-ret));
