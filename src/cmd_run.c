@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "cmd.h"
+#include "petrel/api.h"
 #include "petrel/vm.h"
 
 static void run_usage(FILE *f)
@@ -27,6 +28,10 @@ static void run_usage(FILE *f)
             "                        (default 256M, at least 8M)\n"
             "      --debug-exit      a write of V to port 0xf4 ends petrel with status V\n"
             "      --debugcon FILE   write port 0xe9 output to FILE instead of the console\n"
+            "  -n, --name NAME       the VM's name for petrel pause/resume/stop/status\n"
+            "                        (default: vm-PID); a name runs once at a time\n"
+            "      --api-sock PATH   serve the control API here instead of\n"
+            "                        $XDG_RUNTIME_DIR/petrel/NAME.sock (root: /run/petrel)\n"
             "  -h, --help            show this help\n"
             "\n"
             "exit status:\n"
@@ -50,7 +55,7 @@ static int run_bad(const char *fmt, const char *arg)
 
 int cmd_run(int argc, char **argv)
 {
-    enum { OPT_DEBUG_EXIT = 256, OPT_DEBUGCON };
+    enum { OPT_DEBUG_EXIT = 256, OPT_DEBUGCON, OPT_API_SOCK };
     static const struct option opts[] = {
         {"kernel", required_argument, NULL, 'k'},
         {"initrd", required_argument, NULL, 'i'},
@@ -59,6 +64,8 @@ int cmd_run(int argc, char **argv)
         {"memory", required_argument, NULL, 'm'},
         {"debug-exit", no_argument, NULL, OPT_DEBUG_EXIT},
         {"debugcon", required_argument, NULL, OPT_DEBUGCON},
+        {"name", required_argument, NULL, 'n'},
+        {"api-sock", required_argument, NULL, OPT_API_SOCK},
         {"help", no_argument, NULL, 'h'},
         {0},
     };
@@ -69,11 +76,12 @@ int cmd_run(int argc, char **argv)
         .console_in_fd = STDIN_FILENO,
     };
     unsigned long n;
-    char a[32];
+    char a[32], default_name[32];
+    const char *name = NULL, *api_sock = NULL;
     int c;
 
     optind = 1;
-    while ((c = getopt_long(argc, argv, "k:i:a:c:m:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "k:i:a:c:m:n:h", opts, NULL)) != -1) {
         switch (c) {
         case 'k':
             cfg.kernel_path = optarg;
@@ -105,6 +113,14 @@ int cmd_run(int argc, char **argv)
         case OPT_DEBUGCON:
             cfg.debugcon_path = optarg;
             break;
+        case 'n':
+            if (!api_name_valid(optarg))
+                return run_bad("--name '%s' must be 1-64 letters, digits, '.', '_' or '-'", optarg);
+            name = optarg;
+            break;
+        case OPT_API_SOCK:
+            api_sock = optarg;
+            break;
         case 'h':
             run_usage(stdout);
             return 0;
@@ -128,7 +144,18 @@ int cmd_run(int argc, char **argv)
         fprintf(stderr, "petrel: %s\n", eb.msg);
         return PETREL_STATUS_ERROR;
     }
+    if (!name) {
+        snprintf(default_name, sizeof(default_name), "vm-%d", (int)getpid());
+        name = default_name;
+    }
+    struct api_server api;
+    if (api_server_start(&api, vm, name, api_sock, &eb)) {
+        fprintf(stderr, "petrel: %s\n", eb.msg);
+        vm_destroy(vm);
+        return PETREL_STATUS_ERROR;
+    }
     int status = vm_run(vm, &eb);
+    api_server_stop(&api);
     vm_report_exit(vm, stderr);
     vm_destroy(vm);
     return status;

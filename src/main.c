@@ -8,7 +8,12 @@
 #include "petrel/util.h"
 
 static const struct cmd cmds[] = {
-    {"run", "boot a kernel and attach its console to this terminal", cmd_run},
+    {"run", "boot a kernel with its console on this terminal", cmd_run},
+    {"pause", "pause a running VM (returns once every vCPU is parked)", cmd_pause},
+    {"resume", "resume a paused VM", cmd_resume},
+    {"stop", "stop a VM (its console is drained; works when paused)", cmd_stop},
+    {"status", "show a VM's state, vCPUs, memory, uptime", cmd_status},
+    {"list", "list running VMs", cmd_list},
 };
 
 static void usage(FILE *f)

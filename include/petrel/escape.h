@@ -1,6 +1,7 @@
 /*
  * The console's escape keys, as a pure state machine (unit-tested on split
- * reads): Ctrl-A x quits, Ctrl-A h prints help, Ctrl-A Ctrl-A sends one Ctrl-A.
+ * reads): Ctrl-A x quits, Ctrl-A h prints help, Ctrl-A p pauses or resumes,
+ * Ctrl-A Ctrl-A sends one Ctrl-A.
  * Any other key after Ctrl-A is dropped, as in QEMU's character mux.
  */
 #ifndef PETREL_ESCAPE_H
@@ -14,8 +15,9 @@
 
 enum escape_action {
     ESCAPE_NONE,
-    ESCAPE_QUIT, /* Ctrl-A x */
-    ESCAPE_HELP, /* Ctrl-A h */
+    ESCAPE_QUIT,  /* Ctrl-A x */
+    ESCAPE_HELP,  /* Ctrl-A h */
+    ESCAPE_PAUSE, /* Ctrl-A p: pause or resume the VM */
 };
 
 struct escape {

@@ -14,6 +14,7 @@ enum vm_exit_reason {
     VM_EXIT_CRASH,    /* triple fault, failed entry, emulation failure */
     VM_EXIT_SIGNAL,   /* petrel got SIGINT, SIGTERM or SIGHUP */
     VM_EXIT_QUIT,     /* the user pressed Ctrl-A x */
+    VM_EXIT_STOP,     /* a client asked petrel to stop (API, petrel stop) */
     VM_EXIT_ERROR,    /* petrel itself failed (KVM_RUN error, an unexpected exit) */
 };
 

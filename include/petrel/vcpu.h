@@ -42,6 +42,8 @@ enum vcpu_step {
 
 struct vcpu_ops {
     enum vcpu_step (*run)(struct vcpu *v);
+    /* Optional: called on the vCPU thread once parked, before the PAUSED ack. */
+    void (*parked)(struct vcpu *v);
 };
 
 struct vcpu {

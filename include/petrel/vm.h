@@ -51,7 +51,34 @@ struct vm_config {
 
 enum vm_state {
     VM_RUNNING,
+    VM_PAUSING,  /* every vCPU has been asked to park; waiting for acks */
+    VM_PAUSED,   /* every vCPU is parked, out of the guest */
+    VM_RESUMING, /* parked vCPUs were woken; waiting for acks */
     VM_STOPPING, /* every vCPU has been asked to stop; waiting for acks */
+};
+
+/*
+ * How a control request (pause, resume) ends: err is 0, or -EALREADY when
+ * there was nothing to do (msg says so), or another -errno with msg.
+ */
+typedef void vm_done_fn(void *ctx, int err, const char *msg);
+
+struct vm_waiter {
+    vm_done_fn *fn;
+    void *ctx;
+};
+
+#define VM_MAX_WAITERS 64
+
+/* What `petrel status` and the API report. */
+struct vm_info {
+    enum vm_state state;
+    unsigned vcpus;
+    uint64_t memory;
+    double uptime_s;
+    uint64_t pauses;         /* completed pauses */
+    uint64_t last_kick_ns;   /* the last pause: request on the loop -> every vCPU parked */
+    uint64_t last_resume_ns; /* the last resume: request -> every vCPU running */
 };
 
 struct vm {
@@ -77,7 +104,12 @@ struct vm {
     struct event_base *base;
     struct event *ev_vcpu;
     struct event *ev_signals[3];
-    enum vm_state state; /* loop only */
+    enum vm_state state;                      /* loop only, like everything down to the console */
+    struct vm_waiter waiters[VM_MAX_WAITERS]; /* requests waiting for the current transition */
+    unsigned nr_waiters;
+    uint64_t transition_start_ns;
+    uint64_t start_ns;
+    uint64_t pauses, last_kick_ns, last_resume_ns;
 
     struct console_out console;
     struct console_in console_in;
@@ -113,9 +145,30 @@ void vm_report_exit(struct vm *vm, FILE *f);
 
 void vm_destroy(struct vm *vm);
 
+/*
+ * Pauses every vCPU (loop only). done runs once every vCPU has parked (or at
+ * once when the VM is already paused: -EALREADY), possibly before this returns.
+ */
+void vm_pause(struct vm *vm, vm_done_fn *done, void *ctx);
+
+/* Resumes a paused VM (loop only); done runs once every vCPU runs again. */
+void vm_resume(struct vm *vm, vm_done_fn *done, void *ctx);
+
+/* Fills info (loop only). */
+void vm_get_info(struct vm *vm, struct vm_info *info);
+
+/* "Running", "Paused", ... as the API spells states. */
+const char *vm_state_name(enum vm_state state);
+
 /* Asks the VM to end (any thread). The first request wins. */
 void vm_request_exit(struct vm *vm, enum vm_exit_reason reason, int status, int vcpu_id,
                      const char *detail);
+
+/* Rescans the vCPUs' states and finishes transitions (loop only; vm_control.c). */
+void vm_control_progress(struct vm *vm);
+
+/* CLOCK_MONOTONIC in nanoseconds. */
+uint64_t vm_now_ns(void);
 
 /* The exit_hook devices use to call vm_request_exit(). */
 struct exit_hook vm_exit_hook(struct vm *vm);

@@ -4,6 +4,7 @@
 const char escape_help[] = "\r\n"
                            "petrel console keys:\r\n"
                            "  Ctrl-A x       quit petrel (the VM stops; status 0)\r\n"
+                           "  Ctrl-A p       pause or resume the VM\r\n"
                            "  Ctrl-A h       show these keys\r\n"
                            "  Ctrl-A Ctrl-A  send Ctrl-A to the guest\r\n";
 
@@ -36,6 +37,10 @@ size_t escape_feed(struct escape *e, const uint8_t *in, size_t len, uint8_t *out
         case 'H':
         case '?':
             *action = ESCAPE_HELP;
+            return i + 1;
+        case 'p':
+        case 'P':
+            *action = ESCAPE_PAUSE;
             return i + 1;
         default:
             break; /* unknown key: dropped with its Ctrl-A */

@@ -82,6 +82,8 @@ static void vcpu_park(struct vcpu *v)
         v->ops->run(v);
         v->run->immediate_exit = 0;
     }
+    if (v->ops->parked)
+        v->ops->parked(v);
     vcpu_ack(v, VCPU_PAUSED);
     pthread_mutex_lock(&v->park_lock);
     while ((atomic_load(&v->requests) & (VCPU_REQ_PAUSE | VCPU_REQ_STOP)) == VCPU_REQ_PAUSE)

@@ -109,6 +109,18 @@ static enum vcpu_step vcpu_kvm_run(struct vcpu *v)
     }
 }
 
+/*
+ * Tells a kvmclock-aware guest that this vCPU was stopped by the host, so its
+ * soft-lockup watchdog does not fire after a long pause. It must be called on
+ * the vCPU's own thread (from the loop it would wait for KVM_RUN to return).
+ * EINVAL means the guest never enabled kvmclock (kit guests): nothing to tell.
+ */
+static void vcpu_kvm_parked(struct vcpu *v)
+{
+    ioctl(v->fd, KVM_KVMCLOCK_CTRL, 0);
+}
+
 const struct vcpu_ops vcpu_kvm_ops = {
     .run = vcpu_kvm_run,
+    .parked = vcpu_kvm_parked,
 };

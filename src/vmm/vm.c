@@ -33,23 +33,6 @@ static const struct {
     {KVM_CAP_MP_STATE, "KVM_CAP_MP_STATE"},
 };
 
-void vm_request_exit(struct vm *vm, enum vm_exit_reason reason, int status, int vcpu_id,
-                     const char *detail)
-{
-    uint64_t one = 1;
-
-    pthread_mutex_lock(&vm->exit_lock);
-    if (vm->exit_reason == VM_EXIT_NONE) {
-        vm->exit_reason = reason;
-        vm->exit_status = status;
-        vm->exit_vcpu = vcpu_id;
-        snprintf(vm->exit_detail, sizeof(vm->exit_detail), "%s", detail ? detail : "");
-    }
-    pthread_mutex_unlock(&vm->exit_lock);
-    ssize_t n = write(vm->vcpu_notify_fd, &one, sizeof(one));
-    (void)n; /* fails only on counter overflow: the loop is awake anyway */
-}
-
 static void vm_exit_hook_fn(void *ctx, enum vm_exit_reason reason, int status)
 {
     vm_request_exit(ctx, reason, status, -1, NULL);
@@ -318,10 +301,38 @@ static int vm_create_vcpus(struct vm *vm, struct errbuf *eb)
     return 0;
 }
 
+/* Tells the person at the console what Ctrl-A p did. */
+static void vm_console_note(void *ctx, int err, const char *msg, const char *done)
+{
+    struct vm *vm = ctx;
+    char line[128];
+
+    snprintf(line, sizeof(line), "\r\n[petrel: %s]\r\n", err && err != -EALREADY ? msg : done);
+    outbuf_put(&vm->console.buf, line, strlen(line));
+}
+
+static void vm_console_paused(void *ctx, int err, const char *msg)
+{
+    vm_console_note(ctx, err, msg, "paused; Ctrl-A p resumes");
+}
+
+static void vm_console_resumed(void *ctx, int err, const char *msg)
+{
+    vm_console_note(ctx, err, msg, "resumed");
+}
+
 static void vm_on_escape(void *ctx, enum escape_action action)
 {
-    if (action == ESCAPE_QUIT)
-        vm_request_exit(ctx, VM_EXIT_QUIT, PETREL_STATUS_OK, -1, NULL);
+    struct vm *vm = ctx;
+
+    if (action == ESCAPE_QUIT) {
+        vm_request_exit(vm, VM_EXIT_QUIT, PETREL_STATUS_OK, -1, NULL);
+    } else if (action == ESCAPE_PAUSE) {
+        if (vm->state == VM_PAUSED || vm->state == VM_PAUSING)
+            vm_resume(vm, vm_console_resumed, vm);
+        else
+            vm_pause(vm, vm_console_paused, vm);
+    }
 }
 
 static int vm_setup_devices(struct vm *vm, struct errbuf *eb)
@@ -464,44 +475,15 @@ err_destroy:
     return ret;
 }
 
-/* Asks every vCPU to stop (loop only). */
-static void vm_stop_vcpus(struct vm *vm)
-{
-    vm->state = VM_STOPPING;
-    for (unsigned i = 0; i < vm->nr_vcpus; i++) {
-        int err = vcpu_request(&vm->vcpus[i], VCPU_REQ_STOP);
-        if (err)
-            fprintf(stderr, "petrel: cannot kick vCPU %u: %s\n", i, strerror(-err));
-    }
-}
-
-static bool vm_all_vcpus_exited(struct vm *vm)
-{
-    for (unsigned i = 0; i < vm->nr_vcpus; i++) {
-        enum vcpu_state s = vcpu_state(&vm->vcpus[i]);
-        if (s != VCPU_EXITED && s != VCPU_CREATED)
-            return false;
-    }
-    return true;
-}
-
 /* The loop's reaction to anything a vCPU (or vm_request_exit) reported. */
 static void vm_on_vcpu_event(evutil_socket_t fd, short what, void *arg)
 {
-    struct vm *vm = arg;
     uint64_t v;
     (void)what;
 
     ssize_t n = read(fd, &v, sizeof(v));
-    (void)n; /* EAGAIN: another wake-up already took the count; the scan below is what counts */
-
-    pthread_mutex_lock(&vm->exit_lock);
-    bool exiting = vm->exit_reason != VM_EXIT_NONE;
-    pthread_mutex_unlock(&vm->exit_lock);
-    if (exiting && vm->state != VM_STOPPING)
-        vm_stop_vcpus(vm);
-    if (vm->state == VM_STOPPING && vm_all_vcpus_exited(vm))
-        event_base_loopbreak(vm->base);
+    (void)n; /* EAGAIN: another wake-up already took the count; the scan is what counts */
+    vm_control_progress(arg);
 }
 
 int vm_run(struct vm *vm, struct errbuf *eb)
@@ -527,6 +509,7 @@ int vm_run(struct vm *vm, struct errbuf *eb)
     if (ret)
         vm_request_exit(vm, VM_EXIT_ERROR, PETREL_STATUS_ERROR, -1, eb->msg);
 
+    vm->start_ns = vm_now_ns();
     event_base_dispatch(vm->base);
 
     for (unsigned i = 0; i < vm->nr_vcpus; i++)

@@ -1,0 +1,91 @@
+/*
+ * The control API: HTTP/1.1 + JSON on a unix socket, served on the VM's loop
+ * by libevent's evhttp, following Firecracker's paths and bodies where the same
+ * thing exists. docs/api.md is the reference. The CLI is a thin client of it
+ * (api_client_call()).
+ *
+ * Names and paths: a VM named NAME has its socket at --api-sock PATH, else
+ * $XDG_RUNTIME_DIR/petrel/NAME.sock, else /run/petrel/NAME.sock for root
+ * (/tmp/petrel-UID/NAME.sock for others). PATH.lock, held with flock() while
+ * the VM lives, makes names unique and tells live sockets from stale ones.
+ */
+#ifndef PETREL_API_H
+#define PETREL_API_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/un.h>
+
+#include "petrel/util.h"
+
+#define API_MAX_BODY (16 * 1024) /* petrel's own limit, answered in JSON */
+#define API_NAME_MAX 64
+#define API_PATH_MAX sizeof(((struct sockaddr_un *)0)->sun_path)
+
+struct vm;
+struct evhttp;
+struct evconnlistener;
+
+/* Checks a VM name: 1-64 of [A-Za-z0-9._-], not starting with '.' or '-'. */
+bool api_name_valid(const char *name);
+
+/* The directory VM sockets live in (created on demand by api_server_start). */
+int api_runtime_dir(char *buf, size_t len) MUST_CHECK;
+
+/* The socket path for NAME. 0, or -ENAMETOOLONG. */
+int api_sock_path(const char *name, char *buf, size_t len) MUST_CHECK;
+
+struct api_server {
+    struct vm *vm;
+    char name[API_NAME_MAX + 1];
+    char sock_path[API_PATH_MAX];
+    char lock_path[API_PATH_MAX + 8];
+    int lock_fd;
+    int sock_fd;
+    struct evhttp *http;
+    struct evconnlistener *listener;
+};
+
+/*
+ * Takes the name's lock, binds the socket (mode 0600) and serves the API on
+ * the VM's loop. sock_path NULL means the default for name.
+ */
+int api_server_start(struct api_server *s, struct vm *vm, const char *name, const char *sock_path,
+                     struct errbuf *eb) MUST_CHECK;
+
+/* Stops serving and removes the socket and the lock file. Idempotent. */
+void api_server_stop(struct api_server *s);
+
+/* A parsed HTTP response from the API. */
+struct api_response {
+    int status;
+    char *body; /* NUL-terminated, malloc()ed (may be empty) */
+};
+
+/*
+ * One request to the API socket at sock_path, over a plain socket (libevent
+ * 2.1's HTTP client cannot reach a unix socket). body may be NULL. Waits at
+ * most timeout_ms for the answer. 0 or -errno with a message in eb.
+ */
+int api_client_call(const char *sock_path, const char *method, const char *path, const char *body,
+                    int timeout_ms, struct api_response *resp, struct errbuf *eb) MUST_CHECK;
+
+void api_response_free(struct api_response *resp);
+
+/*
+ * Parses a raw HTTP response (status line, headers, body). Exposed for the
+ * unit tests and the fuzz target. 0 or -EPROTO.
+ */
+int api_parse_response(const char *buf, size_t len, struct api_response *resp) MUST_CHECK;
+
+/*
+ * Validates a request body for a route: body must be a JSON object whose
+ * fields are all in allowed (NULL-terminated) and are strings. Returns a
+ * jansson object (to json_decref) or NULL with a fault message in eb.
+ */
+struct json_t;
+struct json_t *api_parse_body(const char *body, size_t len, const char *const *allowed,
+                              struct errbuf *eb);
+
+#endif

@@ -1,0 +1,355 @@
+/*
+ * The API server: evhttp on a unix socket, on the VM's loop. Handlers only
+ * translate between HTTP/JSON and vm_* calls; pause and resume answer when
+ * the VM's transition completes (every vCPU acked).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
+#include <jansson.h>
+
+#include "petrel/api.h"
+#include "petrel/i8042.h"
+#include "petrel/vm.h"
+
+/* Sends a JSON body (stolen) with the status. */
+static void api_reply_json(struct evhttp_request *req, int code, const char *reason, json_t *j)
+{
+    struct evbuffer *buf = evbuffer_new();
+    char *text = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(10));
+
+    json_decref(j);
+    if (buf && text)
+        evbuffer_add(buf, text, strlen(text));
+    free(text);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
+    evhttp_send_reply(req, code, reason, buf);
+    if (buf)
+        evbuffer_free(buf);
+}
+
+/* Firecracker's error shape: {"fault_message": "..."}. */
+static void api_fault(struct evhttp_request *req, int code, const char *reason, const char *msg)
+{
+    api_reply_json(req, code, reason, json_pack("{s:s}", "fault_message", msg));
+}
+
+static void api_no_content(struct evhttp_request *req)
+{
+    evhttp_send_reply(req, 204, "No Content", NULL);
+}
+
+/* GET /: Firecracker's InstanceInfo. */
+static void api_get_root(struct api_server *s, struct evhttp_request *req, json_t *body)
+{
+    (void)body;
+    api_reply_json(req, 200, "OK",
+                   json_pack("{s:s, s:s, s:s, s:s}", "id", s->name, "state",
+                             vm_state_name(s->vm->state), "vmm_version", PETREL_VERSION, "app_name",
+                             "petrel"));
+}
+
+/* GET /machine-config: Firecracker's machine configuration, as far as petrel has it. */
+static void api_get_machine(struct api_server *s, struct evhttp_request *req, json_t *body)
+{
+    (void)body;
+    api_reply_json(req, 200, "OK",
+                   json_pack("{s:i, s:I, s:b}", "vcpu_count", (int)s->vm->nr_vcpus, "mem_size_mib",
+                             (json_int_t)(s->vm->cfg.memory / MiB), "smt", 0));
+}
+
+/* GET /vm: petrel's status, with the last pause's kick time. */
+static void api_get_vm(struct api_server *s, struct evhttp_request *req, json_t *body)
+{
+    struct vm_info info;
+    (void)body;
+
+    vm_get_info(s->vm, &info);
+    api_reply_json(req, 200, "OK",
+                   json_pack("{s:s, s:s, s:i, s:I, s:f, s:{s:I, s:f, s:f}}", "id", s->name, "state",
+                             vm_state_name(info.state), "vcpu_count", (int)info.vcpus,
+                             "mem_size_mib", (json_int_t)(info.memory / MiB), "uptime_s",
+                             info.uptime_s, "pause", "count", (json_int_t)info.pauses,
+                             "last_kick_us", (double)info.last_kick_ns / 1000.0, "last_resume_us",
+                             (double)info.last_resume_ns / 1000.0));
+}
+
+/* Ends a deferred PATCH /vm when the VM's transition completes. */
+static void api_vm_done(void *ctx, int err, const char *msg, const char *state)
+{
+    struct evhttp_request *req = ctx;
+
+    if (!err)
+        api_no_content(req);
+    else if (err == -EALREADY)
+        api_reply_json(req, 200, "OK", json_pack("{s:s, s:s}", "state", state, "message", msg));
+    else
+        api_fault(req, 409, "Conflict", msg);
+}
+
+static void api_paused(void *ctx, int err, const char *msg)
+{
+    api_vm_done(ctx, err, msg, "Paused");
+}
+
+static void api_resumed(void *ctx, int err, const char *msg)
+{
+    api_vm_done(ctx, err, msg, "Running");
+}
+
+/* PATCH /vm {"state": "Paused" | "Resumed"}: 204 once every vCPU has acked. */
+static void api_patch_vm(struct api_server *s, struct evhttp_request *req, json_t *body)
+{
+    const char *state = json_string_value(json_object_get(body, "state"));
+
+    if (!state)
+        api_fault(req, 400, "Bad Request", "missing field \"state\"");
+    else if (!strcmp(state, "Paused"))
+        vm_pause(s->vm, api_paused, req);
+    else if (!strcmp(state, "Resumed"))
+        vm_resume(s->vm, api_resumed, req);
+    else
+        api_fault(req, 400, "Bad Request", "\"state\" must be \"Paused\" or \"Resumed\"");
+}
+
+/* Stops the VM once the 204 has been written out. */
+static void api_stop_after_reply(struct evhttp_request *req, void *arg)
+{
+    (void)req;
+    vm_request_exit(arg, VM_EXIT_STOP, PETREL_STATUS_OK, -1, NULL);
+}
+
+/* PUT /actions {"action_type": "SendCtrlAltDel" | "Stop"}. */
+static void api_put_actions(struct api_server *s, struct evhttp_request *req, json_t *body)
+{
+    /* Set-1 make and break codes (the i8042 translates, as Linux sets it up). */
+    static const uint8_t ctrl_alt_del[] = {0x1d, 0x38, 0xe0, 0x53, 0xe0, 0xd3, 0xb8, 0x9d};
+    const char *type = json_string_value(json_object_get(body, "action_type"));
+
+    if (!type) {
+        api_fault(req, 400, "Bad Request", "missing field \"action_type\"");
+    } else if (!strcmp(type, "SendCtrlAltDel")) {
+        if (s->vm->state == VM_STOPPING)
+            api_fault(req, 409, "Conflict", "the VM is stopping");
+        else if (i8042_inject(&s->vm->i8042, ctrl_alt_del, sizeof(ctrl_alt_del)) !=
+                 sizeof(ctrl_alt_del))
+            api_fault(req, 409, "Conflict", "the keyboard buffer is full");
+        else
+            api_no_content(req);
+    } else if (!strcmp(type, "Stop")) {
+        evhttp_request_set_on_complete_cb(req, api_stop_after_reply, s->vm);
+        api_no_content(req);
+    } else {
+        api_fault(req, 400, "Bad Request",
+                  "\"action_type\" must be \"SendCtrlAltDel\" or \"Stop\"");
+    }
+}
+
+typedef void api_handler(struct api_server *s, struct evhttp_request *req, json_t *body);
+
+static const struct api_route {
+    enum evhttp_cmd_type method;
+    const char *path;
+    api_handler *fn;
+    const char *const *fields; /* NULL: no body */
+} api_routes[] = {
+    {EVHTTP_REQ_GET, "/", api_get_root, NULL},
+    {EVHTTP_REQ_GET, "/machine-config", api_get_machine, NULL},
+    {EVHTTP_REQ_GET, "/vm", api_get_vm, NULL},
+    {EVHTTP_REQ_PATCH, "/vm", api_patch_vm, (const char *const[]){"state", NULL}},
+    {EVHTTP_REQ_PUT, "/actions", api_put_actions, (const char *const[]){"action_type", NULL}},
+};
+
+static void api_handle(struct evhttp_request *req, void *arg)
+{
+    struct api_server *s = arg;
+    const char *uri = evhttp_request_get_uri(req);
+    enum evhttp_cmd_type method = evhttp_request_get_command(req);
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t len = evbuffer_get_length(in);
+    char path[256];
+    bool path_known = false;
+
+    /* The path without a query string. */
+    size_t plen = strcspn(uri, "?#");
+    if (plen >= sizeof(path)) {
+        api_fault(req, 404, "Not Found", "no such path");
+        return;
+    }
+    memcpy(path, uri, plen);
+    path[plen] = '\0';
+
+    for (size_t i = 0; i < ARRAY_SIZE(api_routes); i++) {
+        const struct api_route *r = &api_routes[i];
+        if (strcmp(r->path, path) != 0)
+            continue;
+        path_known = true;
+        if (r->method != method)
+            continue;
+        json_t *body = NULL;
+        if (r->fields) {
+            struct errbuf eb;
+            char *data = len <= API_MAX_BODY ? (char *)evbuffer_pullup(in, -1) : NULL;
+            body = api_parse_body(data, len, r->fields, &eb);
+            if (!body) {
+                api_fault(req, 400, "Bad Request", eb.msg);
+                return;
+            }
+        } else if (len) {
+            api_fault(req, 400, "Bad Request", "this request takes no body");
+            return;
+        }
+        r->fn(s, req, body);
+        json_decref(body);
+        return;
+    }
+    if (path_known)
+        api_fault(req, 405, "Method Not Allowed", "this path does not take that method");
+    else
+        api_fault(req, 404, "Not Found", "no such path");
+}
+
+static int api_mkdir_parent(const char *path)
+{
+    char dir[API_PATH_MAX];
+
+    snprintf(dir, sizeof(dir), "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash || slash == dir)
+        return 0;
+    *slash = '\0';
+    if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+        return -errno;
+    return 0;
+}
+
+/*
+ * Takes NAME.sock.lock. A lock file is unlinked by its owner on exit while
+ * still locked, so after flock() succeeds the path must still name the file
+ * we locked; if not, the old owner just left and we try again.
+ */
+static int api_lock(struct api_server *s, struct errbuf *eb)
+{
+    for (int attempt = 0; attempt < 5; attempt++) {
+        struct stat a, b;
+        s->lock_fd = open(s->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (s->lock_fd < 0)
+            return err_set(eb, -errno, "cannot create %s: %s", s->lock_path, strerror(errno));
+        if (flock(s->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+            close(s->lock_fd);
+            s->lock_fd = -1;
+            return err_set(eb, -EADDRINUSE,
+                           "a VM named \"%s\" is already running (its API socket is %s): "
+                           "choose another --name",
+                           s->name, s->sock_path);
+        }
+        if (fstat(s->lock_fd, &a) == 0 && stat(s->lock_path, &b) == 0 && a.st_ino == b.st_ino &&
+            a.st_dev == b.st_dev)
+            return 0;
+        close(s->lock_fd);
+        s->lock_fd = -1;
+    }
+    return err_set(eb, -EAGAIN, "cannot take the lock %s", s->lock_path);
+}
+
+int api_server_start(struct api_server *s, struct vm *vm, const char *name, const char *sock_path,
+                     struct errbuf *eb)
+{
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    int ret;
+
+    memset(s, 0, sizeof(*s));
+    s->vm = vm;
+    s->lock_fd = s->sock_fd = -1;
+    snprintf(s->name, sizeof(s->name), "%s", name);
+    if (sock_path) {
+        if (strlen(sock_path) >= sizeof(s->sock_path))
+            return err_set(eb, -ENAMETOOLONG, "--api-sock %s is too long for a unix socket",
+                           sock_path);
+        snprintf(s->sock_path, sizeof(s->sock_path), "%s", sock_path);
+    } else if (api_sock_path(name, s->sock_path, sizeof(s->sock_path))) {
+        return err_set(eb, -ENAMETOOLONG, "the API socket path for \"%s\" is too long", name);
+    }
+    snprintf(s->lock_path, sizeof(s->lock_path), "%s.lock", s->sock_path);
+
+    ret = api_mkdir_parent(s->sock_path);
+    if (ret)
+        return err_set(eb, ret, "cannot create the directory of %s: %s", s->sock_path,
+                       strerror(-ret));
+    ret = api_lock(s, eb);
+    if (ret)
+        return ret;
+    /* We hold the lock, so a socket file left here belongs to a VM that died. */
+    unlink(s->sock_path);
+    s->sock_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (s->sock_fd < 0) {
+        ret = err_set(eb, -errno, "socket: %s", strerror(errno));
+        goto err_stop;
+    }
+    memcpy(addr.sun_path, s->sock_path, strlen(s->sock_path) + 1);
+    if (bind(s->sock_fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+        ret =
+            err_set(eb, -errno, "cannot bind the API socket %s: %s", s->sock_path, strerror(errno));
+        goto err_stop;
+    }
+    chmod(s->sock_path, 0600);
+    if (listen(s->sock_fd, 16) < 0) {
+        ret = err_set(eb, -errno, "listen on %s: %s", s->sock_path, strerror(errno));
+        goto err_stop;
+    }
+    s->http = evhttp_new(vm->base);
+    if (!s->http) {
+        ret = err_set(eb, -ENOMEM, "cannot create the HTTP server");
+        goto err_stop;
+    }
+    /* evhttp refuses PATCH unless told; bodies beyond this get its own 413. */
+    evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_PUT | EVHTTP_REQ_PATCH);
+    evhttp_set_max_body_size(s->http, 1024 * 1024);
+    evhttp_set_gencb(s->http, api_handle, s);
+    s->listener = evconnlistener_new(vm->base, NULL, NULL, LEV_OPT_CLOSE_ON_EXEC, -1, s->sock_fd);
+    if (!s->listener || !evhttp_bind_listener(s->http, s->listener)) {
+        ret = err_set(eb, -ENOMEM, "cannot serve the API socket");
+        goto err_stop;
+    }
+    return 0;
+
+err_stop:
+    api_server_stop(s);
+    return ret;
+}
+
+void api_server_stop(struct api_server *s)
+{
+    if (s->http) {
+        /* Frees the bound listener (and with it the socket) too. */
+        evhttp_free(s->http);
+        s->http = NULL;
+        s->listener = NULL;
+    }
+    if (s->listener) {
+        evconnlistener_free(s->listener);
+        s->listener = NULL;
+    }
+    if (s->sock_fd >= 0) {
+        close(s->sock_fd);
+        s->sock_fd = -1;
+    }
+    if (s->lock_fd >= 0) {
+        /* Unlink while still holding the lock, so no new owner's files are removed. */
+        unlink(s->sock_path);
+        unlink(s->lock_path);
+        close(s->lock_fd);
+        s->lock_fd = -1;
+    }
+}

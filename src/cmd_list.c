@@ -1,0 +1,97 @@
+/* petrel list: the running VMs of this user, cleaning up sockets of dead ones. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "cmd.h"
+#include "petrel/api.h"
+#include "petrel/exit.h"
+
+/* True when nobody holds the VM's lock: its process is gone. Removes its files then. */
+static bool list_reap_if_stale(const char *sock)
+{
+    char lock[API_PATH_MAX + 8];
+    bool stale = false;
+
+    snprintf(lock, sizeof(lock), "%s.lock", sock);
+    int fd = open(lock, O_RDWR | O_CLOEXEC);
+    if (fd < 0) {
+        stale = errno == ENOENT;
+    } else if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+        stale = true;
+        unlink(lock);
+    }
+    if (stale)
+        unlink(sock);
+    if (fd >= 0)
+        close(fd);
+    return stale;
+}
+
+int cmd_list(int argc, char **argv)
+{
+    char dir[256];
+    bool json = argc > 1 && !strcmp(argv[1], "--json");
+
+    if (argc > 1 && !json) {
+        fprintf(stderr, "usage: petrel list [--json]\n");
+        return strcmp(argv[1], "--help") ? PETREL_STATUS_USAGE : 0;
+    }
+    if (api_runtime_dir(dir, sizeof(dir)))
+        return PETREL_STATUS_ERROR;
+    json_t *all = json_array();
+    DIR *d = opendir(dir);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            size_t len = strlen(e->d_name);
+            if (len < 6 || strcmp(e->d_name + len - 5, ".sock") != 0)
+                continue;
+            char sock[API_PATH_MAX], name[API_NAME_MAX + 1];
+            if (len - 5 > API_NAME_MAX ||
+                (size_t)snprintf(sock, sizeof(sock), "%s/%s", dir, e->d_name) >= sizeof(sock))
+                continue;
+            snprintf(name, sizeof(name), "%.*s", (int)(len - 5), e->d_name);
+            if (list_reap_if_stale(sock))
+                continue;
+            struct api_response resp;
+            struct errbuf eb;
+            const char *state = "NotResponding";
+            json_t *j = NULL;
+            if (!api_client_call(sock, "GET", "/", NULL, 2000, &resp, &eb)) {
+                j = json_loads(resp.body, 0, NULL);
+                state = json_string_value(json_object_get(j, "state")) ?: "?";
+                api_response_free(&resp);
+            }
+            json_array_append_new(
+                all, json_pack("{s:s, s:s, s:s}", "id", name, "state", state, "api_sock", sock));
+            json_decref(j);
+        }
+        closedir(d);
+    }
+    if (json) {
+        char *text = json_dumps(all, JSON_COMPACT);
+        printf("%s\n", text ? text : "[]");
+        free(text);
+    } else {
+        size_t i;
+        json_t *vm;
+        if (json_array_size(all))
+            printf("%-20s %-14s %s\n", "NAME", "STATE", "API SOCKET");
+        json_array_foreach(all, i, vm)
+        {
+            printf("%-20s %-14s %s\n", json_string_value(json_object_get(vm, "id")),
+                   json_string_value(json_object_get(vm, "state")),
+                   json_string_value(json_object_get(vm, "api_sock")));
+        }
+    }
+    json_decref(all);
+    return 0;
+}

@@ -1,0 +1,233 @@
+/* petrel pause | resume | stop | status NAME: thin clients of a running VM's API. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "cmd.h"
+#include "petrel/api.h"
+#include "petrel/exit.h"
+
+#define CMD_TIMEOUT_MS 10000
+
+struct target {
+    const char *cmd;
+    const char *label; /* the name, or the socket path */
+    char sock[API_PATH_MAX];
+    bool json;
+};
+
+static int target_usage(const char *cmd, FILE *f)
+{
+    fprintf(f,
+            "usage: petrel %s NAME [--json]\n"
+            "       petrel %s --api-sock PATH [--json]\n"
+            "\n"
+            "NAME is the --name the VM was started with; its API socket is found in\n"
+            "$XDG_RUNTIME_DIR/petrel, /run/petrel (root) or /tmp/petrel-UID.\n",
+            cmd, cmd);
+    return f == stdout ? 0 : PETREL_STATUS_USAGE;
+}
+
+/* Parses NAME / --api-sock PATH / --json. Returns -1 when done, else an exit status. */
+static int target_parse(struct target *t, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"api-sock", required_argument, NULL, 's'},
+        {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},
+        {0},
+    };
+    const char *sock = NULL;
+    int c;
+
+    t->cmd = argv[0];
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 's':
+            sock = optarg;
+            break;
+        case 'j':
+            t->json = true;
+            break;
+        case 'h':
+            return target_usage(t->cmd, stdout);
+        default:
+            return target_usage(t->cmd, stderr);
+        }
+    }
+    if (sock && optind == argc) {
+        if (strlen(sock) >= sizeof(t->sock)) {
+            fprintf(stderr, "petrel %s: --api-sock %s is too long\n", t->cmd, sock);
+            return PETREL_STATUS_USAGE;
+        }
+        snprintf(t->sock, sizeof(t->sock), "%s", sock);
+        t->label = sock;
+        return -1;
+    }
+    if (sock || optind != argc - 1)
+        return target_usage(t->cmd, stderr);
+    t->label = argv[optind];
+    if (!api_name_valid(t->label)) {
+        fprintf(stderr, "petrel %s: '%s' is not a VM name\n", t->cmd, t->label);
+        return PETREL_STATUS_USAGE;
+    }
+    if (api_sock_path(t->label, t->sock, sizeof(t->sock))) {
+        fprintf(stderr, "petrel %s: the socket path for '%s' is too long\n", t->cmd, t->label);
+        return PETREL_STATUS_USAGE;
+    }
+    return -1;
+}
+
+/* One API call with the errors a user can act on. 0 with resp filled, or 1. */
+static int target_call(struct target *t, const char *method, const char *path, const char *body,
+                       struct api_response *resp)
+{
+    struct errbuf eb;
+    int ret = api_client_call(t->sock, method, path, body, CMD_TIMEOUT_MS, resp, &eb);
+
+    if (ret == -ENOENT)
+        fprintf(stderr, "petrel %s: no VM named '%s' (no socket at %s)\n", t->cmd, t->label,
+                t->sock);
+    else if (ret == -ECONNREFUSED)
+        fprintf(stderr,
+                "petrel %s: VM '%s' is not running (%s is stale; 'petrel list' cleans up)\n",
+                t->cmd, t->label, t->sock);
+    else if (ret == -ETIMEDOUT)
+        fprintf(stderr, "petrel %s: VM '%s' is not responding (%s)\n", t->cmd, t->label, eb.msg);
+    else if (ret)
+        fprintf(stderr, "petrel %s: %s: %s\n", t->cmd, t->label, eb.msg);
+    return ret ? PETREL_STATUS_ERROR : 0;
+}
+
+/* Prints an API error body's fault_message. Returns 1. */
+static int target_fault(struct target *t, struct api_response *resp)
+{
+    json_t *j = json_loads(resp->body, 0, NULL);
+    const char *msg = json_string_value(json_object_get(j, "fault_message"));
+
+    fprintf(stderr, "petrel %s: %s: %s (HTTP %d)\n", t->cmd, t->label,
+            msg ? msg : "unexpected answer", resp->status);
+    json_decref(j);
+    return PETREL_STATUS_ERROR;
+}
+
+/* pause / resume: PATCH /vm; a no-op answers 200 with a message. */
+static int cmd_set_state(int argc, char **argv, const char *state, const char *done)
+{
+    struct target t = {0};
+    struct api_response resp;
+    char body[64];
+    int ret = target_parse(&t, argc, argv);
+
+    if (ret >= 0)
+        return ret;
+    snprintf(body, sizeof(body), "{\"state\":\"%s\"}", state);
+    if (target_call(&t, "PATCH", "/vm", body, &resp))
+        return PETREL_STATUS_ERROR;
+    if (resp.status == 204) {
+        printf("%s: %s\n", t.label, done);
+    } else if (resp.status == 200) {
+        json_t *j = json_loads(resp.body, 0, NULL);
+        const char *msg = json_string_value(json_object_get(j, "message"));
+        printf("%s: %s\n", t.label, msg ? msg : done);
+        json_decref(j);
+    } else {
+        ret = target_fault(&t, &resp);
+    }
+    api_response_free(&resp);
+    return ret < 0 ? 0 : ret;
+}
+
+int cmd_pause(int argc, char **argv)
+{
+    return cmd_set_state(argc, argv, "Paused", "paused");
+}
+
+int cmd_resume(int argc, char **argv)
+{
+    return cmd_set_state(argc, argv, "Resumed", "resumed");
+}
+
+/* Blocks until the VM's process has released its lock, i.e. has exited. */
+static void target_wait_gone(struct target *t)
+{
+    char lock[API_PATH_MAX + 8];
+
+    snprintf(lock, sizeof(lock), "%s.lock", t->sock);
+    int fd = open(lock, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return; /* already removed: the VM is gone */
+    /* flock() sleeps until the owner exits; the alarm is only a guard. */
+    alarm(CMD_TIMEOUT_MS / 1000 * 3);
+    flock(fd, LOCK_SH);
+    alarm(0);
+    close(fd);
+}
+
+int cmd_stop(int argc, char **argv)
+{
+    struct target t = {0};
+    struct api_response resp;
+    int ret = target_parse(&t, argc, argv);
+
+    if (ret >= 0)
+        return ret;
+    if (target_call(&t, "PUT", "/actions", "{\"action_type\":\"Stop\"}", &resp))
+        return PETREL_STATUS_ERROR;
+    if (resp.status == 204) {
+        target_wait_gone(&t);
+        printf("%s: stopped\n", t.label);
+        ret = 0;
+    } else {
+        ret = target_fault(&t, &resp);
+    }
+    api_response_free(&resp);
+    return ret;
+}
+
+int cmd_status(int argc, char **argv)
+{
+    struct target t = {0};
+    struct api_response resp;
+    int ret = target_parse(&t, argc, argv);
+
+    if (ret >= 0)
+        return ret;
+    if (target_call(&t, "GET", "/vm", NULL, &resp))
+        return PETREL_STATUS_ERROR;
+    if (resp.status != 200) {
+        ret = target_fault(&t, &resp);
+        api_response_free(&resp);
+        return ret;
+    }
+    if (t.json) {
+        printf("%s\n", resp.body);
+    } else {
+        json_t *j = json_loads(resp.body, 0, NULL);
+        json_t *p = json_object_get(j, "pause");
+        printf("%s: %s, %lld vCPU%s, %lld MiB, up %.1f s",
+               json_string_value(json_object_get(j, "id")) ?: t.label,
+               json_string_value(json_object_get(j, "state")) ?: "?",
+               (long long)json_integer_value(json_object_get(j, "vcpu_count")),
+               json_integer_value(json_object_get(j, "vcpu_count")) == 1 ? "" : "s",
+               (long long)json_integer_value(json_object_get(j, "mem_size_mib")),
+               json_real_value(json_object_get(j, "uptime_s")));
+        long long pauses = json_integer_value(json_object_get(p, "count"));
+        if (pauses)
+            printf("; %lld pause%s, the last took %.1f us", pauses, pauses == 1 ? "" : "s",
+                   json_real_value(json_object_get(p, "last_kick_us")));
+        printf("\n");
+        json_decref(j);
+    }
+    api_response_free(&resp);
+    return 0;
+}
