@@ -14,5 +14,6 @@ int cmd_resume(int argc, char **argv);
 int cmd_stop(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_list(int argc, char **argv);
+int cmd_console(int argc, char **argv);
 
 #endif

@@ -28,6 +28,10 @@ static void run_usage(FILE *f)
             "                        (default 256M, at least 8M)\n"
             "      --debug-exit      a write of V to port 0xf4 ends petrel with status V\n"
             "      --debugcon FILE   write port 0xe9 output to FILE instead of the console\n"
+            "      --console WHERE   stdio (default): this terminal or pipes;\n"
+            "                        pty: a pseudo-terminal (its path is printed);\n"
+            "                        socket: attach later with 'petrel console NAME';\n"
+            "                        file=PATH: output only, to PATH\n"
             "  -n, --name NAME       the VM's name for petrel pause/resume/stop/status\n"
             "                        (default: vm-PID); a name runs once at a time\n"
             "      --api-sock PATH   serve the control API here instead of\n"
@@ -55,7 +59,7 @@ static int run_bad(const char *fmt, const char *arg)
 
 int cmd_run(int argc, char **argv)
 {
-    enum { OPT_DEBUG_EXIT = 256, OPT_DEBUGCON, OPT_API_SOCK };
+    enum { OPT_DEBUG_EXIT = 256, OPT_DEBUGCON, OPT_API_SOCK, OPT_CONSOLE };
     static const struct option opts[] = {
         {"kernel", required_argument, NULL, 'k'},
         {"initrd", required_argument, NULL, 'i'},
@@ -66,14 +70,14 @@ int cmd_run(int argc, char **argv)
         {"debugcon", required_argument, NULL, OPT_DEBUGCON},
         {"name", required_argument, NULL, 'n'},
         {"api-sock", required_argument, NULL, OPT_API_SOCK},
+        {"console", required_argument, NULL, OPT_CONSOLE},
         {"help", no_argument, NULL, 'h'},
         {0},
     };
     struct vm_config cfg = {
         .cpus = 1,
         .memory = VM_DEFAULT_MEMORY,
-        .console_fd = STDOUT_FILENO,
-        .console_in_fd = STDIN_FILENO,
+        .console = VM_CONSOLE_STDIO,
     };
     unsigned long n;
     char a[32], default_name[32];
@@ -121,6 +125,20 @@ int cmd_run(int argc, char **argv)
         case OPT_API_SOCK:
             api_sock = optarg;
             break;
+        case OPT_CONSOLE:
+            if (!strcmp(optarg, "stdio")) {
+                cfg.console = VM_CONSOLE_STDIO;
+            } else if (!strcmp(optarg, "pty")) {
+                cfg.console = VM_CONSOLE_PTY;
+            } else if (!strcmp(optarg, "socket")) {
+                cfg.console = VM_CONSOLE_SOCKET;
+            } else if (!strncmp(optarg, "file=", 5) && optarg[5]) {
+                cfg.console = VM_CONSOLE_FILE;
+                cfg.console_path = optarg + 5;
+            } else {
+                return run_bad("--console '%s' must be stdio, pty, socket or file=PATH", optarg);
+            }
+            break;
         case 'h':
             run_usage(stdout);
             return 0;
@@ -136,7 +154,7 @@ int cmd_run(int argc, char **argv)
 
     /* A closed stdin just means no console input. */
     if (fcntl(STDIN_FILENO, F_GETFD) < 0)
-        cfg.console_in_fd = -1;
+        cfg.stdin_closed = true;
 
     struct errbuf eb = {{0}};
     struct vm *vm;

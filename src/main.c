@@ -14,6 +14,7 @@ static const struct cmd cmds[] = {
     {"stop", "stop a VM (its console is drained; works when paused)", cmd_stop},
     {"status", "show a VM's state, vCPUs, memory, uptime", cmd_status},
     {"list", "list running VMs", cmd_list},
+    {"console", "attach this terminal to a VM started with --console socket", cmd_console},
 };
 
 static void usage(FILE *f)

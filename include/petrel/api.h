@@ -36,6 +36,9 @@ int api_runtime_dir(char *buf, size_t len) MUST_CHECK;
 /* The socket path for NAME. 0, or -ENAMETOOLONG. */
 int api_sock_path(const char *name, char *buf, size_t len) MUST_CHECK;
 
+/* The console socket next to an API socket: NAME.sock -> NAME.console. */
+int api_console_path(const char *sock_path, char *buf, size_t len) MUST_CHECK;
+
 struct api_server {
     struct vm *vm;
     char name[API_NAME_MAX + 1];
@@ -45,6 +48,9 @@ struct api_server {
     int sock_fd;
     struct evhttp *http;
     struct evconnlistener *listener;
+    /* VM_CONSOLE_SOCKET: clients of `petrel console NAME` connect here. */
+    char console_path[API_PATH_MAX];
+    struct evconnlistener *console_listener;
 };
 
 /*

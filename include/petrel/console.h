@@ -1,8 +1,11 @@
 /*
- * The loop's side of guest output: drains an outbuf into a file descriptor
- * (the terminal, a pipe, a file) without ever blocking the loop. When the fd
- * cannot take more, the outbuf fills and the devices feel back-pressure. When
- * the fd is gone (EPIPE), output is discarded with one warning.
+ * The loop's side of guest output: drains an outbuf into the attached file
+ * descriptor (the terminal, a pipe, a file, a console client) without ever
+ * blocking the loop. While an fd is attached and slow, the outbuf fills and
+ * the devices feel back-pressure; while nothing is attached (a headless VM),
+ * output is consumed at once and only the last CONSOLE_HISTORY bytes are kept,
+ * to be replayed to the next client. An fd that fails is detached: stdout with
+ * one warning (output is then discarded), a console client silently.
  */
 #ifndef PETREL_CONSOLE_H
 #define PETREL_CONSOLE_H
@@ -13,21 +16,41 @@
 #include "petrel/outbuf.h"
 #include "petrel/util.h"
 
+#define CONSOLE_HISTORY (64 * 1024)
+
 struct console_out {
     struct outbuf buf;
-    int fd;
-    int saved_flags;  /* fd's file status flags before petrel made it non-blocking */
-    bool broken;      /* the fd failed: discard */
+    struct event_base *base;
+    int fd;             /* attached fd, or -1 */
+    int saved_flags;    /* fd's file status flags before petrel made it non-blocking */
+    bool warn_on_error; /* say once that output is lost (stdout), else detach quietly */
+    bool warned;
+    bool lossy;       /* when the fd is full, drop output instead of slowing the guest */
     const char *what; /* for the warning ("standard output", a path) */
     struct event *ev_notify;
     struct event *ev_writable;
+    /* Called on the loop when the attached fd failed and was detached. */
+    void (*on_detach)(void *ctx);
+    void *on_detach_ctx;
+
+    uint8_t *hist; /* the last output, a ring */
+    size_t hist_head, hist_len;
 };
 
-/* Sets up draining of a new buffer of cap bytes into fd on base. */
-int console_out_init(struct console_out *c, struct event_base *base, int fd, size_t cap,
-                     const char *what) MUST_CHECK;
+/* Sets up a buffer of cap bytes drained on base, with nothing attached. */
+int console_out_init(struct console_out *c, struct event_base *base, size_t cap) MUST_CHECK;
 
-/* Writes whatever is still queued, waiting for fd if needed (at exit). */
+/*
+ * Attaches fd (made non-blocking until detached). With replay, the history is
+ * written to it first (as much as it takes without blocking).
+ */
+int console_out_attach(struct console_out *c, int fd, const char *what, bool warn_on_error,
+                       bool replay) MUST_CHECK;
+
+/* Detaches the fd (not closed: the caller owns it). */
+void console_out_detach(struct console_out *c);
+
+/* Writes whatever is still queued, waiting for the fd if needed (at exit). */
 void console_out_flush(struct console_out *c);
 
 void console_out_destroy(struct console_out *c);

@@ -1,10 +1,10 @@
 /*
- * The loop's side of console input: reads the user's terminal or pipe, handles
- * the escape keys, and feeds the UART's receive FIFO. When the FIFO is full the
- * rest waits here (and reading stops) until the guest drains it, so input is
- * never dropped. On a terminal, raw mode is set by console_in_start() and the
- * saved settings are put back by console_in_stop(), on every way out.
- * End of input does not end the VM.
+ * The loop's side of console input: reads the attached fd (the user's terminal
+ * or pipe, a pty, a console client), optionally handles the escape keys, and
+ * feeds the UART's receive FIFO. When the FIFO is full the rest waits here
+ * (and reading stops) until the guest drains it, so input is never dropped.
+ * On a terminal with escapes, raw mode is set on attach and the saved
+ * settings are put back on detach. End of input does not end the VM.
  */
 #ifndef PETREL_CONSOLE_IN_H
 #define PETREL_CONSOLE_IN_H
@@ -22,9 +22,10 @@
 #define CONSOLE_IN_PENDING 4096
 
 struct console_in {
-    int fd;
-    bool is_tty;
+    struct event_base *base;
+    int fd;        /* attached fd, or -1 */
     bool pollable; /* epoll can watch fd (not a regular file or /dev/null) */
+    bool escapes;  /* Ctrl-A keys are petrel's */
     bool raw;      /* raw mode is on; saved holds what to restore */
     struct termios saved;
     struct escape esc;
@@ -40,17 +41,18 @@ struct console_in {
     struct event *ev_read;
     struct event *ev_room;
     void (*on_action)(void *ctx, enum escape_action action);
+    void (*on_eof)(void *ctx); /* the attached fd ended (a client left) */
     void *ctx;
 };
 
-int console_in_init(struct console_in *c, struct event_base *base, int fd, struct uart8250 *uart,
+int console_in_init(struct console_in *c, struct event_base *base, struct uart8250 *uart,
                     struct outbuf *echo) MUST_CHECK;
 
-/* Starts reading (raw mode on a terminal). */
-int console_in_start(struct console_in *c) MUST_CHECK;
+/* Starts reading fd (raw mode when it is a terminal and escapes is set). */
+int console_in_attach(struct console_in *c, int fd, bool escapes) MUST_CHECK;
 
-/* Stops reading and restores the terminal. Safe to call more than once. */
-void console_in_stop(struct console_in *c);
+/* Stops reading and restores the terminal (the fd is not closed). Idempotent. */
+void console_in_detach(struct console_in *c);
 
 void console_in_destroy(struct console_in *c);
 

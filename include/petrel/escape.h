@@ -15,9 +15,10 @@
 
 enum escape_action {
     ESCAPE_NONE,
-    ESCAPE_QUIT,  /* Ctrl-A x */
-    ESCAPE_HELP,  /* Ctrl-A h */
-    ESCAPE_PAUSE, /* Ctrl-A p: pause or resume the VM */
+    ESCAPE_QUIT,   /* Ctrl-A x */
+    ESCAPE_HELP,   /* Ctrl-A h */
+    ESCAPE_PAUSE,  /* Ctrl-A p: pause or resume the VM */
+    ESCAPE_DETACH, /* Ctrl-A d: leave an attached console (petrel console) */
 };
 
 struct escape {

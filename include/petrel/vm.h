@@ -37,16 +37,24 @@
 #define VM_MAX_KERNEL_SIZE (256 * MiB)
 #define VM_CONSOLE_BUFFER  (64 * KiB)
 
+enum vm_console_mode {
+    VM_CONSOLE_STDIO,  /* this terminal (raw, escape keys) or pipes */
+    VM_CONSOLE_PTY,    /* a pseudo-terminal whose path petrel prints */
+    VM_CONSOLE_SOCKET, /* a unix socket for `petrel console NAME` (see api.h) */
+    VM_CONSOLE_FILE,   /* output only, to a file */
+};
+
 struct vm_config {
     const char *kernel_path;
     const char *initrd_path; /* NULL: none */
     const char *cmdline;     /* NULL: VM_DEFAULT_CMDLINE */
     unsigned cpus;
     uint64_t memory;
-    bool debug_exit;           /* port 0xf4 ends petrel with the value written */
-    const char *debugcon_path; /* NULL: debugcon joins the console output */
-    int console_fd;            /* where guest output goes (stdout) */
-    int console_in_fd;         /* where console input comes from (stdin), or -1 */
+    bool debug_exit;              /* port 0xf4 ends petrel with the value written */
+    const char *debugcon_path;    /* NULL: debugcon joins the console output */
+    enum vm_console_mode console; /* where the serial console goes */
+    const char *console_path;     /* VM_CONSOLE_FILE: the file */
+    bool stdin_closed;            /* VM_CONSOLE_STDIO without input */
 };
 
 enum vm_state {
@@ -113,6 +121,10 @@ struct vm {
 
     struct console_out console;
     struct console_in console_in;
+    int pty_master, pty_slave; /* VM_CONSOLE_PTY; petrel keeps the slave open */
+    char pty_path[64];
+    int console_file_fd;              /* VM_CONSOLE_FILE */
+    int client_fd;                    /* VM_CONSOLE_SOCKET: the attached client, or -1 */
     struct console_out debugcon_file; /* --debugcon FILE */
     int debugcon_fd;
 
@@ -169,6 +181,18 @@ void vm_control_progress(struct vm *vm);
 
 /* CLOCK_MONOTONIC in nanoseconds. */
 uint64_t vm_now_ns(void);
+
+/* The console's set-up and life (vm_console.c). */
+int vm_console_setup(struct vm *vm, struct errbuf *eb) MUST_CHECK;
+int vm_console_start(struct vm *vm, struct errbuf *eb) MUST_CHECK;
+void vm_console_stop(struct vm *vm);
+void vm_console_destroy(struct vm *vm);
+
+/*
+ * Attaches a console client (VM_CONSOLE_SOCKET; the loop, taking fd): it gets
+ * the recent output, then the live console. -EBUSY if one is attached.
+ */
+int vm_console_attach(struct vm *vm, int fd);
 
 /* The exit_hook devices use to call vm_request_exit(). */
 struct exit_hook vm_exit_hook(struct vm *vm);

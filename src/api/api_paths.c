@@ -36,6 +36,18 @@ int api_runtime_dir(char *buf, size_t len)
     return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
 }
 
+int api_console_path(const char *sock_path, char *buf, size_t len)
+{
+    size_t n = strlen(sock_path);
+    int w;
+
+    if (n > 5 && !strcmp(sock_path + n - 5, ".sock"))
+        w = snprintf(buf, len, "%.*s.console", (int)(n - 5), sock_path);
+    else
+        w = snprintf(buf, len, "%s.console", sock_path);
+    return w < 0 || (size_t)w >= len ? -ENAMETOOLONG : 0;
+}
+
 int api_sock_path(const char *name, char *buf, size_t len)
 {
     char dir[256];

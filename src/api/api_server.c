@@ -234,6 +234,50 @@ static int api_mkdir_parent(const char *path)
     return 0;
 }
 
+/* A `petrel console` client connected: attach it, or tell it why not. */
+static void api_console_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                               int socklen, void *arg)
+{
+    struct api_server *s = arg;
+    static const char busy[] = "petrel: another client is attached to this console\r\n";
+    (void)l, (void)sa, (void)socklen;
+
+    int ret = vm_console_attach(s->vm, fd);
+    if (ret) {
+        if (ret == -EBUSY)
+            send(fd, busy, sizeof(busy) - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+        close(fd);
+    }
+}
+
+static int api_console_start(struct api_server *s, struct errbuf *eb)
+{
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+
+    if (api_console_path(s->sock_path, s->console_path, sizeof(s->console_path)))
+        return err_set(eb, -ENAMETOOLONG, "the console socket path for %s is too long",
+                       s->sock_path);
+    unlink(s->console_path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return err_set(eb, -errno, "socket: %s", strerror(errno));
+    memcpy(addr.sun_path, s->console_path, strlen(s->console_path) + 1);
+    if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 || chmod(s->console_path, 0600) ||
+        listen(fd, 4) < 0) {
+        int err = errno;
+        close(fd);
+        return err_set(eb, -err, "cannot serve the console socket %s: %s", s->console_path,
+                       strerror(err));
+    }
+    s->console_listener = evconnlistener_new(s->vm->base, api_console_accept, s,
+                                             LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+    if (!s->console_listener) {
+        close(fd);
+        return err_set(eb, -ENOMEM, "cannot serve the console socket");
+    }
+    return 0;
+}
+
 /*
  * Takes NAME.sock.lock. A lock file is unlinked by its owner on exit while
  * still locked, so after flock() succeeds the path must still name the file
@@ -322,6 +366,11 @@ int api_server_start(struct api_server *s, struct vm *vm, const char *name, cons
         ret = err_set(eb, -ENOMEM, "cannot serve the API socket");
         goto err_stop;
     }
+    if (vm->cfg.console == VM_CONSOLE_SOCKET) {
+        ret = api_console_start(s, eb);
+        if (ret)
+            goto err_stop;
+    }
     return 0;
 
 err_stop:
@@ -331,6 +380,11 @@ err_stop:
 
 void api_server_stop(struct api_server *s)
 {
+    if (s->console_listener) {
+        evconnlistener_free(s->console_listener);
+        s->console_listener = NULL;
+        unlink(s->console_path);
+    }
     if (s->http) {
         /* Frees the bound listener (and with it the socket) too. */
         evhttp_free(s->http);

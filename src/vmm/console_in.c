@@ -28,6 +28,8 @@ static bool console_in_pollable(int fd)
 /* Turns reading on or off. */
 static void console_in_reading(struct console_in *c, bool on)
 {
+    if (!c->ev_read)
+        return;
     if (!on || c->eof)
         event_del(c->ev_read);
     else if (c->pollable)
@@ -60,12 +62,19 @@ static void console_in_on_read(evutil_socket_t fd, short what, void *arg)
         /* End of input (or a hung-up terminal): the guest keeps running. */
         c->eof = true;
         event_del(c->ev_read);
+        if (c->on_eof)
+            c->on_eof(c->ctx);
         return;
     }
     size_t off = 0;
     while (off < (size_t)n) {
         size_t out_len;
         enum escape_action action;
+        if (!c->escapes) {
+            memcpy(c->pending + c->pending_len, buf, (size_t)n);
+            c->pending_len += (size_t)n;
+            break;
+        }
         off += escape_feed(&c->esc, buf + off, (size_t)n - off, c->pending + c->pending_len,
                            &out_len, &action);
         c->pending_len += out_len;
@@ -99,24 +108,19 @@ static void console_in_room(void *ctx)
     (void)n;
 }
 
-int console_in_init(struct console_in *c, struct event_base *base, int fd, struct uart8250 *uart,
+int console_in_init(struct console_in *c, struct event_base *base, struct uart8250 *uart,
                     struct outbuf *echo)
 {
     memset(c, 0, sizeof(*c));
-    c->fd = fd;
+    c->base = base;
+    c->fd = -1;
     c->uart = uart;
     c->echo = echo;
-    c->is_tty = isatty(fd);
     c->room_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (c->room_fd < 0)
         return -errno;
-    c->pollable = console_in_pollable(fd);
-    if (c->pollable)
-        c->ev_read = event_new(base, fd, EV_READ | EV_PERSIST, console_in_on_read, c);
-    else
-        c->ev_read = event_new(base, -1, 0, console_in_on_read, c);
     c->ev_room = event_new(base, c->room_fd, EV_READ | EV_PERSIST, console_in_on_room, c);
-    if (!c->ev_read || !c->ev_room) {
+    if (!c->ev_room || event_add(c->ev_room, NULL)) {
         console_in_destroy(c);
         return -ENOMEM;
     }
@@ -127,56 +131,79 @@ int console_in_init(struct console_in *c, struct event_base *base, int fd, struc
     return 0;
 }
 
-int console_in_start(struct console_in *c)
+/* Puts a terminal in raw mode: every key (Ctrl-C too) goes to the guest; output keeps NL->CRNL. */
+static int console_in_make_raw(struct console_in *c)
 {
-    if (c->is_tty && !c->raw) {
-        struct termios t;
-        if (tcgetattr(c->fd, &c->saved) < 0)
-            return -errno;
-        t = c->saved;
-        /* Raw input (keys, Ctrl-C included, go to the guest); output keeps NL -> CRNL. */
-        t.c_iflag &= ~(tcflag_t)(IGNBRK | BRKINT | PARMRK | ISTRIP | INLCR | IGNCR | ICRNL | IXON);
-        t.c_lflag &= ~(tcflag_t)(ECHO | ECHONL | ICANON | ISIG | IEXTEN);
-        t.c_cflag &= ~(tcflag_t)(CSIZE | PARENB);
-        t.c_cflag |= CS8;
-        t.c_oflag |= OPOST | ONLCR;
-        t.c_cc[VMIN] = 1;
-        t.c_cc[VTIME] = 0;
-        if (tcsetattr(c->fd, TCSANOW, &t) < 0)
-            return -errno;
-        c->raw = true;
-    }
-    if (event_add(c->ev_room, NULL))
-        return -ENOMEM;
-    console_in_reading(c, true);
+    struct termios t;
+
+    if (tcgetattr(c->fd, &c->saved) < 0)
+        return -errno;
+    t = c->saved;
+    t.c_iflag &= ~(tcflag_t)(IGNBRK | BRKINT | PARMRK | ISTRIP | INLCR | IGNCR | ICRNL | IXON);
+    t.c_lflag &= ~(tcflag_t)(ECHO | ECHONL | ICANON | ISIG | IEXTEN);
+    t.c_cflag &= ~(tcflag_t)(CSIZE | PARENB);
+    t.c_cflag |= CS8;
+    t.c_oflag |= OPOST | ONLCR;
+    t.c_cc[VMIN] = 1;
+    t.c_cc[VTIME] = 0;
+    if (tcsetattr(c->fd, TCSANOW, &t) < 0)
+        return -errno;
+    c->raw = true;
     return 0;
 }
 
-void console_in_stop(struct console_in *c)
+int console_in_attach(struct console_in *c, int fd, bool escapes)
 {
-    if (c->ev_read)
-        event_del(c->ev_read);
-    if (c->ev_room)
-        event_del(c->ev_room);
+    console_in_detach(c);
+    c->fd = fd;
+    c->escapes = escapes;
+    c->eof = false;
+    c->esc.armed = false;
+    c->pollable = console_in_pollable(fd);
+    if (c->pollable)
+        c->ev_read = event_new(c->base, fd, EV_READ | EV_PERSIST, console_in_on_read, c);
+    else
+        c->ev_read = event_new(c->base, -1, 0, console_in_on_read, c);
+    if (!c->ev_read) {
+        c->fd = -1;
+        return -ENOMEM;
+    }
+    if (escapes && isatty(fd)) {
+        int ret = console_in_make_raw(c);
+        if (ret) {
+            console_in_detach(c);
+            return ret;
+        }
+    }
+    console_in_reading(c, c->pending_len == 0);
+    return 0;
+}
+
+void console_in_detach(struct console_in *c)
+{
+    if (c->ev_read) {
+        event_free(c->ev_read);
+        c->ev_read = NULL;
+    }
     if (c->raw) {
         tcsetattr(c->fd, TCSANOW, &c->saved);
         c->raw = false;
     }
+    c->fd = -1;
 }
 
 void console_in_destroy(struct console_in *c)
 {
-    console_in_stop(c);
+    console_in_detach(c);
     if (c->uart) {
         pthread_mutex_lock(&c->uart->dev.lock);
         c->uart->on_rx_room = NULL;
         pthread_mutex_unlock(&c->uart->dev.lock);
     }
-    if (c->ev_read)
-        event_free(c->ev_read);
     if (c->ev_room)
         event_free(c->ev_room);
     if (c->room_fd > 0)
         close(c->room_fd);
     memset(c, 0, sizeof(*c));
+    c->fd = -1;
 }

@@ -42,6 +42,10 @@ size_t escape_feed(struct escape *e, const uint8_t *in, size_t len, uint8_t *out
         case 'P':
             *action = ESCAPE_PAUSE;
             return i + 1;
+        case 'd':
+        case 'D':
+            *action = ESCAPE_DETACH;
+            return i + 1;
         default:
             break; /* unknown key: dropped with its Ctrl-A */
         }

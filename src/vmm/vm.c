@@ -301,40 +301,6 @@ static int vm_create_vcpus(struct vm *vm, struct errbuf *eb)
     return 0;
 }
 
-/* Tells the person at the console what Ctrl-A p did. */
-static void vm_console_note(void *ctx, int err, const char *msg, const char *done)
-{
-    struct vm *vm = ctx;
-    char line[128];
-
-    snprintf(line, sizeof(line), "\r\n[petrel: %s]\r\n", err && err != -EALREADY ? msg : done);
-    outbuf_put(&vm->console.buf, line, strlen(line));
-}
-
-static void vm_console_paused(void *ctx, int err, const char *msg)
-{
-    vm_console_note(ctx, err, msg, "paused; Ctrl-A p resumes");
-}
-
-static void vm_console_resumed(void *ctx, int err, const char *msg)
-{
-    vm_console_note(ctx, err, msg, "resumed");
-}
-
-static void vm_on_escape(void *ctx, enum escape_action action)
-{
-    struct vm *vm = ctx;
-
-    if (action == ESCAPE_QUIT) {
-        vm_request_exit(vm, VM_EXIT_QUIT, PETREL_STATUS_OK, -1, NULL);
-    } else if (action == ESCAPE_PAUSE) {
-        if (vm->state == VM_PAUSED || vm->state == VM_PAUSING)
-            vm_resume(vm, vm_console_resumed, vm);
-        else
-            vm_pause(vm, vm_console_paused, vm);
-    }
-}
-
 static int vm_setup_devices(struct vm *vm, struct errbuf *eb)
 {
     int ret;
@@ -347,14 +313,9 @@ static int vm_setup_devices(struct vm *vm, struct errbuf *eb)
     if (ret)
         return err_set(eb, ret, "cannot register COM1: %s", strerror(-ret));
 
-    if (vm->cfg.console_in_fd >= 0) {
-        ret = console_in_init(&vm->console_in, vm->base, vm->cfg.console_in_fd, &vm->com1,
-                              &vm->console.buf);
-        if (ret)
-            return err_set(eb, ret, "cannot set up console input: %s", strerror(-ret));
-        vm->console_in.on_action = vm_on_escape;
-        vm->console_in.ctx = vm;
-    }
+    ret = vm_console_setup(vm, eb);
+    if (ret)
+        return ret;
 
     debugcon_init(&vm->debugcon, vm->cfg.debugcon_path ? &vm->debugcon_file.buf : &vm->console.buf);
     ret = bus_register(&vm->pio, DEBUGCON_PORT, 1, &vm->debugcon.dev);
@@ -402,8 +363,7 @@ static int vm_setup_loop(struct vm *vm, struct errbuf *eb)
         if (!vm->ev_signals[i] || event_add(vm->ev_signals[i], NULL))
             return err_set(eb, -ENOMEM, "cannot watch signal %d", signals[i]);
     }
-    ret = console_out_init(&vm->console, vm->base, vm->cfg.console_fd, VM_CONSOLE_BUFFER,
-                           "standard output");
+    ret = console_out_init(&vm->console, vm->base, VM_CONSOLE_BUFFER);
     if (ret)
         return err_set(eb, ret, "cannot set up the console: %s", strerror(-ret));
     if (vm->cfg.debugcon_path) {
@@ -412,8 +372,10 @@ static int vm_setup_loop(struct vm *vm, struct errbuf *eb)
         if (vm->debugcon_fd < 0)
             return err_set(eb, -errno, "cannot open --debugcon %s: %s", vm->cfg.debugcon_path,
                            strerror(errno));
-        ret = console_out_init(&vm->debugcon_file, vm->base, vm->debugcon_fd, VM_CONSOLE_BUFFER,
-                               vm->cfg.debugcon_path);
+        ret = console_out_init(&vm->debugcon_file, vm->base, VM_CONSOLE_BUFFER);
+        if (!ret)
+            ret = console_out_attach(&vm->debugcon_file, vm->debugcon_fd, vm->cfg.debugcon_path,
+                                     true, false);
         if (ret)
             return err_set(eb, ret, "cannot set up debugcon output: %s", strerror(-ret));
     }
@@ -429,6 +391,7 @@ int vm_create(const struct vm_config *cfg, struct vm **out, struct errbuf *eb)
         return err_set(eb, -ENOMEM, "out of memory");
     vm->cfg = *cfg;
     vm->kvm_fd = vm->vm_fd = vm->debugcon_fd = vm->initrd_fd = -1;
+    vm->pty_master = vm->pty_slave = vm->console_file_fd = vm->client_fd = -1;
     vm->exit_vcpu = -1;
     pthread_mutex_init(&vm->exit_lock, NULL);
     bus_init(&vm->pio, "pio");
@@ -501,11 +464,8 @@ int vm_run(struct vm *vm, struct errbuf *eb)
             err_set(eb, ret, "cannot start vCPU %u: %s", i, strerror(-ret));
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (!ret && vm->cfg.console_in_fd >= 0) {
-        ret = console_in_start(&vm->console_in);
-        if (ret)
-            err_set(eb, ret, "cannot set up the terminal: %s", strerror(-ret));
-    }
+    if (!ret)
+        ret = vm_console_start(vm, eb);
     if (ret)
         vm_request_exit(vm, VM_EXIT_ERROR, PETREL_STATUS_ERROR, -1, eb->msg);
 
@@ -514,10 +474,9 @@ int vm_run(struct vm *vm, struct errbuf *eb)
 
     for (unsigned i = 0; i < vm->nr_vcpus; i++)
         vcpu_join(&vm->vcpus[i]);
-    if (vm->cfg.console_in_fd >= 0)
-        console_in_stop(&vm->console_in);
-    /* No producer is left: write out every byte the guest produced. */
+    /* No producer is left: write out every byte the guest produced, then let the terminal go. */
     console_out_flush(&vm->console);
+    vm_console_stop(vm);
     if (vm->cfg.debugcon_path)
         console_out_flush(&vm->debugcon_file);
     if (ret)
@@ -563,8 +522,7 @@ void vm_destroy(struct vm *vm)
     }
     if (vm->ev_vcpu)
         event_free(vm->ev_vcpu);
-    if (vm->console_in.ev_read)
-        console_in_destroy(&vm->console_in);
+    vm_console_destroy(vm);
     console_out_destroy(&vm->console);
     console_out_destroy(&vm->debugcon_file);
     if (vm->debugcon_fd >= 0)
