@@ -358,7 +358,11 @@ int api_server_start(struct api_server *s, struct vm *vm, const char *name, cons
         goto err_stop;
     }
     /* evhttp refuses PATCH unless told; bodies beyond this get its own 413. */
-    evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_PUT | EVHTTP_REQ_PATCH);
+    /* Every method reaches api_handle(), which answers 405 in JSON where evhttp would say 501. */
+    evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+                                            EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+                                            EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
+                                            EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
     evhttp_set_max_body_size(s->http, 1024 * 1024);
     evhttp_set_gencb(s->http, api_handle, s);
     s->listener = evconnlistener_new(vm->base, NULL, NULL, LEV_OPT_CLOSE_ON_EXEC, -1, s->sock_fd);
@@ -370,6 +374,8 @@ int api_server_start(struct api_server *s, struct vm *vm, const char *name, cons
         ret = api_console_start(s, eb);
         if (ret)
             goto err_stop;
+        fprintf(stderr, "petrel: the console is at %s ('petrel console %s' attaches)\n",
+                s->console_path, name);
     }
     return 0;
 

@@ -4,7 +4,10 @@ Each test file defines functions decorated with @case; main() runs them all,
 prints one line per case and exits non-zero if any failed. Timeouts here are
 failure guards (a hang fails the case), never synchronisation.
 """
+import http.client
+import json
 import os
+import socket
 import signal
 import subprocess
 import sys
@@ -83,15 +86,17 @@ class Running:
         with self._cond:
             return text(bytes(self._err))
 
-    def wait_output(self, needle, timeout=None):
-        """Blocks until needle appears on stdout; False if stdout ends or the guard expires."""
+    def wait_output(self, needle, timeout=None, stream=0):
+        """Blocks until needle appears on stdout (stream 1: stderr); False if the stream
+        ends or the guard expires."""
         needle = needle.encode() if isinstance(needle, str) else needle
+        buf = (self._out, self._err)[stream]
         deadline = time.monotonic() + (timeout or TIMEOUT)
         with self._cond:
-            while needle not in self._out:
+            while needle not in buf:
                 left = deadline - time.monotonic()
-                if left <= 0 or not self._threads[0].is_alive():
-                    return needle in self._out
+                if left <= 0 or not self._threads[stream].is_alive():
+                    return needle in buf
                 self._cond.wait(left)
             return True
 
@@ -109,6 +114,38 @@ class Running:
         for t in self._threads:
             t.join()
         return rc
+
+
+class UnixHTTP(http.client.HTTPConnection):
+    """An HTTP connection to a unix socket (the VM's API)."""
+
+    def __init__(self, path, timeout=None):
+        super().__init__("localhost", timeout=timeout or TIMEOUT)
+        self.unix_path = path
+
+    def connect(self):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(self.timeout)
+        s.connect(self.unix_path)
+        self.sock = s
+
+
+def api(sock, method, path, body=None, raw=None):
+    """One API request; returns (status, parsed JSON or None, raw body text)."""
+    c = UnixHTTP(sock)
+    try:
+        data = raw if raw is not None else (json.dumps(body) if body is not None else None)
+        headers = {"Content-Type": "application/json"} if data is not None else {}
+        c.request(method, path, body=data, headers=headers)
+        r = c.getresponse()
+        text_body = r.read().decode("utf-8", "replace")
+        try:
+            parsed = json.loads(text_body) if text_body else None
+        except ValueError:
+            parsed = None
+        return r.status, parsed, text_body
+    finally:
+        c.close()
 
 
 def main():
