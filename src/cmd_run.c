@@ -36,6 +36,8 @@ static void run_usage(FILE *f)
             "                        (default: vm-PID); a name runs once at a time\n"
             "      --api-sock PATH   serve the control API here instead of\n"
             "                        $XDG_RUNTIME_DIR/petrel/NAME.sock (root: /run/petrel)\n"
+            "      --stats           print counters at exit (guest RAM resident, unclaimed\n"
+            "                        port and MMIO accesses, pauses, dropped output)\n"
             "  -h, --help            show this help\n"
             "\n"
             "exit status:\n"
@@ -59,7 +61,7 @@ static int run_bad(const char *fmt, const char *arg)
 
 int cmd_run(int argc, char **argv)
 {
-    enum { OPT_DEBUG_EXIT = 256, OPT_DEBUGCON, OPT_API_SOCK, OPT_CONSOLE };
+    enum { OPT_DEBUG_EXIT = 256, OPT_DEBUGCON, OPT_API_SOCK, OPT_CONSOLE, OPT_STATS };
     static const struct option opts[] = {
         {"kernel", required_argument, NULL, 'k'},
         {"initrd", required_argument, NULL, 'i'},
@@ -71,6 +73,7 @@ int cmd_run(int argc, char **argv)
         {"name", required_argument, NULL, 'n'},
         {"api-sock", required_argument, NULL, OPT_API_SOCK},
         {"console", required_argument, NULL, OPT_CONSOLE},
+        {"stats", no_argument, NULL, OPT_STATS},
         {"help", no_argument, NULL, 'h'},
         {0},
     };
@@ -113,6 +116,9 @@ int cmd_run(int argc, char **argv)
             break;
         case OPT_DEBUG_EXIT:
             cfg.debug_exit = true;
+            break;
+        case OPT_STATS:
+            cfg.stats = true;
             break;
         case OPT_DEBUGCON:
             cfg.debugcon_path = optarg;

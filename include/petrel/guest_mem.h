@@ -45,6 +45,9 @@ void gm_destroy(struct guest_mem *gm);
  */
 void *gm_ptr(const struct guest_mem *gm, uint64_t gpa, uint64_t len);
 
+/* Bytes of guest RAM the host has backed with pages so far (mincore). */
+uint64_t gm_resident(const struct guest_mem *gm);
+
 /* End of RAM below the hole (the first region's end). */
 uint64_t gm_low_end(const struct guest_mem *gm);
 

@@ -51,6 +51,7 @@ struct vm_config {
     unsigned cpus;
     uint64_t memory;
     bool debug_exit;              /* port 0xf4 ends petrel with the value written */
+    bool stats;                   /* print counters on stderr at exit */
     const char *debugcon_path;    /* NULL: debugcon joins the console output */
     enum vm_console_mode console; /* where the serial console goes */
     const char *console_path;     /* VM_CONSOLE_FILE: the file */

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 static int gm_map(struct guest_mem *gm, uint64_t gpa, uint64_t size)
 {
@@ -71,6 +72,26 @@ void *gm_ptr(const struct guest_mem *gm, uint64_t gpa, uint64_t len)
         return r->host + off;
     }
     return NULL;
+}
+
+uint64_t gm_resident(const struct guest_mem *gm)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    unsigned char vec[4096];
+    uint64_t resident = 0;
+
+    for (unsigned i = 0; i < gm->nr; i++) {
+        const struct gm_region *r = &gm->regions[i];
+        uint64_t chunk = sizeof(vec) * (uint64_t)page;
+        for (uint64_t off = 0; off < r->size; off += chunk) {
+            uint64_t len = r->size - off < chunk ? r->size - off : chunk;
+            if (mincore(r->host + off, len, vec) < 0)
+                return 0;
+            for (uint64_t p = 0; p < (len + page - 1) / page; p++)
+                resident += vec[p] & 1 ? (uint64_t)page : 0;
+        }
+    }
+    return resident;
 }
 
 uint64_t gm_low_end(const struct guest_mem *gm)

@@ -498,6 +498,23 @@ void vm_report_exit(struct vm *vm, FILE *f)
     default:
         break;
     }
+    if (vm->cfg.stats) {
+        char a[32];
+        unsigned long long kicks = 0;
+        for (unsigned i = 0; i < vm->nr_vcpus; i++)
+            kicks += vm->vcpus[i].kicks_seen;
+        fprintf(f,
+                "petrel: stats: guest RAM resident %s; unclaimed port reads %llu, writes %llu; "
+                "unclaimed MMIO reads %llu, writes %llu; pauses %llu (last kick %.1f us); "
+                "KVM_RUNs cut short %llu; console output dropped %llu\n",
+                fmt_size(gm_resident(&vm->mem), a, sizeof(a)),
+                (unsigned long long)vm->pio.unhandled_reads,
+                (unsigned long long)vm->pio.unhandled_writes,
+                (unsigned long long)vm->mmio.unhandled_reads,
+                (unsigned long long)vm->mmio.unhandled_writes, (unsigned long long)vm->pauses,
+                (double)vm->last_kick_ns / 1000.0, kicks,
+                (unsigned long long)(vm->com1.tx_dropped + vm->debugcon.dropped));
+    }
 }
 
 void vm_destroy(struct vm *vm)
