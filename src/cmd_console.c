@@ -176,8 +176,7 @@ int cmd_console(int argc, char **argv)
     bool tty = isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &saved) == 0;
     if (tty) {
         raw = saved;
-        cfmakeraw(&raw);
-        raw.c_oflag |= OPOST | ONLCR;
+        cfmakeraw(&raw); /* a serial line: the guest sends CR NL itself */
         tcsetattr(STDIN_FILENO, TCSANOW, &raw);
     }
     fprintf(stderr, "[petrel: attached to %s; Ctrl-A d detaches, Ctrl-A h lists the keys]\r\n",

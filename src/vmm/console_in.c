@@ -131,7 +131,11 @@ int console_in_init(struct console_in *c, struct event_base *base, struct uart82
     return 0;
 }
 
-/* Puts a terminal in raw mode: every key (Ctrl-C too) goes to the guest; output keeps NL->CRNL. */
+/*
+ * Puts a terminal in raw mode, as a serial line is: every key (Ctrl-C too)
+ * goes to the guest, and output is not post-processed (the guest's own tty
+ * layer already turns NL into CR NL; adding another would send CR CR NL).
+ */
 static int console_in_make_raw(struct console_in *c)
 {
     struct termios t;
@@ -143,7 +147,7 @@ static int console_in_make_raw(struct console_in *c)
     t.c_lflag &= ~(tcflag_t)(ECHO | ECHONL | ICANON | ISIG | IEXTEN);
     t.c_cflag &= ~(tcflag_t)(CSIZE | PARENB);
     t.c_cflag |= CS8;
-    t.c_oflag |= OPOST | ONLCR;
+    t.c_oflag &= ~(tcflag_t)OPOST;
     t.c_cc[VMIN] = 1;
     t.c_cc[VTIME] = 0;
     if (tcsetattr(c->fd, TCSANOW, &t) < 0)

@@ -29,7 +29,8 @@ static void vm_console_paused(void *ctx, int err, const char *msg)
 
 static void vm_console_resumed(void *ctx, int err, const char *msg)
 {
-    vm_console_note(ctx, err, msg, "resumed");
+    if (err && err != -EALREADY)
+        vm_console_note(ctx, err, msg, NULL);
 }
 
 static void vm_console_on_escape(void *ctx, enum escape_action action)
@@ -37,12 +38,17 @@ static void vm_console_on_escape(void *ctx, enum escape_action action)
     struct vm *vm = ctx;
 
     if (action == ESCAPE_QUIT) {
+        /* Leave the cursor on a fresh line for the shell that comes back. */
+        outbuf_put(&vm->console.buf, "\r\n", 2);
         vm_request_exit(vm, VM_EXIT_QUIT, PETREL_STATUS_OK, -1, NULL);
     } else if (action == ESCAPE_PAUSE) {
-        if (vm->state == VM_PAUSED || vm->state == VM_PAUSING)
+        if (vm->state == VM_PAUSED || vm->state == VM_PAUSING) {
+            /* Said before the vCPUs run again, so it precedes what they print. */
+            vm_console_note(vm, 0, NULL, "resuming");
             vm_resume(vm, vm_console_resumed, vm);
-        else
+        } else {
             vm_pause(vm, vm_console_paused, vm);
+        }
     }
 }
 
