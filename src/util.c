@@ -66,12 +66,21 @@ int parse_uint(const char *s, unsigned long min, unsigned long max, unsigned lon
     return 0;
 }
 
+/* "N UNIT" or "N.25/.5/.75 UNIT", exactly: no rounding, no exponent. */
+static void fmt_quarters(char *buf, size_t len, uint64_t bytes, uint64_t unit, const char *name)
+{
+    static const char *const frac[] = {"", ".25", ".5", ".75"};
+
+    snprintf(buf, len, "%llu%s %s", (unsigned long long)(bytes / unit),
+             frac[(bytes % unit) / (unit / 4)], name);
+}
+
 const char *fmt_size(uint64_t bytes, char *buf, size_t len)
 {
     if (bytes >= GiB && bytes % (GiB / 4) == 0)
-        snprintf(buf, len, "%.4g GiB", (double)bytes / GiB);
+        fmt_quarters(buf, len, bytes, GiB, "GiB");
     else if (bytes >= MiB && bytes % (MiB / 4) == 0)
-        snprintf(buf, len, "%.4g MiB", (double)bytes / MiB);
+        fmt_quarters(buf, len, bytes, MiB, "MiB");
     else if (bytes >= KiB && bytes % KiB == 0)
         snprintf(buf, len, "%llu KiB", (unsigned long long)(bytes / KiB));
     else

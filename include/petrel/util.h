@@ -35,7 +35,7 @@ int parse_size(const char *s, uint64_t *out) MUST_CHECK;
 /* Parses a decimal unsigned integer in [min, max]. Returns 0, -EINVAL or -ERANGE. */
 int parse_uint(const char *s, unsigned long min, unsigned long max, unsigned long *out) MUST_CHECK;
 
-/* Formats a byte count for humans ("256 MiB", "1.5 GiB", "4096 bytes"). */
+/* Formats a byte count for humans, exactly ("256 MiB", "1.5 GiB", "4 KiB", "1536 bytes"). */
 const char *fmt_size(uint64_t bytes, char *buf, size_t len);
 
 /* Writes all of buf to fd, retrying on EINTR and waiting on EAGAIN. 0 or -errno. */

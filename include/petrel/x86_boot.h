@@ -19,7 +19,7 @@
 
 /* Guest-physical boot layout (all below the EBDA at 0x9fc00). */
 #define BOOT_GDT_GPA       0x500
-#define BOOT_IDT_GPA       0x520
+#define BOOT_IDT_GPA       0x540 /* after the 6-entry GDT (0x500-0x52f) */
 #define BOOT_ZERO_PAGE_GPA 0x7000
 #define BOOT_STACK_GPA     0x8ff0
 #define BOOT_PML4_GPA      0x9000

@@ -23,6 +23,29 @@ void api_response_free(struct api_response *resp)
     resp->body = NULL;
 }
 
+/*
+ * A header's decimal value: optional blanks, 1-18 digits, optional blanks, the
+ * line's end. Never reads at or past end (the end of the headers). -1 if bad.
+ */
+static long long api_header_number(const char *p, const char *end)
+{
+    long long n = 0;
+    int digits = 0;
+
+    while (p < end && (*p == ' ' || *p == '\t'))
+        p++;
+    while (p < end && isdigit((unsigned char)*p)) {
+        if (++digits > 18)
+            return -1;
+        n = n * 10 + (*p++ - '0');
+    }
+    while (p < end && (*p == ' ' || *p == '\t'))
+        p++;
+    if (!digits || (p < end && *p != '\r' && *p != '\n'))
+        return -1;
+    return n;
+}
+
 int api_parse_response(const char *buf, size_t len, struct api_response *resp)
 {
     memset(resp, 0, sizeof(*resp));
@@ -50,12 +73,11 @@ int api_parse_response(const char *buf, size_t len, struct api_response *resp)
          line = memchr(line, '\n', (size_t)(end - line))) {
         line++;
         static const char cl[] = "content-length:";
-        if ((size_t)(end - line) > sizeof(cl) - 1 && !strncasecmp(line, cl, sizeof(cl) - 1)) {
-            char *stop;
-            unsigned long n = strtoul(line + sizeof(cl) - 1, &stop, 10);
-            if (n > body_len)
+        if ((size_t)(end - line) >= sizeof(cl) - 1 && !strncasecmp(line, cl, sizeof(cl) - 1)) {
+            long long n = api_header_number(line + sizeof(cl) - 1, end);
+            if (n < 0 || (uint64_t)n > body_len)
                 return -EPROTO;
-            body_len = n;
+            body_len = (size_t)n;
         }
     }
     resp->body = malloc(body_len + 1);

@@ -172,7 +172,8 @@ static void uart8250_write(struct device *dev, uint64_t offset, uint64_t value, 
         }
         break;
     case UART_FCR:
-        if (v & UART_FCR_CLEAR_RX)
+        /* Clearing, or switching the FIFOs on or off, empties them (as a 16550 does). */
+        if ((v & UART_FCR_CLEAR_RX) || ((v ^ u->fcr) & UART_FCR_ENABLE))
             u->rx_head = u->rx_len = 0;
         u->fcr = v & 0xc9;
         uart8250_notify_rx_room(u);

@@ -11,6 +11,8 @@
 int outbuf_init(struct outbuf *ob, size_t cap)
 {
     memset(ob, 0, sizeof(*ob));
+    if (cap == 0)
+        return -EINVAL;
     ob->data = malloc(cap);
     if (!ob->data)
         return -ENOMEM;

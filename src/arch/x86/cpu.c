@@ -66,7 +66,8 @@ void x86_cpuid_patch(struct kvm_cpuid2 *cpuid, unsigned apic_id, unsigned nr_vcp
         switch (e->function) {
         case 0x1:
             /* EBX: initial APIC ID [31:24], addressable logical IDs [23:16]. */
-            e->ebx = (e->ebx & 0xffff) | apic_id << 24 | (1U << bits & 0xff) << 16;
+            e->ebx = (e->ebx & 0xffff) | (apic_id & 0xff) << 24 |
+                     ((1U << bits) > 255 ? 255 : 1U << bits) << 16;
             if (nr_vcpus > 1)
                 e->edx |= 1U << 28; /* HTT: the [23:16] field is valid */
             else
@@ -167,16 +168,18 @@ static int x86_set_msrs(int fd, struct errbuf *eb)
         {0x1a0, 1},          /* IA32_MISC_ENABLE: fast strings */
         {0x2ff, 1 << 11 | 6} /* MTRRdefType: MTRRs on, write-back by default */
     };
-    struct {
+    /* kvm_msrs ends in a flexible array: lay it out in a buffer (portable C, no GNU VLA-in-struct).
+     */
+    union {
         struct kvm_msrs hdr;
-        struct kvm_msr_entry e[ARRAY_SIZE(msrs)];
+        uint8_t bytes[sizeof(struct kvm_msrs) + ARRAY_SIZE(msrs) * sizeof(struct kvm_msr_entry)];
     } m;
 
     memset(&m, 0, sizeof(m));
     m.hdr.nmsrs = ARRAY_SIZE(msrs);
     for (unsigned i = 0; i < ARRAY_SIZE(msrs); i++) {
-        m.e[i].index = msrs[i].index;
-        m.e[i].data = msrs[i].value;
+        m.hdr.entries[i].index = msrs[i].index;
+        m.hdr.entries[i].data = msrs[i].value;
     }
     int n = ioctl(fd, KVM_SET_MSRS, &m);
     if (n < 0)

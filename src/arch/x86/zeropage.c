@@ -39,13 +39,15 @@ int x86_boot_place_initrd(const struct guest_mem *gm, const struct bzimage *bz,
         return 0;
     if ((uint64_t)bz->initrd_addr_max + 1 < limit)
         limit = (uint64_t)bz->initrd_addr_max + 1;
-    uint64_t size = (bl->initrd_size + 4095) & ~4095ULL;
+    limit &= ~4095ULL; /* the initrd starts on a page: align the end first */
+    /* Compared before rounding up, so a size near 2^64 cannot wrap to "fits". */
+    uint64_t size = bl->initrd_size > limit ? limit + 1 : (bl->initrd_size + 4095) & ~4095ULL;
     if (limit < kernel_end || limit - kernel_end < size)
         return err_set(eb, -ENOSPC,
                        "the initrd (%s) does not fit in memory below %s next to the kernel: "
                        "give more --memory",
                        fmt_size(bl->initrd_size, a, sizeof(a)), fmt_size(limit, b, sizeof(b)));
-    bl->initrd_gpa = (limit - size) & ~4095ULL;
+    bl->initrd_gpa = limit - size;
     return 0;
 }
 

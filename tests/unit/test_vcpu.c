@@ -1,0 +1,630 @@
+/*
+ * Unit tests for vcpu.c: the request/ack state machine and the SIGRTMIN kick,
+ * on fake vCPUs whose run step imitates KVM_RUN without KVM.
+ *
+ * The fakes:
+ * - "block" is a halted guest. Like KVM_RUN, it returns at once when
+ *   immediate_exit is set on entry, and otherwise sleeps until SIGRTMIN
+ *   arrives. SIGRTMIN is blocked between the check and sigsuspend(), so a
+ *   kick that lands in between stays pending and ends the sleep at once: a
+ *   kick that the vCPU loop loses shows as a sleep that never ends.
+ * - "spin" is a busy guest: it runs a bounded, pseudo-random number of
+ *   iterations (leaving early when kicked) and returns VCPU_STEP_CONTINUE, so
+ *   requests land at every point of the vCPU loop.
+ * - "mixed" picks one of the two at random on each entry.
+ *
+ * Every wait of the test is a poll() with a timeout of several seconds that
+ * fails the test when it expires: timeouts guard against hangs, they never
+ * order events.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "petrel/vcpu.h"
+
+#define WAIT_MS 10000
+
+enum fake_mode {
+    FAKE_BLOCK,
+    FAKE_SPIN,
+    FAKE_MIXED,
+    FAKE_IO, /* first entry handles a port exit (io_pending), then like FAKE_BLOCK */
+};
+
+struct fake_vcpu {
+    struct vcpu v;
+    enum fake_mode mode;
+    uint64_t rng;     /* vCPU thread only */
+    bool report_wait; /* write entered_fd before sleeping in "block" */
+    int entered_fd;   /* eventfd: the fake is about to sleep until kicked */
+    int io_fd;        /* FAKE_IO: eventfd, the fake is inside its port exit */
+    int go_fd;        /* FAKE_IO: eventfd, the test lets the port exit finish */
+
+    /* Written by the vCPU thread; the test reads them after an ack. */
+    atomic_uint calls;       /* run steps */
+    atomic_uint interrupted; /* run steps that returned VCPU_STEP_INTERRUPTED */
+    atomic_uint io_calls;    /* run steps entered with io_pending set */
+    atomic_uint io_calls_ie; /* ... and with immediate_exit set */
+    atomic_uint sleeps;      /* times "block" actually slept */
+    atomic_uint io_errors;   /* FAKE_IO handshake failed */
+};
+
+static uint64_t xorshift64(uint64_t *s)
+{
+    uint64_t x = *s;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return *s = x;
+}
+
+static void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#else
+    atomic_signal_fence(memory_order_seq_cst);
+#endif
+}
+
+static void efd_signal(int fd)
+{
+    uint64_t one = 1;
+    ssize_t n = write(fd, &one, sizeof(one));
+    (void)n;
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Waits until fd is readable and clears it; false after WAIT_MS. Retries on EINTR. */
+static bool efd_wait(int fd)
+{
+    int64_t deadline = now_ms() + WAIT_MS;
+    for (;;) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        int64_t left = deadline - now_ms();
+        if (left <= 0)
+            return false;
+        int n = poll(&pfd, 1, (int)left);
+        if (n < 0 && errno != EINTR)
+            return false;
+        if (n > 0) {
+            uint64_t v;
+            if (read(fd, &v, sizeof(v)) == sizeof(v))
+                return true;
+        }
+    }
+}
+
+/* A halted guest: returns when kicked, exactly as KVM_RUN with immediate_exit. */
+static enum vcpu_step fake_block(struct fake_vcpu *f)
+{
+    volatile struct kvm_run *run = f->v.run;
+    sigset_t kick, old;
+
+    sigemptyset(&kick);
+    sigaddset(&kick, SIGRTMIN);
+    pthread_sigmask(SIG_BLOCK, &kick, &old);
+    if (!run->immediate_exit) {
+        sigset_t wait = old;
+        sigdelset(&wait, SIGRTMIN);
+        atomic_fetch_add(&f->sleeps, 1);
+        if (f->report_wait)
+            efd_signal(f->entered_fd);
+        /* Returns once the handler has run (and set immediate_exit). */
+        sigsuspend(&wait);
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return VCPU_STEP_INTERRUPTED;
+}
+
+/* A busy guest: a bounded spin that a kick cuts short. */
+static enum vcpu_step fake_spin(struct fake_vcpu *f)
+{
+    volatile struct kvm_run *run = f->v.run;
+    unsigned n = (unsigned)(xorshift64(&f->rng) % 2048);
+
+    for (unsigned i = 0; i <= n; i++) {
+        if (run->immediate_exit)
+            return VCPU_STEP_INTERRUPTED;
+        cpu_relax();
+    }
+    return VCPU_STEP_CONTINUE;
+}
+
+/* FAKE_IO's first entry: a port exit the test holds open until it has sent a request. */
+static enum vcpu_step fake_io_exit(struct fake_vcpu *f)
+{
+    f->v.io_pending = true;
+    efd_signal(f->io_fd);
+    if (!efd_wait(f->go_fd))
+        atomic_fetch_add(&f->io_errors, 1);
+    return VCPU_STEP_CONTINUE;
+}
+
+static enum vcpu_step fake_run(struct vcpu *v)
+{
+    struct fake_vcpu *f = container_of(v, struct fake_vcpu, v);
+    unsigned call = atomic_fetch_add(&f->calls, 1);
+    enum vcpu_step step;
+
+    if (v->io_pending) {
+        atomic_fetch_add(&f->io_calls, 1);
+        if (((volatile struct kvm_run *)v->run)->immediate_exit)
+            atomic_fetch_add(&f->io_calls_ie, 1);
+    }
+    /* Any KVM_RUN completes a pending port/MMIO exit (vcpu_kvm_run does the same). */
+    v->io_pending = false;
+
+    switch (f->mode) {
+    case FAKE_SPIN:
+        step = fake_spin(f);
+        break;
+    case FAKE_MIXED:
+        step = xorshift64(&f->rng) % 4 == 0 ? fake_block(f) : fake_spin(f);
+        break;
+    case FAKE_IO:
+        step = call == 0 ? fake_io_exit(f) : fake_block(f);
+        break;
+    case FAKE_BLOCK:
+    default:
+        step = fake_block(f);
+        break;
+    }
+    if (step == VCPU_STEP_INTERRUPTED)
+        atomic_fetch_add(&f->interrupted, 1);
+    return step;
+}
+
+static const struct vcpu_ops fake_ops = {.run = fake_run};
+
+/* A set of fake vCPUs acking through one eventfd, as a VM's do. */
+struct group {
+    struct fake_vcpu *f;
+    unsigned n;
+    int notify_fd;
+};
+
+static void group_init(struct group *g, unsigned n, enum fake_mode mode)
+{
+    g->n = n;
+    g->f = calloc(n, sizeof(*g->f));
+    assert_non_null(g->f);
+    g->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    assert_true(g->notify_fd >= 0);
+    for (unsigned i = 0; i < n; i++) {
+        struct fake_vcpu *f = &g->f[i];
+        vcpu_init_common(&f->v, i, &fake_ops, g->notify_fd);
+        f->v.fd = -1;
+        f->v.run_size = sizeof(struct kvm_run);
+        f->v.run = calloc(1, sizeof(struct kvm_run));
+        assert_non_null(f->v.run);
+        f->mode = mode;
+        f->rng = 0x2545f4914f6cdd1dULL * (i + 1);
+        f->entered_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        f->io_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        f->go_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        assert_true(f->entered_fd >= 0 && f->io_fd >= 0 && f->go_fd >= 0);
+    }
+}
+
+/* Starts every thread with all signals blocked, as vm_run() does. */
+static void group_start(struct group *g)
+{
+    sigset_t all, old;
+
+    sigfillset(&all);
+    assert_int_equal(pthread_sigmask(SIG_BLOCK, &all, &old), 0);
+    for (unsigned i = 0; i < g->n; i++)
+        assert_int_equal(vcpu_start(&g->f[i].v), 0);
+    assert_int_equal(pthread_sigmask(SIG_SETMASK, &old, NULL), 0);
+}
+
+/* Waits, by the ack eventfd, until every vCPU of g is in state want. */
+static void group_wait(struct group *g, enum vcpu_state want, const char *what)
+{
+    int64_t deadline = now_ms() + WAIT_MS;
+    for (;;) {
+        unsigned i;
+        for (i = 0; i < g->n; i++)
+            if (vcpu_state(&g->f[i].v) != want)
+                break;
+        if (i == g->n)
+            return;
+        int64_t left = deadline - now_ms();
+        if (left <= 0)
+            fail_msg("%s: vCPU %u of %u still in state %d, want %d after %d ms", what, i, g->n,
+                     vcpu_state(&g->f[i].v), want, WAIT_MS);
+        struct pollfd pfd = {.fd = g->notify_fd, .events = POLLIN};
+        int n = poll(&pfd, 1, (int)left);
+        if (n < 0 && errno != EINTR)
+            fail_msg("poll: %s", strerror(errno));
+        if (n > 0) {
+            uint64_t v;
+            ssize_t r = read(g->notify_fd, &v, sizeof(v));
+            (void)r;
+        }
+    }
+}
+
+static void group_request(struct group *g, unsigned req)
+{
+    for (unsigned i = 0; i < g->n; i++)
+        assert_int_equal(vcpu_request(&g->f[i].v, req), 0);
+}
+
+static void group_clear(struct group *g, unsigned req)
+{
+    for (unsigned i = 0; i < g->n; i++)
+        vcpu_clear_request(&g->f[i].v, req);
+}
+
+static void group_stop(struct group *g)
+{
+    group_request(g, VCPU_REQ_STOP);
+    group_wait(g, VCPU_EXITED, "stop");
+    for (unsigned i = 0; i < g->n; i++) {
+        /* A request to a thread that already left is fine, joined or not. */
+        assert_int_equal(vcpu_request(&g->f[i].v, VCPU_REQ_PAUSE), 0);
+        vcpu_join(&g->f[i].v);
+        assert_false(g->f[i].v.thread_started);
+        assert_int_equal(vcpu_request(&g->f[i].v, VCPU_REQ_STOP), 0);
+        assert_int_equal(vcpu_state(&g->f[i].v), VCPU_EXITED);
+    }
+}
+
+static void group_destroy(struct group *g)
+{
+    for (unsigned i = 0; i < g->n; i++) {
+        struct fake_vcpu *f = &g->f[i];
+        assert_int_equal(atomic_load(&f->io_errors), 0);
+        vcpu_destroy_common(&f->v);
+        free(f->v.run);
+        close(f->entered_fd);
+        close(f->io_fd);
+        close(f->go_fd);
+    }
+    close(g->notify_fd);
+    free(g->f);
+}
+
+/* Waits until every vCPU of g is asleep in "block" (so the next kick must wake it). */
+static void group_wait_asleep(struct group *g)
+{
+    for (unsigned i = 0; i < g->n; i++)
+        if (!efd_wait(g->f[i].entered_fd))
+            fail_msg("vCPU %u never entered its run step", i);
+}
+
+/* A request made before the thread starts is seen before the first run step. */
+static void test_stop_before_start(void **state)
+{
+    (void)state;
+    struct group g;
+    group_init(&g, 2, FAKE_BLOCK);
+    assert_int_equal(vcpu_state(&g.f[0].v), VCPU_CREATED);
+    group_request(&g, VCPU_REQ_STOP);
+    group_start(&g);
+    group_wait(&g, VCPU_EXITED, "stop before start");
+    for (unsigned i = 0; i < g.n; i++)
+        assert_int_equal(atomic_load(&g.f[i].calls), 0);
+    group_stop(&g);
+    group_destroy(&g);
+}
+
+/* STOP takes n sleeping vCPUs out of their run step and out of their threads. */
+static void stop_sleeping(unsigned n)
+{
+    struct group g;
+    group_init(&g, n, FAKE_BLOCK);
+    for (unsigned i = 0; i < n; i++)
+        g.f[i].report_wait = true;
+    group_start(&g);
+    group_wait_asleep(&g);
+    group_stop(&g);
+    for (unsigned i = 0; i < n; i++) {
+        struct fake_vcpu *f = &g.f[i];
+        /* One run step: the sleep the kick ended. */
+        assert_int_equal(atomic_load(&f->calls), 1);
+        assert_int_equal(atomic_load(&f->sleeps), 1);
+        assert_int_equal(f->v.kicks_seen, 1);
+    }
+    group_destroy(&g);
+}
+
+static void test_stop_sleeping_1(void **state)
+{
+    (void)state;
+    stop_sleeping(1);
+}
+
+static void test_stop_sleeping_2(void **state)
+{
+    (void)state;
+    stop_sleeping(2);
+}
+
+static void test_stop_sleeping_4(void **state)
+{
+    (void)state;
+    stop_sleeping(4);
+}
+
+/* STOP takes n busy vCPUs out of their loop. */
+static void stop_spinning(unsigned n)
+{
+    struct group g;
+    group_init(&g, n, FAKE_SPIN);
+    group_start(&g);
+    group_stop(&g);
+    for (unsigned i = 0; i < n; i++)
+        assert_int_equal(g.f[i].v.kicks_seen, atomic_load(&g.f[i].interrupted));
+    group_destroy(&g);
+}
+
+static void test_stop_spinning_1(void **state)
+{
+    (void)state;
+    stop_spinning(1);
+}
+
+static void test_stop_spinning_2(void **state)
+{
+    (void)state;
+    stop_spinning(2);
+}
+
+static void test_stop_spinning_4(void **state)
+{
+    (void)state;
+    stop_spinning(4);
+}
+
+/*
+ * PAUSE parks every vCPU (PAUSED acked), clearing it resumes them (RUNNING
+ * acked, and they enter the guest again), a second PAUSE parks them again,
+ * and STOP ends parked vCPUs without entering the guest.
+ */
+static void pause_resume_stop(unsigned n)
+{
+    struct group g;
+    unsigned calls[4];
+
+    group_init(&g, n, FAKE_BLOCK);
+    for (unsigned i = 0; i < n; i++)
+        g.f[i].report_wait = true;
+    group_start(&g);
+    group_wait_asleep(&g);
+
+    group_request(&g, VCPU_REQ_PAUSE);
+    group_wait(&g, VCPU_PAUSED, "first pause");
+    /* Pausing a parked vCPU again changes nothing. */
+    group_request(&g, VCPU_REQ_PAUSE);
+
+    group_clear(&g, VCPU_REQ_PAUSE);
+    group_wait(&g, VCPU_RUNNING, "resume");
+    /* Resumed vCPUs run again: each goes back to sleep in its run step. */
+    group_wait_asleep(&g);
+    for (unsigned i = 0; i < n; i++)
+        assert_int_equal(atomic_load(&g.f[i].calls), 2);
+
+    group_request(&g, VCPU_REQ_PAUSE);
+    group_wait(&g, VCPU_PAUSED, "second pause");
+    for (unsigned i = 0; i < n; i++)
+        calls[i] = atomic_load(&g.f[i].calls);
+
+    group_stop(&g);
+    for (unsigned i = 0; i < n; i++) {
+        struct fake_vcpu *f = &g.f[i];
+        assert_int_equal(atomic_load(&f->calls), calls[i]);
+        assert_int_equal(atomic_load(&f->calls), 2);
+        assert_int_equal(atomic_load(&f->io_calls), 0);
+        assert_int_equal(f->v.kicks_seen, 2);
+    }
+    group_destroy(&g);
+}
+
+static void test_pause_resume_stop_1(void **state)
+{
+    (void)state;
+    pause_resume_stop(1);
+}
+
+static void test_pause_resume_stop_2(void **state)
+{
+    (void)state;
+    pause_resume_stop(2);
+}
+
+static void test_pause_resume_stop_4(void **state)
+{
+    (void)state;
+    pause_resume_stop(4);
+}
+
+/* The same cycle on busy vCPUs. */
+static void test_pause_spinning(void **state)
+{
+    (void)state;
+    struct group g;
+    unsigned calls[4];
+
+    group_init(&g, 4, FAKE_SPIN);
+    group_start(&g);
+    group_request(&g, VCPU_REQ_PAUSE);
+    group_wait(&g, VCPU_PAUSED, "pause");
+    for (unsigned i = 0; i < g.n; i++)
+        calls[i] = atomic_load(&g.f[i].calls);
+    group_clear(&g, VCPU_REQ_PAUSE);
+    group_wait(&g, VCPU_RUNNING, "resume");
+    group_request(&g, VCPU_REQ_PAUSE);
+    group_wait(&g, VCPU_PAUSED, "pause again");
+    for (unsigned i = 0; i < g.n; i++)
+        calls[i] = atomic_load(&g.f[i].calls);
+    group_stop(&g);
+    for (unsigned i = 0; i < g.n; i++) {
+        assert_int_equal(atomic_load(&g.f[i].calls), calls[i]);
+        assert_int_equal(g.f[i].v.kicks_seen, atomic_load(&g.f[i].interrupted));
+    }
+    group_destroy(&g);
+}
+
+/*
+ * A vCPU paused right after a port exit re-enters its run step exactly once,
+ * with immediate_exit set, to complete the exit before it parks; a later
+ * pause with no exit pending parks without it.
+ */
+static void test_pause_completes_io(void **state)
+{
+    (void)state;
+    struct group g;
+    struct fake_vcpu *f;
+
+    group_init(&g, 1, FAKE_IO);
+    f = &g.f[0];
+    f->report_wait = true;
+    group_start(&g);
+
+    /* The vCPU is inside its port exit; the pause (and its kick) arrive now. */
+    if (!efd_wait(f->io_fd))
+        fail_msg("the vCPU never reached its port exit");
+    assert_int_equal(vcpu_request(&f->v, VCPU_REQ_PAUSE), 0);
+    efd_signal(f->go_fd);
+    group_wait(&g, VCPU_PAUSED, "pause after a port exit");
+
+    assert_int_equal(atomic_load(&f->calls), 2);
+    assert_int_equal(atomic_load(&f->io_calls), 1);
+    assert_int_equal(atomic_load(&f->io_calls_ie), 1);
+    assert_false(f->v.io_pending);
+    assert_int_equal(atomic_load(&f->sleeps), 0);
+    /* The completing step is not a kick seen by the loop. */
+    assert_int_equal(f->v.kicks_seen, 0);
+
+    group_clear(&g, VCPU_REQ_PAUSE);
+    group_wait(&g, VCPU_RUNNING, "resume");
+    group_wait_asleep(&g);
+    group_request(&g, VCPU_REQ_PAUSE);
+    group_wait(&g, VCPU_PAUSED, "second pause");
+    assert_int_equal(atomic_load(&f->calls), 3);
+    assert_int_equal(atomic_load(&f->io_calls), 1);
+    group_stop(&g);
+    assert_int_equal(atomic_load(&f->io_errors), 0);
+    group_destroy(&g);
+}
+
+/* A pseudo-random delay (0 to a few tens of microseconds), so that requests land at varied points.
+ */
+static void jitter(uint64_t *rng)
+{
+    unsigned n = (unsigned)(xorshift64(rng) % 2048);
+    for (unsigned i = 0; i < n; i++)
+        cpu_relax();
+}
+
+/*
+ * The race test: many pause/resume cycles against n vCPUs. Every pause must
+ * be acknowledged (no lost kick, no lost wake-up of a parked vCPU); each wait
+ * fails the test after WAIT_MS.
+ *
+ * Half of the cycles wait for every vCPU to acknowledge the resume before
+ * pausing again. The other half pause again after only a random delay, so the
+ * request and its kick race with the vCPU leaving the park, acknowledging,
+ * reading its requests and entering its run step: that is where a lost kick
+ * hides, and a "block" vCPU that loses one sleeps until the wait fails.
+ */
+static void kick_race(unsigned n, enum fake_mode mode, unsigned cycles)
+{
+    struct group g;
+    uint64_t rng = 0x853c49e6748fea9bULL;
+
+    group_init(&g, n, mode);
+    group_start(&g);
+    for (unsigned c = 0; c < cycles; c++) {
+        jitter(&rng);
+        group_request(&g, VCPU_REQ_PAUSE);
+        group_wait(&g, VCPU_PAUSED, "race: pause");
+        group_clear(&g, VCPU_REQ_PAUSE);
+        if (c % 2)
+            group_wait(&g, VCPU_RUNNING, "race: resume");
+    }
+    /* And a stop racing with a pause. */
+    group_request(&g, VCPU_REQ_PAUSE);
+    group_stop(&g);
+
+    unsigned long long kicks = 0, sleeps = 0;
+    for (unsigned i = 0; i < n; i++) {
+        struct fake_vcpu *f = &g.f[i];
+        assert_int_equal(f->v.kicks_seen, atomic_load(&f->interrupted));
+        assert_int_equal(atomic_load(&f->io_calls), 0);
+        kicks += f->v.kicks_seen;
+        sleeps += atomic_load(&f->sleeps);
+    }
+    /* Every sleep was ended by a kick. */
+    assert_true(kicks >= sleeps);
+    if (mode != FAKE_SPIN)
+        assert_true(sleeps > 0);
+    print_message("%u cycles, %u vCPU(s): %llu kicks seen, %llu sleeps\n", cycles, n, kicks,
+                  sleeps);
+    group_destroy(&g);
+}
+
+static void test_kick_race_spin(void **state)
+{
+    (void)state;
+    kick_race(1, FAKE_SPIN, 20000);
+}
+
+static void test_kick_race_block(void **state)
+{
+    (void)state;
+    kick_race(1, FAKE_BLOCK, 20000);
+}
+
+static void test_kick_race_mixed(void **state)
+{
+    (void)state;
+    kick_race(2, FAKE_MIXED, 10000);
+}
+
+int main(void)
+{
+    sigset_t kick;
+
+    /* As in petrel: only vCPU threads take SIGRTMIN; this thread keeps it blocked. */
+    sigemptyset(&kick);
+    sigaddset(&kick, SIGRTMIN);
+    pthread_sigmask(SIG_BLOCK, &kick, NULL);
+    vcpu_signal_setup();
+    vcpu_signal_setup(); /* idempotent */
+
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_stop_before_start),   cmocka_unit_test(test_stop_sleeping_1),
+        cmocka_unit_test(test_stop_sleeping_2),     cmocka_unit_test(test_stop_sleeping_4),
+        cmocka_unit_test(test_stop_spinning_1),     cmocka_unit_test(test_stop_spinning_2),
+        cmocka_unit_test(test_stop_spinning_4),     cmocka_unit_test(test_pause_resume_stop_1),
+        cmocka_unit_test(test_pause_resume_stop_2), cmocka_unit_test(test_pause_resume_stop_4),
+        cmocka_unit_test(test_pause_spinning),      cmocka_unit_test(test_pause_completes_io),
+        cmocka_unit_test(test_kick_race_spin),      cmocka_unit_test(test_kick_race_block),
+        cmocka_unit_test(test_kick_race_mixed),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
