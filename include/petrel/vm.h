@@ -35,7 +35,7 @@
 #define VM_MIN_MEMORY      (8 * MiB)
 #define VM_DEFAULT_CMDLINE "console=ttyS0"
 #define VM_MAX_KERNEL_SIZE (256 * MiB)
-#define VM_CONSOLE_BUFFER  (64 * KiB)
+#define VM_CONSOLE_BUFFER  (16 * KiB) /* guest output not yet written; then THRE holds the guest */
 
 enum vm_console_mode {
     VM_CONSOLE_STDIO,  /* this terminal (raw, escape keys) or pipes */
@@ -88,6 +88,8 @@ struct vm_info {
     uint64_t pauses;         /* completed pauses */
     uint64_t last_kick_ns;   /* the last pause: request on the loop -> every vCPU parked */
     uint64_t last_resume_ns; /* the last resume: request -> every vCPU running */
+    size_t console_buffered; /* guest output waiting for the console reader */
+    size_t console_capacity;
 };
 
 struct vm {

@@ -121,8 +121,9 @@ int vm_console_start(struct vm *vm, struct errbuf *eb)
     switch (vm->cfg.console) {
     case VM_CONSOLE_STDIO:
         ret = console_out_attach(&vm->console, STDOUT_FILENO, "standard output", true, false);
+        /* Escape keys on a terminal only: through pipes every byte passes untouched. */
         if (!ret && !vm->cfg.stdin_closed)
-            ret = console_in_attach(&vm->console_in, STDIN_FILENO, true);
+            ret = console_in_attach(&vm->console_in, STDIN_FILENO, isatty(STDIN_FILENO));
         break;
     case VM_CONSOLE_PTY:
         fprintf(stderr, "petrel: the console is on %s\n", vm->pty_path);

@@ -206,4 +206,6 @@ void vm_get_info(struct vm *vm, struct vm_info *info)
     info->pauses = vm->pauses;
     info->last_kick_ns = vm->last_kick_ns;
     info->last_resume_ns = vm->last_resume_ns;
+    info->console_buffered = outbuf_len(&vm->console.buf);
+    info->console_capacity = vm->console.buf.cap;
 }
