@@ -8,6 +8,7 @@ import http.client
 import json
 import os
 import socket
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,6 +27,21 @@ _cases = []
 def case(fn):
     _cases.append(fn)
     return fn
+
+
+def diagnose(pid):
+    """Prints every thread's stack of a stuck petrel (when gdb is installed), for the log."""
+    gdb = shutil.which("gdb")
+    if not gdb:
+        print("(no gdb: cannot show petrel's threads)")
+        return
+    p = subprocess.run([gdb, "-p", str(pid), "-batch", "-ex", "thread apply all bt"],
+                       capture_output=True, timeout=60)
+    print("petrel %d threads:" % pid)
+    for line in text(p.stdout).splitlines():
+        if line.startswith(("#", "Thread")):
+            print("  " + line)
+    sys.stdout.flush()
 
 
 def kit(name):
@@ -107,6 +123,7 @@ class Running:
         try:
             rc = self.proc.wait(timeout=timeout or TIMEOUT)
         except subprocess.TimeoutExpired:
+            diagnose(self.proc.pid)
             self.proc.kill()
             self.proc.wait()
             raise AssertionError("petrel did not exit within %ss\nstdout: %r\nstderr: %r" % (

@@ -270,5 +270,55 @@ def a_slow_reader_loses_nothing():
     expect("console output dropped 0" in err, "nothing dropped: " + err)
 
 
+@case
+def a_closed_stdout_is_warned_about_once_and_the_vm_goes_on():
+    rfd, wfd = os.pipe()
+    os.close(rfd)  # nobody will ever read the console
+    p = subprocess.run([PETREL, "run", "--kernel", kit("info"), "--debug-exit"],
+                       stdin=subprocess.DEVNULL, stdout=wfd, stderr=subprocess.PIPE,
+                       timeout=TIMEOUT)
+    os.close(wfd)
+    err = text(p.stderr)
+    expect(p.returncode == 0, "the guest still ran to its exit: %r" % err)
+    expect(err.count("cannot write guest output") == 1, "one warning: %r" % err)
+
+
+@case
+def petrel_console_on_a_pty_attach_detach_reattach():
+    with tempfile.TemporaryDirectory() as d:
+        sock = os.path.join(d, "e.sock")
+        vm = subprocess.Popen([PETREL, "run", "--kernel", kit("echo"), "--console", "socket",
+                               "--api-sock", sock], stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            expect(b"petrel console" in vm.stderr.readline(), "the console socket is up")
+            expect(os.stat(sock).st_mode & 0o777 == 0o600, "the API socket is 0600")
+            for i, key in enumerate((b"a", b"b", b"c")):
+                master, slave = os.openpty()
+                before = termios.tcgetattr(slave)
+                c = subprocess.Popen([PETREL, "console", "--api-sock", sock], stdin=slave,
+                                     stdout=slave, stderr=slave, start_new_session=True)
+                t = OnPty.__new__(OnPty)
+                t.master, t.slave, t.proc, t.buf, t.before = master, slave, c, b"", before
+                try:
+                    t.read_until("attached")
+                    t.read_until("echo: ready")  # the history is replayed on every attach
+                    t.type(key)
+                    t.read_until("echo: 0x%02x" % key[0])
+                    t.type(b"\x01d")
+                    t.read_until("detached")
+                    expect(t.wait() == 0, "detach exits 0")
+                    expect(t.settings_restored(), "the terminal is restored after detach")
+                finally:
+                    t.close()
+            status, _, _ = api(sock, "PUT", "/actions", {"action_type": "Stop"})
+            expect(status == 204, "stop")
+            expect(vm.wait(timeout=TIMEOUT) == 0, "the VM ends with 0")
+        finally:
+            if vm.poll() is None:
+                vm.kill()
+                vm.wait()
+
+
 if __name__ == "__main__":
     main()

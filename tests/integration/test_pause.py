@@ -9,7 +9,7 @@ import signal
 import tempfile
 import time
 
-from harness import Running, UnixHTTP, api, case, expect, kit, main
+from harness import Running, UnixHTTP, api, case, diagnose, expect, kit, main
 
 CYCLES = int(os.environ.get("PETREL_PAUSE_CYCLES", "500"))
 
@@ -28,10 +28,15 @@ class Guest:
         try:
             for i in range(n):
                 for state in ("Paused", "Resumed"):
-                    c.request("PATCH", "/vm", body=json.dumps({"state": state}),
-                              headers={"Content-Type": "application/json"})
-                    r = c.getresponse()
-                    body = r.read()
+                    try:
+                        c.request("PATCH", "/vm", body=json.dumps({"state": state}),
+                                  headers={"Content-Type": "application/json"})
+                        r = c.getresponse()
+                        body = r.read()
+                    except OSError as e:
+                        diagnose(self.r.proc.pid)
+                        raise AssertionError("cycle %d %s: no answer (%s); output ends %r" % (
+                            i, state, e, self.r.output()[-200:]))
                     expect(r.status == 204, "cycle %d %s: %d %r" % (i, state, r.status, body))
         finally:
             c.close()
