@@ -6,16 +6,32 @@
  * that no number is skipped or repeated across pause and resume.
  *
  * Options: counter.ms=<n> the period in milliseconds (default 100;
- * approximate, see lapic.h); counter.max=<n> exit 0 after printing n lines.
+ * approximate, see lapic.h); counter.max=<n> exit 0 after printing n lines;
+ * counter.smp=1 first starts the other CPUs (include/kit/smp.h), which spin
+ * without exits for good, and prints "counter: cpus N": a pause test gets
+ * busy vCPUs and a consecutive counter at once.
  * A bad value prints "counter: bad counter.<option>" and exits 2.
  */
 #include "kit/cmdline.h"
 #include "kit/irq.h"
 #include "kit/kit.h"
 #include "kit/printf.h"
+#include "kit/smp.h"
 #include "kit/ticker.h"
 
+#include <stdint.h>
+
 #define COUNTER_MS_DEFAULT 100
+
+/* What the APs do with counter.smp: spin in memory, never exiting. */
+static void counter_ap(unsigned cpu)
+{
+    volatile uint64_t n = 0;
+
+    (void)cpu;
+    for (;;)
+        n++;
+}
 
 int kit_main(void)
 {
@@ -30,6 +46,13 @@ int kit_main(void)
         puts("counter: bad counter.max (want a number)");
         return 2;
     }
+    unsigned long smp = 0;
+    if (kit_cmdline_uint("counter.smp", 10, &smp) == -2) {
+        puts("counter: bad counter.smp (want 0 or 1)");
+        return 2;
+    }
+    if (smp)
+        printf("counter: cpus %u\n", kit_smp_start(counter_ap));
     ticker_start((unsigned)ms);
     int forever = max_err != 0;
     for (unsigned long n = 0; forever || n < max; n++) {

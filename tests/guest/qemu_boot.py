@@ -14,7 +14,7 @@ makes it exit with 0.
 escapes: 'help\rexit 3\r', '\x04'. In --serial texts, {initrd_size} and
 {initrd_crc32} (8 hex digits, zlib.crc32) stand for the --initrd file's.
 
-usage: qemu_boot.py --qemu QEMU --image IMG [--loader SHIM] [--machine pc] [--append CMDLINE]
+usage: qemu_boot.py --qemu QEMU --image IMG [--loader SHIM] [--machine pc] [--smp N] [--append CMDLINE]
                     [--initrd FILE] (--status N | --triple-fault | --reset)
                     [--input DATA [--input-after TEXT]] [--serial TEXT]... [--no-serial TEXT]...
                     [--debugcon TEXT]... [--timeout S]
@@ -93,6 +93,7 @@ def main():
     ap.add_argument("--qemu", required=True)
     ap.add_argument("--image", required=True)
     ap.add_argument("--machine", default="pc")
+    ap.add_argument("--smp", type=int, default=1, help="number of CPUs (-smp)")
     ap.add_argument("--append", default="console=ttyS0")
     ap.add_argument("--initrd")
     ap.add_argument("--loader", help="boot64-shim.elf: boot IMG through the 64-bit entry")
@@ -117,6 +118,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         debugcon = os.path.join(tmp, "debugcon.txt")
         cmd = [args.qemu, "-M", args.machine, "-accel", "tcg", "-m", "128M",
+               "-smp", str(args.smp),
                "-display", "none", "-nodefaults", "-no-user-config", "-no-reboot",
                "-serial", "stdio", "-debugcon", "file:" + debugcon,
                "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",

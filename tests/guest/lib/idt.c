@@ -49,20 +49,25 @@ static void idt_set_gate(unsigned vector)
     g->reserved = 0;
 }
 
-void idt_init(void)
+void idt_load(void)
 {
     struct {
         uint16_t limit;
         uint64_t base;
     } __attribute__((packed)) desc = {sizeof(idt) - 1, (uint64_t)(uintptr_t)idt};
 
+    __asm__ volatile("lidt %0" : : "m"(desc));
+}
+
+void idt_init(void)
+{
     if (idt_loaded)
         return;
     /* Only the exceptions: 32 gates instead of 256 keeps start-up short on
      * kvm_pvm (~1 us an instruction), and a stray vector still gets reported. */
     for (unsigned v = 0; v < IDT_EXCEPTIONS; v++)
         idt_set_gate(v);
-    __asm__ volatile("lidt %0" : : "m"(desc));
+    idt_load();
     idt_loaded = 1;
 }
 

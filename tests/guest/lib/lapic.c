@@ -12,12 +12,18 @@
 #define LAPIC_TMR_INIT  0x380
 #define LAPIC_TMR_CUR   0x390
 #define LAPIC_TMR_DIV   0x3e0
+#define LAPIC_ICR_LO    0x300
+#define LAPIC_ICR_HI    0x310
 
 #define LAPIC_SVR_ENABLE   0x100
 #define LAPIC_LVT_MASKED   0x10000
 #define LAPIC_LVT_PERIODIC 0x20000
 #define MSR_APIC_BASE      0x1b
 #define APIC_BASE_ENABLE   0x800
+
+/* Polls of the delivery status before sending anyway. KVM and QEMU never
+ * show it busy; a real xAPIC clears it within microseconds. */
+#define LAPIC_ICR_POLLS 100000
 
 static uint32_t lapic_read(unsigned reg)
 {
@@ -51,6 +57,22 @@ void lapic_init(void)
 unsigned lapic_id(void)
 {
     return lapic_read(LAPIC_ID) >> 24;
+}
+
+int lapic_ipi(unsigned dest, uint32_t icr)
+{
+    int ret = -1;
+
+    for (unsigned i = 0; i < LAPIC_ICR_POLLS; i++) {
+        if (!(lapic_read(LAPIC_ICR_LO) & LAPIC_ICR_BUSY)) {
+            ret = 0;
+            break;
+        }
+        cpu_relax();
+    }
+    lapic_write(LAPIC_ICR_HI, (dest & 0xff) << 24);
+    lapic_write(LAPIC_ICR_LO, icr); /* the write that sends */
+    return ret;
 }
 
 void lapic_eoi(void)

@@ -207,7 +207,9 @@ int vprintf(const char *fmt, va_list ap)
 {
     struct sink s = {.console = 1};
 
+    uart_lock();
     format(&s, fmt, ap);
+    uart_unlock();
     return (int)s.len;
 }
 
@@ -245,8 +247,10 @@ int puts(const char *s)
 {
     size_t n = strlen(s);
 
+    uart_lock();
     uart_write(s, n);
     uart_write("\n", 1);
+    uart_unlock();
     return (int)n + 1;
 }
 
@@ -254,6 +258,8 @@ int putchar(int c)
 {
     char ch = (char)c;
 
+    uart_lock();
     uart_write(&ch, 1);
+    uart_unlock();
     return (unsigned char)ch;
 }

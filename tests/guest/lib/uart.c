@@ -1,6 +1,17 @@
 /* COM1 output by polling; see include/kit/uart.h. */
 #include "kit/uart.h"
 #include "kit/io.h"
+#include "kit/smp.h"
+#include "kit/spinlock.h"
+
+/*
+ * The console lock. owner (APIC ID + 1 of the holder, 1 before other CPUs
+ * run) and depth are written only by the holder; a CPU that finds itself the
+ * owner (an exception report in the middle of a printf) goes on nested.
+ */
+static struct kit_spinlock uart_lock_word;
+static volatile unsigned uart_owner;
+static unsigned uart_depth;
 
 /*
  * Spins until one of the LSR bits in mask is set, for as long as it takes.
@@ -28,6 +39,27 @@ void uart_init(void)
     outb(UART_LCR_8N1, UART_COM1 + UART_LCR);
     outb(0x00, UART_COM1 + UART_FCR);
     outb(UART_MCR_DTR | UART_MCR_RTS, UART_COM1 + UART_MCR);
+}
+
+void uart_lock(void)
+{
+    unsigned me = kit_smp_active() ? kit_cpu_id() + 1 : 1;
+
+    if (uart_owner == me) {
+        uart_depth++;
+        return;
+    }
+    kit_spin_lock(&uart_lock_word);
+    uart_owner = me;
+    uart_depth = 1;
+}
+
+void uart_unlock(void)
+{
+    if (--uart_depth)
+        return;
+    uart_owner = 0;
+    kit_spin_unlock(&uart_lock_word);
 }
 
 void uart_putc(char c)

@@ -39,6 +39,10 @@ typedef void idt_handler_fn(struct idt_frame *frame);
 /* Fills the exception gates and loads the table (lidt). Idempotent. */
 void idt_init(void);
 
+/* Loads the table on the calling CPU (lidt) as it is: for APs, once the BSP
+ * has called idt_init(). */
+void idt_load(void);
+
 /* Installs fn for vector (>= IDT_EXCEPTIONS) and makes its gate present. */
 void idt_set_handler(unsigned vector, idt_handler_fn *fn);
 

@@ -24,6 +24,7 @@
 
 #define IRQ_VECTOR_ISA   0x30 /* + ISA IRQ number, 0x30-0x3f */
 #define IRQ_VECTOR_TIMER 0x40 /* the LAPIC timer */
+#define IRQ_VECTOR_SMP   0x41 /* the LAPIC timer as kit_smp_start()'s one-shot delay */
 
 /* Status kit_exit() is called with when a vector arrives that has a gate but
  * no handler (cannot happen through this API; kept for the report). */

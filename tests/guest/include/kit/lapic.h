@@ -20,6 +20,15 @@
 #define LAPIC_TIMER_DIVIDE       16          /* what lapic_init() sets */
 #define LAPIC_TIMER_TICKS_PER_MS (LAPIC_TIMER_BUS_HZ / LAPIC_TIMER_DIVIDE / 1000)
 
+/* Interrupt command register, low word (SDM vol. 3, "Interrupt Command
+ * Register (ICR)"). */
+#define LAPIC_ICR_FIXED        0x00000
+#define LAPIC_ICR_INIT         0x00500
+#define LAPIC_ICR_STARTUP      0x00600 /* | the start page number */
+#define LAPIC_ICR_BUSY         0x01000 /* delivery status: send pending */
+#define LAPIC_ICR_ASSERT       0x04000
+#define LAPIC_ICR_ALL_BUT_SELF 0xc0000 /* destination shorthand */
+
 /* Enables the APIC (global enable in IA32_APIC_BASE, software enable in the
  * spurious vector register), accepts every priority (TPR 0), masks LINT0 (the
  * 8259s' ExtINT path) and the timer, and sets the divider to LAPIC_TIMER_DIVIDE. */
@@ -27,6 +36,13 @@ void lapic_init(void);
 
 /* This CPU's APIC ID (bits 31:24 of the ID register). */
 unsigned lapic_id(void);
+
+/*
+ * Sends an IPI: waits (boundedly) for the previous one to leave, then writes
+ * dest (an APIC ID; ignored with a shorthand) and icr, the low word.
+ * Returns 0, or -1 if the ICR stayed busy (the IPI is sent anyway).
+ */
+int lapic_ipi(unsigned dest, uint32_t icr);
 
 /* Signals the end of the interrupt being serviced. */
 void lapic_eoi(void);

@@ -2,6 +2,8 @@
  * Formatted output on the console (COM1). Conversions: %d %i %u %x %X %p %s
  * %c %%, with the flags '-' and '0', a width (or '*') and the length
  * modifiers hh, h, l, ll, z. No floating point: the kit has no SSE or x87.
+ * Each console call holds the console lock (uart.h) throughout, so what two
+ * CPUs print does not interleave within a call.
  */
 #ifndef KIT_PRINTF_H
 #define KIT_PRINTF_H

@@ -37,6 +37,14 @@
 /* 115200 8N1, no interrupts, no FIFO. Called once by kit_start(). */
 void uart_init(void);
 
+/*
+ * The console lock, for output that must not interleave with another CPU's:
+ * printf(), puts() and putchar() take it around each call. It nests on one
+ * CPU. The uart_* output functions themselves do not lock.
+ */
+void uart_lock(void);
+void uart_unlock(void);
+
 /* Sends one byte as is. */
 void uart_putc(char c);
 
