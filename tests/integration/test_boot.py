@@ -38,6 +38,18 @@ def two_vcpus_with_aps_never_started_stop_cleanly():
 
 
 @case
+def aps_start_through_init_sipi_and_report_their_apic_ids():
+    for cpus in (1, 2, 4):
+        p = petrel("run", "--kernel", kit("smp"), "--debug-exit", "--cpus", str(cpus),
+                   "--cmdline", "smp.expect=%d" % cpus)
+        out = text(p.stdout)
+        expect(p.returncode == 0, "%d vCPUs all came up" % cpus, p)
+        expect("smp: cpus %d" % cpus in out, "the count", p)
+        for i in range(cpus):
+            expect("smp: cpu %d up" % i in out, "APIC ID %d (= vCPU index)" % i, p)
+
+
+@case
 def four_vcpus_and_more_memory():
     p = petrel("run", "--kernel", kit("hello"), "--debug-exit", "--cpus", "4", "--memory", "1G")
     expect(p.returncode == 0, "exit 0", p)

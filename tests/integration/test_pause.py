@@ -103,10 +103,26 @@ def cycles_with_a_halted_ap_and_a_spinning_bsp():
 
 
 @case
+def cycles_with_two_busy_vcpus():
+    g = Guest("spin", "spin.smp=1", "spin: ready cpus 2", cpus=2)
+    g.cycles(CYCLES)
+    g.stop()
+
+
+@case
+def cycles_with_two_busy_vcpus_while_one_prints():
+    # The AP spins without exits while the BSP prints the counter: no lost byte.
+    g = Guest("counter", "counter.ms=10 counter.smp=1", "counter: 3\r\n", cpus=2)
+    g.cycles(CYCLES // 2)
+    g.stop()
+    consecutive(g.r.output())
+
+
+@case
 def cycles_while_the_guest_prints_nonstop():
     # Every byte is a port exit (and THRE polls are port reads): pauses land in the
     # middle of them, and each must complete before the vCPU parks.
-    g = Guest("counter", "counter.ms=1", "counter: 3\r\n")
+    g = Guest("counter", "counter.ms=10", "counter: 3\r\n")
     g.cycles(CYCLES // 2)
     g.stop()
     consecutive(g.r.output())
@@ -114,7 +130,7 @@ def cycles_while_the_guest_prints_nonstop():
 
 @case
 def stop_during_a_pause_storm():
-    g = Guest("counter", "counter.ms=1", "counter: 3\r\n", cpus=2)
+    g = Guest("counter", "counter.ms=10", "counter: 3\r\n", cpus=2)
     g.cycles(20)
     expect(api(g.sock, "PATCH", "/vm", {"state": "Paused"})[0] == 204, "paused")
     g.stop()
