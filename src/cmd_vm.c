@@ -157,20 +157,30 @@ int cmd_resume(int argc, char **argv)
     return cmd_set_state(argc, argv, "Resumed", "resumed");
 }
 
-/* Blocks until the VM's process has released its lock, i.e. has exited. */
-static void target_wait_gone(struct target *t)
+static void target_alarm(int sig)
 {
+    (void)sig; /* only interrupts flock() */
+}
+
+/* Blocks until the VM's process has released its lock, i.e. has exited. 0 or -ETIMEDOUT. */
+static int target_wait_gone(struct target *t)
+{
+    struct sigaction sa = {.sa_handler = target_alarm}; /* no SA_RESTART: flock gets EINTR */
     char lock[API_PATH_MAX + 8];
+    int ret = 0;
 
     snprintf(lock, sizeof(lock), "%s.lock", t->sock);
     int fd = open(lock, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return; /* already removed: the VM is gone */
+        return 0; /* already removed: the VM is gone */
     /* flock() sleeps until the owner exits; the alarm is only a guard. */
+    sigaction(SIGALRM, &sa, NULL);
     alarm(CMD_TIMEOUT_MS / 1000 * 3);
-    flock(fd, LOCK_SH);
+    if (flock(fd, LOCK_SH) < 0 && errno == EINTR)
+        ret = -ETIMEDOUT;
     alarm(0);
     close(fd);
+    return ret;
 }
 
 int cmd_stop(int argc, char **argv)
@@ -184,9 +194,14 @@ int cmd_stop(int argc, char **argv)
     if (target_call(&t, "PUT", "/actions", "{\"action_type\":\"Stop\"}", &resp))
         return PETREL_STATUS_ERROR;
     if (resp.status == 204) {
-        target_wait_gone(&t);
-        printf("%s: stopped\n", t.label);
-        ret = 0;
+        if (target_wait_gone(&t)) {
+            fprintf(stderr, "petrel stop: %s accepted the stop but is still running after %d s\n",
+                    t.label, CMD_TIMEOUT_MS / 1000 * 3);
+            ret = PETREL_STATUS_ERROR;
+        } else {
+            printf("%s: stopped\n", t.label);
+            ret = 0;
+        }
     } else {
         ret = target_fault(&t, &resp);
     }
