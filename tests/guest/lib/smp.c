@@ -63,15 +63,21 @@ static void smp_timer_irq(unsigned vector)
     smp_timer_fired = 1;
 }
 
-/* Sleeps in hlt for about us microseconds on the LAPIC timer. */
+/*
+ * Waits about us microseconds on the LAPIC timer by watching its current count
+ * (in-kernel LAPIC reads, no exit to the VMM) rather than sleeping in hlt for
+ * its interrupt: under the nested harness (TCG's emulated SVM) a timer
+ * interrupt has been seen to go missing, and a lost wake-up here would hang
+ * the start-up instead of merely making it late.
+ */
 static void smp_delay_us(uint32_t us)
 {
     uint32_t ticks = us * (LAPIC_TIMER_TICKS_PER_MS / 1000);
 
     smp_timer_fired = 0;
     lapic_timer_oneshot(IRQ_VECTOR_SMP, ticks ? ticks : 1);
-    while (!smp_timer_fired)
-        kit_idle();
+    while (!smp_timer_fired && lapic_timer_current() != 0)
+        __asm__ volatile("pause");
 }
 
 /* Copies the trampoline into place with the BSP's GDT and CR3 in its data. */
