@@ -23,7 +23,7 @@ static void run_usage(FILE *f)
             "  -i, --initrd FILE     an initial ramdisk to load with it\n"
             "  -a, --cmdline TEXT    the kernel command line, passed exactly as given\n"
             "                        (default: \"%s\")\n"
-            "  -c, --cpus N          number of vCPUs (default 1; at most what KVM allows)\n"
+            "  -c, --cpus N          number of vCPUs (default 1; at most 254, or what KVM allows)\n"
             "  -m, --memory SIZE     guest RAM, e.g. 512M, 2G; a bare number is MiB\n"
             "                        (default 256M, at least 8M)\n"
             "      --debug-exit      a write of V to port 0xf4 ends petrel with status V\n"

@@ -18,6 +18,7 @@
 #include <event2/event.h>
 #include <linux/kvm.h>
 
+#include "petrel/acpi_pm.h"
 #include "petrel/bus.h"
 #include "petrel/console.h"
 #include "petrel/console_in.h"
@@ -138,6 +139,8 @@ struct vm {
     struct debugcon debugcon;
     struct debugexit debugexit;
     struct i8042 i8042;
+    struct kvm_irq_gsi sci_irq;
+    struct acpi_pm pm;
 
     pthread_mutex_t exit_lock; /* guards the exit_* fields (any thread writes them once) */
     enum vm_exit_reason exit_reason;
@@ -196,6 +199,18 @@ void vm_console_destroy(struct vm *vm);
  * the recent output, then the live console. -EBUSY if one is attached.
  */
 int vm_console_attach(struct vm *vm, int fd);
+
+/*
+ * The platform (vm_platform.c, docs/platform.md): the irqchip's routing and
+ * IOAPIC ID, the firmware tables in guest memory, the platform devices.
+ */
+int vm_platform_irqchip(struct vm *vm, struct errbuf *eb) MUST_CHECK;
+int vm_platform_tables(struct vm *vm, struct errbuf *eb) MUST_CHECK;
+int vm_platform_devices(struct vm *vm, struct errbuf *eb) MUST_CHECK;
+void vm_platform_destroy(struct vm *vm);
+
+/* Presses the ACPI power button (any thread); false if the guest has not enabled it. */
+bool vm_power_button(struct vm *vm);
 
 /* The exit_hook devices use to call vm_request_exit(). */
 struct exit_hook vm_exit_hook(struct vm *vm);

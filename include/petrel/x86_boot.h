@@ -29,7 +29,7 @@
 #define BOOT_CMDLINE_GPA   0x20000
 #define BOOT_CMDLINE_MAX   0x10000 /* the room petrel gives the command line */
 #define BOOT_EBDA_GPA      0x9fc00
-#define BOOT_BIOS_GPA      0xf0000 /* reserved: where firmware tables live on a PC */
+#define BOOT_BIOS_GPA      0xe0000 /* reserved: the firmware tables (ACPI, MP) */
 #define BOOT_KERNEL_GPA    0x100000
 
 #define BOOT_ENTRY64_OFFSET 0x200

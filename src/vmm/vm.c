@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "petrel/platform.h"
 #include "petrel/x86_boot.h"
 #include "petrel/x86_cpu.h"
 
@@ -88,6 +89,10 @@ static int vm_check_config(struct vm *vm, struct errbuf *eb)
     if (vm->cfg.cpus < 1 || vm->cfg.cpus > max)
         return err_set(eb, -EINVAL, "--cpus %u is out of range: this host's KVM allows 1 to %u",
                        vm->cfg.cpus, max);
+    /* APIC IDs and the IOAPIC's must fit the MP table's 8 bits (docs/platform.md). */
+    if (vm->cfg.cpus > PLAT_MAX_CPUS)
+        return err_set(eb, -EINVAL, "--cpus %u is out of range: petrel supports 1 to %u",
+                       vm->cfg.cpus, PLAT_MAX_CPUS);
     long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
     if (pages > 0 && page > 0 && vm->cfg.memory > (uint64_t)pages * (uint64_t)page)
         return err_set(eb, -ENOMEM, "--memory %s is more than this host's RAM (%s)",
@@ -112,7 +117,7 @@ static int vm_setup_kvm(struct vm *vm, struct errbuf *eb)
         return err_set(eb, -errno, "KVM_CREATE_IRQCHIP: %s", strerror(errno));
     if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0)
         return err_set(eb, -errno, "KVM_CREATE_PIT2: %s", strerror(errno));
-    return 0;
+    return vm_platform_irqchip(vm, eb);
 }
 
 static int vm_setup_memory(struct vm *vm, struct errbuf *eb)
@@ -262,7 +267,7 @@ static int vm_load_kernel(struct vm *vm, struct errbuf *eb)
     ret = x86_boot_tables(&vm->mem);
     if (ret)
         return err_set(eb, ret, "guest memory is too small for the boot page tables");
-    return 0;
+    return vm_platform_tables(vm, eb);
 }
 
 static int vm_create_vcpus(struct vm *vm, struct errbuf *eb)
@@ -335,7 +340,7 @@ static int vm_setup_devices(struct vm *vm, struct errbuf *eb)
         if (ret)
             return err_set(eb, ret, "cannot register debug-exit: %s", strerror(-ret));
     }
-    return 0;
+    return vm_platform_devices(vm, eb);
 }
 
 static void vm_on_signal(evutil_socket_t sig, short what, void *arg)
@@ -554,6 +559,7 @@ void vm_destroy(struct vm *vm)
         debugexit_destroy(&vm->debugexit);
     if (vm->i8042.dev.ops)
         i8042_destroy(&vm->i8042);
+    vm_platform_destroy(vm);
     bus_destroy(&vm->pio);
     bus_destroy(&vm->mmio);
     gm_destroy(&vm->mem);

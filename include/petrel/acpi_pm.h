@@ -1,0 +1,53 @@
+/*
+ * ACPI fixed hardware (docs/platform.md): the PM1a event and control
+ * registers, the PM timer and the reset register, at ports 0x600-0x60f.
+ *
+ * - PM1_STS/PM1_EN: the power button (PWRBTN_STS, write 1 to clear) and
+ *   WAK_STS. The SCI (IRQ 9, a level line) is asserted while an enabled
+ *   status bit is set.
+ * - PM1_CNT: SCI_EN always reads 1 (there is no SMI_CMD to switch modes).
+ *   SLP_EN with SLP_TYP 5 (\_S5) powers off; other sleep types are ignored.
+ * - PM timer: 32 bits at 3.579545 MHz from CLOCK_MONOTONIC; TMR_STS never set.
+ * - Reset register: writing PLAT_RESET_VALUE resets the machine.
+ */
+#ifndef PETREL_ACPI_PM_H
+#define PETREL_ACPI_PM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "petrel/bus.h"
+#include "petrel/exit.h"
+#include "petrel/irq.h"
+
+#define ACPI_PM_TMR_HZ 3579545u
+
+#define PM1_TMR_STS       (1u << 0)
+#define PM1_PWRBTN_STS    (1u << 8)
+#define PM1_WAK_STS       (1u << 15)
+#define PM1_PWRBTN_EN     (1u << 8)
+#define PM1_SCI_EN        (1u << 0)
+#define PM1_SLP_TYP_SHIFT 10
+#define PM1_SLP_TYP_MASK  (7u << PM1_SLP_TYP_SHIFT)
+#define PM1_SLP_EN        (1u << 13)
+
+struct acpi_pm {
+    struct device dev; /* dev.lock guards everything below */
+    struct exit_hook hook;
+    struct irq_line *sci;
+    uint16_t sts, en, cnt;
+    bool sci_level;
+    unsigned ignored_sleeps; /* SLP_EN writes for a state petrel does not offer */
+    /* The PM timer's clock in ns (NULL: CLOCK_MONOTONIC); tests replace it. */
+    uint64_t (*now_ns)(void);
+};
+
+/* The device covers PLAT_PM_PORTS ports from PLAT_PM1A_EVT_PORT. */
+void acpi_pm_init(struct acpi_pm *pm, struct exit_hook hook, struct irq_line *sci);
+void acpi_pm_destroy(struct acpi_pm *pm);
+
+/* Presses the power button: sets PWRBTN_STS (any thread). Returns whether the
+ * guest enabled the event, i.e. whether it will see an SCI. */
+bool acpi_pm_power_button(struct acpi_pm *pm);
+
+#endif

@@ -1,0 +1,116 @@
+/*
+ * The platform a stock kernel expects (docs/platform.md): the in-kernel
+ * irqchip's GSI routing and IOAPIC ID, the ACPI and MP tables in guest memory,
+ * and the platform devices (ACPI fixed hardware).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+
+#include "petrel/acpi.h"
+#include "petrel/mptable.h"
+#include "petrel/platform.h"
+#include "petrel/vm.h"
+#include "petrel/x86_boot.h"
+
+#define BP_ACPI_RSDP_ADDR 0x070 /* boot_params.acpi_rsdp_addr (protocol 2.14) */
+
+/*
+ * GSI routing as on a PC: GSI 0 (the in-kernel PIT's line) reaches PIC pin 0
+ * and IOAPIC pin 2, GSI 2 (the PIC cascade) nothing, GSI 1-15 their PIC and
+ * IOAPIC pins, GSI 16-23 the IOAPIC. KVM's default routes GSI 0 to IOAPIC
+ * pin 0, which would contradict the tables' IRQ 0 -> GSI 2 override.
+ */
+static int set_routing(struct vm *vm, struct errbuf *eb)
+{
+    enum { MAX_ROUTES = 15 + PLAT_IOAPIC_PINS };
+    struct kvm_irq_routing *r =
+        calloc(1, sizeof(*r) + MAX_ROUTES * sizeof(struct kvm_irq_routing_entry));
+    if (!r)
+        return err_set(eb, -ENOMEM, "out of memory");
+
+    for (unsigned gsi = 0; gsi < 16; gsi++) {
+        if (gsi == 2)
+            continue;
+        r->entries[r->nr++] = (struct kvm_irq_routing_entry){
+            .gsi = gsi,
+            .type = KVM_IRQ_ROUTING_IRQCHIP,
+            .u.irqchip = {.irqchip = gsi < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE,
+                          .pin = gsi % 8},
+        };
+    }
+    for (unsigned gsi = 0; gsi < PLAT_IOAPIC_PINS; gsi++) {
+        if (gsi == 2)
+            continue;
+        r->entries[r->nr++] = (struct kvm_irq_routing_entry){
+            .gsi = gsi,
+            .type = KVM_IRQ_ROUTING_IRQCHIP,
+            .u.irqchip = {.irqchip = KVM_IRQCHIP_IOAPIC, .pin = plat_isa_gsi(gsi)},
+        };
+    }
+    int ret = ioctl(vm->vm_fd, KVM_SET_GSI_ROUTING, r) < 0 ? -errno : 0;
+    free(r);
+    if (ret)
+        return err_set(eb, ret, "KVM_SET_GSI_ROUTING: %s", strerror(-ret));
+    return 0;
+}
+
+/* KVM's IOAPIC starts with ID 0; the tables give it the first ID no vCPU has. */
+static int set_ioapic_id(struct vm *vm, struct errbuf *eb)
+{
+    struct kvm_irqchip chip = {.chip_id = KVM_IRQCHIP_IOAPIC};
+    if (ioctl(vm->vm_fd, KVM_GET_IRQCHIP, &chip) < 0)
+        return err_set(eb, -errno, "KVM_GET_IRQCHIP: %s", strerror(errno));
+    chip.chip.ioapic.id = plat_ioapic_id(vm->cfg.cpus);
+    if (ioctl(vm->vm_fd, KVM_SET_IRQCHIP, &chip) < 0)
+        return err_set(eb, -errno, "KVM_SET_IRQCHIP: %s", strerror(errno));
+    return 0;
+}
+
+int vm_platform_irqchip(struct vm *vm, struct errbuf *eb)
+{
+    int ret = set_routing(vm, eb);
+    return ret ? ret : set_ioapic_id(vm, eb);
+}
+
+int vm_platform_tables(struct vm *vm, struct errbuf *eb)
+{
+    uint8_t *acpi = gm_ptr(&vm->mem, PLAT_ACPI_GPA, PLAT_ACPI_SIZE);
+    uint8_t *zp = gm_ptr(&vm->mem, BOOT_ZERO_PAGE_GPA, BP_SIZE);
+    if (!acpi || !zp)
+        return err_set(eb, -ENOMEM, "guest memory is too small for the firmware tables");
+
+    ssize_t len = acpi_build(acpi, PLAT_ACPI_SIZE, PLAT_ACPI_GPA, vm->cfg.cpus);
+    if (len < 0)
+        return err_set(eb, (int)len, "cannot build the ACPI tables: %s", strerror((int)-len));
+    for (unsigned i = 0; i < 8; i++)
+        zp[BP_ACPI_RSDP_ADDR + i] = (uint8_t)((uint64_t)PLAT_ACPI_GPA >> (8 * i));
+
+    uint8_t *mp = gm_ptr(&vm->mem, PLAT_MPTABLE_GPA, PLAT_MPTABLE_SIZE);
+    int ret = mp ? mptable_build(mp, PLAT_MPTABLE_SIZE, PLAT_MPTABLE_GPA, vm->cfg.cpus) : -ENOMEM;
+    if (ret < 0)
+        return err_set(eb, ret, "cannot build the MP table: %s", strerror(-ret));
+    return 0;
+}
+
+int vm_platform_devices(struct vm *vm, struct errbuf *eb)
+{
+    kvm_irq_gsi_init(&vm->sci_irq, vm->vm_fd, PLAT_SCI_IRQ);
+    acpi_pm_init(&vm->pm, vm_exit_hook(vm), &vm->sci_irq.line);
+    int ret = bus_register(&vm->pio, PLAT_PM1A_EVT_PORT, PLAT_PM_PORTS, &vm->pm.dev);
+    if (ret)
+        return err_set(eb, ret, "cannot register the ACPI PM registers: %s", strerror(-ret));
+    return 0;
+}
+
+void vm_platform_destroy(struct vm *vm)
+{
+    if (vm->pm.dev.ops)
+        acpi_pm_destroy(&vm->pm);
+}
+
+bool vm_power_button(struct vm *vm)
+{
+    return acpi_pm_power_button(&vm->pm);
+}
