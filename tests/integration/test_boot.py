@@ -97,7 +97,7 @@ def e820_map_of_256m():
     out = text(p.stdout)
     for line in ("e820 0000000000000000-000000000009fbff type 1",
                  "e820 000000000009fc00-000000000009ffff type 2",
-                 "e820 00000000000f0000-00000000000fffff type 2",
+                 "e820 00000000000e0000-00000000000fffff type 2",  # ACPI and MP tables
                  "e820 0000000000100000-000000000fffffff type 1"):
         expect(line in out, "e820 has " + line, p)
 
