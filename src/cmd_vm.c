@@ -16,23 +16,37 @@
 #include "petrel/exit.h"
 
 #define CMD_TIMEOUT_MS 10000
+#define CMD_GRACEFUL_TIMEOUT_S 30
 
 struct target {
     const char *cmd;
     const char *label; /* the name, or the socket path */
     char sock[API_PATH_MAX];
     bool json;
+    bool is_stop;      /* petrel stop: --graceful and --timeout */
+    bool graceful;     /* ask the guest to power off first */
+    unsigned timeout_s; /* how long the guest gets to power off */
 };
 
-static int target_usage(const char *cmd, FILE *f)
+static int target_usage(const struct target *t, FILE *f)
 {
-    fprintf(f,
-            "usage: petrel %s NAME [--json]\n"
-            "       petrel %s --api-sock PATH [--json]\n"
-            "\n"
-            "NAME is the --name the VM was started with; its API socket is found in\n"
-            "$XDG_RUNTIME_DIR/petrel, /run/petrel (root) or /tmp/petrel-UID.\n",
-            cmd, cmd);
+    if (t->is_stop)
+        fprintf(f,
+                "usage: petrel stop NAME [--graceful [--timeout S]]\n"
+                "       petrel stop --api-sock PATH [--graceful [--timeout S]]\n"
+                "\n"
+                "Stops the VM: its console output is drained and petrel exits with status 0,\n"
+                "paused or not. With --graceful the guest is first asked to power off (the\n"
+                "ACPI power button); if it has not within S seconds (default %u), petrel\n"
+                "says so and stops it.\n\n",
+                CMD_GRACEFUL_TIMEOUT_S);
+    else
+        fprintf(f,
+                "usage: petrel %s NAME [--json]\n"
+                "       petrel %s --api-sock PATH [--json]\n\n",
+                t->cmd, t->cmd);
+    fprintf(f, "NAME is the --name the VM was started with; its API socket is found in\n"
+               "$XDG_RUNTIME_DIR/petrel, /run/petrel (root) or /tmp/petrel-UID.\n");
     return f == stdout ? 0 : PETREL_STATUS_USAGE;
 }
 
@@ -42,13 +56,16 @@ static int target_parse(struct target *t, int argc, char **argv)
     static const struct option opts[] = {
         {"api-sock", required_argument, NULL, 's'},
         {"json", no_argument, NULL, 'j'},
+        {"graceful", no_argument, NULL, 'g'},
+        {"timeout", required_argument, NULL, 't'},
         {"help", no_argument, NULL, 'h'},
         {0},
     };
-    const char *sock = NULL;
+    const char *sock = NULL, *timeout = NULL;
     int c;
 
     t->cmd = argv[0];
+    t->timeout_s = CMD_GRACEFUL_TIMEOUT_S;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
@@ -56,13 +73,38 @@ static int target_parse(struct target *t, int argc, char **argv)
             sock = optarg;
             break;
         case 'j':
+            if (t->is_stop)
+                return target_usage(t, stderr);
             t->json = true;
             break;
+        case 'g':
+        case 't':
+            if (!t->is_stop)
+                return target_usage(t, stderr);
+            if (c == 'g')
+                t->graceful = true;
+            else
+                timeout = optarg;
+            break;
         case 'h':
-            return target_usage(t->cmd, stdout);
+            return target_usage(t, stdout);
         default:
-            return target_usage(t->cmd, stderr);
+            return target_usage(t, stderr);
         }
+    }
+    if (timeout) {
+        char *end;
+        errno = 0;
+        unsigned long v = strtoul(timeout, &end, 10);
+        if (!t->graceful) {
+            fprintf(stderr, "petrel stop: --timeout goes with --graceful\n");
+            return PETREL_STATUS_USAGE;
+        }
+        if (errno || end == timeout || *end || v < 1 || v > 86400) {
+            fprintf(stderr, "petrel stop: --timeout '%s' must be 1 to 86400 seconds\n", timeout);
+            return PETREL_STATUS_USAGE;
+        }
+        t->timeout_s = (unsigned)v;
     }
     if (sock && optind == argc) {
         if (strlen(sock) >= sizeof(t->sock)) {
@@ -74,7 +116,7 @@ static int target_parse(struct target *t, int argc, char **argv)
         return -1;
     }
     if (sock || optind != argc - 1)
-        return target_usage(t->cmd, stderr);
+        return target_usage(t, stderr);
     t->label = argv[optind];
     if (!api_name_valid(t->label)) {
         fprintf(stderr, "petrel %s: '%s' is not a VM name\n", t->cmd, t->label);
@@ -162,8 +204,11 @@ static void target_alarm(int sig)
     (void)sig; /* only interrupts flock() */
 }
 
-/* Blocks until the VM's process has released its lock, i.e. has exited. 0 or -ETIMEDOUT. */
-static int target_wait_gone(struct target *t)
+/*
+ * Blocks until the VM's process has released its lock, i.e. has exited, or
+ * timeout_s seconds have passed. 0 or -ETIMEDOUT.
+ */
+static int target_wait_gone(struct target *t, unsigned timeout_s)
 {
     struct sigaction sa = {.sa_handler = target_alarm}; /* no SA_RESTART: flock gets EINTR */
     char lock[API_PATH_MAX + 8];
@@ -175,7 +220,7 @@ static int target_wait_gone(struct target *t)
         return 0; /* already removed: the VM is gone */
     /* flock() sleeps until the owner exits; the alarm is only a guard. */
     sigaction(SIGALRM, &sa, NULL);
-    alarm(CMD_TIMEOUT_MS / 1000 * 3);
+    alarm(timeout_s);
     if (flock(fd, LOCK_SH) < 0 && errno == EINTR)
         ret = -ETIMEDOUT;
     alarm(0);
@@ -183,18 +228,46 @@ static int target_wait_gone(struct target *t)
     return ret;
 }
 
+/* Presses the power button and waits for the guest to power off. 0, or -1 to stop it. */
+static int stop_graceful(struct target *t)
+{
+    struct api_response resp;
+    int ret;
+
+    if (target_call(t, "PUT", "/actions", "{\"action_type\":\"PowerButton\"}", &resp))
+        return PETREL_STATUS_ERROR;
+    if (resp.status != 204) {
+        ret = target_fault(t, &resp);
+        api_response_free(&resp);
+        return ret;
+    }
+    api_response_free(&resp);
+    if (target_wait_gone(t, t->timeout_s) == 0) {
+        printf("%s: powered off\n", t->label);
+        return 0;
+    }
+    fprintf(stderr, "petrel stop: %s did not power off within %u s; stopping it\n", t->label,
+            t->timeout_s);
+    return -1;
+}
+
 int cmd_stop(int argc, char **argv)
 {
-    struct target t = {0};
+    struct target t = {.is_stop = true};
     struct api_response resp;
     int ret = target_parse(&t, argc, argv);
 
     if (ret >= 0)
         return ret;
+    if (t.graceful) {
+        ret = stop_graceful(&t);
+        if (ret >= 0)
+            return ret;
+    }
     if (target_call(&t, "PUT", "/actions", "{\"action_type\":\"Stop\"}", &resp))
         return PETREL_STATUS_ERROR;
     if (resp.status == 204) {
-        if (target_wait_gone(&t)) {
+        if (target_wait_gone(&t, CMD_TIMEOUT_MS / 1000 * 3)) {
             fprintf(stderr, "petrel stop: %s accepted the stop but is still running after %d s\n",
                     t.label, CMD_TIMEOUT_MS / 1000 * 3);
             ret = PETREL_STATUS_ERROR;

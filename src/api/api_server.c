@@ -132,7 +132,7 @@ static void api_stop_after_reply(struct evhttp_request *req, void *arg)
     vm_request_exit(arg, VM_EXIT_STOP, PETREL_STATUS_OK, -1, NULL);
 }
 
-/* PUT /actions {"action_type": "SendCtrlAltDel" | "Stop"}. */
+/* PUT /actions {"action_type": "SendCtrlAltDel" | "PowerButton" | "Stop"}. */
 static void api_put_actions(struct api_server *s, struct evhttp_request *req, json_t *body)
 {
     /* Set-1 make and break codes (the i8042 translates, as Linux sets it up). */
@@ -149,12 +149,22 @@ static void api_put_actions(struct api_server *s, struct evhttp_request *req, js
             api_fault(req, 409, "Conflict", "the keyboard buffer is full");
         else
             api_no_content(req);
+    } else if (!strcmp(type, "PowerButton")) {
+        /* A paused guest could not answer: say so rather than let a graceful stop time out. */
+        if (s->vm->state != VM_RUNNING)
+            api_fault(req, 409, "Conflict", s->vm->state == VM_STOPPING
+                                                ? "the VM is stopping"
+                                                : "the VM is paused: resume it first");
+        else {
+            vm_power_button(s->vm);
+            api_no_content(req);
+        }
     } else if (!strcmp(type, "Stop")) {
         evhttp_request_set_on_complete_cb(req, api_stop_after_reply, s->vm);
         api_no_content(req);
     } else {
         api_fault(req, 400, "Bad Request",
-                  "\"action_type\" must be \"SendCtrlAltDel\" or \"Stop\"");
+                  "\"action_type\" must be \"SendCtrlAltDel\", \"PowerButton\" or \"Stop\"");
     }
 }
 
