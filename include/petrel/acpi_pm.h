@@ -2,9 +2,10 @@
  * ACPI fixed hardware (docs/platform.md): the PM1a event and control
  * registers, the PM timer and the reset register, at ports 0x600-0x60f.
  *
- * - PM1_STS/PM1_EN: the power button (PWRBTN_STS, write 1 to clear) and
- *   WAK_STS. The SCI (IRQ 9, a level line) is asserted while an enabled
- *   status bit is set.
+ * - PM1_STS/PM1_EN: the power button (PWRBTN_STS, write 1 to clear). The SCI
+ *   (IRQ 9, a level line) is asserted while PWRBTN_STS and PWRBTN_EN are set.
+ *   The other enable bits (timer, global lock, sleep button, RTC) read back
+ *   what was written, as ACPICA checks, but no event sets their status.
  * - PM1_CNT: SCI_EN always reads 1 (there is no SMI_CMD to switch modes).
  *   SLP_EN with SLP_TYP 5 (\_S5) powers off; other sleep types are ignored.
  * - PM timer: 32 bits at 3.579545 MHz from CLOCK_MONOTONIC; TMR_STS never set.
@@ -25,7 +26,11 @@
 #define PM1_TMR_STS       (1u << 0)
 #define PM1_PWRBTN_STS    (1u << 8)
 #define PM1_WAK_STS       (1u << 15)
+#define PM1_TMR_EN        (1u << 0)
+#define PM1_GBL_EN        (1u << 5)
 #define PM1_PWRBTN_EN     (1u << 8)
+#define PM1_SLPBTN_EN     (1u << 9)
+#define PM1_RTC_EN        (1u << 10)
 #define PM1_SCI_EN        (1u << 0)
 #define PM1_SLP_TYP_SHIFT 10
 #define PM1_SLP_TYP_MASK  (7u << PM1_SLP_TYP_SHIFT)

@@ -15,8 +15,10 @@ enum {
     PM_RESET = PLAT_RESET_PORT - PLAT_PM1A_EVT_PORT,
 };
 
-/* The status bits whose events petrel can enable. */
-#define PM1_EN_BITS PM1_PWRBTN_EN
+/* The enable bits PM1_EN keeps (ACPICA reads an enable back to see that it took). */
+#define PM1_EN_BITS (PM1_TMR_EN | PM1_GBL_EN | PM1_PWRBTN_EN | PM1_SLPBTN_EN | PM1_RTC_EN)
+/* The events petrel raises. */
+#define PM1_EVENTS PM1_PWRBTN_EN
 
 static uint64_t monotonic_ns(void)
 {
@@ -36,7 +38,7 @@ static uint32_t pm_timer(struct acpi_pm *pm)
 /* Called with the lock held after sts or en changed. */
 static void update_sci(struct acpi_pm *pm)
 {
-    bool level = (pm->sts & pm->en & PM1_EN_BITS) != 0;
+    bool level = (pm->sts & pm->en & PM1_EVENTS) != 0;
     if (level != pm->sci_level) {
         pm->sci_level = level;
         irq_set(pm->sci, level);

@@ -239,7 +239,7 @@ static uint8_t *build_madt(struct out *o, unsigned nr_cpus, size_t *off)
 static void build_fadt(uint8_t *t, uint64_t facs, uint64_t dsdt)
 {
     header(t, "FACP", FADT_LEN, 6);
-    put(t + 36, facs, 4);
+    /* FIRMWARE_CTRL must be 0 when X_FIRMWARE_CTRL is set (Linux would map the FACS twice). */
     put(t + 40, dsdt, 4);
     put(t + 46, PLAT_SCI_IRQ, 2);
     put(t + 48, 0, 4); /* SMI_CMD: ACPI is always enabled */
