@@ -155,6 +155,25 @@ def send_ctrl_alt_del():
 
 
 @case
+def power_button_ignored_by_the_guest_and_graceful_stop_falls_back():
+    # hello never enables the ACPI power button: the press is latched, nothing happens.
+    vm = Vm()
+    status, _, _ = vm.api("PATCH", "/vm", {"state": "Paused"})
+    expect(status == 204, "paused")
+    status, j, _ = vm.api("PUT", "/actions", {"action_type": "PowerButton"})
+    expect(status == 409 and "paused" in j["fault_message"], "no power button while paused: %r" % j)
+    status, _, _ = vm.api("PATCH", "/vm", {"state": "Resumed"})
+    status, _, body = vm.api("PUT", "/actions", {"action_type": "PowerButton"})
+    expect(status == 204, "PowerButton answers 204: %s" % body)
+    expect(vm.state() == "Running", "the guest ignored it")
+    p = petrel("stop", "--api-sock", vm.sock, "--graceful", "--timeout", "1")
+    expect(p.returncode == 0 and "did not power off within 1 s; stopping it" in text(p.stderr)
+           and "stopped" in text(p.stdout), "graceful stop falls back to a hard stop", p)
+    expect(vm.r.wait() == 0, "petrel exits 0")
+    vm.dir.cleanup()
+
+
+@case
 def cli_pause_status_resume_stop_list():
     with tempfile.TemporaryDirectory() as rundir:
         env = dict(os.environ, XDG_RUNTIME_DIR=rundir)
