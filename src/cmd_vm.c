@@ -15,7 +15,7 @@
 #include "petrel/api.h"
 #include "petrel/exit.h"
 
-#define CMD_TIMEOUT_MS 10000
+#define CMD_TIMEOUT_MS         10000
 #define CMD_GRACEFUL_TIMEOUT_S 30
 
 struct target {
@@ -23,8 +23,8 @@ struct target {
     const char *label; /* the name, or the socket path */
     char sock[API_PATH_MAX];
     bool json;
-    bool is_stop;      /* petrel stop: --graceful and --timeout */
-    bool graceful;     /* ask the guest to power off first */
+    bool is_stop;       /* petrel stop: --graceful and --timeout */
+    bool graceful;      /* ask the guest to power off first */
     unsigned timeout_s; /* how long the guest gets to power off */
 };
 
@@ -54,12 +54,9 @@ static int target_usage(const struct target *t, FILE *f)
 static int target_parse(struct target *t, int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"api-sock", required_argument, NULL, 's'},
-        {"json", no_argument, NULL, 'j'},
-        {"graceful", no_argument, NULL, 'g'},
-        {"timeout", required_argument, NULL, 't'},
-        {"help", no_argument, NULL, 'h'},
-        {0},
+        {"api-sock", required_argument, NULL, 's'}, {"json", no_argument, NULL, 'j'},
+        {"graceful", no_argument, NULL, 'g'},       {"timeout", required_argument, NULL, 't'},
+        {"help", no_argument, NULL, 'h'},           {0},
     };
     const char *sock = NULL, *timeout = NULL;
     int c;

@@ -152,9 +152,9 @@ static void api_put_actions(struct api_server *s, struct evhttp_request *req, js
     } else if (!strcmp(type, "PowerButton")) {
         /* A paused guest could not answer: say so rather than let a graceful stop time out. */
         if (s->vm->state != VM_RUNNING)
-            api_fault(req, 409, "Conflict", s->vm->state == VM_STOPPING
-                                                ? "the VM is stopping"
-                                                : "the VM is paused: resume it first");
+            api_fault(req, 409, "Conflict",
+                      s->vm->state == VM_STOPPING ? "the VM is stopping"
+                                                  : "the VM is paused: resume it first");
         else {
             vm_power_button(s->vm);
             api_no_content(req);
