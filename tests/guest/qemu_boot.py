@@ -7,23 +7,32 @@ boot64-shim.elf, QEMU boots the shim (multiboot) with the image as its module
 and the shim enters the image at its 64-bit entry the way petrel does.
 isa-debug-exit makes
 QEMU exit with (status << 1) | 1; with -no-reboot a triple fault or a reset
-makes it exit with 0.
+makes it exit with 0, and so does an ACPI poweroff.
+
+--poweroff and --reset tell those apart: QEMU starts paused (-S) with a QMP
+socket, and the run must end with the SHUTDOWN event QEMU sends for the
+guest's own poweroff ("guest-shutdown") or reset ("guest-reset"). QMP also
+presses the ACPI power button (system_powerdown) for --powerdown-after TEXT,
+once TEXT has appeared on COM1 (after any --input was sent).
 
 --input DATA is written to the guest's COM1 (QEMU's stdin) once the text of
 --input-after has appeared on COM1 (at once without it). DATA takes Python
 escapes: 'help\rexit 3\r', '\x04'. In --serial texts, {initrd_size} and
 {initrd_crc32} (8 hex digits, zlib.crc32) stand for the --initrd file's.
 
-usage: qemu_boot.py --qemu QEMU --image IMG [--loader SHIM] [--machine pc] [--smp N] [--append CMDLINE]
-                    [--initrd FILE] (--status N | --triple-fault | --reset)
-                    [--input DATA [--input-after TEXT]] [--serial TEXT]... [--no-serial TEXT]...
-                    [--debugcon TEXT]... [--timeout S]
+usage: qemu_boot.py --qemu QEMU --image IMG [--loader SHIM] [--machine pc] [--smp N[,opts]]
+                    [--append CMDLINE] [--initrd FILE]
+                    (--status N | --triple-fault | --reset | --poweroff)
+                    [--input DATA [--input-after TEXT]] [--powerdown-after TEXT]
+                    [--serial TEXT]... [--no-serial TEXT]... [--debugcon TEXT]... [--timeout S]
 Exit status 77 (a skip to meson) when QEMU cannot be run.
 """
 
 import argparse
 import codecs
+import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -32,9 +41,69 @@ import time
 import zlib
 
 
-def run(cmd, data, after, timeout):
-    """Runs cmd, feeding data on stdin once after is on stdout; returns
-    (returncode or None on timeout, stdout bytes, stderr bytes)."""
+class Qmp:
+    """A QMP client: negotiates on connect, then a thread records every
+    message (events and replies) until QEMU closes the socket."""
+
+    def __init__(self, path, proc, deadline):
+        # QEMU creates the socket during start-up: retry until it is there.
+        while True:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                self.sock.connect(path)
+                break
+            except (FileNotFoundError, ConnectionRefusedError):
+                self.sock.close()
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        # Negotiation within the run's time; then the pump waits for as long
+        # as QEMU runs (the run's own deadline ends it).
+        self.sock.settimeout(max(0.1, deadline - time.monotonic()))
+        self.file = self.sock.makefile("rwb")
+        self.messages = []
+        self._read()  # the greeting
+        self.send("qmp_capabilities")
+        self._read()
+        self.sock.settimeout(None)
+        self.thread = threading.Thread(target=self._pump, daemon=True)
+        self.thread.start()
+
+    def _read(self):
+        line = self.file.readline()
+        return json.loads(line) if line else None
+
+    def _pump(self):
+        try:
+            while True:
+                msg = self._read()
+                if msg is None:
+                    break
+                self.messages.append(msg)
+        except (OSError, ValueError):
+            pass
+
+    def send(self, command):
+        try:
+            self.file.write(json.dumps({"execute": command}).encode() + b"\n")
+            self.file.flush()
+        except OSError:
+            pass  # QEMU is gone: its exit is what gets checked
+
+    def shutdown_reasons(self):
+        self.thread.join(5)
+        return [m.get("data", {}).get("reason") for m in self.messages
+                if m.get("event") == "SHUTDOWN"]
+
+    def close(self):
+        self.sock.close()
+
+
+def run(cmd, actions, timeout, qmp_path=None):
+    """Runs cmd; actions is a list of (text or None, kind, data) done in order,
+    each once text is on stdout: ("input", bytes) writes to stdin, ("qmp",
+    command) sends a QMP command. Returns (returncode or None on timeout,
+    stdout bytes, stderr bytes, the Qmp client or None, texts never seen)."""
     p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE)
     out = bytearray()
@@ -59,19 +128,35 @@ def run(cmd, data, after, timeout):
     for t in threads:
         t.start()
     deadline = time.monotonic() + timeout
+    qmp = None
+    missed = []
     try:
-        if data is not None:
+        if qmp_path:
+            try:
+                qmp = Qmp(qmp_path, p, deadline)
+            except (OSError, ValueError):
+                qmp = None  # QEMU failed to start: its exit status says why
+            else:
+                qmp.send("cont")  # QEMU was started paused (-S)
+        for (after, kind, data) in actions:
             with seen:
                 while after and after not in out and p.poll() is None:
                     left = deadline - time.monotonic()
                     if left <= 0:
                         break
                     seen.wait(min(left, 0.5))
-            if p.poll() is None and (not after or after in out):
+            if after and after not in out:
+                missed.append(after)
+                break
+            if p.poll() is not None:
+                break
+            if kind == "input":
                 # Kept open until QEMU ends: EOF on stdin is not an event the
                 # guest should see.
                 p.stdin.write(data)
                 p.stdin.flush()
+            elif qmp:
+                qmp.send(data)
         rc = p.wait(max(0.0, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:
         p.kill()
@@ -85,7 +170,7 @@ def run(cmd, data, after, timeout):
         p.stdin.close()
     except BrokenPipeError:
         pass
-    return rc, bytes(out), bytes(err)
+    return rc, bytes(out), bytes(err), qmp, missed
 
 
 def main():
@@ -93,7 +178,7 @@ def main():
     ap.add_argument("--qemu", required=True)
     ap.add_argument("--image", required=True)
     ap.add_argument("--machine", default="pc")
-    ap.add_argument("--smp", type=int, default=1, help="number of CPUs (-smp)")
+    ap.add_argument("--smp", default="1", help="-smp: the number of CPUs[,topology]")
     ap.add_argument("--append", default="console=ttyS0")
     ap.add_argument("--initrd")
     ap.add_argument("--loader", help="boot64-shim.elf: boot IMG through the 64-bit entry")
@@ -101,8 +186,11 @@ def main():
     end.add_argument("--status", type=int, help="expected kit_exit() status")
     end.add_argument("--triple-fault", action="store_true")
     end.add_argument("--reset", action="store_true", help="the guest resets the machine")
+    end.add_argument("--poweroff", action="store_true", help="the guest powers off (ACPI)")
     ap.add_argument("--input", help="bytes for COM1's input (Python escapes)")
     ap.add_argument("--input-after", help="send --input once this text is on COM1")
+    ap.add_argument("--powerdown-after",
+                    help="press the ACPI power button (QMP) once this text is on COM1")
     ap.add_argument("--serial", action="append", default=[], help="text expected on COM1")
     ap.add_argument("--no-serial", action="append", default=[],
                     help="text that must not be on COM1")
@@ -123,6 +211,10 @@ def main():
                "-serial", "stdio", "-debugcon", "file:" + debugcon,
                "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
                "-append", args.append]
+        qmp_path = None
+        if args.poweroff or args.reset or args.powerdown_after:
+            qmp_path = os.path.join(tmp, "qmp.sock")
+            cmd += ["-S", "-qmp", "unix:%s,server=on,wait=off" % qmp_path]
         if args.loader:
             # Multiboot: the shim is the kernel, the bzImage its module.
             if args.initrd:
@@ -133,20 +225,27 @@ def main():
             if args.initrd:
                 cmd += ["-initrd", args.initrd]
         print("running:", " ".join(cmd))
-        data = None
+        actions = []
         if args.input is not None:
             data = codecs.decode(args.input, "unicode_escape").encode("latin-1")
-        after = args.input_after.encode() if args.input_after else None
+            after = args.input_after.encode() if args.input_after else None
+            actions.append((after, "input", data))
+        if args.powerdown_after:
+            actions.append((args.powerdown_after.encode(), "qmp", "system_powerdown"))
         try:
-            (rc, stdout, stderr) = run(cmd, data, after, args.timeout)
+            (rc, stdout, stderr, qmp, missed) = run(cmd, actions, args.timeout, qmp_path)
         except FileNotFoundError:
             print("skip: %s not found" % args.qemu)
             return 77
+        reasons = qmp.shutdown_reasons() if qmp else []
+        if qmp:
+            qmp.close()
         if rc is None:
             print("FAIL: QEMU still running after %gs; serial so far:" % args.timeout)
             print(stdout.decode(errors="replace"))
-            if after and after not in stdout:
-                print("FAIL: %r never appeared, so the input was not sent" % args.input_after)
+            for text in missed:
+                print("FAIL: %r never appeared, so what should follow it was not sent" %
+                      text.decode())
             return 1
         if rc != 0 and b"unsupported machine type" in stderr:
             print("skip: this QEMU has no %s machine" % args.machine)
@@ -159,12 +258,21 @@ def main():
             dc = ""
 
     print("exit status:", rc)
+    if qmp_path:
+        print("shutdown events:", ", ".join(str(r) for r in reasons) or "none")
     print("--- serial ---\n%s--- debugcon ---\n%s--- stderr ---\n%s" %
           (serial, dc, stderr.decode(errors="replace")))
     ok = True
-    want = 0 if args.triple_fault or args.reset else (args.status << 1) | 1
+    want = 0 if args.triple_fault or args.reset or args.poweroff else (args.status << 1) | 1
     if rc != want:
         print("FAIL: QEMU exited with %d, expected %d" % (rc, want))
+        ok = False
+    want_reason = "guest-shutdown" if args.poweroff else "guest-reset" if args.reset else None
+    if want_reason and reasons != [want_reason]:
+        print("FAIL: QEMU's shutdown events were %s, expected one %r" % (reasons, want_reason))
+        ok = False
+    for text in missed:
+        print("FAIL: %r never appeared, so what should follow it was not sent" % text.decode())
         ok = False
     for text in args.serial:
         if text not in serial:

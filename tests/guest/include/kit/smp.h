@@ -6,8 +6,9 @@
  * the BSP's page tables and GDT, takes a stack of its own, loads the kit IDT,
  * enables its LAPIC, checks in and runs the function the BSP gave.
  *
- * The kit knows no firmware tables (no MADT, no MP table), so the BSP counts
- * the CPUs that check in: it stops waiting once none has arrived for
+ * Start-up reads no firmware tables (acpi.h and mptable.h can, for programs
+ * that want the MADT's or MP table's view), so the BSP counts the CPUs that
+ * check in: it stops waiting once none has arrived for
  * KIT_SMP_QUIET_MS (timed with the LAPIC timer, sleeping in hlt). An AP
  * slower than that still checks in and runs the function later: it is missing
  * from kit_smp_start()'s result but not from kit_smp_count() once it is up.
