@@ -14,9 +14,13 @@
  *   echo          "echo: 0x61" for each key until Ctrl-D
  *   reset         resets through the i8042 (0xfe to port 0x64): petrel ends
  *                 with status 0, QEMU -no-reboot exits 0
+ *   poweroff      "demo: powering off", then ACPI poweroff (\_S5 into PM1a_CNT,
+ *                 include/kit/acpi.h): petrel and QEMU exit 0. Without the
+ *                 tables or if the machine stays on, says so and returns
  *   exit [s]      ends through debug-exit with status s (default 0)
  * Anything else prints "demo: unknown command '<word>' (type help)".
  */
+#include "kit/acpi.h"
 #include "kit/io.h"
 #include "kit/irq.h"
 #include "kit/kit.h"
@@ -143,6 +147,27 @@ static void demo_reset(const char *arg)
     kit_halt(); /* no i8042: nothing else to do */
 }
 
+static void demo_poweroff(const char *arg)
+{
+    static struct acpi_info acpi; /* ~4 KiB: not on the 16 KiB stack */
+
+    (void)arg;
+    int r = acpi_init(&acpi);
+    if (r == -1) {
+        puts("demo: poweroff: no ACPI tables");
+        return;
+    }
+    if (r < 0)
+        printf("demo: poweroff: the ACPI tables are broken (%s); trying anyway\n", acpi.error);
+    if (!acpi_can_poweroff(&acpi)) {
+        puts("demo: poweroff: the ACPI tables give no \\_S5 or no PM1a_CNT");
+        return;
+    }
+    puts("demo: powering off");
+    acpi_poweroff(&acpi);
+    puts("demo: poweroff: the machine is still on");
+}
+
 static void demo_exit(const char *arg)
 {
     unsigned long s;
@@ -160,6 +185,7 @@ static const struct demo_cmd demo_cmds[] = {
     {"counter", "counter [n]", "count n ticks of 100 ms (default 10; Ctrl-C stops)", demo_counter},
     {"echo", "echo", "show each key in hex until Ctrl-D", demo_echo},
     {"reset", "reset", "reset the machine through the keyboard controller", demo_reset},
+    {"poweroff", "poweroff", "power the machine off through ACPI", demo_poweroff},
     {"exit", "exit [s]", "end the VM with status s through debug-exit", demo_exit},
     {NULL, NULL, NULL, NULL},
 };
