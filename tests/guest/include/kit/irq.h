@@ -4,11 +4,10 @@
  *
  * - The 8259s are remapped and fully masked, and the LAPIC's LINT0 (their
  *   ExtINT path) masked; devices reach the CPU through the I/O APIC only.
- * - ISA IRQ n is I/O APIC pin n, except the PIT's IRQ 0: on a PC (and
- *   QEMU's pc machine) it is pin 2, the interrupt source override every MADT
- *   has; under petrel today it is pin 0 (KVM's default GSI routing, which
- *   petrel keeps, and no MADT yet). irq_route_isa(0, ...) therefore routes
- *   both pins to IRQ 0's vector: only one of them ever carries the PIT.
+ * - ISA IRQ n is I/O APIC pin n, except the PIT's IRQ 0: on a PC, QEMU's pc
+ *   machine and petrel it is pin 2, the interrupt source override every MADT
+ *   has. irq_route_isa(0, ...) routes pin 0 to IRQ 0's vector as well, for
+ *   machines without the override: only one of them ever carries the PIT.
  *   ISA IRQ n uses vector IRQ_VECTOR_ISA + n, the LAPIC timer IRQ_VECTOR_TIMER.
  * - Handlers run with interrupts off; the kit sends the LAPIC EOI after the
  *   handler returns, so a level-triggered source is quiet by then.
