@@ -16,6 +16,12 @@
 
 #define BP_ACPI_RSDP_ADDR 0x070 /* boot_params.acpi_rsdp_addr (protocol 2.14) */
 
+/* The BIOS data area at 0x400: the words petrel fills. */
+#define BDA_GPA       0x400
+#define BDA_SIZE      0x100
+#define BDA_EBDA_SEG  0x0e /* 0x40e: the EBDA's segment */
+#define BDA_BASE_KIB  0x13 /* 0x413: base memory in KiB (below the EBDA) */
+
 /*
  * GSI routing as on a PC: GSI 0 (the in-kernel PIT's line) reaches PIC pin 0
  * and IOAPIC pin 2, GSI 2 (the PIC cascade) nothing, GSI 1-15 their PIC and
@@ -86,6 +92,15 @@ int vm_platform_tables(struct vm *vm, struct errbuf *eb)
         return err_set(eb, (int)len, "cannot build the ACPI tables: %s", strerror((int)-len));
     for (unsigned i = 0; i < 8; i++)
         zp[BP_ACPI_RSDP_ADDR + i] = (uint8_t)((uint64_t)PLAT_ACPI_GPA >> (8 * i));
+
+    /* The BIOS data area's EBDA segment and base memory size, where scanners look first. */
+    uint8_t *bda = gm_ptr(&vm->mem, BDA_GPA, BDA_SIZE);
+    if (!bda)
+        return err_set(eb, -ENOMEM, "guest memory is too small for the BIOS data area");
+    bda[BDA_EBDA_SEG] = (uint8_t)(BOOT_EBDA_GPA >> 4);
+    bda[BDA_EBDA_SEG + 1] = (uint8_t)(BOOT_EBDA_GPA >> 12);
+    bda[BDA_BASE_KIB] = (uint8_t)(BOOT_EBDA_GPA >> 10);
+    bda[BDA_BASE_KIB + 1] = (uint8_t)(BOOT_EBDA_GPA >> 18);
 
     uint8_t *mp = gm_ptr(&vm->mem, PLAT_MPTABLE_GPA, PLAT_MPTABLE_SIZE);
     int ret = mp ? mptable_build(mp, PLAT_MPTABLE_SIZE, PLAT_MPTABLE_GPA, vm->cfg.cpus) : -ENOMEM;
