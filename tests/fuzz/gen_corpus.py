@@ -1,15 +1,17 @@
 #!/usr/bin/env python3
 """Writes the seed corpus of a fuzz target into a directory.
 
-usage: gen_corpus.py TARGET DIR     (TARGET: bzimage, uart8250, api)
+usage: gen_corpus.py TARGET DIR     (TARGET: bzimage, uart8250, api, rtc_cmos)
 
 The seeds are small synthetic inputs, generated at build time so that no
 binaries live in git. Each is a plausible input that reaches deep into the
 code: valid bzImages of several shapes and near-misses for fuzz_bzimage, and
 register sequences of real drivers (Linux's 8250 probe, polled and
 interrupt-driven output, input, loopback) for fuzz_uart8250, in the op format
-described in fuzz_uart8250.c, and API request bodies and HTTP responses (first
-byte even: a body; odd: a response) for fuzz_api.
+described in fuzz_uart8250.c, API request bodies and HTTP responses (first
+byte even: a body; odd: a response) for fuzz_api, and what Linux's rtc-cmos and
+mc146818 code do to the CMOS RTC (reading and setting the time, alarms, update
+and periodic interrupts, NVRAM) for fuzz_rtc_cmos, in its op format.
 """
 import os
 import struct
@@ -163,7 +165,99 @@ def api_seeds():
     return seeds
 
 
-TARGETS = {"bzimage": bzimage_seeds, "uart8250": uart_seeds, "api": api_seeds}
+# fuzz_rtc_cmos's op format.
+SEC, SEC_ALARM, MIN, MIN_ALARM, HOUR, HOUR_ALARM, WDAY, MDAY, MONTH, YEAR = range(10)
+REG_A, REG_B, REG_C, REG_D, CENTURY = 0x0A, 0x0B, 0x0C, 0x0D, 0x32
+RTC_TIMER = bytes([0xA0])
+RTC_RESET = bytes([0xE0])
+RTC_READ_C = bytes([0xE4])
+
+
+def rtc_index(v):
+    return bytes([0x00, v])
+
+
+def rtc_w(reg, val):
+    return rtc_index(reg) + bytes([0x20, val])
+
+
+def rtc_r(reg):
+    return bytes([0x60 | reg]) if reg < 32 else rtc_index(reg) + bytes([0x40])
+
+
+def rtc_adv(mult, shift):
+    """The clocks move on by mult << shift ns (mult 1-32)."""
+    return bytes([0x80 | (mult - 1), shift])
+
+
+def rtc_seeds():
+    ms, sec, hour = rtc_adv(1, 20), rtc_adv(1, 30), rtc_adv(27, 37)  # ~1 ms, ~1 s, ~1 h
+    get_time = b""
+    for _ in range(6):
+        get_time += (rtc_r(REG_A) + rtc_r(SEC) + rtc_r(REG_A) + rtc_r(SEC) + rtc_r(MIN)
+                     + rtc_r(HOUR) + rtc_r(MDAY) + rtc_r(MONTH) + rtc_r(YEAR)
+                     + rtc_r(CENTURY) + rtc_r(REG_B) + rtc_r(REG_A) + rtc_r(SEC) + sec)
+    probe = (rtc_r(REG_D) + rtc_w(REG_A, 0x26) + rtc_r(REG_B) + rtc_r(REG_C)
+             + rtc_w(REG_B, 0x02) + rtc_r(REG_C) + rtc_r(REG_B) + rtc_r(REG_A) + rtc_r(SEC)
+             + ms + rtc_r(REG_A) + rtc_r(SEC))
+    set_time = (rtc_r(REG_B) + rtc_w(REG_B, 0x82) + rtc_r(REG_A) + rtc_w(REG_A, 0x76)
+                + rtc_w(SEC, 0x56) + rtc_w(MIN, 0x34) + rtc_w(HOUR, 0x12) + rtc_w(MDAY, 0x15)
+                + rtc_w(MONTH, 0x06) + rtc_w(YEAR, 0x30) + rtc_w(CENTURY, 0x20) + sec
+                + rtc_r(SEC) + rtc_w(REG_B, 0x02) + rtc_w(REG_A, 0x26) + ms + rtc_r(SEC) + sec
+                + rtc_r(SEC) + rtc_r(MIN))
+    alarm = (rtc_w(SEC_ALARM, 0x30) + rtc_w(MIN_ALARM, 0xFF) + rtc_w(HOUR_ALARM, 0xC0)
+             + rtc_r(REG_C) + rtc_w(REG_B, 0x22) + rtc_adv(32, 30) + rtc_r(REG_C) + rtc_r(REG_C)
+             + rtc_w(REG_B, 0x02) + rtc_w(HOUR_ALARM, 0x00) + rtc_w(MIN_ALARM, 0x01)
+             + rtc_w(SEC_ALARM, 0x00) + rtc_r(REG_C) + rtc_w(REG_B, 0x22) + hour + RTC_READ_C
+             + rtc_adv(20, 42) + RTC_READ_C)
+    uie = rtc_r(REG_C) + rtc_w(REG_B, 0x12)
+    for _ in range(5):
+        uie += sec + rtc_r(REG_C) + rtc_r(SEC)
+    uie += rtc_w(REG_B, 0x92) + sec + RTC_READ_C + rtc_w(REG_B, 0x12) + sec + RTC_READ_C
+    periodic = rtc_w(REG_A, 0x23) + rtc_r(REG_C) + rtc_w(REG_B, 0x42)
+    for rate in (0x23, 0x26, 0x21, 0x2F, 0x20, 0x2A):
+        periodic += rtc_w(REG_A, rate) + ms + RTC_TIMER + RTC_READ_C + rtc_adv(5, 24) + RTC_READ_C
+    periodic += rtc_w(REG_B, 0x72) + sec + RTC_READ_C + RTC_RESET + RTC_READ_C
+    modes = b""
+    for b in (0x06, 0x04, 0x00, 0x02, 0x07):
+        modes += (rtc_w(REG_B, b) + rtc_r(HOUR) + rtc_r(SEC) + rtc_r(WDAY) + hour
+                  + rtc_r(HOUR) + rtc_adv(31, 40) + rtc_r(MDAY) + rtc_r(MONTH))
+    nvram = b""
+    for i in range(0x0E, 0x80, 7):
+        nvram += rtc_index(0x80 | i) + bytes([0x20, i ^ 0x5A, 0x40])
+    nvram += bytes([0xC1, 0x45, 0x99, 0xC0]) + rtc_r(0x45) + bytes([0xE3, 0x47]) + rtc_r(0x15)
+    nvram += rtc_r(0x5B) + rtc_r(0x2E) + rtc_index(0xFF) + bytes([0x40])
+    steps = (rtc_w(REG_A, 0x20) + rtc_w(REG_B, 0x12) + sec + RTC_READ_C + bytes([0xE1, 60])
+             + RTC_TIMER + sec + RTC_READ_C + bytes([0xE2, 200]) + sec + RTC_READ_C)
+    halt = (rtc_w(REG_A, 0x76) + hour + rtc_r(SEC) + rtc_r(REG_A) + rtc_w(REG_A, 0x26)
+            + ms + rtc_r(SEC) + rtc_adv(16, 25) + rtc_r(SEC) + rtc_w(REG_A, 0x36) + sec
+            + rtc_w(REG_A, 0x06) + sec + rtc_r(SEC))
+    y9999 = (rtc_w(REG_B, 0x86) + rtc_w(CENTURY, 99) + rtc_w(YEAR, 99) + rtc_w(MONTH, 12)
+             + rtc_w(MDAY, 31) + rtc_w(HOUR, 23) + rtc_w(MIN, 59) + rtc_w(SEC, 58)
+             + rtc_w(REG_B, 0x06) + sec + sec + rtc_r(YEAR) + rtc_r(CENTURY) + bytes([0xE1, 255])
+             + rtc_adv(32, 44) + rtc_r(CENTURY))
+    garbage = (rtc_w(REG_B, 0x80) + rtc_w(YEAR, 0x9A) + rtc_w(MONTH, 0x13) + rtc_w(MDAY, 0x00)
+               + rtc_w(HOUR, 0x25) + rtc_w(WDAY, 0x00) + rtc_r(YEAR) + rtc_w(REG_B, 0x00)
+               + rtc_r(HOUR) + rtc_w(HOUR, 0xFF) + rtc_w(MIN, 0xFF) + rtc_w(REG_D, 0)
+               + rtc_w(REG_C, 0xFF) + rtc_r(REG_C))
+    return {
+        "linux-get-time": bytes([0x00, 0xF0]) + get_time,
+        "linux-probe": bytes([0x08, 0x00]) + probe,
+        "linux-set-time": bytes([0x21, 0x4C]) + set_time,
+        "alarm": bytes([0x10, 0x80]) + alarm,
+        "update-ended": bytes([0x02, 0xC0]) + uie,
+        "periodic": bytes([0x03, 0x10]) + periodic,
+        "binary-12h": bytes([0x04, 0xFF]) + modes,
+        "nvram": bytes([0xF8, 0x01]) + nvram,
+        "host-steps": bytes([0x05, 0x00]) + steps,
+        "divider-halt": bytes([0x06, 0x20]) + halt,
+        "year-9999": bytes([0x07, 0xFE]) + y9999,
+        "garbage-time": bytes([0x01, 0x7F]) + garbage,
+    }
+
+
+TARGETS = {"bzimage": bzimage_seeds, "uart8250": uart_seeds, "api": api_seeds,
+           "rtc_cmos": rtc_seeds}
 
 
 def main():
