@@ -27,6 +27,7 @@
 #include "petrel/guest_mem.h"
 #include "petrel/i8042.h"
 #include "petrel/irq.h"
+#include "petrel/rtc_cmos.h"
 #include "petrel/uart8250.h"
 #include "petrel/util.h"
 #include "petrel/vcpu.h"
@@ -141,6 +142,10 @@ struct vm {
     struct i8042 i8042;
     struct kvm_irq_gsi sci_irq;
     struct acpi_pm pm;
+    struct kvm_irq_gsi rtc_irq;
+    struct rtc_cmos rtc;
+    bool rtc_ready;       /* rtc_cmos_init() succeeded */
+    struct event *ev_rtc; /* the RTC's timerfd */
 
     pthread_mutex_t exit_lock; /* guards the exit_* fields (any thread writes them once) */
     enum vm_exit_reason exit_reason;

@@ -549,6 +549,7 @@ void vm_destroy(struct vm *vm)
     console_out_destroy(&vm->debugcon_file);
     if (vm->debugcon_fd >= 0)
         close(vm->debugcon_fd);
+    vm_platform_destroy(vm);
     if (vm->base)
         event_base_free(vm->base);
     if (vm->com1.dev.ops)
@@ -559,7 +560,6 @@ void vm_destroy(struct vm *vm)
         debugexit_destroy(&vm->debugexit);
     if (vm->i8042.dev.ops)
         i8042_destroy(&vm->i8042);
-    vm_platform_destroy(vm);
     bus_destroy(&vm->pio);
     bus_destroy(&vm->mmio);
     gm_destroy(&vm->mem);

@@ -17,10 +17,10 @@
 #define BP_ACPI_RSDP_ADDR 0x070 /* boot_params.acpi_rsdp_addr (protocol 2.14) */
 
 /* The BIOS data area at 0x400: the words petrel fills. */
-#define BDA_GPA       0x400
-#define BDA_SIZE      0x100
-#define BDA_EBDA_SEG  0x0e /* 0x40e: the EBDA's segment */
-#define BDA_BASE_KIB  0x13 /* 0x413: base memory in KiB (below the EBDA) */
+#define BDA_GPA      0x400
+#define BDA_SIZE     0x100
+#define BDA_EBDA_SEG 0x0e /* 0x40e: the EBDA's segment */
+#define BDA_BASE_KIB 0x13 /* 0x413: base memory in KiB (below the EBDA) */
 
 /*
  * GSI routing as on a PC: GSI 0 (the in-kernel PIT's line) reaches PIC pin 0
@@ -109,6 +109,39 @@ int vm_platform_tables(struct vm *vm, struct errbuf *eb)
     return 0;
 }
 
+static void vm_on_rtc_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    rtc_cmos_on_timer(arg);
+}
+
+static int setup_rtc(struct vm *vm, struct errbuf *eb)
+{
+    kvm_irq_gsi_init(&vm->rtc_irq, vm->vm_fd, PLAT_RTC_IRQ);
+    int ret = rtc_cmos_init(&vm->rtc, &vm->rtc_irq.line, NULL);
+    if (ret)
+        return err_set(eb, ret, "cannot set up the RTC: %s", strerror(-ret));
+    vm->rtc_ready = true;
+
+    uint64_t below = 0, above = 0;
+    for (unsigned i = 0; i < vm->mem.nr; i++) {
+        if (vm->mem.regions[i].gpa < (1ull << 32))
+            below += vm->mem.regions[i].size;
+        else
+            above += vm->mem.regions[i].size;
+    }
+    rtc_cmos_set_memory(&vm->rtc, below, above);
+
+    vm->ev_rtc = event_new(vm->base, rtc_cmos_timer_fd(&vm->rtc), EV_READ | EV_PERSIST,
+                           vm_on_rtc_timer, &vm->rtc);
+    if (!vm->ev_rtc || event_add(vm->ev_rtc, NULL))
+        return err_set(eb, -ENOMEM, "cannot watch the RTC's timer");
+    ret = bus_register(&vm->pio, RTC_CMOS_INDEX_PORT, RTC_CMOS_NR_PORTS, &vm->rtc.dev);
+    if (ret)
+        return err_set(eb, ret, "cannot register the RTC: %s", strerror(-ret));
+    return 0;
+}
+
 int vm_platform_devices(struct vm *vm, struct errbuf *eb)
 {
     kvm_irq_gsi_init(&vm->sci_irq, vm->vm_fd, PLAT_SCI_IRQ);
@@ -116,11 +149,18 @@ int vm_platform_devices(struct vm *vm, struct errbuf *eb)
     int ret = bus_register(&vm->pio, PLAT_PM1A_EVT_PORT, PLAT_PM_PORTS, &vm->pm.dev);
     if (ret)
         return err_set(eb, ret, "cannot register the ACPI PM registers: %s", strerror(-ret));
-    return 0;
+    return setup_rtc(vm, eb);
 }
 
+/* Before the event base is freed (the RTC's event lives in it). */
 void vm_platform_destroy(struct vm *vm)
 {
+    if (vm->ev_rtc)
+        event_free(vm->ev_rtc);
+    vm->ev_rtc = NULL;
+    if (vm->rtc_ready)
+        rtc_cmos_destroy(&vm->rtc);
+    vm->rtc_ready = false;
     if (vm->pm.dev.ops)
         acpi_pm_destroy(&vm->pm);
 }
