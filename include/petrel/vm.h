@@ -27,6 +27,7 @@
 #include "petrel/guest_mem.h"
 #include "petrel/i8042.h"
 #include "petrel/irq.h"
+#include "petrel/irq_routing.h"
 #include "petrel/rtc_cmos.h"
 #include "petrel/uart8250.h"
 #include "petrel/util.h"
@@ -133,6 +134,8 @@ struct vm {
     struct console_out debugcon_file; /* --debugcon FILE */
     int debugcon_fd;
 
+    struct irq_routing routing; /* GSI routes: irqchip pins and MSI vectors */
+    bool routing_ready;
     struct kvm_irq_gsi com1_irq;
     struct kvm_irq_gsi kbd_irq;
     struct kvm_irq_gsi aux_irq;

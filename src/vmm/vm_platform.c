@@ -4,7 +4,6 @@
  * and the platform devices (ACPI fixed hardware).
  */
 #include <errno.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 
@@ -22,46 +21,6 @@
 #define BDA_EBDA_SEG 0x0e /* 0x40e: the EBDA's segment */
 #define BDA_BASE_KIB 0x13 /* 0x413: base memory in KiB (below the EBDA) */
 
-/*
- * GSI routing as on a PC: GSI 0 (the in-kernel PIT's line) reaches PIC pin 0
- * and IOAPIC pin 2, GSI 2 (the PIC cascade) nothing, GSI 1-15 their PIC and
- * IOAPIC pins, GSI 16-23 the IOAPIC. KVM's default routes GSI 0 to IOAPIC
- * pin 0, which would contradict the tables' IRQ 0 -> GSI 2 override.
- */
-static int set_routing(struct vm *vm, struct errbuf *eb)
-{
-    enum { MAX_ROUTES = 15 + PLAT_IOAPIC_PINS };
-    struct kvm_irq_routing *r =
-        calloc(1, sizeof(*r) + MAX_ROUTES * sizeof(struct kvm_irq_routing_entry));
-    if (!r)
-        return err_set(eb, -ENOMEM, "out of memory");
-
-    for (unsigned gsi = 0; gsi < 16; gsi++) {
-        if (gsi == 2)
-            continue;
-        r->entries[r->nr++] = (struct kvm_irq_routing_entry){
-            .gsi = gsi,
-            .type = KVM_IRQ_ROUTING_IRQCHIP,
-            .u.irqchip = {.irqchip = gsi < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE,
-                          .pin = gsi % 8},
-        };
-    }
-    for (unsigned gsi = 0; gsi < PLAT_IOAPIC_PINS; gsi++) {
-        if (gsi == 2)
-            continue;
-        r->entries[r->nr++] = (struct kvm_irq_routing_entry){
-            .gsi = gsi,
-            .type = KVM_IRQ_ROUTING_IRQCHIP,
-            .u.irqchip = {.irqchip = KVM_IRQCHIP_IOAPIC, .pin = plat_isa_gsi(gsi)},
-        };
-    }
-    int ret = ioctl(vm->vm_fd, KVM_SET_GSI_ROUTING, r) < 0 ? -errno : 0;
-    free(r);
-    if (ret)
-        return err_set(eb, ret, "KVM_SET_GSI_ROUTING: %s", strerror(-ret));
-    return 0;
-}
-
 /* KVM's IOAPIC starts with ID 0; the tables give it the first ID no vCPU has. */
 static int set_ioapic_id(struct vm *vm, struct errbuf *eb)
 {
@@ -74,10 +33,17 @@ static int set_ioapic_id(struct vm *vm, struct errbuf *eb)
     return 0;
 }
 
+/*
+ * GSI routing as on a PC (irq_routing.c): KVM's default would route the PIT's
+ * GSI 0 to IOAPIC pin 0, against the tables' IRQ 0 -> GSI 2 override.
+ */
 int vm_platform_irqchip(struct vm *vm, struct errbuf *eb)
 {
-    int ret = set_routing(vm, eb);
-    return ret ? ret : set_ioapic_id(vm, eb);
+    int ret = irq_routing_init(&vm->routing, vm->vm_fd, NULL);
+    if (ret)
+        return err_set(eb, ret, "KVM_SET_GSI_ROUTING: %s", strerror(-ret));
+    vm->routing_ready = true;
+    return set_ioapic_id(vm, eb);
 }
 
 int vm_platform_tables(struct vm *vm, struct errbuf *eb)
@@ -163,6 +129,9 @@ void vm_platform_destroy(struct vm *vm)
     vm->rtc_ready = false;
     if (vm->pm.dev.ops)
         acpi_pm_destroy(&vm->pm);
+    if (vm->routing_ready)
+        irq_routing_destroy(&vm->routing);
+    vm->routing_ready = false;
 }
 
 bool vm_power_button(struct vm *vm)
