@@ -68,6 +68,7 @@ void irq_routing_msi_free(struct irq_routing *rt, uint32_t gsi);
 
 /* An eventfd injecting into a GSI through KVM_IRQFD. */
 struct irqfd {
+    bool ready; /* irqfd_init() succeeded: a zeroed struct owns nothing */
     int fd;
     int vm_fd;
     uint32_t gsi;
@@ -77,7 +78,29 @@ struct irqfd {
 int irqfd_init(struct irqfd *irq, int vm_fd, uint32_t gsi) MUST_CHECK;
 /* Injects once (any thread). 0 or -errno. */
 int irqfd_signal(struct irqfd *irq);
-/* Unbinds and closes (safe on a zeroed or failed irqfd with fd -1). */
+/* Unbinds and closes (safe on a zeroed or failed irqfd). */
 void irqfd_destroy(struct irqfd *irq);
+
+/*
+ * An eventfd KVM signals when the guest writes an address (KVM_IOEVENTFD):
+ * virtio queue notifications reach the loop without stopping in petrel.
+ */
+struct ioeventfd {
+    bool ready; /* ioeventfd_init() succeeded: a zeroed struct owns nothing */
+    int fd;
+    int vm_fd;
+    uint64_t addr;
+    uint32_t len; /* 1, 2, 4 or 8 bytes; any written value matches */
+    bool pio;
+    bool bound;
+};
+
+/* Creates the eventfd (not yet bound: the address may not be known). 0 or -errno. */
+int ioeventfd_init(struct ioeventfd *io, int vm_fd) MUST_CHECK;
+/* Binds it to [addr, addr + len) in MMIO (or PIO) space, unbinding any old address. */
+int ioeventfd_bind(struct ioeventfd *io, uint64_t addr, uint32_t len, bool pio) MUST_CHECK;
+void ioeventfd_unbind(struct ioeventfd *io);
+/* Unbinds and closes (safe on a zeroed or failed one). */
+void ioeventfd_destroy(struct ioeventfd *io);
 
 #endif

@@ -164,6 +164,7 @@ void irq_routing_msi_free(struct irq_routing *rt, uint32_t gsi)
 
 int irqfd_init(struct irqfd *irq, int vm_fd, uint32_t gsi)
 {
+    irq->ready = false;
     irq->vm_fd = vm_fd;
     irq->gsi = gsi;
     irq->fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -176,6 +177,7 @@ int irqfd_init(struct irqfd *irq, int vm_fd, uint32_t gsi)
         irq->fd = -1;
         return ret;
     }
+    irq->ready = true;
     return 0;
 }
 
@@ -190,11 +192,62 @@ int irqfd_signal(struct irqfd *irq)
 
 void irqfd_destroy(struct irqfd *irq)
 {
-    if (irq->fd < 0)
+    if (!irq->ready)
         return;
+    irq->ready = false;
     struct kvm_irqfd req = {
         .fd = (uint32_t)irq->fd, .gsi = irq->gsi, .flags = KVM_IRQFD_FLAG_DEASSIGN};
     (void)ioctl(irq->vm_fd, KVM_IRQFD, &req);
     close(irq->fd);
     irq->fd = -1;
+}
+
+static int ioeventfd_ioctl(struct ioeventfd *io, bool deassign)
+{
+    struct kvm_ioeventfd req = {
+        .addr = io->addr,
+        .len = io->len,
+        .fd = io->fd,
+        .flags =
+            (io->pio ? KVM_IOEVENTFD_FLAG_PIO : 0) | (deassign ? KVM_IOEVENTFD_FLAG_DEASSIGN : 0),
+    };
+    return ioctl(io->vm_fd, KVM_IOEVENTFD, &req) < 0 ? -errno : 0;
+}
+
+int ioeventfd_init(struct ioeventfd *io, int vm_fd)
+{
+    *io = (struct ioeventfd){.vm_fd = vm_fd};
+    io->fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (io->fd < 0)
+        return -errno;
+    io->ready = true;
+    return 0;
+}
+
+int ioeventfd_bind(struct ioeventfd *io, uint64_t addr, uint32_t len, bool pio)
+{
+    ioeventfd_unbind(io);
+    io->addr = addr;
+    io->len = len;
+    io->pio = pio;
+    int ret = ioeventfd_ioctl(io, false);
+    io->bound = ret == 0;
+    return ret;
+}
+
+void ioeventfd_unbind(struct ioeventfd *io)
+{
+    if (io->bound)
+        (void)ioeventfd_ioctl(io, true);
+    io->bound = false;
+}
+
+void ioeventfd_destroy(struct ioeventfd *io)
+{
+    if (!io->ready)
+        return;
+    io->ready = false;
+    ioeventfd_unbind(io);
+    close(io->fd);
+    io->fd = -1;
 }
