@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes the seed corpus of a fuzz target into a directory.
 
-usage: gen_corpus.py TARGET DIR     (TARGET: bzimage, uart8250, api, rtc_cmos)
+usage: gen_corpus.py TARGET DIR     (TARGET: bzimage, uart8250, api, rtc_cmos, pci)
 
 The seeds are small synthetic inputs, generated at build time so that no
 binaries live in git. Each is a plausible input that reaches deep into the
@@ -11,7 +11,10 @@ interrupt-driven output, input, loopback) for fuzz_uart8250, in the op format
 described in fuzz_uart8250.c, API request bodies and HTTP responses (first
 byte even: a body; odd: a response) for fuzz_api, and what Linux's rtc-cmos and
 mc146818 code do to the CMOS RTC (reading and setting the time, alarms, update
-and periodic interrupts, NVRAM) for fuzz_rtc_cmos, in its op format.
+and periodic interrupts, NVRAM) for fuzz_rtc_cmos, in its op format, and PCI
+configuration and BAR accesses (Linux's conf1 probe and enumeration, BAR
+sizing, MSI-X set-up, masking and firing, BARs moved onto each other, odd
+port accesses) for fuzz_pci, in its op format.
 """
 import os
 import struct
@@ -256,8 +259,147 @@ def rtc_seeds():
     }
 
 
+# fuzz_pci's op format (see fuzz_pci.c).
+PCI_MSIX_CTL = 0x4A  # the fake's MSI-X capability sits at 0x48, after an 8-byte vendor one
+PCI_LOG2 = {1: 0, 2: 1, 4: 2, 8: 3}
+
+
+def pci_addr(slot, reg, fn=0, bus=0, enable=True, ext=False):
+    s = slot | (0x20 if fn else 0) | (0x40 if bus else 0) | (0 if enable else 0x80)
+    return bytes([0x01 if ext else 0x00, s, reg])
+
+
+def pci_raw_addr(v):
+    return bytes([0x02, 0, 0]) + struct.pack("<I", v)
+
+
+def pci_wr(port, size, v):
+    """CONFIG_DATA write at 0xcfc + port."""
+    return bytes([0x20 | port << 2 | PCI_LOG2[size]]) + struct.pack("<I", v & 0xFFFFFFFF)
+
+
+def pci_rd(port, size):
+    return bytes([0x40 | port << 2 | PCI_LOG2[size]])
+
+
+def pci_port(off, size, value=None):
+    """Any access to 0xcf8 + off; a write when value is given."""
+    a = (1 if value is not None else 0) | PCI_LOG2[size] << 1
+    out = bytes([0x60 | off, a])
+    return out + (struct.pack("<I", value) if value is not None else b"")
+
+
+def pci_mmio(target, size, off, value=None):
+    """target: 0 BAR 0, 1 BAR 2, 2 the MSI-X table, 3 the PBA."""
+    op = 0x80 | (1 if value is not None else 0) | PCI_LOG2[size] << 1 | target << 3
+    out = bytes([op]) + struct.pack("<H", off)
+    return out + (struct.pack("<Q", value) if value is not None else b"")
+
+
+def pci_fire(v):
+    return bytes([0xA0, v])
+
+
+def pci_move(bar, t, addr=0):
+    out = bytes([0xC0 | (1 if bar == 2 else 0), t])
+    return out + (struct.pack("<I", addr) if t % 4 == 3 else b"")
+
+
+PCI_RESET = bytes([0xE1])
+
+
+def pci_cmd(v):
+    return bytes([0xE0]) + struct.pack("<H", v)
+
+
+def pci_cfg_write(slot, reg, size, v):
+    return pci_addr(slot, reg & 0xFC) + pci_wr(reg & 3, size, v)
+
+
+def pci_cfg_read(slot, reg, size):
+    return pci_addr(slot, reg & 0xFC) + pci_rd(reg & 3, size)
+
+
+def pci_size_bar(slot, bar, is64):
+    """Linux's __pci_read_base(): decoding off, save, all-ones, read, restore, decoding on."""
+    reg = 0x10 + 4 * bar
+    out = pci_cfg_read(slot, 0x04, 2) + pci_cfg_write(slot, 0x04, 2, 0x0000)
+    regs = (reg, reg + 4) if is64 else (reg,)
+    for r in regs:
+        out += pci_cfg_read(slot, r, 4) + pci_cfg_write(slot, r, 4, 0xFFFFFFFF)
+        out += pci_cfg_read(slot, r, 4)
+    out += pci_cfg_write(slot, reg, 4, 0xC0010000 if bar == 0 else 0xC0000000)
+    if is64:
+        out += pci_cfg_write(slot, reg + 4, 4, 0)
+    return out + pci_cfg_write(slot, 0x04, 2, 0x0002)
+
+
+def pci_seeds():
+    probe = (pci_port(3, 1, 0x01) + pci_port(0, 4) + pci_raw_addr(0x80000000) + pci_port(0, 4))
+    for slot in range(32):
+        probe += pci_addr(slot, 0x08) + pci_rd(2, 2)
+        if slot < 3:
+            probe += pci_addr(slot, 0x00) + pci_rd(0, 2)
+    probe += pci_raw_addr(0)
+
+    enum = b""
+    for slot in range(4):
+        enum += pci_cfg_read(slot, 0x00, 4) + pci_cfg_read(slot, 0x0E, 1)
+        enum += pci_cfg_read(slot, 0x08, 4) + pci_cfg_read(slot, 0x06, 2)
+    enum += pci_size_bar(1, 0, False) + pci_size_bar(1, 2, True)
+    for bar in (1, 4, 5):
+        enum += pci_cfg_write(1, 0x10 + 4 * bar, 4, 0xFFFFFFFF) + pci_cfg_read(1, 0x10 + 4 * bar, 4)
+    enum += pci_cfg_read(1, 0x34, 1) + pci_cfg_read(1, 0x40, 2) + pci_cfg_read(1, 0x48, 2)
+    enum += pci_cfg_read(1, 0x4C, 4) + pci_cfg_read(1, 0x50, 4)
+    enum += pci_cfg_write(1, 0x0C, 1, 0x10) + pci_cfg_write(1, 0x3C, 1, 0x0B)
+    enum += pci_cfg_write(1, 0x04, 2, 0x0006) + pci_mmio(0, 4, 0x10) + pci_mmio(1, 8, 0x20, 7)
+
+    msix = pci_cfg_write(1, 0x04, 2, 0x0006)
+    msix += pci_cfg_write(1, PCI_MSIX_CTL, 2, 0xC000)  # enable + function mask
+    for v in (0, 1, 2, 65, 71):
+        msix += pci_mmio(2, 4, 16 * v, 0xFEE00000 | v << 12)
+        msix += pci_mmio(2, 4, 16 * v + 4, 0) + pci_mmio(2, 4, 16 * v + 8, 0x4000 | v)
+    msix += pci_cfg_write(1, PCI_MSIX_CTL, 2, 0x8000)
+    msix += pci_fire(0) + pci_fire(65) + pci_mmio(3, 8, 0) + pci_mmio(3, 8, 8)
+    for v in (0, 1, 65):
+        msix += pci_mmio(2, 4, 16 * v + 12, 0)
+    msix += pci_fire(0) + pci_fire(1) + pci_fire(65)
+    msix += pci_mmio(2, 4, 16 * 1 + 12, 1) + pci_fire(1) + pci_mmio(2, 8, 16 * 1, 0xFEE03000)
+    msix += pci_mmio(2, 4, 16 * 1 + 12, 0) + pci_cfg_write(1, PCI_MSIX_CTL, 2, 0xC000)
+    msix += pci_fire(0) + pci_fire(73) + pci_cfg_write(1, PCI_MSIX_CTL, 2, 0x8000)
+    msix += pci_cfg_write(1, PCI_MSIX_CTL, 2, 0) + pci_fire(2) + pci_mmio(2, 8, 16 * 71 + 8, 0xFFFFFFFFFFFFFFFF)
+
+    conflicts = (pci_move(0, 0) + pci_move(2, 1) + pci_mmio(0, 4, 0) + pci_move(0, 2)
+                 + pci_move(2, 2) + pci_move(0, 1) + pci_cmd(0) + pci_move(0, 2) + pci_cmd(2)
+                 + pci_move(2, 3, 0xE0000000) + pci_move(0, 3, 0xE0004000) + pci_cmd(6)
+                 + pci_mmio(1, 4, 0x100, 5) + pci_move(2, 0) + PCI_RESET + pci_mmio(0, 4, 0))
+
+    odd = (pci_addr(1, 0x00) + pci_port(1, 1, 0x06) + pci_port(2, 2, 0x1234) + pci_port(0, 2)
+           + pci_port(3, 1) + pci_port(0, 4) + pci_rd(1, 4) + pci_rd(3, 2) + pci_rd(3, 4)
+           + pci_port(5, 4, 0xFFFFFFFF) + pci_addr(1, 0x00, fn=1) + pci_rd(0, 4)
+           + pci_addr(1, 0x00, bus=1) + pci_wr(0, 4, 0) + pci_addr(1, 0x04, enable=False)
+           + pci_wr(0, 2, 0) + pci_addr(0, 0x00, ext=True) + pci_rd(0, 4)
+           + pci_addr(1, 0x10) + pci_wr(1, 1, 0xFF) + pci_wr(2, 2, 0xFFFF) + pci_rd(0, 4)
+           + pci_addr(1, 0x14) + pci_wr(0, 4, 0xFFFFFFFF) + PCI_RESET + pci_rd(0, 4)
+           + pci_raw_addr(0x80000FFF) + pci_rd(0, 4) + pci_wr(0, 4, 0xFFFFFFFF))
+
+    high = (pci_cfg_write(1, 0x18, 4, 0x00000000) + pci_cfg_write(1, 0x1C, 4, 0x00000001)
+            + pci_mmio(1, 4, 0x200, 1) + pci_mmio(2, 8, 0) + pci_cfg_write(1, 0x1C, 4, 0xFFFFFFFF)
+            + pci_cfg_write(1, 0x18, 4, 0xFFFF0000) + pci_mmio(1, 2, 0xFFFE)
+            + pci_cfg_write(1, 0x1C, 4, 0) + pci_move(2, 2))
+
+    return {
+        "linux-probe": probe,
+        "linux-enumerate": enum,
+        "msix": msix,
+        "bar-conflicts": conflicts,
+        "odd-accesses": odd,
+        "bar-high": high,
+    }
+
+
 TARGETS = {"bzimage": bzimage_seeds, "uart8250": uart_seeds, "api": api_seeds,
-           "rtc_cmos": rtc_seeds}
+           "rtc_cmos": rtc_seeds, "pci": pci_seeds}
 
 
 def main():
