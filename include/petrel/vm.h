@@ -28,6 +28,7 @@
 #include "petrel/i8042.h"
 #include "petrel/irq.h"
 #include "petrel/irq_routing.h"
+#include "petrel/pci.h"
 #include "petrel/rtc_cmos.h"
 #include "petrel/uart8250.h"
 #include "petrel/util.h"
@@ -145,6 +146,8 @@ struct vm {
     struct i8042 i8042;
     struct kvm_irq_gsi sci_irq;
     struct acpi_pm pm;
+    struct pci_bus pci; /* bus 0: the host bridge, then PCI devices */
+    bool pci_ready;
     struct kvm_irq_gsi rtc_irq;
     struct rtc_cmos rtc;
     bool rtc_ready;       /* rtc_cmos_init() succeeded */

@@ -1,7 +1,7 @@
 /*
  * The platform a stock kernel expects (docs/platform.md): the in-kernel
  * irqchip's GSI routing and IOAPIC ID, the ACPI and MP tables in guest memory,
- * and the platform devices (ACPI fixed hardware).
+ * and the platform devices (ACPI fixed hardware, the RTC, the PCI host bridge).
  */
 #include <errno.h>
 #include <string.h>
@@ -115,7 +115,17 @@ int vm_platform_devices(struct vm *vm, struct errbuf *eb)
     int ret = bus_register(&vm->pio, PLAT_PM1A_EVT_PORT, PLAT_PM_PORTS, &vm->pm.dev);
     if (ret)
         return err_set(eb, ret, "cannot register the ACPI PM registers: %s", strerror(-ret));
-    return setup_rtc(vm, eb);
+    ret = setup_rtc(vm, eb);
+    if (ret)
+        return ret;
+
+    /* The PCI host bridge is always there: the DSDT describes it, stock kernels probe it. */
+    pci_bus_init(&vm->pci, &vm->mmio);
+    vm->pci_ready = true;
+    ret = bus_register(&vm->pio, PLAT_PCI_CONF_PORT, PLAT_PCI_CONF_LEN, &vm->pci.dev);
+    if (ret)
+        return err_set(eb, ret, "cannot register the PCI configuration ports: %s", strerror(-ret));
+    return 0;
 }
 
 /* Before the event base is freed (the RTC's event lives in it). */
@@ -127,6 +137,9 @@ void vm_platform_destroy(struct vm *vm)
     if (vm->rtc_ready)
         rtc_cmos_destroy(&vm->rtc);
     vm->rtc_ready = false;
+    if (vm->pci_ready)
+        pci_bus_destroy(&vm->pci);
+    vm->pci_ready = false;
     if (vm->pm.dev.ops)
         acpi_pm_destroy(&vm->pm);
     if (vm->routing_ready)
