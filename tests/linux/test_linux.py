@@ -1,0 +1,547 @@
+#!/usr/bin/env python3
+"""Stock Debian Linux under petrel: the default Linux guest (scripts/mkguest) booted a
+few ways, each boot running several checks through the guest's serial console.
+
+test_linux.py [SCENARIO...] runs every scenario (or the named ones) and prints one line
+per check ("ok   name" / "FAIL name"), then "N passed, N failed" (what scripts/test
+counts). Every scenario has a hard time limit (PETREL_LINUX_TIMEOUT, default 300 s): a
+guest that hangs fails its remaining checks and petrel is killed. It runs wherever
+/dev/kvm can boot Linux: directly on VT-x/AMD-V hosts, or inside the nested harness
+(tests/nested/run); the first line says which.
+
+Each scenario's console (petrel's output) is written as it arrives to
+LINUX_GUEST_DIR/logs/SCENARIO.log, so that it shows how far a guest got even when the
+nested harness's L1 froze.
+
+Environment (meson sets them; by hand they default to ./build's): PETREL (the binary),
+LINUX_GUEST_DIR (where scripts/mkguest puts vmlinuz and initrd.gz), LINUX_MKGUEST
+(scripts/mkguest: run first, a no-op when the guest is current), PETREL_LINUX_TIMEOUT.
+"""
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BUILD = os.path.join(HERE, "..", "..", "build")
+# By hand, without meson: ./build's petrel and guest.
+os.environ.setdefault("PETREL", os.path.normpath(os.path.join(BUILD, "src", "petrel")))
+sys.path.insert(0, os.path.join(HERE, "..", "integration"))
+from harness import PETREL, api, diagnose, text  # noqa: E402
+
+GUEST_DIR = os.environ.get("LINUX_GUEST_DIR",
+                           os.path.normpath(os.path.join(BUILD, "tests", "linux")))
+MKGUEST = os.environ.get("LINUX_MKGUEST", os.path.join(HERE, "..", "..", "scripts", "mkguest"))
+VMLINUZ = os.path.join(GUEST_DIR, "vmlinuz")
+INITRD = os.path.join(GUEST_DIR, "initrd.gz")
+ALLOWLIST = os.path.join(HERE, "bootlog-allow.txt")
+LIMIT = float(os.environ.get("PETREL_LINUX_TIMEOUT", "300"))
+NESTED = os.environ.get("PETREL_NESTED") == "1"
+
+READY = "petrel-guest: ready"
+# Boot-log lines that need an explanation (bootlog-allow.txt).
+FLAGGED = re.compile(r"timeout|missing|fail|bug|firmware|warning|error|broken|fatal", re.I)
+
+
+class Lost(Exception):
+    """The guest is gone or out of time: the scenario's remaining checks cannot run."""
+
+
+class Guest:
+    """petrel booting the default Linux guest, its console on pipes.
+
+    Output is collected by a reader thread; the test types on petrel's standard input
+    (petrel passes a non-tty stdin's bytes to the UART) and waits for answers."""
+
+    def __init__(self, name, cpus, memory, cmdline):
+        self.tmp = tempfile.TemporaryDirectory()
+        os.makedirs(os.path.join(GUEST_DIR, "logs"), exist_ok=True)
+        self.log = open(os.path.join(GUEST_DIR, "logs", name + ".log"), "wb", buffering=0)
+        self.sock = os.path.join(self.tmp.name, "api.sock")
+        self.memory = memory
+        self.t0 = time.monotonic()
+        self.deadline = self.t0 + LIMIT
+        self.n = 0
+        self.ready_at = None
+        self.proc = subprocess.Popen(
+            [PETREL, "run", "--kernel", VMLINUZ, "--initrd", INITRD, "--cmdline", cmdline,
+             "--cpus", str(cpus), "--memory", memory, "--name", "%s-%d" % (name, os.getpid()),
+             "--api-sock", self.sock],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.cond = threading.Condition()
+        self.buf = bytearray()
+        self.eof = False
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        while True:
+            chunk = self.proc.stdout.read1(65536)
+            self.log.write(chunk)
+            with self.cond:
+                if not chunk:
+                    self.eof = True
+                    self.cond.notify_all()
+                    return
+                self.buf += chunk
+                self.cond.notify_all()
+
+    def output(self, start=0):
+        """The console so far (petrel's stderr included), without CRs."""
+        with self.cond:
+            return text(bytes(self.buf[start:])).replace("\r", "")
+
+    def mark(self):
+        with self.cond:
+            return len(self.buf)
+
+    def left(self):
+        return self.deadline - time.monotonic()
+
+    def wait_for(self, pattern, start=0, what=None, limit=None):
+        """Waits until pattern (a string, or a compiled regex) appears in the output
+        after byte offset start; returns the match. Raises Lost if petrel exits or the
+        scenario's time (or the limit, in seconds, if sooner) runs out."""
+        rx = re.compile(re.escape(pattern)) if isinstance(pattern, str) else pattern
+        deadline = min(self.deadline, time.monotonic() + (limit or LIMIT))
+        with self.cond:
+            while True:
+                m = rx.search(text(bytes(self.buf[start:])).replace("\r", ""))
+                if m:
+                    return m
+                if self.eof:
+                    raise Lost("petrel exited (status %s) before %s" %
+                               (self.proc.wait(), what or repr(rx.pattern)))
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise Lost("%s did not come within %d s" %
+                               (what or repr(rx.pattern), limit if limit and limit < LIMIT
+                                else LIMIT))
+                self.cond.wait(min(left, 1.0))
+
+    def type(self, s):
+        """Types s on the console."""
+        try:
+            self.proc.stdin.write(s.encode())
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            raise Lost("petrel's console input is closed (status %s)" % self.proc.poll())
+
+    def boot(self):
+        """Waits for the guest's ready line; returns the console up to and including it."""
+        m = self.wait_for(re.compile(re.escape(READY) + r".*\n"), what="the ready line")
+        self.ready_at = time.monotonic() - self.t0
+        return self.output()[:m.end()]
+
+    def sh(self, cmd, limit=None):
+        """Runs cmd in the guest's shell; returns (exit status, its output). Markers
+        around it are written as arithmetic, so that a typed (echoed) command line
+        never looks like its answer."""
+        self.n += 1
+        n = self.n
+        start = self.mark()
+        self.type("echo @@B$((%d))@@; %s; echo @@E$((%d)):$?@@\n" % (n, cmd, n))
+        b = self.wait_for("@@B%d@@\n" % n, start, what="the start of `%s`" % cmd, limit=limit)
+        e = self.wait_for(re.compile(r"@@E%d:(\d+)@@" % n), start,
+                          what="the end of `%s`" % cmd, limit=limit)
+        out = self.output(start)[b.end():e.start()]
+        return int(e.group(1)), out
+
+    def sh_ok(self, cmd):
+        status, out = self.sh(cmd)
+        check(status == 0, "`%s` exited %d: %r" % (cmd, status, out[-1000:]))
+        return out
+
+    def exit_status(self):
+        """Waits for petrel to exit (within the scenario's limit); returns its status."""
+        try:
+            rc = self.proc.wait(timeout=max(self.left(), 1))
+        except subprocess.TimeoutExpired:
+            raise Lost("petrel did not exit within the scenario's %d s limit" % LIMIT)
+        self.reader.join(timeout=10)
+        return rc
+
+    def close(self):
+        if self.proc.poll() is None:
+            diagnose(self.proc.pid)
+            self.proc.kill()
+            self.proc.wait()
+        self.reader.join(timeout=10)
+        for f in (self.proc.stdin, self.proc.stdout, self.log):
+            try:
+                f.close()
+            except OSError:
+                pass
+        self.tmp.cleanup()
+
+
+def check(cond, what):
+    if not cond:
+        raise AssertionError(what)
+
+
+# ---- the boot-log allowlist ----------------------------------------------------------
+
+def load_allowlist(path=ALLOWLIST):
+    """Entries of bootlog-allow.txt: dicts with pattern (compiled), nested_only, reason."""
+    entries = []
+    cur = None
+    with open(path) as f:
+        for no, line in enumerate(f, 1):
+            line = line.rstrip("\n")
+            if not line.strip() or line.startswith("#"):
+                continue
+            if line[0] in " \t":
+                if cur is None:
+                    raise ValueError("%s:%d: a reason without a pattern" % (path, no))
+                cur["reason"] += line.strip() + " "
+                continue
+            nested_only = line.startswith("[nested] ")
+            pat = line[len("[nested] "):] if nested_only else line
+            cur = {"pattern": re.compile(pat, re.I), "nested_only": nested_only,
+                   "reason": "", "line": no, "used": 0}
+            entries.append(cur)
+    for e in entries:
+        if not e["reason"].strip():
+            raise ValueError("%s:%d: pattern %r has no reason" % (path, e["line"],
+                                                                 e["pattern"].pattern))
+    return entries
+
+
+def bootlog_units(log):
+    """Splits a console log into units to judge: a kernel WARNING/BUG report from its
+    "cut here" line to its WARNING:/BUG: line (the register dump and call trace after it
+    are not judged: its frames are named things like report_bug) as one unit, every other
+    line as one. Timestamps are dropped. Returns (text, lines) pairs."""
+    units = []
+    lines = [re.sub(r"^\[ *\d+\.\d+\] ", "", ln) for ln in log.split("\n")]
+    i = 0
+    while i < len(lines):
+        ln = lines[i]
+        if "[ cut here ]" in ln:
+            j = i + 1
+            while j < len(lines) and not re.match(r"(WARNING|BUG|kernel BUG)\b", lines[j]):
+                j += 1
+            head = lines[i + 1:j + 1]
+            k = j
+            while k < len(lines) and "---[ end trace" not in lines[k]:
+                k += 1
+            units.append((" | ".join(head), lines[i:k + 1]))
+            i = k + 1
+            continue
+        units.append((ln, [ln]))
+        i += 1
+    return units
+
+
+def unexplained(log, entries):
+    """The flagged units of log that no entry accepts (entries' use counts go up)."""
+    bad = []
+    for unit, lines in bootlog_units(log):
+        if not FLAGGED.search(unit):
+            continue
+        for e in entries:
+            if e["nested_only"] and not NESTED:
+                continue
+            if e["pattern"].search(unit):
+                e["used"] += 1
+                break
+        else:
+            bad.append(unit)
+    return bad
+
+
+# ---- scenarios ------------------------------------------------------------------------
+
+SCENARIOS = []
+
+
+def scenario(checks, cpus, memory, cmdline):
+    """Registers a scenario: one boot with these settings, running the named checks in
+    that order (declared up front, so that a boot that dies still counts every check)."""
+    def deco(fn):
+        SCENARIOS.append({"fn": fn, "name": fn.__name__, "checks": checks, "cpus": cpus,
+                          "memory": memory, "cmdline": cmdline})
+        return fn
+    return deco
+
+
+class Run:
+    """Results of one scenario's checks."""
+
+    def __init__(self, sc, guest):
+        self.sc = sc
+        self.g = guest
+        self.done = []
+        self.passed = 0
+        self.failed = 0
+
+    def check(self, name):
+        run = self
+
+        class Ctx:
+            def __enter__(self):
+                expected = run.sc["checks"][len(run.done)]
+                assert name == expected, "check %s out of order (expected %s)" % (name, expected)
+                self.t = time.monotonic()
+
+            def __exit__(self, typ, val, tb):
+                run.done.append(name)
+                took = time.monotonic() - self.t
+                if typ is None:
+                    run.passed += 1
+                    print("ok   %-44s %6.2fs" % (name, took), flush=True)
+                    return False
+                run.failed += 1
+                print("FAIL %-44s %6.2fs" % (name, took), flush=True)
+                if typ is AssertionError or typ is Lost:
+                    print("     %s" % str(val).replace("\n", "\n     "))
+                else:
+                    traceback.print_exception(typ, val, tb)
+                sys.stdout.flush()
+                return typ is AssertionError   # Lost and bugs end the scenario
+        return Ctx()
+
+
+def typed_command_answered(g):
+    g.type("echo typed-$((6*7))\n")
+    g.wait_for("typed-42\n", what="the answer to a typed `echo typed-$((6*7))`")
+    # From here on the test talks to the shell without echo (clean answers).
+    status, _ = g.sh("stty -echo")
+    check(status == 0, "stty -echo failed")
+
+
+def nproc_is(g, n):
+    out = g.sh_ok("nproc; grep -c ^processor /proc/cpuinfo").split()
+    check(out == [str(n), str(n)], "nproc and /proc/cpuinfo say %r, expected %d" % (out, n))
+
+
+def memtotal_matches(g):
+    out = g.sh_ok("grep MemTotal /proc/meminfo")
+    m = re.search(r"MemTotal:\s+(\d+) kB", out)
+    check(m, "no MemTotal in %r" % out)
+    kib = int(m.group(1))
+    want = int(g.memory.rstrip("M")) * 1024
+    # The kernel keeps its own code, page tables and reservations out of MemTotal.
+    check(0.80 * want <= kib <= want,
+          "MemTotal %d kB is not 80-100%% of --memory %s (%d kB)" % (kib, g.memory, want))
+
+
+def date_matches_host(g):
+    # The system clock (Linux takes it from kvmclock's wall clock, else the RTC) and the
+    # CMOS RTC itself (what hwclock and kernels without kvmclock read).
+    out = g.sh_ok("date +%s; cat /sys/class/rtc/rtc0/since_epoch 2>/dev/null || echo no-rtc; date")
+    words = out.split()
+    host = time.time()
+    check(words[1] != "no-rtc", "the guest has no RTC (/sys/class/rtc/rtc0 is missing; "
+          "petrel's CMOS RTC at ports 0x70-0x71 was not found):\n%s" % out)
+    for what, t in (("system clock", int(words[0])), ("RTC", int(words[1]))):
+        check(abs(t - host) < 60,
+              "the guest's %s says %d (%s), the host's %d (%s): %+d s apart"
+              % (what, t, time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t)), host,
+                 time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(host)), t - host))
+
+
+def ends_with(g, command, status=0, shows=None):
+    """Types command (which ends the guest) and checks petrel's exit status and output."""
+    start = g.mark()
+    g.type(command + "\n")
+    rc = g.exit_status()
+    out = g.output(start)
+    check(rc == status, "`%s`: petrel exited %s, expected %d; output after it:\n%s"
+          % (command, rc, status, out[-1500:]))
+    for s in shows or ():
+        check(s in out, "`%s`: no %r in the output after it:\n%s" % (command, s, out[-1500:]))
+
+
+@scenario(["boots_1_vcpu", "typed_command_answered", "ctrl_c_interrupts_a_command", "nproc_1",
+           "memtotal_256M", "date_matches_host", "poweroff_exits_0"],
+          cpus=1, memory="256M", cmdline="console=ttyS0 quiet")
+def one_vcpu(r, g):
+    with r.check("boots_1_vcpu"):
+        g.boot()
+    with r.check("typed_command_answered"):
+        typed_command_answered(g)
+    with r.check("ctrl_c_interrupts_a_command"):
+        # The shell has the console's tty as its controlling terminal (cttyhack), so
+        # Ctrl-C reaches the command it runs in the foreground.
+        start = g.mark()
+        g.type("echo sleep$((1000)); sleep 1000\n")
+        g.wait_for("sleep1000\n", start, what="`sleep 1000` starting", limit=30)
+        time.sleep(0.5)
+        g.type("\x03")
+        g.sh("true", limit=30)
+    with r.check("nproc_1"):
+        nproc_is(g, 1)
+    with r.check("memtotal_256M"):
+        memtotal_matches(g)
+    with r.check("date_matches_host"):
+        date_matches_host(g)
+    with r.check("poweroff_exits_0"):
+        # busybox init shuts down, then the kernel enters ACPI S5.
+        ends_with(g, "poweroff", shows=["The system is going down", "reboot: Power down"])
+
+
+@scenario(["boots_2_vcpus", "nproc_2", "memtotal_512M", "pause_resume_no_soft_lockup",
+           "reboot_exits_0"],
+          cpus=2, memory="512M", cmdline="console=ttyS0 quiet")
+def two_vcpus(r, g):
+    with r.check("boots_2_vcpus"):
+        g.boot()
+        typed_command_answered(g)
+    with r.check("nproc_2"):
+        nproc_is(g, 2)
+    with r.check("memtotal_512M"):
+        memtotal_matches(g)
+    with r.check("pause_resume_no_soft_lockup"):
+        # The soft-lockup watchdog fires when a CPU has not scheduled for 2 x
+        # watchdog_thresh seconds by the guest's clock, which runs on during a pause;
+        # petrel tells the guest it was stopped (KVM_KVMCLOCK_CTRL) so that it does not.
+        # Lowering the threshold to 6 s makes a pause of 8 s a real test of that.
+        g.sh_ok("echo 3 > /proc/sys/kernel/watchdog_thresh")
+        status, _, body = api(g.sock, "PATCH", "/vm", {"state": "Paused"})
+        check(status == 204, "pause: %d %s" % (status, body))
+        time.sleep(8)
+        status, _, body = api(g.sock, "PATCH", "/vm", {"state": "Resumed"})
+        check(status == 204, "resume: %d %s" % (status, body))
+        # Let each CPU's watchdog timer run a few times (every 2/5 of the threshold).
+        g.sh_ok("sleep 3")
+        status, out = g.sh("dmesg | grep -i -A3 'soft lockup'")
+        check(status == 1, "soft lockup reported after the pause:\n%s" % out[-2000:])
+    with r.check("reboot_exits_0"):
+        # Through busybox init, then the kernel's reset (the ACPI reset register).
+        ends_with(g, "reboot", shows=["The system is going down", "reboot: Restarting system"])
+
+
+@scenario(["boot_log_explained", "stop_graceful_powers_off"],
+          cpus=2, memory="512M", cmdline="console=ttyS0")
+def verbose_boot(r, g):
+    with r.check("boot_log_explained"):
+        log = g.boot()
+        entries = load_allowlist()
+        bad = unexplained(log, entries)
+        for e in entries:
+            if not e["used"] and (NESTED or not e["nested_only"]):
+                print("     note: allowlist entry %r (line %d) matched nothing in this boot"
+                      % (e["pattern"].pattern, e["line"]))
+        check(not bad, "boot-log lines not explained in %s:\n%s"
+              % (os.path.relpath(ALLOWLIST), "\n".join(bad)))
+    with r.check("stop_graceful_powers_off"):
+        typed_command_answered(g)
+        start = g.mark()
+        stop = subprocess.run([PETREL, "stop", "--api-sock", g.sock, "--graceful",
+                               "--timeout", "120"],
+                              capture_output=True, timeout=max(g.left(), 1))
+        rc = g.exit_status()
+        out = g.output(start)
+        check(stop.returncode == 0 and rc == 0,
+              "petrel stop --graceful exited %d (%r), petrel %s; console after it:\n%s"
+              % (stop.returncode, text(stop.stdout + stop.stderr), rc, out[-1500:]))
+        for s in ("petrel-guest: power button pressed", "The system is going down",
+                  "reboot: Power down"):
+            check(s in out, "no %r on the console after the power button:\n%s"
+                  % (s, out[-1500:]))
+        check("did not power off" not in text(stop.stderr),
+              "petrel stop had to stop the VM itself: %r" % text(stop.stderr))
+
+
+@scenario(["acpi_off_mptable_finds_every_vcpu", "acpi_off_reboot_f_exits_0"],
+          cpus=2, memory="256M", cmdline="console=ttyS0 quiet acpi=off")
+def acpi_off(r, g):
+    with r.check("acpi_off_mptable_finds_every_vcpu"):
+        g.boot()
+        typed_command_answered(g)
+        nproc_is(g, 2)
+        status, out = g.sh("ls /sys/firmware/acpi")
+        check(status != 0, "ACPI is in use despite acpi=off: %r" % out)
+        out = g.sh_ok("dmesg | grep -i -e 'MP-table' -e 'MPTABLE' -e 'Processor #'")
+        check(out.strip(), "dmesg does not mention the MP table")
+    with r.check("acpi_off_reboot_f_exits_0"):
+        # No ACPI: the kernel resets through the i8042 (or a triple fault).
+        ends_with(g, "reboot -f", shows=["reboot: Restarting system"])
+
+
+def kvm_module():
+    return next((m for m in ("kvm_intel", "kvm_amd", "kvm_pvm")
+                 if os.path.isdir("/sys/module/" + m)), "no kvm module")
+
+
+def where():
+    kvm = kvm_module()
+    if NESTED:
+        return "inside the nested harness (L1's /dev/kvm from %s)" % kvm
+    return "directly on this host's /dev/kvm (%s)" % kvm
+
+
+def main():
+    only = sys.argv[1:]
+    if not NESTED and kvm_module() not in ("kvm_intel", "kvm_amd"):
+        # Meson's "skipped": this host has no hardware virtualization, and a stock kernel
+        # does not boot at a usable speed on another KVM (kvm_pvm) or without one.
+        print("linux tests: skipped: this host has no kvm_intel or kvm_amd (%s); run them "
+              "inside the nested harness, as scripts/test does: tests/nested/run --rw $PWD "
+              "-- meson test -C $PWD/build --suite linux --no-rebuild" % kvm_module())
+        sys.exit(77)
+    # Builds the guest, or (the usual case) finds it current at once. Inside the nested
+    # harness there is no network: scripts/test has built it on the host.
+    mk = subprocess.run([MKGUEST, GUEST_DIR], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    sys.stdout.write(text(mk.stdout))
+    if mk.returncode != 0 or not all(os.path.isfile(f) for f in (VMLINUZ, INITRD)):
+        print("the Linux guest could not be built: %s %s exited %d"
+              % (MKGUEST, GUEST_DIR, mk.returncode))
+        print("0 passed, 1 failed")
+        sys.exit(1)
+    release = ""
+    try:
+        with open(os.path.join(GUEST_DIR, "stamp")) as f:
+            release = next((ln.split("=", 1)[1].strip() for ln in f
+                            if ln.startswith("kernel=")), "")
+    except OSError:
+        pass
+    print("linux tests: %s; Linux %s from %s; limit %d s per scenario"
+          % (where(), release or "?", GUEST_DIR, LIMIT), flush=True)
+    load_allowlist()   # a malformed allowlist fails at once
+    passed = failed = 0
+    unknown = [n for n in only if n not in [s["name"] for s in SCENARIOS]]
+    if unknown:
+        print("unknown scenario(s): %s (have: %s)"
+              % (" ".join(unknown), " ".join(s["name"] for s in SCENARIOS)))
+        sys.exit(2)
+    for sc in SCENARIOS:
+        if only and sc["name"] not in only:
+            continue
+        print("-- %s: %d vCPU(s), %s, \"%s\"" % (sc["name"], sc["cpus"], sc["memory"],
+                                                sc["cmdline"]), flush=True)
+        g = Guest(sc["name"], sc["cpus"], sc["memory"], sc["cmdline"])
+        r = Run(sc, g)
+        lost = None
+        try:
+            sc["fn"](r, g)
+        except Lost as e:
+            lost = str(e)
+        except Exception:
+            lost = "the scenario failed (see above)"
+        finally:
+            g.close()
+        for name in sc["checks"][len(r.done):]:
+            r.failed += 1
+            print("FAIL %-44s (not reached: %s)" % (name, lost or "?"), flush=True)
+        if r.failed:
+            print("     console of %s (last 3000 characters):\n%s"
+                  % (sc["name"], g.output()[-3000:]))
+        print("-- %s: %s in %.1f s (ready after %s)"
+              % (sc["name"], "passed" if not r.failed else "FAILED",
+                 time.monotonic() - g.t0,
+                 "%.1f s" % g.ready_at if g.ready_at is not None else "-"), flush=True)
+        passed += r.passed
+        failed += r.failed
+    print("%d passed, %d failed" % (passed, failed))
+    sys.exit(1 if failed or not passed else 0)
+
+
+if __name__ == "__main__":
+    main()
