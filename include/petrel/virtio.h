@@ -1,0 +1,228 @@
+/*
+ * The virtio 1.x modern PCI transport (virtio 1.2, 4.1) and the interface a
+ * virtio device implements.
+ *
+ * A device is one file: it embeds a struct virtio_dev, fills in a const
+ * struct virtio_dev_ops (its type, features, queues, config space and
+ * callbacks) and calls virtio_pci_init() and virtio_pci_add(). The transport
+ * owns everything else: the PCI function (vendor 0x1af4, device 0x1040 +
+ * type, revision 1), one 32-bit memory BAR holding the common configuration,
+ * the ISR byte, the device configuration, the notification area and the
+ * MSI-X table and PBA (virtio_pci.c lists the layout), the vendor
+ * capabilities describing them, feature negotiation, the device status
+ * state machine, queue set-up and reset.
+ *
+ * Notifications. Each queue has an eventfd. When the BAR decodes, KVM signals
+ * it on the guest's 16-bit write of the queue index at the queue's notify
+ * address (KVM_IOEVENTFD, moved when the guest moves the BAR); any other
+ * write that reaches petrel there writes the same eventfd. The loop watches
+ * the eventfds and calls the device's queue_notify() on the loop: a vCPU
+ * never runs device work.
+ *
+ * Interrupts. One MSI-X vector per queue plus one for configuration changes,
+ * each with a GSI and an irqfd allocated up front; the route is set when the
+ * guest unmasks the vector (pci.h's MSI-X contract). virtio_notify_queue()
+ * applies the driver's suppression (EVENT_IDX, NO_INTERRUPT) and fires the
+ * queue's vector: masked, it waits in the PBA until the guest unmasks it.
+ *
+ * Threads and locks. Everything in a struct virtio_dev (the queues included)
+ * is guarded by vdev->pci.dev.lock. Register accesses arrive on vCPU threads
+ * with it held (pci.h). The loop takes it around queue_notify(), so a device
+ * may pop and push there freely; a device finishing work on another thread
+ * takes virtio_lock() around virtq_push() and virtio_notify_queue_locked().
+ * Every virtio_dev_ops callback runs with the lock held and must not take it.
+ */
+#ifndef PETREL_VIRTIO_H
+#define PETREL_VIRTIO_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "petrel/guest_mem.h"
+#include "petrel/irq_routing.h"
+#include "petrel/pci.h"
+#include "petrel/util.h"
+#include "petrel/virtqueue.h"
+
+struct event_base;
+struct event;
+
+/* PCI identity (4.1.2). */
+#define VIRTIO_PCI_VENDOR      0x1af4
+#define VIRTIO_PCI_DEVICE_BASE 0x1040 /* + the device type: a non-transitional device */
+#define VIRTIO_PCI_SUBSYS      0x1100 /* as QEMU: >= 0x40 for a non-transitional device */
+#define VIRTIO_PCI_REVISION    1
+
+/* Device types (5). */
+#define VIRTIO_ID_NET     1
+#define VIRTIO_ID_BLOCK   2
+#define VIRTIO_ID_CONSOLE 3
+#define VIRTIO_ID_RNG     4
+
+/* Device status (2.1). */
+#define VIRTIO_STATUS_ACKNOWLEDGE 0x01
+#define VIRTIO_STATUS_DRIVER      0x02
+#define VIRTIO_STATUS_DRIVER_OK   0x04
+#define VIRTIO_STATUS_FEATURES_OK 0x08
+#define VIRTIO_STATUS_NEEDS_RESET 0x40
+#define VIRTIO_STATUS_FAILED      0x80
+
+/* ISR status bits (4.1.4.5). */
+#define VIRTIO_ISR_QUEUE  0x1
+#define VIRTIO_ISR_CONFIG 0x2
+
+#define VIRTIO_NO_VECTOR  0xffff
+#define VIRTIO_MAX_QUEUES 64
+
+/* Vendor capability types (4.1.4). */
+#define VIRTIO_PCI_CAP_COMMON_CFG 1
+#define VIRTIO_PCI_CAP_NOTIFY_CFG 2
+#define VIRTIO_PCI_CAP_ISR_CFG    3
+#define VIRTIO_PCI_CAP_DEVICE_CFG 4
+#define VIRTIO_PCI_CAP_LEN        16 /* struct virtio_pci_cap */
+#define VIRTIO_PCI_NOTIFY_CAP_LEN 20 /* + notify_off_multiplier */
+
+/* The BAR's layout. */
+#define VIRTIO_PCI_BAR         0
+#define VIRTIO_PCI_BAR_SIZE    (32 * KiB)
+#define VIRTIO_PCI_COMMON_OFF  0x0000
+#define VIRTIO_PCI_COMMON_LEN  0x38 /* struct virtio_pci_common_cfg (up to queue_device) */
+#define VIRTIO_PCI_ISR_OFF     0x1000
+#define VIRTIO_PCI_DEVICE_OFF  0x2000
+#define VIRTIO_PCI_DEVICE_MAX  0x1000
+#define VIRTIO_PCI_NOTIFY_OFF  0x3000
+#define VIRTIO_PCI_NOTIFY_MULT 4 /* queue q's notify address: NOTIFY_OFF + 4 q */
+#define VIRTIO_PCI_MSIX_TABLE  0x4000
+#define VIRTIO_PCI_MSIX_PBA    0x6000
+
+/* struct virtio_pci_common_cfg (4.1.4.3): offsets in the common area. */
+#define VIRTIO_COMMON_DFSELECT      0x00
+#define VIRTIO_COMMON_DF            0x04
+#define VIRTIO_COMMON_GFSELECT      0x08
+#define VIRTIO_COMMON_GF            0x0c
+#define VIRTIO_COMMON_MSIX          0x10
+#define VIRTIO_COMMON_NUMQ          0x12
+#define VIRTIO_COMMON_STATUS        0x14
+#define VIRTIO_COMMON_CFGGENERATION 0x15
+#define VIRTIO_COMMON_Q_SELECT      0x16
+#define VIRTIO_COMMON_Q_SIZE        0x18
+#define VIRTIO_COMMON_Q_MSIX        0x1a
+#define VIRTIO_COMMON_Q_ENABLE      0x1c
+#define VIRTIO_COMMON_Q_NOFF        0x1e
+#define VIRTIO_COMMON_Q_DESC        0x20
+#define VIRTIO_COMMON_Q_AVAIL       0x28
+#define VIRTIO_COMMON_Q_USED        0x30
+
+struct virtio_dev;
+
+/* What a device adds to the transport; one const table per device type. */
+struct virtio_dev_ops {
+    uint16_t device_type;    /* VIRTIO_ID_* */
+    uint32_t class_code;     /* PCI class (0: 0xff0000, "other") */
+    unsigned num_queues;     /* 1 .. VIRTIO_MAX_QUEUES */
+    uint16_t queue_max_size; /* a power of 2 up to VIRTQ_MAX_SIZE */
+    unsigned config_size;    /* bytes of device configuration, <= VIRTIO_PCI_DEVICE_MAX */
+    /* Device configuration accesses (offset + size <= config_size); may be NULL. */
+    uint64_t (*config_read)(struct virtio_dev *vdev, unsigned offset, unsigned size);
+    void (*config_write)(struct virtio_dev *vdev, unsigned offset, uint64_t value, unsigned size);
+    /* The driver kicked queue q (on the loop; the queue is ready, the driver OK). */
+    void (*queue_notify)(struct virtio_dev *vdev, unsigned q);
+    /*
+     * The driver reset the device (status 0; on a vCPU thread): forget every
+     * popped chain. The transport resets the queues afterwards. May be NULL.
+     */
+    void (*reset)(struct virtio_dev *vdev);
+};
+
+/*
+ * The KVM-touching calls, so that unit tests can run the transport without
+ * KVM; NULL members (or a NULL table) mean irq_routing.h's functions.
+ */
+struct virtio_sys_ops {
+    int (*irqfd_init)(struct irqfd *irq, int vm_fd, uint32_t gsi);
+    void (*irqfd_destroy)(struct irqfd *irq);
+    int (*ioeventfd_bind)(struct ioeventfd *io, uint64_t addr, uint32_t len, bool pio);
+    void (*ioeventfd_unbind)(struct ioeventfd *io);
+};
+
+/* Where a transport lives: the VM's pieces it uses. */
+struct virtio_sys {
+    int vm_fd;
+    const struct guest_mem *gm;
+    struct irq_routing *routing;
+    struct event_base *base;          /* the loop that watches the kick eventfds */
+    const struct virtio_sys_ops *ops; /* NULL: KVM */
+};
+
+struct virtio_queue {
+    struct virtq vq;
+    uint16_t vector;       /* MSI-X vector, or VIRTIO_NO_VECTOR */
+    struct ioeventfd kick; /* the queue's notify eventfd */
+    struct event *ev;      /* the loop's watch on kick.fd */
+    struct virtio_dev *vdev;
+    uint64_t kicks, interrupts; /* counters */
+};
+
+struct virtio_dev {
+    struct pci_dev pci; /* pci.dev.lock guards everything below (see above) */
+    const struct virtio_dev_ops *ops;
+    struct virtio_sys sys;
+    uint64_t device_features; /* offered: the device's plus the transport's */
+    uint64_t driver_features; /* accepted by the driver */
+    uint32_t dfselect, gfselect;
+    uint16_t config_vector;
+    uint16_t queue_sel;
+    uint8_t status;
+    uint8_t config_generation;
+    uint8_t isr;
+    unsigned nr_queues;
+    struct virtio_queue *queues;
+    unsigned nr_vectors; /* nr_queues + 1 */
+    uint32_t *gsi;       /* per vector */
+    struct irqfd *irqfds;
+    uint64_t bar_addr; /* where the BAR decodes, or PCI_BAR_UNMAPPED */
+    bool warned;       /* a broken queue was logged */
+};
+
+/*
+ * Sets up the transport for a device: the PCI function, its BAR and
+ * capabilities, MSI-X, one GSI and irqfd per vector and one kick eventfd per
+ * queue, watched on sys->base. features are the device-specific bits offered
+ * (VERSION_1, INDIRECT_DESC and EVENT_IDX are added). 0 or -errno.
+ */
+int virtio_pci_init(struct virtio_dev *vdev, const char *name, const struct virtio_dev_ops *ops,
+                    uint64_t features, const struct virtio_sys *sys) MUST_CHECK;
+
+/* Plugs it into the bus (the first free slot): BAR placed, kicks bound. 0 or -errno. */
+int virtio_pci_add(struct virtio_dev *vdev, struct pci_bus *bus) MUST_CHECK;
+
+/* Frees everything virtio_pci_init() made (the vCPUs are gone; on the loop's thread). */
+void virtio_pci_destroy(struct virtio_dev *vdev);
+
+static inline void virtio_lock(struct virtio_dev *vdev)
+{
+    pthread_mutex_lock(&vdev->pci.dev.lock);
+}
+
+static inline void virtio_unlock(struct virtio_dev *vdev)
+{
+    pthread_mutex_unlock(&vdev->pci.dev.lock);
+}
+
+static inline struct virtq *virtio_vq(struct virtio_dev *vdev, unsigned q)
+{
+    return &vdev->queues[q].vq;
+}
+
+/*
+ * After a batch of pushes on queue q: interrupts the driver if it wants it
+ * (virtq_need_interrupt), and if the queue broke, sets DEVICE_NEEDS_RESET and
+ * tells the driver. The plain form takes the lock (any thread).
+ */
+void virtio_notify_queue(struct virtio_dev *vdev, unsigned q);
+void virtio_notify_queue_locked(struct virtio_dev *vdev, unsigned q);
+
+/* The device configuration changed: new generation, config interrupt (lock held). */
+void virtio_config_changed_locked(struct virtio_dev *vdev);
+
+#endif

@@ -1,0 +1,89 @@
+/*
+ * virtio-rng (virtio 1.2, 5.4): each buffer the driver makes available is
+ * filled with random bytes and given back. The bytes come from getrandom()
+ * without blocking (the loop never blocks), at most VIRTIO_RNG_CHAIN_MAX per
+ * chain; before the host's pool is initialised a chain goes back short.
+ */
+#include <errno.h>
+#include <sys/random.h>
+
+#include "petrel/virtio_rng.h"
+
+static struct virtio_rng *to_rng(struct virtio_dev *vdev)
+{
+    return container_of(vdev, struct virtio_rng, vdev);
+}
+
+/* Fills the chain's writable part; returns the bytes written. */
+static uint32_t rng_fill(const struct virtq_chain *ch)
+{
+    uint32_t done = 0;
+
+    for (unsigned i = ch->nr_out; i < ch->nr_out + ch->nr_in; i++) {
+        const struct virtq_seg *s = &ch->segs[i];
+        uint32_t want = s->len;
+        if (want > VIRTIO_RNG_CHAIN_MAX - done)
+            want = VIRTIO_RNG_CHAIN_MAX - done;
+        uint32_t got = 0;
+        while (got < want) {
+            ssize_t n = getrandom((char *)s->addr + got, want - got, GRND_NONBLOCK);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0)
+                return done + got;
+            got += (uint32_t)n;
+        }
+        done += got;
+        if (done == VIRTIO_RNG_CHAIN_MAX)
+            break;
+    }
+    return done;
+}
+
+/* On the loop, with the device lock held (virtio.h). */
+static void rng_queue_notify(struct virtio_dev *vdev, unsigned q)
+{
+    struct virtio_rng *rng = to_rng(vdev);
+    struct virtq *vq = virtio_vq(vdev, q);
+    struct virtq_chain ch = {.segs = rng->segs, .cap = VIRTIO_RNG_QUEUE_SIZE};
+    int r;
+
+    for (;;) {
+        virtq_disable_notify(vq);
+        while ((r = virtq_pop(vq, &ch)) > 0) {
+            uint32_t len = rng_fill(&ch);
+            if (virtq_push(vq, ch.head, len))
+                break;
+            rng->bytes += len;
+        }
+        if (r < 0 || vq->broken || !virtq_enable_notify(vq))
+            break;
+    }
+    virtio_notify_queue_locked(vdev, q);
+}
+
+static void rng_reset(struct virtio_dev *vdev)
+{
+    (void)vdev; /* nothing in flight: every chain is finished in queue_notify */
+}
+
+static const struct virtio_dev_ops virtio_rng_ops = {
+    .device_type = VIRTIO_ID_RNG,
+    .class_code = 0xff0000, /* "other", as QEMU's virtio-rng-pci */
+    .num_queues = 1,
+    .queue_max_size = VIRTIO_RNG_QUEUE_SIZE,
+    .config_size = 0,
+    .queue_notify = rng_queue_notify,
+    .reset = rng_reset,
+};
+
+int virtio_rng_init(struct virtio_rng *rng, const struct virtio_sys *sys)
+{
+    rng->bytes = 0;
+    return virtio_pci_init(&rng->vdev, "virtio-rng", &virtio_rng_ops, 0, sys);
+}
+
+void virtio_rng_destroy(struct virtio_rng *rng)
+{
+    virtio_pci_destroy(&rng->vdev);
+}

@@ -1,0 +1,622 @@
+/*
+ * The virtio-pci transport driven as a driver drives it: configuration
+ * space and the BAR through a real PCI bus and MMIO bus, rings in fake guest
+ * memory, kicks through the loop, and fake irqfds (plain eventfds) and
+ * ioeventfds (recorded bindings) in place of KVM. Then virtio-rng end to end.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <event2/event.h>
+#include <sys/eventfd.h>
+
+#include "petrel/platform.h"
+#include "petrel/virtio.h"
+#include "petrel/virtio_rng.h"
+
+#define RAM_SIZE  (1 * MiB)
+#define DESC_GPA  0x10000
+#define AVAIL_GPA 0x11000
+#define USED_GPA  0x12000
+#define BUF_GPA   0x20000
+#define QSIZE     16
+#define TMAX      64 /* the test device's queue_max_size */
+
+/* ---- fake KVM ---- */
+
+static int fake_irqfd_init(struct irqfd *irq, int vm_fd, uint32_t gsi)
+{
+    irq->vm_fd = vm_fd;
+    irq->gsi = gsi;
+    irq->fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (irq->fd < 0)
+        return -errno;
+    irq->ready = true;
+    return 0;
+}
+
+static void fake_irqfd_destroy(struct irqfd *irq)
+{
+    if (irq->ready)
+        close(irq->fd);
+    irq->ready = false;
+}
+
+static int fake_bind(struct ioeventfd *io, uint64_t addr, uint32_t len, bool pio)
+{
+    io->addr = addr;
+    io->len = len;
+    io->pio = pio;
+    io->bound = true;
+    return 0;
+}
+
+static void fake_unbind(struct ioeventfd *io)
+{
+    io->bound = false;
+}
+
+static const struct virtio_sys_ops fake_sys_ops = {
+    .irqfd_init = fake_irqfd_init,
+    .irqfd_destroy = fake_irqfd_destroy,
+    .ioeventfd_bind = fake_bind,
+    .ioeventfd_unbind = fake_unbind,
+};
+
+static int fake_commit(struct irq_routing *rt, const struct kvm_irq_routing *t)
+{
+    (void)rt, (void)t;
+    return 0;
+}
+
+/* ---- a test device: two queues, 8 bytes of config ---- */
+
+struct tdev {
+    struct virtio_dev vdev;
+    unsigned notified[2];
+    unsigned resets;
+    uint8_t cfg[8];
+    struct virtq_seg segs[TMAX];
+};
+
+static struct tdev *to_tdev(struct virtio_dev *v)
+{
+    return container_of(v, struct tdev, vdev);
+}
+
+static void tdev_notify(struct virtio_dev *v, unsigned q)
+{
+    struct tdev *t = to_tdev(v);
+    struct virtq_chain ch = {.segs = t->segs, .cap = TMAX};
+    t->notified[q]++;
+    while (virtq_pop(virtio_vq(v, q), &ch) > 0)
+        (void)virtq_push(virtio_vq(v, q), ch.head, 0);
+    virtio_notify_queue_locked(v, q);
+}
+
+static uint64_t tdev_cfg_read(struct virtio_dev *v, unsigned off, unsigned size)
+{
+    uint64_t x = 0;
+    memcpy(&x, to_tdev(v)->cfg + off, size);
+    return x;
+}
+
+static void tdev_reset(struct virtio_dev *v)
+{
+    to_tdev(v)->resets++;
+}
+
+static const struct virtio_dev_ops tdev_ops = {
+    .device_type = VIRTIO_ID_CONSOLE,
+    .class_code = 0x078000,
+    .num_queues = 2,
+    .queue_max_size = TMAX,
+    .config_size = 8,
+    .config_read = tdev_cfg_read,
+    .queue_notify = tdev_notify,
+    .reset = tdev_reset,
+};
+
+/* ---- the rig ---- */
+
+struct rig {
+    uint8_t *ram;
+    struct guest_mem gm;
+    struct bus mmio;
+    struct pci_bus pci;
+    struct irq_routing rt;
+    struct event_base *base;
+    struct virtio_sys sys;
+    struct tdev t;
+    struct virtio_rng rng;
+    struct virtio_dev *v; /* the device under test */
+    uint16_t drv_avail;
+};
+
+static int setup(void **state)
+{
+    struct rig *r = calloc(1, sizeof(*r));
+    r->ram = calloc(1, RAM_SIZE);
+    gm_init_fake(&r->gm, r->ram, RAM_SIZE);
+    bus_init(&r->mmio, "mmio");
+    pci_bus_init(&r->pci, &r->mmio);
+    assert_int_equal(irq_routing_init(&r->rt, -1, fake_commit), 0);
+    r->base = event_base_new();
+    assert_non_null(r->base);
+    r->sys = (struct virtio_sys){
+        .vm_fd = -1, .gm = &r->gm, .routing = &r->rt, .base = r->base, .ops = &fake_sys_ops};
+    assert_int_equal(virtio_pci_init(&r->t.vdev, "vtest", &tdev_ops, 1ULL << 0, &r->sys), 0);
+    assert_int_equal(virtio_pci_add(&r->t.vdev, &r->pci), 0);
+    r->v = &r->t.vdev;
+    *state = r;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct rig *r = *state;
+    virtio_pci_destroy(&r->t.vdev);
+    if (r->rng.vdev.ops)
+        virtio_rng_destroy(&r->rng);
+    event_base_free(r->base);
+    irq_routing_destroy(&r->rt);
+    pci_bus_destroy(&r->pci);
+    bus_destroy(&r->mmio);
+    free(r->ram);
+    free(r);
+    return 0;
+}
+
+static uint32_t cfg_rd(struct rig *r, unsigned reg, unsigned size)
+{
+    return pci_config_read(&r->v->pci, reg, size); /* takes the function's lock */
+}
+
+static void cfg_wr(struct rig *r, unsigned reg, uint32_t val, unsigned size)
+{
+    pci_config_write(&r->v->pci, reg, val, size);
+}
+
+static uint64_t bar_rd(struct rig *r, uint64_t off, unsigned size)
+{
+    uint64_t x = 0;
+    assert_int_equal(bus_dispatch(&r->mmio, r->v->bar_addr + off, &x, size, false), 0);
+    return x;
+}
+
+static void bar_wr(struct rig *r, uint64_t off, uint64_t val, unsigned size)
+{
+    assert_int_equal(bus_dispatch(&r->mmio, r->v->bar_addr + off, &val, size, true), 0);
+}
+
+static uint64_t irq_count(struct rig *r, unsigned vector)
+{
+    uint64_t n = 0;
+    if (read(r->v->irqfds[vector].fd, &n, sizeof(n)) != sizeof(n))
+        return 0;
+    return n;
+}
+
+static void run_loop(struct rig *r)
+{
+    event_base_loop(r->base, EVLOOP_NONBLOCK);
+}
+
+/* Negotiates features (VERSION_1 and EVENT_IDX off unless asked). */
+static void negotiate(struct rig *r, uint64_t features)
+{
+    bar_wr(r, VIRTIO_COMMON_STATUS, VIRTIO_STATUS_ACKNOWLEDGE, 1);
+    bar_wr(r, VIRTIO_COMMON_STATUS, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER, 1);
+    bar_wr(r, VIRTIO_COMMON_GFSELECT, 0, 4);
+    bar_wr(r, VIRTIO_COMMON_GF, (uint32_t)features, 4);
+    bar_wr(r, VIRTIO_COMMON_GFSELECT, 1, 4);
+    bar_wr(r, VIRTIO_COMMON_GF, (uint32_t)(features >> 32), 4);
+    bar_wr(r, VIRTIO_COMMON_STATUS,
+           VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK, 1);
+}
+
+/* Sets up queue q (size QSIZE, the rings at their places) and enables it. */
+static void setup_queue(struct rig *r, unsigned q, uint16_t size, uint16_t vector)
+{
+    bar_wr(r, VIRTIO_COMMON_Q_SELECT, q, 2);
+    bar_wr(r, VIRTIO_COMMON_Q_SIZE, size, 2);
+    bar_wr(r, VIRTIO_COMMON_Q_MSIX, vector, 2);
+    /* As Linux writes 64-bit registers: two 32-bit halves. */
+    bar_wr(r, VIRTIO_COMMON_Q_DESC, DESC_GPA, 4);
+    bar_wr(r, VIRTIO_COMMON_Q_DESC + 4, 0, 4);
+    bar_wr(r, VIRTIO_COMMON_Q_AVAIL, AVAIL_GPA, 4);
+    bar_wr(r, VIRTIO_COMMON_Q_AVAIL + 4, 0, 4);
+    bar_wr(r, VIRTIO_COMMON_Q_USED, USED_GPA, 8);
+    bar_wr(r, VIRTIO_COMMON_Q_ENABLE, 1, 2);
+}
+
+static void driver_ok(struct rig *r)
+{
+    bar_wr(r, VIRTIO_COMMON_STATUS,
+           VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK |
+               VIRTIO_STATUS_DRIVER_OK,
+           1);
+}
+
+/* MSI-X on, and vector v unmasked with a message. */
+static void msix_enable(struct rig *r)
+{
+    unsigned cap = r->v->pci.msix.cap;
+    cfg_wr(r, cap + PCI_MSIX_FLAGS, PCI_MSIX_FLAGS_ENABLE, 2);
+}
+
+static void msix_unmask(struct rig *r, unsigned v)
+{
+    uint64_t e = VIRTIO_PCI_MSIX_TABLE + 16 * v;
+    bar_wr(r, e, 0xfee00000u, 4);
+    bar_wr(r, e + 4, 0, 4);
+    bar_wr(r, e + 8, 0x40 + v, 4);
+    bar_wr(r, e + 12, 0, 4);
+}
+
+/* The driver puts a one-descriptor writable chain of len bytes at BUF_GPA on queue 0. */
+static void add_chain(struct rig *r, uint16_t size, uint64_t addr, uint32_t len)
+{
+    struct virtq_desc d = {.addr = addr, .len = len, .flags = VIRTQ_DESC_F_WRITE};
+    uint16_t i = r->drv_avail & (size - 1);
+    memcpy(r->ram + DESC_GPA + 16 * i, &d, sizeof(d));
+    struct virtq_avail *av = (struct virtq_avail *)(r->ram + AVAIL_GPA);
+    av->ring[i] = i;
+    r->drv_avail++;
+    __atomic_store_n(&av->idx, r->drv_avail, __ATOMIC_RELEASE);
+}
+
+static struct virtq_used *used(struct rig *r)
+{
+    return (struct virtq_used *)(r->ram + USED_GPA);
+}
+
+static void kick(struct rig *r, unsigned q)
+{
+    bar_wr(r, VIRTIO_PCI_NOTIFY_OFF + VIRTIO_PCI_NOTIFY_MULT * q, q, 2);
+    run_loop(r);
+}
+
+/* ---- tests ---- */
+
+static void test_identity_and_caps(void **state)
+{
+    struct rig *r = *state;
+    assert_int_equal(cfg_rd(r, PCI_VENDOR_ID, 2), VIRTIO_PCI_VENDOR);
+    assert_int_equal(cfg_rd(r, PCI_DEVICE_ID, 2), 0x1040 + VIRTIO_ID_CONSOLE);
+    assert_int_equal(cfg_rd(r, PCI_REVISION_ID, 1), 1);
+    assert_int_equal(cfg_rd(r, PCI_SUBSYSTEM_VENDOR_ID, 2), VIRTIO_PCI_VENDOR);
+    assert_true(cfg_rd(r, PCI_SUBSYSTEM_ID, 2) >= 0x40);
+    assert_int_equal(cfg_rd(r, PCI_CLASS_REVISION, 4) >> 8, 0x078000);
+    assert_true(cfg_rd(r, PCI_STATUS, 2) & PCI_STATUS_CAP_LIST);
+
+    unsigned seen = 0, ptr = cfg_rd(r, PCI_CAPABILITY_LIST, 1);
+    bool msix = false;
+    for (int n = 0; ptr && n < 16; n++, ptr = cfg_rd(r, ptr + 1, 1)) {
+        unsigned id = cfg_rd(r, ptr, 1);
+        if (id == PCI_CAP_ID_MSIX) {
+            msix = true;
+            assert_int_equal((cfg_rd(r, ptr + PCI_MSIX_FLAGS, 2) & PCI_MSIX_FLAGS_QSIZE) + 1, 3);
+            continue;
+        }
+        assert_int_equal(id, PCI_CAP_ID_VNDR);
+        unsigned type = cfg_rd(r, ptr + 3, 1), off = cfg_rd(r, ptr + 8, 4);
+        assert_int_equal(cfg_rd(r, ptr + 4, 1), VIRTIO_PCI_BAR);
+        seen |= 1u << type;
+        switch (type) {
+        case VIRTIO_PCI_CAP_COMMON_CFG:
+            assert_int_equal(off, VIRTIO_PCI_COMMON_OFF);
+            assert_int_equal(cfg_rd(r, ptr + 12, 4), 0x38);
+            break;
+        case VIRTIO_PCI_CAP_NOTIFY_CFG:
+            assert_int_equal(cfg_rd(r, ptr + 2, 1), 20);
+            assert_int_equal(off, VIRTIO_PCI_NOTIFY_OFF);
+            assert_int_equal(cfg_rd(r, ptr + 16, 4), VIRTIO_PCI_NOTIFY_MULT);
+            break;
+        case VIRTIO_PCI_CAP_ISR_CFG:
+            assert_int_equal(off, VIRTIO_PCI_ISR_OFF);
+            break;
+        case VIRTIO_PCI_CAP_DEVICE_CFG:
+            assert_int_equal(off, VIRTIO_PCI_DEVICE_OFF);
+            assert_int_equal(cfg_rd(r, ptr + 12, 4), 8);
+            break;
+        }
+    }
+    assert_true(msix);
+    assert_int_equal(seen, 0x1e);
+    assert_int_equal(r->v->bar_addr, PLAT_PCI_MMIO_BASE);
+    assert_int_equal(bar_rd(r, VIRTIO_COMMON_NUMQ, 2), 2);
+    r->t.cfg[2] = 0xab;
+    assert_int_equal(bar_rd(r, VIRTIO_PCI_DEVICE_OFF + 2, 1), 0xab);
+}
+
+static void test_features(void **state)
+{
+    struct rig *r = *state;
+    bar_wr(r, VIRTIO_COMMON_DFSELECT, 0, 4);
+    uint32_t lo = (uint32_t)bar_rd(r, VIRTIO_COMMON_DF, 4);
+    bar_wr(r, VIRTIO_COMMON_DFSELECT, 1, 4);
+    uint32_t hi = (uint32_t)bar_rd(r, VIRTIO_COMMON_DF, 4);
+    assert_true(lo & 1);
+    assert_true(lo & (1u << VIRTIO_F_EVENT_IDX));
+    assert_true(lo & (1u << VIRTIO_F_INDIRECT_DESC));
+    assert_int_equal(hi, 1); /* VERSION_1 */
+    bar_wr(r, VIRTIO_COMMON_DFSELECT, 2, 4);
+    assert_int_equal(bar_rd(r, VIRTIO_COMMON_DF, 4), 0);
+
+    /* A legacy driver (no VERSION_1) finds FEATURES_OK clear. */
+    negotiate(r, 1);
+    assert_false(bar_rd(r, VIRTIO_COMMON_STATUS, 1) & VIRTIO_STATUS_FEATURES_OK);
+    /* A feature not offered is refused too. */
+    bar_wr(r, VIRTIO_COMMON_STATUS, 0, 1);
+    negotiate(r, 1ULL << VIRTIO_F_VERSION_1 | 1ULL << 5);
+    assert_false(bar_rd(r, VIRTIO_COMMON_STATUS, 1) & VIRTIO_STATUS_FEATURES_OK);
+    /* A subset with VERSION_1 is accepted, and then frozen. */
+    bar_wr(r, VIRTIO_COMMON_STATUS, 0, 1);
+    negotiate(r, 1ULL << VIRTIO_F_VERSION_1 | 1);
+    assert_true(bar_rd(r, VIRTIO_COMMON_STATUS, 1) & VIRTIO_STATUS_FEATURES_OK);
+    bar_wr(r, VIRTIO_COMMON_GFSELECT, 0, 4);
+    bar_wr(r, VIRTIO_COMMON_GF, 0, 4);
+    assert_int_equal(bar_rd(r, VIRTIO_COMMON_GF, 4), 1);
+    assert_int_equal(r->v->driver_features, 1ULL << VIRTIO_F_VERSION_1 | 1);
+}
+
+static void test_reset(void **state)
+{
+    struct rig *r = *state;
+    negotiate(r, 1ULL << VIRTIO_F_VERSION_1);
+    setup_queue(r, 0, QSIZE, 0);
+    bar_wr(r, VIRTIO_COMMON_MSIX, 2, 2);
+    driver_ok(r);
+    assert_int_equal(bar_rd(r, VIRTIO_COMMON_Q_ENABLE, 2), 1);
+    r->v->isr = VIRTIO_ISR_QUEUE;
+
+    bar_wr(r, VIRTIO_COMMON_STATUS, 0, 1);
+    assert_int_equal(bar_rd(r, VIRTIO_COMMON_STATUS, 1), 0);
+    assert_int_equal(r->t.resets, 1);
+    bar_wr(r, VIRTIO_COMMON_Q_SELECT, 0, 2);
+    assert_int_equal(bar_rd(r, VIRTIO_COMMON_Q_ENABLE, 2), 0);
+    assert_int_equal(bar_rd(r, VIRTIO_COMMON_Q_SIZE, 2), TMAX);
+    assert_int_equal(bar_rd(r, VIRTIO_COMMON_Q_MSIX, 2), VIRTIO_NO_VECTOR);
+    assert_int_equal(bar_rd(r, VIRTIO_COMMON_Q_DESC, 8), 0);
+    assert_int_equal(bar_rd(r, VIRTIO_COMMON_MSIX, 2), VIRTIO_NO_VECTOR);
+    assert_int_equal(bar_rd(r, VIRTIO_PCI_ISR_OFF, 1), 0);
+    assert_int_equal(r->v->driver_features, 0);
+}
+
+static void test_queue_setup(void **state)
+{
+    struct rig *r = *state;
+    /* Before FEATURES_OK, enabling does nothing. */
+    setup_queue(r, 0, QSIZE, 0);
+    assert_int_equal(bar_rd(r, VIRTIO_COMMON_Q_ENABLE, 2), 0);
+
+    negotiate(r, 1ULL << VIRTIO_F_VERSION_1);
+    /* A vector the table does not have reads back as NO_VECTOR. */
+    bar_wr(r, VIRTIO_COMMON_Q_MSIX, 3, 2);
+    assert_int_equal(bar_rd(r, VIRTIO_COMMON_Q_MSIX, 2), VIRTIO_NO_VECTOR);
+    /* A queue beyond num_queues reads 0 and ignores writes. */
+    bar_wr(r, VIRTIO_COMMON_Q_SELECT, 5, 2);
+    bar_wr(r, VIRTIO_COMMON_Q_SIZE, 8, 2);
+    assert_int_equal(bar_rd(r, VIRTIO_COMMON_Q_SIZE, 2), 0);
+
+    setup_queue(r, 1, QSIZE, 1);
+    assert_int_equal(bar_rd(r, VIRTIO_COMMON_Q_ENABLE, 2), 1);
+    assert_int_equal(bar_rd(r, VIRTIO_COMMON_Q_NOFF, 2), 1);
+    assert_int_equal(bar_rd(r, VIRTIO_COMMON_Q_DESC, 8), DESC_GPA);
+    assert_int_equal(bar_rd(r, VIRTIO_COMMON_Q_AVAIL, 8), AVAIL_GPA);
+    /* Frozen once enabled. */
+    bar_wr(r, VIRTIO_COMMON_Q_DESC, 0x30000, 8);
+    assert_int_equal(bar_rd(r, VIRTIO_COMMON_Q_DESC, 8), DESC_GPA);
+
+    /* Not a power of two: the queue does not come up and the device needs a reset. */
+    setup_queue(r, 0, 3, 0);
+    assert_int_equal(bar_rd(r, VIRTIO_COMMON_Q_ENABLE, 2), 0);
+    assert_true(bar_rd(r, VIRTIO_COMMON_STATUS, 1) & VIRTIO_STATUS_NEEDS_RESET);
+
+    /* Larger than the maximum, after a reset. */
+    bar_wr(r, VIRTIO_COMMON_STATUS, 0, 1);
+    negotiate(r, 1ULL << VIRTIO_F_VERSION_1);
+    assert_false(bar_rd(r, VIRTIO_COMMON_STATUS, 1) & VIRTIO_STATUS_NEEDS_RESET);
+    setup_queue(r, 0, 2 * TMAX, 0);
+    assert_int_equal(bar_rd(r, VIRTIO_COMMON_Q_ENABLE, 2), 0);
+    assert_true(bar_rd(r, VIRTIO_COMMON_STATUS, 1) & VIRTIO_STATUS_NEEDS_RESET);
+}
+
+static void test_notify(void **state)
+{
+    struct rig *r = *state;
+    /* The kicks are bound to the notify addresses in the BAR. */
+    assert_true(r->v->queues[0].kick.bound);
+    assert_int_equal(r->v->queues[1].kick.addr,
+                     PLAT_PCI_MMIO_BASE + VIRTIO_PCI_NOTIFY_OFF + VIRTIO_PCI_NOTIFY_MULT);
+    assert_int_equal(r->v->queues[1].kick.len, 2);
+
+    negotiate(r, 1ULL << VIRTIO_F_VERSION_1);
+    setup_queue(r, 1, QSIZE, 1);
+    /* Before DRIVER_OK a kick reaches no one. */
+    kick(r, 1);
+    assert_int_equal(r->t.notified[1], 0);
+    /* DRIVER_OK looks at the enabled queues once. */
+    driver_ok(r);
+    run_loop(r);
+    assert_int_equal(r->t.notified[1], 1);
+    kick(r, 1);
+    assert_int_equal(r->t.notified[1], 2);
+    assert_int_equal(r->t.notified[0], 0);
+    /* The disabled queue 0 is not called. */
+    kick(r, 0);
+    assert_int_equal(r->t.notified[0], 0);
+
+    /* The guest moves the BAR: the kicks follow; decoding off unbinds them. */
+    uint64_t nb = PLAT_PCI_MMIO_BASE + 0x100000;
+    cfg_wr(r, PCI_BASE_ADDRESS_0, (uint32_t)nb, 4);
+    assert_int_equal(r->v->bar_addr, nb);
+    assert_int_equal(r->v->queues[0].kick.addr, nb + VIRTIO_PCI_NOTIFY_OFF);
+    kick(r, 1);
+    assert_int_equal(r->t.notified[1], 3);
+    cfg_wr(r, PCI_COMMAND, 0, 2);
+    assert_false(r->v->queues[0].kick.bound);
+    assert_int_equal(r->v->bar_addr, PCI_BAR_UNMAPPED);
+}
+
+static void test_isr_and_interrupts(void **state)
+{
+    struct rig *r = *state;
+    negotiate(r, 1ULL << VIRTIO_F_VERSION_1);
+    setup_queue(r, 0, QSIZE, 0);
+    driver_ok(r);
+    msix_enable(r);
+
+    /* Vector 0 still masked (entries start masked): pending, nothing sent. */
+    add_chain(r, QSIZE, BUF_GPA, 64);
+    kick(r, 0);
+    assert_int_equal(r->t.notified[0], 1);
+    assert_int_equal(used(r)->idx, 1);
+    assert_int_equal(irq_count(r, 0), 0);
+    virtio_lock(r->v);
+    assert_true(pci_msix_pending(&r->v->pci, 0));
+    virtio_unlock(r->v);
+    assert_true(bar_rd(r, VIRTIO_PCI_MSIX_PBA, 8) & 1);
+
+    /* ISR: read-to-clear. */
+    assert_int_equal(bar_rd(r, VIRTIO_PCI_ISR_OFF, 1), VIRTIO_ISR_QUEUE);
+    assert_int_equal(bar_rd(r, VIRTIO_PCI_ISR_OFF, 1), 0);
+
+    /* Unmasking routes the vector, then delivers the pending interrupt once. */
+    msix_unmask(r, 0);
+    uint32_t gsi = r->v->gsi[0];
+    struct irq_msi_route *rt = &r->rt.msi[gsi - IRQ_ROUTING_FIRST_MSI];
+    assert_true(rt->valid);
+    assert_int_equal(rt->addr, 0xfee00000u);
+    assert_int_equal(rt->data, 0x40);
+    assert_int_equal(irq_count(r, 0), 1);
+    virtio_lock(r->v);
+    assert_false(pci_msix_pending(&r->v->pci, 0));
+    virtio_unlock(r->v);
+
+    /* Unmasked: the next interrupt goes straight out. */
+    add_chain(r, QSIZE, BUF_GPA, 64);
+    kick(r, 0);
+    assert_int_equal(irq_count(r, 0), 1);
+
+    /* The driver asks for no interrupts: none. */
+    ((struct virtq_avail *)(r->ram + AVAIL_GPA))->flags = VIRTQ_AVAIL_F_NO_INTERRUPT;
+    add_chain(r, QSIZE, BUF_GPA, 64);
+    kick(r, 0);
+    assert_int_equal(used(r)->idx, 3);
+    assert_int_equal(irq_count(r, 0), 0);
+}
+
+static void test_broken_queue(void **state)
+{
+    struct rig *r = *state;
+    negotiate(r, 1ULL << VIRTIO_F_VERSION_1);
+    bar_wr(r, VIRTIO_COMMON_MSIX, 2, 2);
+    setup_queue(r, 0, QSIZE, 0);
+    driver_ok(r);
+    msix_enable(r);
+    msix_unmask(r, 2);
+    uint8_t gen = (uint8_t)bar_rd(r, VIRTIO_COMMON_CFGGENERATION, 1);
+
+    /* A descriptor outside RAM. */
+    add_chain(r, QSIZE, RAM_SIZE - 8, 64);
+    kick(r, 0);
+    assert_true(bar_rd(r, VIRTIO_COMMON_STATUS, 1) & VIRTIO_STATUS_NEEDS_RESET);
+    assert_int_equal(irq_count(r, 2), 1);
+    assert_int_equal(irq_count(r, 0), 0);
+    assert_int_equal(bar_rd(r, VIRTIO_PCI_ISR_OFF, 1), VIRTIO_ISR_CONFIG);
+    assert_int_equal(bar_rd(r, VIRTIO_COMMON_CFGGENERATION, 1), gen);
+    assert_true(r->v->warned);
+    /* The device stays quiet until reset... */
+    kick(r, 0);
+    assert_int_equal(r->t.notified[0], 1);
+    assert_int_equal(irq_count(r, 2), 0);
+    /* ...and works again after one. */
+    bar_wr(r, VIRTIO_COMMON_STATUS, 0, 1);
+    memset(r->ram + AVAIL_GPA, 0, 0x2000);
+    r->drv_avail = 0;
+    negotiate(r, 1ULL << VIRTIO_F_VERSION_1);
+    setup_queue(r, 0, QSIZE, 0);
+    driver_ok(r);
+    run_loop(r);
+    add_chain(r, QSIZE, BUF_GPA, 64);
+    kick(r, 0);
+    assert_int_equal(used(r)->idx, 1);
+    assert_false(bar_rd(r, VIRTIO_COMMON_STATUS, 1) & VIRTIO_STATUS_NEEDS_RESET);
+
+    /* A config change: new generation, ISR bit, config vector. */
+    virtio_lock(r->v);
+    virtio_config_changed_locked(r->v);
+    virtio_unlock(r->v);
+    assert_int_equal(bar_rd(r, VIRTIO_COMMON_CFGGENERATION, 1), (uint8_t)(gen + 1));
+}
+
+static void test_rng(void **state)
+{
+    struct rig *r = *state;
+    assert_int_equal(virtio_rng_init(&r->rng, &r->sys), 0);
+    assert_int_equal(virtio_pci_add(&r->rng.vdev, &r->pci), 0);
+    r->v = &r->rng.vdev;
+    assert_int_equal(cfg_rd(r, PCI_DEVICE_ID, 2), 0x1040 + VIRTIO_ID_RNG);
+    assert_int_equal(bar_rd(r, VIRTIO_COMMON_NUMQ, 2), 1);
+
+    negotiate(r, 1ULL << VIRTIO_F_VERSION_1 | 1ULL << VIRTIO_F_EVENT_IDX);
+    assert_true(bar_rd(r, VIRTIO_COMMON_STATUS, 1) & VIRTIO_STATUS_FEATURES_OK);
+    setup_queue(r, 0, QSIZE, 0);
+    msix_enable(r);
+    msix_unmask(r, 0);
+    driver_ok(r);
+    run_loop(r);
+
+    /* One chain in: 100 random bytes out, the right length, one interrupt. */
+    uint8_t zero[100] = {0};
+    add_chain(r, QSIZE, BUF_GPA, 100);
+    kick(r, 0);
+    assert_int_equal(used(r)->idx, 1);
+    assert_int_equal(used(r)->ring[0].id, 0);
+    assert_int_equal(used(r)->ring[0].len, 100);
+    assert_memory_not_equal(r->ram + BUF_GPA, zero, sizeof(zero));
+    assert_int_equal(r->ram[BUF_GPA + 100], 0);
+    assert_int_equal(irq_count(r, 0), 1);
+    assert_int_equal(r->rng.bytes, 100);
+
+    /* A huge buffer gets at most VIRTIO_RNG_CHAIN_MAX bytes. */
+    add_chain(r, QSIZE, BUF_GPA, 256 * KiB);
+    kick(r, 0);
+    assert_int_equal(used(r)->idx, 2);
+    assert_int_equal(used(r)->ring[1].len, VIRTIO_RNG_CHAIN_MAX);
+    /* EVENT_IDX: the driver still asks for an interrupt at used index 0 only. */
+    assert_int_equal(irq_count(r, 0), 0);
+    uint16_t *used_event = &((struct virtq_avail *)(r->ram + AVAIL_GPA))->ring[QSIZE];
+    *used_event = 2;
+    add_chain(r, QSIZE, BUF_GPA, 16);
+    kick(r, 0);
+    assert_int_equal(used(r)->idx, 3);
+    assert_int_equal(irq_count(r, 0), 1);
+    virtio_rng_destroy(&r->rng);
+    memset(&r->rng, 0, sizeof(r->rng));
+    r->v = &r->t.vdev;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_identity_and_caps, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_features, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reset, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_queue_setup, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_notify, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_isr_and_interrupts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_broken_queue, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rng, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
