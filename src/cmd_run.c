@@ -36,6 +36,8 @@ static void run_usage(FILE *f)
             "                        (default: vm-PID); a name runs once at a time\n"
             "      --api-sock PATH   serve the control API here instead of\n"
             "                        $XDG_RUNTIME_DIR/petrel/NAME.sock (root: /run/petrel)\n"
+            "      --rng             a virtio-rng device (the guest's /dev/hwrng, fed by\n"
+            "                        the host's getrandom())\n"
             "      --stats           print counters at exit (guest RAM resident, unclaimed\n"
             "                        port and MMIO accesses, pauses, dropped output)\n"
             "  -h, --help            show this help\n"
@@ -61,7 +63,7 @@ static int run_bad(const char *fmt, const char *arg)
 
 int cmd_run(int argc, char **argv)
 {
-    enum { OPT_DEBUG_EXIT = 256, OPT_DEBUGCON, OPT_API_SOCK, OPT_CONSOLE, OPT_STATS };
+    enum { OPT_DEBUG_EXIT = 256, OPT_DEBUGCON, OPT_API_SOCK, OPT_CONSOLE, OPT_STATS, OPT_RNG };
     static const struct option opts[] = {
         {"kernel", required_argument, NULL, 'k'},
         {"initrd", required_argument, NULL, 'i'},
@@ -74,6 +76,7 @@ int cmd_run(int argc, char **argv)
         {"api-sock", required_argument, NULL, OPT_API_SOCK},
         {"console", required_argument, NULL, OPT_CONSOLE},
         {"stats", no_argument, NULL, OPT_STATS},
+        {"rng", no_argument, NULL, OPT_RNG},
         {"help", no_argument, NULL, 'h'},
         {0},
     };
@@ -119,6 +122,9 @@ int cmd_run(int argc, char **argv)
             break;
         case OPT_STATS:
             cfg.stats = true;
+            break;
+        case OPT_RNG:
+            cfg.rng = true;
             break;
         case OPT_DEBUGCON:
             cfg.debugcon_path = optarg;

@@ -33,6 +33,7 @@
 #include "petrel/uart8250.h"
 #include "petrel/util.h"
 #include "petrel/vcpu.h"
+#include "petrel/virtio_rng.h"
 #include "petrel/x86_boot.h"
 
 #define VM_DEFAULT_MEMORY  (256 * MiB)
@@ -60,6 +61,7 @@ struct vm_config {
     enum vm_console_mode console; /* where the serial console goes */
     const char *console_path;     /* VM_CONSOLE_FILE: the file */
     bool stdin_closed;            /* VM_CONSOLE_STDIO without input */
+    bool rng;                     /* a virtio-rng device on PCI (--rng) */
 };
 
 enum vm_state {
@@ -148,6 +150,7 @@ struct vm {
     struct acpi_pm pm;
     struct pci_bus pci; /* bus 0: the host bridge, then PCI devices */
     bool pci_ready;
+    struct virtio_rng rng; /* --rng; rng.vdev.ops set while it exists */
     struct kvm_irq_gsi rtc_irq;
     struct rtc_cmos rtc;
     bool rtc_ready;       /* rtc_cmos_init() succeeded */

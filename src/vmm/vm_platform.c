@@ -108,6 +108,27 @@ static int setup_rtc(struct vm *vm, struct errbuf *eb)
     return 0;
 }
 
+/* The virtio devices the configuration asks for, on PCI bus 0 (virtio.h). */
+static int setup_virtio(struct vm *vm, struct errbuf *eb)
+{
+    struct virtio_sys sys = {
+        .vm_fd = vm->vm_fd,
+        .gm = &vm->mem,
+        .routing = &vm->routing,
+        .base = vm->base,
+    };
+
+    if (!vm->cfg.rng)
+        return 0;
+    int ret = virtio_rng_init(&vm->rng, &sys);
+    if (ret)
+        return err_set(eb, ret, "cannot set up virtio-rng: %s", strerror(-ret));
+    ret = virtio_pci_add(&vm->rng.vdev, &vm->pci);
+    if (ret)
+        return err_set(eb, ret, "cannot plug virtio-rng into PCI: %s", strerror(-ret));
+    return 0;
+}
+
 int vm_platform_devices(struct vm *vm, struct errbuf *eb)
 {
     kvm_irq_gsi_init(&vm->sci_irq, vm->vm_fd, PLAT_SCI_IRQ);
@@ -125,7 +146,7 @@ int vm_platform_devices(struct vm *vm, struct errbuf *eb)
     ret = bus_register(&vm->pio, PLAT_PCI_CONF_PORT, PLAT_PCI_CONF_LEN, &vm->pci.dev);
     if (ret)
         return err_set(eb, ret, "cannot register the PCI configuration ports: %s", strerror(-ret));
-    return 0;
+    return setup_virtio(vm, eb);
 }
 
 /* Before the event base is freed (the RTC's event lives in it). */
@@ -137,6 +158,8 @@ void vm_platform_destroy(struct vm *vm)
     if (vm->rtc_ready)
         rtc_cmos_destroy(&vm->rtc);
     vm->rtc_ready = false;
+    if (vm->rng.vdev.ops) /* its kick events live in the event base */
+        virtio_rng_destroy(&vm->rng);
     if (vm->pci_ready)
         pci_bus_destroy(&vm->pci);
     vm->pci_ready = false;
