@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes the seed corpus of a fuzz target into a directory.
 
-usage: gen_corpus.py TARGET DIR     (TARGET: bzimage, uart8250, api, rtc_cmos, pci)
+usage: gen_corpus.py TARGET DIR     (TARGET: bzimage, uart8250, api, rtc_cmos, virtqueue, pci)
 
 The seeds are small synthetic inputs, generated at build time so that no
 binaries live in git. Each is a plausible input that reaches deep into the
@@ -11,7 +11,10 @@ interrupt-driven output, input, loopback) for fuzz_uart8250, in the op format
 described in fuzz_uart8250.c, API request bodies and HTTP responses (first
 byte even: a body; odd: a response) for fuzz_api, and what Linux's rtc-cmos and
 mc146818 code do to the CMOS RTC (reading and setting the time, alarms, update
-and periodic interrupts, NVRAM) for fuzz_rtc_cmos, in its op format, and PCI
+and periodic interrupts, NVRAM) for fuzz_rtc_cmos, in its op format, and guest
+RAM images holding split virtqueues (block-style requests, indirect tables,
+indexes about to wrap, a full ring, and each malformed chain a hostile driver
+can build) with a device's pops and pushes for fuzz_virtqueue, and PCI
 configuration and BAR accesses (Linux's conf1 probe and enumeration, BAR
 sizing, MSI-X set-up, masking and firing, BARs moved onto each other, odd
 port accesses) for fuzz_pci, in its op format.
@@ -259,6 +262,222 @@ def rtc_seeds():
     }
 
 
+# fuzz_virtqueue's format: a header, a guest RAM image holding the rings, then ops.
+VQ_DESC, VQ_AVAIL, VQ_USED, VQ_TABLE, VQ_DATA = 0x0000, 0x1000, 0x1400, 0x1800, 0x2000
+VQ_F_INDIRECT, VQ_F_EVENT, VQ_F_LEGACY = 1, 2, 4
+D_NEXT, D_WRITE, D_INDIRECT = 1, 2, 4
+VQ_POP, VQ_PROCESS, VQ_POKE, VQ_ADD, VQ_PUSH_HELD, VQ_IRQ, VQ_RESET, VQ_EVENT = range(8)
+VQ_HOLD = 8
+
+
+class Ring:
+    """A driver's view of guest RAM: descriptors, the available ring, indirect tables."""
+
+    def __init__(self, size, start=0):
+        self.size, self.idx = size, start
+        self.ram = bytearray(VQ_DATA)
+        struct.pack_into("<H", self.ram, VQ_AVAIL + 2, start)
+        struct.pack_into("<H", self.ram, VQ_USED + 2, start)
+
+    def desc(self, i, addr, length, flags=0, nxt=0, table=VQ_DESC):
+        struct.pack_into("<QIHH", self.ram, table + 16 * i, addr, length, flags, nxt)
+
+    def add(self, head):
+        struct.pack_into("<H", self.ram, VQ_AVAIL + 4 + 2 * (self.idx % self.size), head)
+        self.idx = (self.idx + 1) & 0xFFFF
+        struct.pack_into("<H", self.ram, VQ_AVAIL + 2, self.idx)
+
+    def set_avail_idx(self, idx):
+        struct.pack_into("<H", self.ram, VQ_AVAIL + 2, idx & 0xFFFF)
+
+    def used_event(self, v):
+        struct.pack_into("<H", self.ram, VQ_AVAIL + 4 + 2 * self.size, v)
+
+
+def vq_input(ring, feat=0, cap=0, ops=b"", size_byte=None,
+             addrs=(VQ_DESC, VQ_AVAIL, VQ_USED)):
+    size_byte = (ring.size.bit_length() - 1) if size_byte is None else size_byte
+    hdr = bytes([size_byte, feat | (cap << 3)]) + struct.pack("<H", ring_start(ring))
+    hdr += struct.pack("<III", *addrs) + struct.pack("<H", len(ring.ram))
+    return hdr + bytes(ring.ram) + ops
+
+
+def ring_start(ring):
+    return struct.unpack_from("<H", ring.ram, VQ_USED + 2)[0]
+
+
+def vq_seeds():
+    seeds = {}
+
+    r = Ring(8)
+    r.desc(0, VQ_DATA, 64)
+    r.add(0)
+    seeds["single"] = vq_input(r, ops=bytes([VQ_PROCESS]))
+
+    # A block-style request: header out, data in, status in; several of them.
+    r = Ring(16)
+    for k in range(4):
+        b = 3 * k
+        r.desc(b, VQ_DATA + 0x1000 * k, 16, D_NEXT, b + 1)
+        r.desc(b + 1, VQ_DATA + 0x1000 * k + 0x100, 512, D_NEXT | D_WRITE, b + 2)
+        r.desc(b + 2, VQ_DATA + 0x1000 * k + 0x800, 1, D_WRITE)
+        r.add(b)
+    seeds["blk-requests"] = vq_input(r, ops=bytes([VQ_POP, VQ_POP | VQ_HOLD, VQ_PROCESS,
+                                                   VQ_PUSH_HELD, 1, VQ_IRQ]))
+
+    # Indirect tables after a direct descriptor, with EVENT_IDX.
+    r = Ring(4)
+    r.desc(1, VQ_DATA, 16, D_NEXT, 2)
+    r.desc(2, VQ_TABLE, 4 * 16, D_INDIRECT)
+    r.desc(0, VQ_DATA + 0x100, 32, D_NEXT, 2, table=VQ_TABLE)
+    r.desc(2, VQ_DATA + 0x200, 4096, D_NEXT | D_WRITE, 3, table=VQ_TABLE)
+    r.desc(3, VQ_DATA + 0x2000, 1, D_WRITE, table=VQ_TABLE)
+    r.add(1)
+    r.used_event(0)
+    seeds["indirect"] = vq_input(r, VQ_F_INDIRECT | VQ_F_EVENT,
+                                 ops=bytes([VQ_PROCESS, VQ_ADD, 1, VQ_EVENT | VQ_HOLD, 1, 0,
+                                            VQ_PROCESS, VQ_IRQ | 16, VQ_ADD, 1, VQ_IRQ | 16,
+                                            VQ_POP]))
+
+    # Indexes about to wrap, the driver adding while the device works.
+    r = Ring(4, start=65530)
+    for i in range(4):
+        r.desc(i, VQ_DATA + 0x100 * i, 8, D_WRITE)
+    ops = b""
+    for i in range(12):
+        ops += bytes([VQ_ADD, i % 4, VQ_ADD, (i + 1) % 4, VQ_POP | VQ_HOLD, VQ_POP,
+                      VQ_PUSH_HELD, i, VQ_IRQ])
+    seeds["wrap"] = vq_input(r, VQ_F_EVENT, ops=ops + bytes([VQ_PROCESS]))
+
+    # A full ring of 256 one-descriptor chains.
+    r = Ring(256)
+    for i in range(256):
+        r.desc(i, VQ_DATA + 16 * i, 16, D_WRITE if i % 2 else 0)
+        r.add(255 - i)
+    seeds["full-256"] = vq_input(r, VQ_F_INDIRECT, ops=bytes([VQ_PROCESS, VQ_IRQ]))
+
+    # The device holds every buffer of a small ring; the driver adds one more.
+    r = Ring(2)
+    r.desc(0, VQ_DATA, 16)
+    r.desc(1, VQ_DATA + 16, 16, D_WRITE)
+    r.add(0)
+    r.add(1)
+    seeds["all-held"] = vq_input(r, ops=bytes([VQ_POP | VQ_HOLD, VQ_POP | VQ_HOLD, VQ_ADD, 0,
+                                               VQ_POP, VQ_PUSH_HELD, 3, VQ_PROCESS]))
+
+    # NO_INTERRUPT and notification suppression without EVENT_IDX.
+    r = Ring(8)
+    r.desc(5, VQ_DATA, 100)
+    r.add(5)
+    seeds["no-interrupt"] = vq_input(r, ops=bytes([VQ_EVENT | VQ_HOLD, 0, 0, VQ_IRQ | 8,
+                                                   VQ_PROCESS, VQ_IRQ, VQ_IRQ | 16, VQ_ADD, 5,
+                                                   VQ_IRQ | 16, VQ_POP]))
+
+    # Hostile chains, each followed by a reset and a good chain.
+    def hostile(name, build, feat=VQ_F_INDIRECT | VQ_F_EVENT, cap=0):
+        r = Ring(8)
+        r.desc(7, VQ_DATA, 16)
+        build(r)
+        # The driver starts over: reset, avail->idx back to 0, a good chain.
+        restart = bytes([VQ_RESET, VQ_POKE, (VQ_AVAIL + 2) & 0xFF, (VQ_AVAIL + 2) >> 8, 0,
+                         VQ_POKE, (VQ_AVAIL + 3) & 0xFF, (VQ_AVAIL + 3) >> 8, 0])
+        seeds["hostile-" + name] = vq_input(r, feat, cap, bytes([VQ_PROCESS]) + restart
+                                            + bytes([VQ_ADD, 7, VQ_PROCESS]))
+
+    def loop(r):
+        r.desc(0, VQ_DATA, 16, D_NEXT, 1)
+        r.desc(1, VQ_DATA, 16, D_NEXT, 0)
+        r.add(0)
+    hostile("loop", loop)
+
+    def next_beyond(r):
+        r.desc(0, VQ_DATA, 16, D_NEXT, 8)
+        r.add(0)
+    hostile("next-beyond", next_beyond)
+
+    def write_read(r):
+        r.desc(0, VQ_DATA, 16, D_NEXT | D_WRITE, 1)
+        r.desc(1, VQ_DATA, 16)
+        r.add(0)
+    hostile("write-then-read", write_read)
+
+    def outside(r):
+        r.desc(0, 0xFFF0, 0x20)
+        r.add(0)
+    hostile("outside-ram", outside)
+
+    def wraps(r):
+        r.desc(0, 0xFFFFFFFFFFFFFFF0, 0x20)
+        r.add(0)
+    hostile("address-wraps", wraps)
+
+    def zero(r):
+        r.desc(0, VQ_DATA, 0)
+        r.add(0)
+    hostile("zero-length", zero)
+
+    def nested(r):
+        r.desc(0, VQ_TABLE, 32, D_INDIRECT)
+        r.desc(0, VQ_TABLE + 0x100, 16, D_INDIRECT, table=VQ_TABLE)
+        r.desc(0, VQ_DATA, 16, table=VQ_TABLE + 0x100)
+        r.add(0)
+    hostile("nested-indirect", nested)
+
+    def ind_next(r):
+        r.desc(0, VQ_TABLE, 16, D_INDIRECT | D_NEXT, 7)
+        r.desc(0, VQ_DATA, 16, table=VQ_TABLE)
+        r.add(0)
+    hostile("indirect-next", ind_next)
+
+    def ind_len(r):
+        r.desc(0, VQ_TABLE, 24, D_INDIRECT)
+        r.desc(0, VQ_DATA, 16, table=VQ_TABLE)
+        r.add(0)
+    hostile("indirect-len", ind_len)
+
+    def ind_loop(r):
+        r.desc(0, VQ_TABLE, 48, D_INDIRECT)
+        for i in range(3):
+            r.desc(i, VQ_DATA, 16, D_NEXT, (i + 1) % 3, table=VQ_TABLE)
+        r.add(0)
+    hostile("indirect-loop", ind_loop)
+
+    def head(r):
+        r.add(8)
+    hostile("head-beyond", head)
+
+    def jump(r):
+        r.set_avail_idx(9)
+    hostile("avail-jump", jump)
+
+    def many(r):
+        for i in range(5):
+            r.desc(i, VQ_DATA, 16, D_NEXT if i < 4 else 0, i + 1)
+        r.add(0)
+    hostile("over-cap", many, cap=4)
+
+    hostile("indirect-unnegotiated", nested, feat=VQ_F_EVENT)
+
+    def write_ring(r):
+        r.desc(0, VQ_DATA, 16, D_NEXT, 1)
+        r.desc(1, VQ_AVAIL + 2, 2, D_WRITE)
+        r.add(0)
+    hostile("write-over-avail", write_ring)
+
+    # Rings that do not fit: misaligned, past RAM, a size that is not a power of 2.
+    r = Ring(8)
+    r.desc(0, VQ_DATA, 16)
+    r.add(0)
+    seeds["bad-rings"] = vq_input(r, addrs=(VQ_DESC + 8, VQ_AVAIL, VQ_USED),
+                                  ops=bytes([VQ_POP, VQ_RESET]))
+    seeds["rings-overlap"] = vq_input(r, addrs=(VQ_DESC, VQ_AVAIL, VQ_AVAIL + 4),
+                                      ops=bytes([VQ_PROCESS]))
+    seeds["bad-size"] = vq_input(r, size_byte=0x86, ops=bytes([VQ_PROCESS]))
+    seeds["rings-at-end"] = vq_input(r, addrs=(0x10000 - 128, VQ_AVAIL, VQ_USED),
+                                     ops=bytes([VQ_PROCESS]))
+    return seeds
+
+
 # fuzz_pci's op format (see fuzz_pci.c).
 PCI_MSIX_CTL = 0x4A  # the fake's MSI-X capability sits at 0x48, after an 8-byte vendor one
 PCI_LOG2 = {1: 0, 2: 1, 4: 2, 8: 3}
@@ -399,7 +618,7 @@ def pci_seeds():
 
 
 TARGETS = {"bzimage": bzimage_seeds, "uart8250": uart_seeds, "api": api_seeds,
-           "rtc_cmos": rtc_seeds, "pci": pci_seeds}
+           "rtc_cmos": rtc_seeds, "virtqueue": vq_seeds, "pci": pci_seeds}
 
 
 def main():

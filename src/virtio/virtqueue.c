@@ -1,0 +1,427 @@
+/*
+ * virtio split virtqueues, the device side; include/petrel/virtqueue.h gives
+ * the model.
+ *
+ * Memory ordering. The rings live in guest RAM that the driver changes
+ * concurrently from other CPUs, so every access to a ring field that the
+ * other side also touches is a single atomic access (GCC/clang __atomic
+ * builtins: the fields are plain guest memory, not _Atomic objects), and the
+ * orderings pair with the driver's barriers (Linux: virtio_ring.c):
+ *
+ * - pop: avail->idx is read with acquire before the ring entries and the
+ *   descriptors it covers (the driver writes them, then idx with a write
+ *   barrier);
+ * - push: the used element is written, then used->idx with release, so the
+ *   element and the device's writes into the buffers come first;
+ * - notification decisions are store-then-load on both sides (the device
+ *   stores used->idx and loads used_event/flags; the driver stores used_event
+ *   and loads used->idx; likewise for kicks), which needs a full fence between
+ *   the store and the load on each side, or each side could miss the other's
+ *   store and a wake-up is lost.
+ *
+ * A descriptor is copied once and only the copy is checked and used: the
+ * driver may rewrite it meanwhile.
+ */
+#include "petrel/virtqueue.h"
+
+#include <endian.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+
+static uint16_t load16_relaxed(const uint16_t *p)
+{
+    return le16toh(__atomic_load_n(p, __ATOMIC_RELAXED));
+}
+
+static uint16_t load16_acquire(const uint16_t *p)
+{
+    return le16toh(__atomic_load_n(p, __ATOMIC_ACQUIRE));
+}
+
+static void store16_relaxed(uint16_t *p, uint16_t v)
+{
+    __atomic_store_n(p, htole16(v), __ATOMIC_RELAXED);
+}
+
+static void store16_release(uint16_t *p, uint16_t v)
+{
+    __atomic_store_n(p, htole16(v), __ATOMIC_RELEASE);
+}
+
+static void store32_relaxed(uint32_t *p, uint32_t v)
+{
+    __atomic_store_n(p, htole32(v), __ATOMIC_RELAXED);
+}
+
+/* The trailing event fields: used_event after avail->ring[size], avail_event after used->ring. */
+static uint16_t *used_event(struct virtq *vq)
+{
+    return &vq->avail->ring[vq->num];
+}
+
+static uint16_t *avail_event(struct virtq *vq)
+{
+    return (uint16_t *)&vq->used->ring[vq->num];
+}
+
+/* Marks the queue broken (the first reason stays) and returns -EIO. */
+static int PRINTF(2, 3) virtq_break(struct virtq *vq, const char *fmt, ...)
+{
+    if (!vq->broken) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(vq->broken_reason, sizeof(vq->broken_reason), fmt, ap);
+        va_end(ap);
+        vq->broken = true;
+    }
+    return -EIO;
+}
+
+void virtq_init(struct virtq *vq, const struct guest_mem *gm, uint16_t max_size)
+{
+    memset(vq, 0, sizeof(*vq));
+    vq->gm = gm;
+    vq->max_size = max_size;
+    vq->size = max_size;
+}
+
+void virtq_reset(struct virtq *vq)
+{
+    virtq_init(vq, vq->gm, vq->max_size);
+}
+
+/* Whether [a, a + alen) and [b, b + blen) overlap; both lie in RAM, so nothing wraps. */
+static bool overlaps(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
+{
+    return a < b + blen && b < a + alen;
+}
+
+/* Maps a ring of len bytes at gpa that must be aligned to align; NULL (and broken) if not. */
+static void *map_ring(struct virtq *vq, const char *what, uint64_t gpa, uint64_t len,
+                      unsigned align)
+{
+    if (gpa % align) {
+        virtq_break(vq, "%s ring at 0x%llx is not %u-byte aligned", what, (unsigned long long)gpa,
+                    align);
+        return NULL;
+    }
+    void *p = gm_ptr(vq->gm, gpa, len);
+    if (!p) {
+        virtq_break(vq, "%s ring [0x%llx, +0x%llx) is not in RAM", what, (unsigned long long)gpa,
+                    (unsigned long long)len);
+        return NULL;
+    }
+    /* RAM regions are page-aligned on the host, so this holds whenever gpa is aligned; the
+     * atomic accesses below depend on it. */
+    if ((uintptr_t)p % align) {
+        virtq_break(vq, "%s ring at 0x%llx is misaligned on the host", what,
+                    (unsigned long long)gpa);
+        return NULL;
+    }
+    return p;
+}
+
+int virtq_enable(struct virtq *vq, uint64_t features)
+{
+    unsigned size = vq->size;
+
+    if (vq->broken)
+        return -EIO;
+    vq->ready = false;
+    if (!(features & (1ULL << VIRTIO_F_VERSION_1))) {
+        /* Legacy rings are guest-endian with a different layout; petrel is modern only. */
+        virtq_break(vq, "VIRTIO_F_VERSION_1 was not negotiated");
+        return -EINVAL;
+    }
+    if (size == 0 || size > vq->max_size || (size & (size - 1))) {
+        virtq_break(vq, "queue size %u is not a power of 2 in [1, %u]", size, vq->max_size);
+        return -EINVAL;
+    }
+    /* Alignments from 2.7 (Virtqueue Alignment). */
+    vq->desc = map_ring(vq, "descriptor", vq->desc_gpa, virtq_desc_bytes(size), 16);
+    vq->avail = map_ring(vq, "available", vq->avail_gpa, virtq_avail_bytes(size), 2);
+    vq->used = map_ring(vq, "used", vq->used_gpa, virtq_used_bytes(size), 4);
+    vq->ring[0].gpa = vq->desc_gpa;
+    vq->ring[0].len = virtq_desc_bytes(size);
+    vq->ring[1].gpa = vq->avail_gpa;
+    vq->ring[1].len = virtq_avail_bytes(size);
+    vq->ring[2].gpa = vq->used_gpa;
+    vq->ring[2].len = virtq_used_bytes(size);
+    /*
+     * Rings that overlap would let the device's own writes (used elements,
+     * flags, avail_event) make work for it, which no driver needs.
+     */
+    if (!vq->broken &&
+        (overlaps(vq->ring[0].gpa, vq->ring[0].len, vq->ring[1].gpa, vq->ring[1].len) ||
+         overlaps(vq->ring[0].gpa, vq->ring[0].len, vq->ring[2].gpa, vq->ring[2].len) ||
+         overlaps(vq->ring[1].gpa, vq->ring[1].len, vq->ring[2].gpa, vq->ring[2].len)))
+        virtq_break(vq, "the rings at 0x%llx, 0x%llx and 0x%llx overlap",
+                    (unsigned long long)vq->desc_gpa, (unsigned long long)vq->avail_gpa,
+                    (unsigned long long)vq->used_gpa);
+    if (vq->broken) {
+        vq->desc = NULL;
+        vq->avail = NULL;
+        vq->used = NULL;
+        return -EINVAL;
+    }
+    vq->num = size;
+    vq->features = features;
+    vq->indirect = features & (1ULL << VIRTIO_F_INDIRECT_DESC);
+    vq->event_idx = features & (1ULL << VIRTIO_F_EVENT_IDX);
+    vq->avail_idx = vq->last_avail_idx;
+    vq->signalled_used = vq->used_idx;
+    vq->signalled_used_valid = false;
+    /* 2.7.10: the device initialises used->flags to 0 (kicks wanted). */
+    store16_relaxed(&vq->used->flags, 0);
+    if (vq->event_idx)
+        store16_relaxed(avail_event(vq), vq->last_avail_idx);
+    vq->ready = true;
+    return 0;
+}
+
+/* Whether the guest range [gpa, gpa + len), in RAM, overlaps one of the queue's rings. */
+static bool writes_ring(const struct virtq *vq, uint64_t gpa, uint32_t len)
+{
+    for (unsigned i = 0; i < ARRAY_SIZE(vq->ring); i++)
+        if (overlaps(gpa, len, vq->ring[i].gpa, vq->ring[i].len))
+            return true;
+    return false;
+}
+
+/* Copies descriptor i of a table; the table may be an unaligned indirect one. */
+static struct virtq_desc read_desc(const struct virtq_desc *table, unsigned i)
+{
+    struct virtq_desc d;
+    memcpy(&d, (const uint8_t *)table + 16 * (size_t)i, sizeof(d));
+    /* A compiler barrier: d is a private copy from here on, never re-read from the table. */
+    atomic_signal_fence(memory_order_seq_cst);
+    d.addr = le64toh(d.addr);
+    d.len = le32toh(d.len);
+    d.flags = le16toh(d.flags);
+    d.next = le16toh(d.next);
+    return d;
+}
+
+/*
+ * Walks the chain at head into ch. Bounded: the direct table is walked for at
+ * most size descriptors, an indirect table for at most its count, and every
+ * descriptor but the one indirect pointer becomes a segment, at most ch->cap.
+ */
+static int walk_chain(struct virtq *vq, uint16_t head, struct virtq_chain *ch)
+{
+    const struct virtq_desc *table = vq->desc;
+    unsigned table_n = vq->num;
+    bool in_indirect = false;
+    unsigned i = head, steps = 0, nr = 0;
+
+    for (;;) {
+        if (++steps > table_n)
+            return virtq_break(vq, "chain at head %u loops or is longer than its %s (%u)", head,
+                               in_indirect ? "indirect table" : "queue", table_n);
+        struct virtq_desc d = read_desc(table, i);
+
+        if (d.flags & VIRTQ_DESC_F_INDIRECT) {
+            if (!vq->indirect)
+                return virtq_break(vq, "indirect descriptor %u without VIRTIO_F_INDIRECT_DESC", i);
+            if (in_indirect)
+                return virtq_break(vq, "indirect descriptor inside an indirect table (head %u)",
+                                   head);
+            if (d.flags & VIRTQ_DESC_F_NEXT)
+                return virtq_break(vq, "indirect descriptor %u has NEXT set", i);
+            if (d.len == 0 || d.len % sizeof(struct virtq_desc))
+                return virtq_break(vq, "indirect table of %u bytes (descriptor %u)", d.len, i);
+            const struct virtq_desc *t = gm_ptr(vq->gm, d.addr, d.len);
+            if (!t)
+                return virtq_break(vq, "indirect table [0x%llx, +0x%x) is not in RAM",
+                                   (unsigned long long)d.addr, d.len);
+            /* The WRITE flag of the pointer is ignored (2.7.5.3.2). */
+            table = t;
+            table_n = d.len / sizeof(struct virtq_desc);
+            in_indirect = true;
+            i = 0;
+            steps = 0;
+            continue;
+        }
+
+        if (d.len == 0)
+            return virtq_break(vq, "zero-length descriptor %u (head %u)", i, head);
+        void *p = gm_ptr(vq->gm, d.addr, d.len);
+        if (!p)
+            return virtq_break(vq, "descriptor %u [0x%llx, +0x%x) is not in RAM", i,
+                               (unsigned long long)d.addr, d.len);
+        if (nr == ch->cap)
+            return virtq_break(vq, "chain at head %u has more than %u buffers", head, ch->cap);
+        if (d.flags & VIRTQ_DESC_F_WRITE) {
+            /*
+             * A buffer over a ring would have the device rewrite the rings with
+             * data (a disk's, a host's), feeding itself work it never finishes.
+             */
+            if (writes_ring(vq, d.addr, d.len))
+                return virtq_break(vq, "writable descriptor %u [0x%llx, +0x%x) overlaps a ring", i,
+                                   (unsigned long long)d.addr, d.len);
+            ch->nr_in++;
+            ch->in_bytes += d.len;
+        } else {
+            if (ch->nr_in)
+                return virtq_break(vq, "device-readable descriptor %u after a writable one", i);
+            ch->nr_out++;
+            ch->out_bytes += d.len;
+        }
+        ch->segs[nr++] = (struct virtq_seg){.addr = p, .len = d.len};
+
+        if (!(d.flags & VIRTQ_DESC_F_NEXT))
+            return 0;
+        i = d.next;
+        if (i >= table_n)
+            return virtq_break(vq, "descriptor next %u is beyond the %s (%u)", i,
+                               in_indirect ? "indirect table" : "queue", table_n);
+    }
+}
+
+int virtq_pop(struct virtq *vq, struct virtq_chain *ch)
+{
+    ch->nr_out = ch->nr_in = 0;
+    ch->out_bytes = ch->in_bytes = 0;
+    ch->head = 0;
+    if (vq->broken)
+        return -EIO;
+    if (!vq->ready)
+        return 0;
+
+    if (vq->last_avail_idx == vq->avail_idx) {
+        /* Acquire: the ring entries and descriptors below were written before idx. */
+        uint16_t idx = load16_acquire(&vq->avail->idx);
+        uint16_t n = idx - vq->last_avail_idx;
+        if (n > vq->num)
+            return virtq_break(vq, "available index moved from %u to %u, more than the size %u",
+                               vq->last_avail_idx, idx, vq->num);
+        vq->avail_idx = idx;
+        if (n == 0)
+            return 0;
+    }
+    /* A driver cannot have more than size buffers outstanding (QEMU checks the same). */
+    if ((uint16_t)(vq->last_avail_idx - vq->used_idx) >= vq->num)
+        return virtq_break(vq, "more than %u chains in flight", vq->num);
+
+    uint16_t head = load16_relaxed(&vq->avail->ring[vq->last_avail_idx & (vq->num - 1)]);
+    if (head >= vq->num)
+        return virtq_break(vq, "available ring entry %u holds head %u, beyond the size %u",
+                           vq->last_avail_idx, head, vq->num);
+    int ret = walk_chain(vq, head, ch);
+    if (ret < 0) {
+        ch->nr_out = ch->nr_in = 0;
+        ch->out_bytes = ch->in_bytes = 0;
+        return ret;
+    }
+    ch->head = head;
+    vq->last_avail_idx++;
+    return 1;
+}
+
+int virtq_push(struct virtq *vq, uint16_t head, uint32_t len)
+{
+    if (vq->broken || !vq->ready)
+        return -EIO;
+    if (head >= vq->num || vq->used_idx == vq->last_avail_idx)
+        return -EINVAL;
+    struct virtq_used_elem *e = &vq->used->ring[vq->used_idx & (vq->num - 1)];
+    store32_relaxed(&e->id, head);
+    store32_relaxed(&e->len, len);
+    vq->used_idx++;
+    /* Release: the element and the buffers' contents before the index that publishes them. */
+    store16_release(&vq->used->idx, vq->used_idx);
+    return 0;
+}
+
+bool virtq_need_interrupt(struct virtq *vq)
+{
+    if (vq->broken || !vq->ready)
+        return false;
+    uint16_t old = vq->signalled_used;
+    bool valid = vq->signalled_used_valid;
+    uint16_t new_idx = vq->used_idx;
+    if (old == new_idx)
+        return false; /* nothing pushed since the last decision (or enable) */
+    vq->signalled_used = new_idx;
+    vq->signalled_used_valid = true;
+    /*
+     * Pairs with the driver's barrier between writing used_event (or clearing
+     * NO_INTERRUPT) and re-reading used->idx (Linux: virtqueue_poll()): either
+     * the driver sees the new used->idx, or this load sees its request.
+     */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (!vq->event_idx)
+        return !(load16_relaxed(&vq->avail->flags) & VIRTQ_AVAIL_F_NO_INTERRUPT);
+    if (!valid)
+        return true;
+    return virtq_need_event(load16_relaxed(used_event(vq)), new_idx, old);
+}
+
+void virtq_disable_notify(struct virtq *vq)
+{
+    if (vq->broken || !vq->ready)
+        return;
+    /* With EVENT_IDX, avail_event simply stays behind: the driver has gone past it. */
+    if (!vq->event_idx)
+        store16_relaxed(&vq->used->flags, VIRTQ_USED_F_NO_NOTIFY);
+}
+
+bool virtq_enable_notify(struct virtq *vq)
+{
+    if (vq->broken || !vq->ready)
+        return false;
+    if (vq->event_idx)
+        store16_relaxed(avail_event(vq), vq->last_avail_idx);
+    else
+        store16_relaxed(&vq->used->flags, 0);
+    /*
+     * Pairs with the driver's barrier between writing avail->idx and reading
+     * avail_event or used->flags (Linux: virtqueue_kick_prepare()): either the
+     * driver sees this request and kicks, or this load sees its new entries.
+     */
+    atomic_thread_fence(memory_order_seq_cst);
+    uint16_t idx = load16_acquire(&vq->avail->idx);
+    /* A bad index is left for virtq_pop() to report. */
+    return idx != vq->last_avail_idx;
+}
+
+/*
+ * Copies len bytes between segs[0, nr), starting off bytes in, and a host
+ * buffer: into to if it is not NULL, else from from into the segments.
+ * Returns the bytes copied.
+ */
+static size_t seg_copy(const struct virtq_seg *segs, unsigned nr, uint64_t off, void *to,
+                       const void *from, size_t len)
+{
+    size_t done = 0;
+    for (unsigned i = 0; i < nr && done < len; i++) {
+        if (off >= segs[i].len) {
+            off -= segs[i].len;
+            continue;
+        }
+        size_t n = segs[i].len - off;
+        if (n > len - done)
+            n = len - done;
+        uint8_t *g = (uint8_t *)segs[i].addr + off;
+        if (to)
+            memcpy((uint8_t *)to + done, g, n);
+        else
+            memcpy(g, (const uint8_t *)from + done, n);
+        done += n;
+        off = 0;
+    }
+    return done;
+}
+
+size_t virtq_chain_read(const struct virtq_chain *ch, uint64_t off, void *dst, size_t len)
+{
+    return seg_copy(ch->segs, ch->nr_out, off, dst, NULL, len);
+}
+
+size_t virtq_chain_write(const struct virtq_chain *ch, uint64_t off, const void *src, size_t len)
+{
+    return seg_copy(ch->segs + ch->nr_out, ch->nr_in, off, NULL, src, len);
+}
