@@ -369,10 +369,11 @@ def one_vcpu(r, g):
     with r.check("ctrl_c_interrupts_a_command"):
         # The shell has the console's tty as its controlling terminal (cttyhack), so
         # Ctrl-C reaches the command it runs in the foreground.
+        # The subshell prints from inside the foreground job and then becomes `sleep`:
+        # once its line is out, a Ctrl-C reaches the job whether or not exec is done.
         start = g.mark()
-        g.type("echo sleep$((1000)); sleep 1000\n")
+        g.type("(echo sleep$((1000)); exec sleep 1000)\n")
         g.wait_for("sleep1000\n", start, what="`sleep 1000` starting", limit=30)
-        time.sleep(0.5)
         g.type("\x03")
         g.sh("true", limit=30)
     with r.check("nproc_1"):
