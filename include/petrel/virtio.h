@@ -219,6 +219,13 @@ static inline struct virtq *virtio_vq(struct virtio_dev *vdev, unsigned q)
  * (virtq_need_interrupt), and if the queue broke, sets DEVICE_NEEDS_RESET and
  * tells the driver. The plain form takes the lock (any thread).
  */
+/*
+ * Has queue_notify() run again for queue q soon, from the loop (lock held). A
+ * device handles a bounded batch of chains per call, so that a driver adding
+ * buffers as fast as they are used cannot keep the loop to itself, and calls
+ * this when it stops with work left.
+ */
+void virtio_requeue_locked(struct virtio_dev *vdev, unsigned q);
 void virtio_notify_queue(struct virtio_dev *vdev, unsigned q);
 void virtio_notify_queue_locked(struct virtio_dev *vdev, unsigned q);
 

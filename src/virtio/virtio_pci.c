@@ -88,6 +88,12 @@ static void kick_write(struct virtio_queue *vq)
     (void)r; /* EAGAIN: a wakeup is pending anyway */
 }
 
+void virtio_requeue_locked(struct virtio_dev *vdev, unsigned q)
+{
+    if (q < vdev->nr_queues)
+        kick_write(&vdev->queues[q]);
+}
+
 /* ---- interrupts ---- */
 
 static void fire(struct virtio_dev *v, uint16_t vector)

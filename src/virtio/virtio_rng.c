@@ -46,15 +46,21 @@ static void rng_queue_notify(struct virtio_dev *vdev, unsigned q)
     struct virtio_rng *rng = to_rng(vdev);
     struct virtq *vq = virtio_vq(vdev, q);
     struct virtq_chain ch = {.segs = rng->segs, .cap = VIRTIO_RNG_QUEUE_SIZE};
+    unsigned budget = VIRTIO_RNG_QUEUE_SIZE; /* chains per call: the loop has other work */
     int r;
 
     for (;;) {
         virtq_disable_notify(vq);
-        while ((r = virtq_pop(vq, &ch)) > 0) {
+        while (budget && (r = virtq_pop(vq, &ch)) > 0) {
+            budget--;
             uint32_t len = rng_fill(&ch);
             if (virtq_push(vq, ch.head, len))
                 break;
             rng->bytes += len;
+        }
+        if (!budget) {
+            virtio_requeue_locked(vdev, q); /* more may be waiting: later */
+            break;
         }
         if (r < 0 || vq->broken || !virtq_enable_notify(vq))
             break;
