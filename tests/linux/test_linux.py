@@ -57,7 +57,7 @@ class Guest:
     Output is collected by a reader thread; the test types on petrel's standard input
     (petrel passes a non-tty stdin's bytes to the UART) and waits for answers."""
 
-    def __init__(self, name, cpus, memory, cmdline):
+    def __init__(self, name, cpus, memory, cmdline, args=()):
         self.tmp = tempfile.TemporaryDirectory()
         os.makedirs(os.path.join(GUEST_DIR, "logs"), exist_ok=True)
         self.log = open(os.path.join(GUEST_DIR, "logs", name + ".log"), "wb", buffering=0)
@@ -70,7 +70,7 @@ class Guest:
         self.proc = subprocess.Popen(
             [PETREL, "run", "--kernel", VMLINUZ, "--initrd", INITRD, "--cmdline", cmdline,
              "--cpus", str(cpus), "--memory", memory, "--name", "%s-%d" % (name, os.getpid()),
-             "--api-sock", self.sock],
+             "--api-sock", self.sock, *args],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         self.cond = threading.Condition()
         self.buf = bytearray()
@@ -260,12 +260,13 @@ def unexplained(log, entries):
 SCENARIOS = []
 
 
-def scenario(checks, cpus, memory, cmdline):
-    """Registers a scenario: one boot with these settings, running the named checks in
-    that order (declared up front, so that a boot that dies still counts every check)."""
+def scenario(checks, cpus, memory, cmdline, args=()):
+    """Registers a scenario: one boot with these settings (args: more petrel run options),
+    running the named checks in that order (declared up front, so that a boot that dies
+    still counts every check)."""
     def deco(fn):
         SCENARIOS.append({"fn": fn, "name": fn.__name__, "checks": checks, "cpus": cpus,
-                          "memory": memory, "cmdline": cmdline})
+                          "memory": memory, "cmdline": cmdline, "args": args})
         return fn
     return deco
 
@@ -387,9 +388,9 @@ def one_vcpu(r, g):
         ends_with(g, "poweroff", shows=["The system is going down", "reboot: Power down"])
 
 
-@scenario(["boots_2_vcpus", "nproc_2", "memtotal_512M", "pause_resume_no_soft_lockup",
-           "reboot_exits_0"],
-          cpus=2, memory="512M", cmdline="console=ttyS0 quiet")
+@scenario(["boots_2_vcpus", "nproc_2", "memtotal_512M", "virtio_rng_gives_bytes",
+           "pause_resume_no_soft_lockup", "reboot_exits_0"],
+          cpus=2, memory="512M", cmdline="console=ttyS0 quiet", args=("--rng",))
 def two_vcpus(r, g):
     with r.check("boots_2_vcpus"):
         g.boot()
@@ -398,6 +399,18 @@ def two_vcpus(r, g):
         nproc_is(g, 2)
     with r.check("memtotal_512M"):
         memtotal_matches(g)
+    with r.check("virtio_rng_gives_bytes"):
+        # Debian's virtio_pci and virtio_rng find petrel's device on PCI bus 0 (MSI-X).
+        out = g.sh_ok("cat /sys/class/misc/hw_random/rng_available; "
+                      "head -c 4096 /dev/hwrng | od -An -tx1 | tr -s ' \\n' '\\n' | "
+                      "grep -c .; head -c 4096 /dev/hwrng | od -An -tx1 | tr -s ' \\n' '\\n' "
+                      "| sort -u | grep -c .")
+        words = out.split()
+        check("virtio_rng.0" in words, "no virtio_rng.0 in rng_available: %r" % out)
+        check(len(words) >= 3 and words[-2] == "4096",
+              "/dev/hwrng did not give 4096 bytes: %r" % out)
+        # 4096 random bytes take (almost surely) at least 200 of the 256 values.
+        check(int(words[-1]) >= 200, "/dev/hwrng's bytes do not look random: %r" % out)
     with r.check("pause_resume_no_soft_lockup"):
         # The soft-lockup watchdog fires when a CPU has not scheduled for 2 x
         # watchdog_thresh seconds by the guest's clock, which runs on during a pause;
@@ -515,9 +528,11 @@ def main():
     for sc in SCENARIOS:
         if only and sc["name"] not in only:
             continue
-        print("-- %s: %d vCPU(s), %s, \"%s\"" % (sc["name"], sc["cpus"], sc["memory"],
-                                                sc["cmdline"]), flush=True)
-        g = Guest(sc["name"], sc["cpus"], sc["memory"], sc["cmdline"])
+        print("-- %s: %d vCPU(s), %s, \"%s\"%s" % (sc["name"], sc["cpus"], sc["memory"],
+                                                  sc["cmdline"],
+                                                  "".join(" " + a for a in sc["args"])),
+              flush=True)
+        g = Guest(sc["name"], sc["cpus"], sc["memory"], sc["cmdline"], sc["args"])
         r = Run(sc, g)
         lost = None
         try:
@@ -525,6 +540,8 @@ def main():
         except Lost as e:
             lost = str(e)
         except Exception:
+            traceback.print_exc()   # a bug in the scenario (a check out of order, say)
+            sys.stdout.flush()
             lost = "the scenario failed (see above)"
         finally:
             g.close()
