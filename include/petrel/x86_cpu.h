@@ -16,8 +16,11 @@
 
 #define CPUID_MAX_ENTRIES 256
 
-/* KVM_GET_SUPPORTED_CPUID into a malloc()ed table. 0 or -errno. */
+/* KVM_GET_SUPPORTED_CPUID into a malloc()ed table, with the TSC-deadline bit KVM
+ * leaves to userspace set when KVM_CAP_TSC_DEADLINE_TIMER says it works. 0 or -errno. */
 int x86_cpuid_supported(int kvm_fd, struct kvm_cpuid2 **out) MUST_CHECK;
+
+#define X86_CPUID1_ECX_TSC_DEADLINE (1U << 24)
 
 /* Bits needed to number n cores (the APIC ID's core field width). */
 unsigned x86_core_bits(unsigned n);

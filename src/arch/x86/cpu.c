@@ -28,6 +28,14 @@ int x86_cpuid_supported(int kvm_fd, struct kvm_cpuid2 **out)
             return -ENOMEM;
         c->nent = nent;
         if (ioctl(kvm_fd, KVM_GET_SUPPORTED_CPUID, c) == 0) {
+            /*
+             * KVM emulates the LAPIC's TSC-deadline mode but leaves the CPUID
+             * bit to userspace (api.rst, KVM_GET_SUPPORTED_CPUID). Without it
+             * Linux calibrates the LAPIC timer against another clock at boot.
+             */
+            struct kvm_cpuid_entry2 *leaf1 = x86_cpuid_find(c, 0x1, 0);
+            if (leaf1 && ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_TSC_DEADLINE_TIMER) > 0)
+                leaf1->ecx |= X86_CPUID1_ECX_TSC_DEADLINE;
             *out = c;
             return 0;
         }
