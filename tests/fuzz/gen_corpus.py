@@ -617,8 +617,82 @@ def pci_seeds():
     }
 
 
+# ---- virtio_pci: the transport's registers and virtio-rng (fuzz_virtio_pci.c) ----
+
+def vp_op(kind, size=1):
+    """The smallest op byte with op % 6 == kind and 1 << (op >> 3 & 3) == size."""
+    for op in range(256):
+        if op % 6 == kind and 1 << (op >> 3 & 3) == size:
+            return bytes([op])
+    raise ValueError((kind, size))
+
+
+def vp_bar_w(off, val, size):
+    return vp_op(0, size) + struct.pack("<HQ", off, val)
+
+
+def vp_bar_r(off, size):
+    return vp_op(1, size) + struct.pack("<H", off)
+
+
+def vp_cfg_w(reg, val, size):
+    return vp_op(2, size) + bytes([reg]) + struct.pack("<I", val)
+
+
+def vp_mem(addr, data):
+    out = b""
+    for i in range(0, len(data), 255):
+        chunk = data[i:i + 255]
+        out += vp_op(4) + struct.pack("<HB", addr + i, len(chunk)) + chunk
+    return out
+
+
+VP_LOOP = vp_op(5)
+
+
+def virtio_pci_seeds():
+    # Common configuration offsets (virtio 1.2, 4.1.4.3) and the notify area.
+    DFSEL, GFSEL, GF, STATUS = 0x00, 0x08, 0x0C, 0x14
+    QSEL, QSIZE, QMSIX, QEN, QDESC, QAVAIL, QUSED = 0x16, 0x18, 0x1A, 0x1C, 0x20, 0x28, 0x30
+    NOTIFY, ISR, TABLE = 0x3000, 0x1000, 0x4000
+    desc, avail, used, buf = 0x1000, 0x2000, 0x3000, 0x8000
+
+    def init(features_hi=1, size=16, vector=0):
+        seq = vp_bar_w(STATUS, 1, 1) + vp_bar_w(STATUS, 3, 1)
+        seq += vp_bar_w(DFSEL, 1, 4) + vp_bar_r(0x04, 4)
+        seq += vp_bar_w(GFSEL, 1, 4) + vp_bar_w(GF, features_hi, 4)
+        seq += vp_bar_w(STATUS, 0xB, 1) + vp_bar_r(STATUS, 1)
+        seq += vp_bar_w(QSEL, 0, 2) + vp_bar_w(QSIZE, size, 2) + vp_bar_w(QMSIX, vector, 2)
+        seq += vp_bar_w(QDESC, desc, 8) + vp_bar_w(QAVAIL, avail, 8) + vp_bar_w(QUSED, used, 8)
+        seq += vp_bar_w(QEN, 1, 2) + vp_bar_w(STATUS, 0xF, 1)
+        return seq
+
+    def chain(n, length=64, flags=2, extra=0):
+        # n one-descriptor writable chains, published in the avail ring, then a kick.
+        d = b"".join(struct.pack("<QIHH", buf + 0x100 * i, length, flags | extra, 0)
+                     for i in range(n))
+        a = struct.pack("<HH", 0, n) + b"".join(struct.pack("<H", i) for i in range(n))
+        return vp_mem(desc, d) + vp_mem(avail, a) + vp_bar_w(NOTIFY, 0, 2) + VP_LOOP
+
+    msix_on = vp_cfg_w(0x42, 0x8000, 2)  # message control: enable (the capability at 0x40)
+    entry0 = (vp_bar_w(TABLE, 0xFEE00000, 4) + vp_bar_w(TABLE + 8, 0x4041, 4)
+              + vp_bar_w(TABLE + 12, 0, 4))
+    return {
+        "probe": vp_bar_r(0, 4) + vp_bar_r(ISR, 1) + vp_bar_r(STATUS, 1),
+        "init-and-one-buffer": init() + chain(1) + vp_bar_r(ISR, 1),
+        "msix-and-buffers": msix_on + entry0 + init() + chain(4) + vp_bar_r(used, 4),
+        "no-version-1": init(features_hi=0) + chain(1),
+        "bad-size": init(size=3) + chain(1),
+        "readable-buffer": init() + chain(1, flags=0),
+        "loop-descriptor": init() + chain(1, extra=1),
+        "huge-length": init() + chain(1, length=0xFFFFFFFF),
+        "reset-midway": init() + chain(2) + vp_bar_w(STATUS, 0, 1) + init() + chain(2),
+    }
+
+
 TARGETS = {"bzimage": bzimage_seeds, "uart8250": uart_seeds, "api": api_seeds,
-           "rtc_cmos": rtc_seeds, "virtqueue": vq_seeds, "pci": pci_seeds}
+           "rtc_cmos": rtc_seeds, "virtqueue": vq_seeds, "pci": pci_seeds,
+           "virtio_pci": virtio_pci_seeds}
 
 
 def main():
