@@ -89,14 +89,8 @@ static int setup_rtc(struct vm *vm, struct errbuf *eb)
         return err_set(eb, ret, "cannot set up the RTC: %s", strerror(-ret));
     vm->rtc_ready = true;
 
-    uint64_t below = 0, above = 0;
-    for (unsigned i = 0; i < vm->mem.nr; i++) {
-        if (vm->mem.regions[i].gpa < (1ull << 32))
-            below += vm->mem.regions[i].size;
-        else
-            above += vm->mem.regions[i].size;
-    }
-    rtc_cmos_set_memory(&vm->rtc, below, above);
+    uint64_t below = gm_low_end(&vm->mem);
+    rtc_cmos_set_memory(&vm->rtc, below, vm->mem.size - below);
 
     vm->ev_rtc = event_new(vm->base, rtc_cmos_timer_fd(&vm->rtc), EV_READ | EV_PERSIST,
                            vm_on_rtc_timer, &vm->rtc);
