@@ -35,22 +35,9 @@
 #include "fuzz.h"
 #include "petrel/bus.h"
 #include "petrel/rtc_cmos.h"
+#include "fake_irq.h"
 
 #define NS 1000000000LL
-
-struct fake_irq {
-    struct irq_line line;
-    bool level;
-};
-
-static int fake_irq_set(struct irq_line *line, bool level)
-{
-    struct fake_irq *f = container_of(line, struct fake_irq, line);
-    /* The device reports changes only. */
-    FUZZ_CHECK(level != f->level);
-    f->level = level;
-    return 0;
-}
 
 /* What the guest should read back. */
 struct model {
@@ -173,6 +160,7 @@ static void check_invariants(struct rig *r)
     FUZZ_CHECK(!(rtc->cmos[RTC_REG_A] & RTC_A_UIP));
     FUZZ_CHECK((rtc->flags & ~RTC_C_EVENTS) == 0);
     FUZZ_CHECK(rtc->irq_level == r->irq.level);
+    FUZZ_CHECK(r->irq.repeats == 0); /* the device reports changes only */
     FUZZ_CHECK(rtc->irq_level == ((rtc->flags & b & RTC_C_EVENTS) != 0));
     FUZZ_CHECK(rtc->halted == ((rtc->cmos[RTC_REG_A] & RTC_A_DV_MASK) >= 0x30));
     FUZZ_CHECK(rtc->offset.nsec >= 0 && rtc->offset.nsec < NS);
@@ -401,7 +389,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     r.realtime = (int64_t)timegm(&start) * NS + (int64_t)data[1] * (NS / 256);
     r.monotonic = 12345 * NS;
     pos = 2;
-    r.irq.line.set_level = fake_irq_set;
+    fake_irq_init(&r.irq);
     struct rtc_cmos_clock clock = {rig_realtime, rig_monotonic, &r};
     FUZZ_CHECK(rtc_cmos_init(&r.rtc, &r.irq.line, &clock) == 0);
     rtc_cmos_set_memory(&r.rtc, (uint64_t)(data[0] >> 3) * 128 * MiB, 0);

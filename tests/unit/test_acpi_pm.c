@@ -10,21 +10,7 @@
 
 #include "petrel/acpi_pm.h"
 #include "petrel/platform.h"
-
-struct fake_irq {
-    struct irq_line line;
-    bool level;
-    unsigned raises;
-};
-
-static int fake_irq_set(struct irq_line *line, bool level)
-{
-    struct fake_irq *f = container_of(line, struct fake_irq, line);
-    if (level && !f->level)
-        f->raises++;
-    f->level = level;
-    return 0;
-}
+#include "fake_irq.h"
 
 struct fixture {
     struct acpi_pm pm;

@@ -8,21 +8,7 @@
 #include <cmocka.h>
 
 #include "petrel/i8042.h"
-
-struct fake_irq {
-    struct irq_line line;
-    bool level;
-    unsigned edges; /* 0 -> 1 transitions */
-};
-
-static int fake_irq_set(struct irq_line *line, bool level)
-{
-    struct fake_irq *f = container_of(line, struct fake_irq, line);
-    if (level && !f->level)
-        f->edges++;
-    f->level = level;
-    return 0;
-}
+#include "fake_irq.h"
 
 struct fixture {
     struct i8042 k;
@@ -176,13 +162,13 @@ static void irq1_edge_per_byte(void **state)
     uint8_t keys[] = {0x1e, 0x9e, 0x30};
     assert_int_equal(i8042_inject(&f->k, keys, 3), 3);
     assert_true(f->kbd.level);
-    assert_int_equal(f->kbd.edges, 1);
+    assert_int_equal(f->kbd.raises, 1);
     assert_int_equal(inb(f, I8042_DATA_PORT), 0x1e);
-    assert_int_equal(f->kbd.edges, 2); /* dropped and raised again for the next byte */
+    assert_int_equal(f->kbd.raises, 2); /* dropped and raised again for the next byte */
     assert_int_equal(inb(f, I8042_DATA_PORT), 0x9e);
     assert_int_equal(inb(f, I8042_DATA_PORT), 0x30);
     assert_false(f->kbd.level);
-    assert_int_equal(f->kbd.edges, 3);
+    assert_int_equal(f->kbd.raises, 3);
     assert_false(f->aux.level);
 
     /* With the interrupt disabled in the CTR, no edge. */
@@ -190,7 +176,7 @@ static void irq1_edge_per_byte(void **state)
     outb(f, I8042_DATA_PORT, 0x44);
     i8042_inject(&f->k, keys, 1);
     assert_false(f->kbd.level);
-    assert_int_equal(f->kbd.edges, 3);
+    assert_int_equal(f->kbd.raises, 3);
 }
 
 static void irq12_for_mouse_bytes(void **state)
@@ -206,7 +192,7 @@ static void irq12_for_mouse_bytes(void **state)
     assert_int_equal(read_data(f, true), 0xfa);
     assert_int_equal(read_data(f, true), 0x00);
     assert_false(f->aux.level);
-    assert_int_equal(f->aux.edges, 2);
+    assert_int_equal(f->aux.raises, 2);
 }
 
 static void reset_paths(void **state)

@@ -12,29 +12,13 @@
 #include <time.h>
 
 #include "petrel/rtc_cmos.h"
+#include "fake_irq.h"
 
 #define NS  1000000000LL
 #define MS  1000000LL
 #define US  1000LL
 #define BCD RTC_B_24H /* register B: BCD, 24-hour (the default) */
 #define BIN (RTC_B_24H | RTC_B_DM)
-
-struct fake_irq {
-    struct irq_line line;
-    bool level;
-    unsigned edges; /* 0 -> 1 transitions */
-};
-
-static int fake_irq_set(struct irq_line *line, bool level)
-{
-    struct fake_irq *f = container_of(line, struct fake_irq, line);
-    /* The device reports changes only. */
-    assert_true(level != f->level);
-    if (level)
-        f->edges++;
-    f->level = level;
-    return 0;
-}
 
 struct fixture {
     struct rtc_cmos rtc;
@@ -80,6 +64,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fixture *f = *state;
+    assert_int_equal(f->irq.repeats, 0); /* the device reports changes only */
     rtc_cmos_destroy(&f->rtc);
     test_free(f);
     return 0;
@@ -371,7 +356,7 @@ static void register_c_clear_on_read_and_irq(void **state)
     assert_int_equal(timer_in(f), 1 * NS);
     fire(f);
     assert_true(f->irq.level);
-    assert_int_equal(f->irq.edges, 1);
+    assert_int_equal(f->irq.raises, 1);
     assert_disarmed(f); /* nothing more to deliver until the guest reads C */
     advance(f, 5 * NS);
     assert_true(f->irq.level);
@@ -387,7 +372,7 @@ static void register_c_clear_on_read_and_irq(void **state)
     assert_int_equal(rd(f, RTC_REG_C), 0);
     assert_int_equal(rd(f, RTC_REG_D), RTC_D_VRT);
     fire(f);
-    assert_int_equal(f->irq.edges, 2);
+    assert_int_equal(f->irq.raises, 2);
     /* Disabling the interrupt drops the line (IRQF = UF.UIE) and the timer. */
     wr(f, RTC_REG_B, BCD);
     assert_false(f->irq.level);
@@ -416,7 +401,7 @@ static void flags_without_interrupts_need_no_timer(void **state)
     assert_int_equal(rd(f, RTC_REG_C), RTC_C_UF);
     wr(f, RTC_REG_B, BCD | RTC_B_PIE); /* PIE with rate 0: nothing to arm */
     assert_disarmed(f);
-    assert_int_equal(f->irq.edges, 0);
+    assert_int_equal(f->irq.raises, 0);
     assert_int_equal(f->rtc.timer_calls, 0);
 }
 
@@ -480,7 +465,7 @@ static void high_periodic_rate_is_capped(void **state)
     }
     assert_in_range(fires, RTC_CMOS_TIMER_MAX_HZ - 2, RTC_CMOS_TIMER_MAX_HZ);
     assert_int_equal(f->rtc.timer_calls, fires);
-    assert_int_equal(f->irq.edges, fires);
+    assert_int_equal(f->irq.raises, fires);
 }
 
 static void alarm_with_dont_care_fields(void **state)
@@ -547,7 +532,7 @@ static void update_ended_interrupt_each_second(void **state)
         assert_int_equal(rd(f, RTC_REG_C), RTC_C_IRQF | RTC_C_UF);
         assert_int_equal(timer_in(f), NS);
     }
-    assert_int_equal(f->irq.edges, 3);
+    assert_int_equal(f->irq.raises, 3);
     /* No updates while SET is 1, and setting SET clears UIE (MC146818A). */
     wr(f, RTC_REG_B, BCD | RTC_B_UIE | RTC_B_SET);
     assert_int_equal(rd(f, RTC_REG_B), BCD | RTC_B_SET);

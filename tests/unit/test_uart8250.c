@@ -15,25 +15,7 @@
 #include "petrel/bus.h"
 #include "petrel/outbuf.h"
 #include "petrel/uart8250.h"
-
-/* The interrupt line: its level and how often set_level() was called. */
-struct fake_irq {
-    struct irq_line line;
-    bool level;
-    unsigned calls, raises, lowers;
-};
-
-static int fake_irq_set(struct irq_line *line, bool level)
-{
-    struct fake_irq *f = container_of(line, struct fake_irq, line);
-    f->calls++;
-    if (level)
-        f->raises++;
-    else
-        f->lowers++;
-    f->level = level;
-    return 0;
-}
+#include "fake_irq.h"
 
 struct rig {
     struct bus bus;
