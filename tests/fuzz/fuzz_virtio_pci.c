@@ -22,58 +22,14 @@
  * no larger than the device's maximum; the BAR sits at a multiple of its size.
  */
 #include <string.h>
-#include <unistd.h>
 #include <event2/event.h>
-#include <sys/eventfd.h>
 
 #include "fuzz.h"
 #include "petrel/virtio.h"
 #include "petrel/virtio_rng.h"
+#include "fake_virtio_sys.h"
 
 #define RAM_SIZE (64 * 1024)
-
-static int fake_irqfd_init(struct irqfd *irq, int vm_fd, uint32_t gsi)
-{
-    irq->vm_fd = vm_fd;
-    irq->gsi = gsi;
-    irq->fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    irq->ready = irq->fd >= 0;
-    return irq->ready ? 0 : -1;
-}
-
-static void fake_irqfd_destroy(struct irqfd *irq)
-{
-    if (irq->ready)
-        close(irq->fd);
-    irq->ready = false;
-}
-
-static int fake_bind(struct ioeventfd *io, uint64_t addr, uint32_t len, bool pio)
-{
-    io->addr = addr;
-    io->len = len;
-    io->pio = pio;
-    io->bound = true;
-    return 0;
-}
-
-static void fake_unbind(struct ioeventfd *io)
-{
-    io->bound = false;
-}
-
-static const struct virtio_sys_ops fake_sys_ops = {
-    .irqfd_init = fake_irqfd_init,
-    .irqfd_destroy = fake_irqfd_destroy,
-    .ioeventfd_bind = fake_bind,
-    .ioeventfd_unbind = fake_unbind,
-};
-
-static int fake_commit(struct irq_routing *rt, const struct kvm_irq_routing *t)
-{
-    (void)rt, (void)t;
-    return 0;
-}
 
 static void quiet(void *ctx, const char *msg)
 {
