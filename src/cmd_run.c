@@ -13,13 +13,15 @@
 static void run_usage(FILE *f)
 {
     fprintf(f,
-            "usage: petrel run --kernel BZIMAGE [OPTIONS]\n"
+            "usage: petrel run --kernel KERNEL [OPTIONS]\n"
             "\n"
-            "Boots an x86-64 Linux bzImage (or a petrel guest-kit program) under KVM with\n"
+            "Boots an x86-64 Linux kernel (or a petrel guest-kit program) under KVM with\n"
             "the guest's serial console (COM1) on standard output.\n"
             "\n"
             "options:\n"
-            "  -k, --kernel FILE     the bzImage to boot (required)\n"
+            "  -k, --kernel FILE     the kernel to boot (required): a bzImage\n"
+            "                        (/boot/vmlinuz-*), or an uncompressed ELF vmlinux,\n"
+            "                        which skips the kernel's decompressor\n"
             "  -i, --initrd FILE     an initial ramdisk to load with it\n"
             "  -a, --cmdline TEXT    the kernel command line, passed exactly as given\n"
             "                        (default: \"%s\")\n"

@@ -110,7 +110,7 @@ struct vm {
     /* Only while vm_create() runs: the kernel image and the initrd to load. */
     uint8_t *kernel_img;
     size_t kernel_len;
-    struct bzimage bz;
+    struct kernel_image kernel; /* its pointers point into kernel_img */
     int initrd_fd;
     uint64_t initrd_size;
 

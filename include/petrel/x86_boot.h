@@ -3,9 +3,15 @@
  * header parsing, the guest-physical boot layout, the zero page (boot_params)
  * with its e820 map, and loading the kernel, command line and initrd.
  *
- * petrel uses the 64-bit entry point: the protected-mode kernel is loaded at
- * 1 MiB and the BSP starts at load address + 0x200 in long mode, with RSI
+ * petrel uses the 64-bit entry point: the BSP starts in long mode, with RSI
  * pointing at the zero page and identity page tables covering the low 4 GiB.
+ * It loads two kinds of kernel:
+ * - a bzImage: the protected-mode kernel goes to 1 MiB and the BSP starts at
+ *   load address + 0x200, in the kernel's own decompressor;
+ * - an ELF vmlinux (the uncompressed kernel, as Firecracker loads it): each
+ *   PT_LOAD segment goes to its physical address and the BSP starts at the
+ *   ELF entry (startup_64), skipping the decompressor. There is no setup
+ *   header in the file, so petrel writes one (protocol 2.15) in the zero page.
  */
 #ifndef PETREL_X86_BOOT_H
 #define PETREL_X86_BOOT_H
@@ -107,6 +113,50 @@ int bzimage_parse(const uint8_t *img, size_t len, struct bzimage *bz, struct err
 /* Fills out[] with the e820 map of gm; returns the number of entries. */
 unsigned e820_build(const struct guest_mem *gm, struct e820_entry *out, unsigned max);
 
+/*
+ * A kernel reduced to what loading it needs, whatever its format: the bytes to
+ * copy where, the entry point, the memory it claims, and its limits.
+ */
+#define KERNEL_MAX_SEGMENTS 16
+#define ELF_CMDLINE_MAX     2047       /* x86 Linux's COMMAND_LINE_SIZE - 1 */
+#define ELF_INITRD_ADDR_MAX 0x7fffffff /* what x86-64 kernels put in initrd_addr_max */
+#define BOOT_HDR_VERSION    0x020f     /* the protocol petrel writes for a vmlinux */
+#define ELF_MAGIC                                                                                  \
+    "\x7f"                                                                                         \
+    "ELF"
+
+struct kernel_segment {
+    uint64_t gpa;
+    const uint8_t *data; /* inside the caller's image */
+    size_t filesz;
+    uint64_t memsz; /* >= filesz; the rest is zeroed */
+};
+
+struct kernel_image {
+    const char *format; /* "bzImage" or "ELF vmlinux" */
+    struct kernel_segment seg[KERNEL_MAX_SEGMENTS];
+    unsigned nr_seg;
+    uint64_t entry;       /* where the BSP starts (guest-physical, 64-bit entry) */
+    uint64_t end;         /* end of the kernel's memory; the initrd goes above it */
+    uint32_t cmdline_max; /* longest command line, without the NUL */
+    uint32_t initrd_addr_max;
+    const uint8_t *hdr; /* a bzImage's setup header (from BP_HDR), copied to the zero page */
+    size_t hdr_len;     /* 0 for a vmlinux: petrel writes the header */
+};
+
+/*
+ * Validates an ELF vmlinux held in img[0, len): x86-64, executable, at most
+ * KERNEL_MAX_SEGMENTS non-empty PT_LOAD segments inside the file, each at or
+ * above 1 MiB and below 4 GiB, none overlapping, the entry inside an
+ * executable one. -ENOEXEC with a message otherwise. img must outlive k.
+ */
+int vmlinux_parse(const uint8_t *img, size_t len, struct kernel_image *k,
+                  struct errbuf *eb) MUST_CHECK;
+
+/* Either format, told apart by its magic. -ENOEXEC with a message if neither. */
+int kernel_parse(const uint8_t *img, size_t len, struct kernel_image *k,
+                 struct errbuf *eb) MUST_CHECK;
+
 /* Where and what petrel loads. initrd may be absent (initrd_size 0). */
 struct boot_load {
     const char *cmdline;
@@ -118,14 +168,14 @@ struct boot_load {
  * Picks the initrd's address: as high as possible below the kernel's limit and
  * the hole, above the kernel's memory. -ENOSPC (with a message) if it cannot fit.
  */
-int x86_boot_place_initrd(const struct guest_mem *gm, const struct bzimage *bz,
+int x86_boot_place_initrd(const struct guest_mem *gm, const struct kernel_image *k,
                           struct boot_load *bl, struct errbuf *eb) MUST_CHECK;
 
 /*
- * Copies the kernel to 1 MiB, writes the command line and the zero page. The
+ * Copies the kernel's segments, writes the command line and the zero page. The
  * initrd's bytes are the caller's to copy (to bl->initrd_gpa). 0 or -errno.
  */
-int x86_boot_load(const struct guest_mem *gm, const struct bzimage *bz, const uint8_t *img,
+int x86_boot_load(const struct guest_mem *gm, const struct kernel_image *k,
                   const struct boot_load *bl, struct errbuf *eb) MUST_CHECK;
 
 static inline uint16_t get_le16(const uint8_t *p)

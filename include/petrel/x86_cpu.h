@@ -41,9 +41,10 @@ int x86_boot_tables(const struct guest_mem *gm) MUST_CHECK;
 
 /*
  * Sets CPUID, MSRs, FPU and LAPIC LINT0/LINT1 on a vCPU; on the BSP also the
- * long-mode registers that enter the kernel's 64-bit entry with RSI = zero page.
+ * long-mode registers that enter the kernel's 64-bit entry (entry, guest
+ * physical) with RSI = zero page.
  */
-int x86_vcpu_setup(int vcpu_fd, const struct kvm_cpuid2 *cpuid, bool bsp,
+int x86_vcpu_setup(int vcpu_fd, const struct kvm_cpuid2 *cpuid, bool bsp, uint64_t entry,
                    struct errbuf *eb) MUST_CHECK;
 
 /* Prints the vCPU's registers for a crash report (to f). */

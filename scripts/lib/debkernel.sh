@@ -31,6 +31,9 @@
 #                              neither as a module nor built in, it is listed in
 #                              DEBKERNEL_ABSENT instead of being an error.
 #   debkernel_cpio DIR OUT     packs DIR as a gzip'd newc cpio archive owned by root
+#   debkernel_vmlinux BZ OUT   writes the ELF vmlinux a bzImage carries (its payload,
+#                              decompressed); returns 1 if the payload is not gzip, xz
+#                              or zstd or does not decompress to an ELF file
 
 debkernel_busybox() {
     local b
@@ -195,4 +198,30 @@ debkernel_cpio() {
             find . | LC_ALL=C sort | "${DEBKERNEL_BUSYBOX:-busybox}" cpio -o -H newc
         fi
     ) | gzip -6 > "$out"
+}
+
+# The bzImage's payload is the compressed ELF vmlinux. Setup header fields
+# (Documentation/arch/x86/boot.rst): setup_sects at 0x1f1, payload_offset at 0x248 and
+# payload_length at 0x24c, the offset counting from the protected-mode code at
+# (setup_sects + 1) * 512. The build appends the uncompressed size after the stream:
+# decompress one stream (gzip says "trailing garbage ignored" and exits 2 for that).
+debkernel_vmlinux() {
+    local bz=$1 out=$2 ss po pl off magic rc=0
+    ss=$(od -An -tu1 -j $((0x1f1)) -N1 "$bz" | tr -d ' ')
+    po=$(od -An -tu4 -j $((0x248)) -N4 "$bz" | tr -d ' ')
+    pl=$(od -An -tu4 -j $((0x24c)) -N4 "$bz" | tr -d ' ')
+    [ "$ss" = 0 ] && ss=4
+    off=$(((ss + 1) * 512 + po))
+    magic=$(od -An -tx1 -j "$off" -N4 "$bz" | tr -d ' ')
+    debkernel__payload() {
+        dd if="$bz" iflag=skip_bytes,count_bytes skip="$off" count="$pl" bs=1M status=none
+    }
+    case $magic in
+        fd377a58) debkernel__payload | xz -dc --single-stream > "$out" || rc=$? ;;
+        28b52ffd) debkernel__payload | zstd -qdc > "$out" || rc=$? ;;
+        1f8b*) debkernel__payload | gzip -dc > "$out" 2>/dev/null || rc=$?
+               [ "$rc" = 2 ] && rc=0 ;;
+        *) return 1 ;;
+    esac
+    [ "$rc" = 0 ] && [ "$(od -An -tx1 -N4 "$out" | tr -d ' ')" = 7f454c46 ]
 }

@@ -216,7 +216,7 @@ static int vm_open_images(struct vm *vm, struct errbuf *eb)
                        &vm->kernel_len, eb);
     if (ret)
         return ret;
-    ret = bzimage_parse(vm->kernel_img, vm->kernel_len, &vm->bz, eb);
+    ret = kernel_parse(vm->kernel_img, vm->kernel_len, &vm->kernel, eb);
     if (ret) {
         char inner[sizeof(eb->msg)];
         snprintf(inner, sizeof(inner), "%s", eb->msg);
@@ -253,10 +253,10 @@ static int vm_load_kernel(struct vm *vm, struct errbuf *eb)
     };
     int ret;
 
-    ret = x86_boot_place_initrd(&vm->mem, &vm->bz, &bl, eb);
+    ret = x86_boot_place_initrd(&vm->mem, &vm->kernel, &bl, eb);
     if (ret)
         return ret;
-    ret = x86_boot_load(&vm->mem, &vm->bz, vm->kernel_img, &bl, eb);
+    ret = x86_boot_load(&vm->mem, &vm->kernel, &bl, eb);
     if (ret)
         return ret;
     if (vm->initrd_fd >= 0) {
@@ -299,7 +299,7 @@ static int vm_create_vcpus(struct vm *vm, struct errbuf *eb)
         }
         /* The APIC ID is the vCPU index: KVM's default, and what the MADT will say. */
         x86_cpuid_patch(vm->cpuid, i, vm->cfg.cpus);
-        ret = x86_vcpu_setup(v->fd, vm->cpuid, i == 0, eb);
+        ret = x86_vcpu_setup(v->fd, vm->cpuid, i == 0, vm->kernel.entry, eb);
         if (ret)
             return ret;
     }

@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Writes the seed corpus of a fuzz target into a directory.
 
-usage: gen_corpus.py TARGET DIR     (TARGET: bzimage, uart8250, api, rtc_cmos, virtqueue, pci)
+usage: gen_corpus.py TARGET DIR     (TARGET: one of TARGETS below)
 
 The seeds are small synthetic inputs, generated at build time so that no
 binaries live in git. Each is a plausible input that reaches deep into the
-code: valid bzImages of several shapes and near-misses for fuzz_bzimage, and
+code: valid bzImages and ELF vmlinux files of several shapes and near-misses for
+fuzz_kernel, and
 register sequences of real drivers (Linux's 8250 probe, polled and
 interrupt-driven output, input, loopback) for fuzz_uart8250, in the op format
 described in fuzz_uart8250.c, API request bodies and HTTP responses (first
@@ -74,9 +75,56 @@ def bzimage_seeds():
         "no-kernel-64": bzimage(xloadflags=0x02),
         "zimage": bzimage(loadflags=0),
         "truncated": bzimage(syssize=0x1000),
-        "elf": b"\x7fELF\x02\x01\x01" + bytes(2041),
         "gzip": b"\x1f\x8b\x08\x00" + bytes(1100),
     }
+
+
+PF_X, PF_W, PF_R = 1, 2, 4
+
+
+def vmlinux(segments=((0x100000, 0x300, 0x1000, PF_R | PF_X), (0x200000, 0x100, 0x4000,
+                                                                  PF_R | PF_W)),
+            entry=0x100000, machine=62, elf_class=2, etype=2, phentsize=56, extra_ph=(),
+            mem_mib=8, initrd_size=0x10000):
+    """An ELF vmlinux: segments are (paddr, filesz, memsz, flags), data after 0x200."""
+    phs = [(1,) + tuple(s) for s in segments] + list(extra_ph)
+    data_off = 0x200
+    img = bytearray(data_off)
+    img[0:4] = b"\x7fELF"
+    img[4], img[5], img[6] = elf_class, 1, 1
+    struct.pack_into("<HHIQQQIHHHHHH", img, 16, etype, machine, 1, entry, 64, 0, 0, 64,
+                     phentsize, len(phs), 64, 0, 0)
+    for i, (ptype, paddr, filesz, memsz, flags) in enumerate(phs):
+        struct.pack_into("<IIQQQQQQ", img, 64 + 56 * i, ptype, flags, len(img),
+                         0xFFFFFFFF80000000 + paddr, paddr, filesz, memsz, 0x1000)
+        img += bytes((j * 7 + i) & 0xFF for j in range(filesz))
+    img[0x1F0] = (mem_mib - 1) % 64  # the fuzz target's guest memory size
+    img += struct.pack("<I", initrd_size)  # the fuzz target's initrd size
+    return bytes(img)
+
+
+def kernel_seeds():
+    seeds = bzimage_seeds()
+    seeds.update({
+        "elf-valid": vmlinux(),
+        "elf-one-segment": vmlinux(segments=((0x1000000, 0x400, 0x400, PF_R | PF_X),),
+                                   entry=0x1000010, mem_mib=32),
+        "elf-note-and-empty": vmlinux(extra_ph=((4, 0x300000, 0x10, 0x10, PF_R),
+                                                (1, 0x400000, 0, 0, PF_R))),
+        "elf-big-bss": vmlinux(segments=((0x100000, 0x100, 0x100, PF_R | PF_X),
+                                         (0x200000, 0, 40 << 20, PF_R | PF_W)),
+                               mem_mib=64),
+        "elf-overlap": vmlinux(segments=((0x100000, 0x100, 0x2000, PF_R | PF_X),
+                                         (0x101000, 0x100, 0x100, PF_R | PF_W))),
+        "elf-below-1m": vmlinux(segments=((0x1000, 0x100, 0x100, PF_R | PF_X),), entry=0x1000),
+        "elf-entry-in-bss": vmlinux(entry=0x100400),
+        "elf-entry-not-exec": vmlinux(entry=0x200000),
+        "elf-32": vmlinux(elf_class=1),
+        "elf-arm64": vmlinux(machine=183),
+        "elf-dyn": vmlinux(etype=3),
+        "elf-bad-phentsize": vmlinux(phentsize=32),
+    })
+    return seeds
 
 
 # fuzz_uart8250's op format.
@@ -690,7 +738,7 @@ def virtio_pci_seeds():
     }
 
 
-TARGETS = {"bzimage": bzimage_seeds, "uart8250": uart_seeds, "api": api_seeds,
+TARGETS = {"kernel": kernel_seeds, "uart8250": uart_seeds, "api": api_seeds,
            "rtc_cmos": rtc_seeds, "virtqueue": vq_seeds, "pci": pci_seeds,
            "virtio_pci": virtio_pci_seeds}
 

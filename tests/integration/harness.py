@@ -51,6 +51,14 @@ def kit(name):
     return path
 
 
+def kit_vmlinux(name):
+    """The same program as an ELF vmlinux: petrel enters it at its 64-bit entry."""
+    path = os.path.join(KIT_DIR, name + ".vmlinux")
+    if not os.path.exists(path):
+        raise AssertionError("guest kit vmlinux missing: " + path)
+    return path
+
+
 def petrel(*args, input=None, timeout=None, env=None):
     """Runs petrel to completion; returns CompletedProcess with text output."""
     return subprocess.run([PETREL, *args], input=input, capture_output=True,

@@ -4,7 +4,7 @@ import os
 import signal
 import tempfile
 
-from harness import Running, case, expect, kit, main, petrel, text
+from harness import Running, case, expect, kit, kit_vmlinux, main, petrel, text
 
 HELLO = "hello from the petrel guest kit"
 
@@ -89,6 +89,38 @@ def initrd_reaches_the_guest():
     expect("size %d" % len(data) in out, "initrd size in the zero page", p)
     head = " ".join("%02x" % b for b in data[:16])
     expect("initrd head " + head in out, "initrd bytes in guest memory", p)
+
+
+@case
+def vmlinux_gets_the_same_boot_data():
+    # An ELF vmlinux has no setup header: petrel writes one, and the kernel must find the
+    # command line, the initrd and the memory map exactly as a bzImage would.
+    data = bytes(range(3, 3 + 250)) * 40
+    line = "root=/dev/vda quiet"
+    with tempfile.NamedTemporaryFile() as f:
+        f.write(data)
+        f.flush()
+        outs = []
+        for image in (kit("bootinfo"), kit_vmlinux("bootinfo")):
+            p = petrel("run", "--kernel", image, "--debug-exit", "--initrd", f.name,
+                       "--cmdline", line, "--memory", "256M")
+            expect(p.returncode == 0, "%s exits 0" % os.path.basename(image), p)
+            outs.append(text(p.stdout))
+    out = outs[1]
+    expect('cmdline "%s"' % line in out, "the command line", p)
+    expect("size %d" % len(data) in out, "the initrd's size", p)
+    head = " ".join("%02x" % b for b in data[:16])
+    expect("initrd head " + head in out, "the initrd's bytes", p)
+    expect("e820 0000000000100000-000000000fffffff type 1" in out, "the e820 map", p)
+    same = [ln for ln in outs[0].splitlines() if ln.startswith(("bootinfo: e820", "bootinfo: cmdline",
+                                                           "bootinfo: initrd"))]
+    expect(same and all(ln in outs[1].splitlines() for ln in same),
+           "the same command line, initrd and e820 lines as from the bzImage", p)
+    for cpus in (1, 3):
+        p = petrel("run", "--kernel", kit_vmlinux("smp"), "--debug-exit", "--cpus", str(cpus),
+                   "--cmdline", "smp.expect=%d" % cpus)
+        expect(p.returncode == 0 and "smp: cpus %d" % cpus in text(p.stdout),
+               "smp.vmlinux brings up %d vCPU(s)" % cpus, p)
 
 
 @case

@@ -5,7 +5,7 @@ import struct
 import subprocess
 import tempfile
 
-from harness import PETREL, case, expect, kit, main, petrel, text
+from harness import PETREL, case, expect, kit, kit_vmlinux, main, petrel, text
 
 
 def one_line_error(p, status, *needles):
@@ -63,11 +63,31 @@ def kernel_is_a_directory():
 
 
 @case
-def not_a_bzimage():
+def not_a_kernel():
     one_line_error(with_file(b"\x7fELF" + bytes(4096), lambda k: petrel("run", "--kernel", k)),
-                   1, "not a Linux bzImage", "ELF")
+                   1, "a malformed ELF file")
     one_line_error(with_file(b"hello" * 1000, lambda k: petrel("run", "--kernel", k)),
-                   1, "not a Linux bzImage")
+                   1, "not a Linux kernel", "bzImage", "ELF vmlinux")
+
+
+@case
+def elf_that_is_not_a_vmlinux():
+    # The kit's own link output keeps its real-mode part at address 0, where petrel keeps
+    # the boot data: an ELF petrel must refuse before it touches guest memory.
+    elf = os.path.join(os.path.dirname(kit("hello")), "kit-hello.elf")
+    one_line_error(petrel("run", "--kernel", elf), 1, elf, "below 1 MiB")
+    with open(kit_vmlinux("hello"), "rb") as f:
+        good = bytearray(f.read())
+    bad = bytearray(good)
+    struct.pack_into("<Q", bad, 24, 0xffffffff81000000)  # e_entry: a virtual address
+    one_line_error(with_file(bytes(bad), lambda k: petrel("run", "--kernel", k)),
+                   1, "entry point")
+    bad = bytearray(good)
+    bad[18] = 183  # e_machine: aarch64
+    one_line_error(with_file(bytes(bad), lambda k: petrel("run", "--kernel", k)),
+                   1, "not an x86-64 ELF")
+    one_line_error(with_file(bytes(good[:len(good) // 2]),
+                             lambda k: petrel("run", "--kernel", k)), 1, "truncated")
 
 
 @case

@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """Stock Debian Linux under petrel: the default Linux guest (scripts/mkguest) booted a
-few ways, each boot running several checks through the guest's serial console.
+few ways, each boot running several checks through the guest's serial console. The
+kernel is booted in both forms petrel takes: the bzImage (vmlinuz, unchanged, through its
+own decompressor) and the uncompressed ELF vmlinux (straight into the kernel), each with
+2 vCPUs (the ELF also with 1) across the scenarios.
 
 test_linux.py [SCENARIO...] runs every scenario (or the named ones) and prints one line
 per check ("ok   name" / "FAIL name"), then "N passed, N failed" (what scripts/test
@@ -14,7 +17,7 @@ LINUX_GUEST_DIR/logs/SCENARIO.log, so that it shows how far a guest got even whe
 nested harness's L1 froze.
 
 Environment (meson sets them; by hand they default to ./build's): PETREL (the binary),
-LINUX_GUEST_DIR (where scripts/mkguest puts vmlinuz and initrd.gz), LINUX_MKGUEST
+LINUX_GUEST_DIR (where scripts/mkguest puts vmlinuz, vmlinux and initrd.gz), LINUX_MKGUEST
 (scripts/mkguest: run first, a no-op when the guest is current), PETREL_LINUX_TIMEOUT.
 """
 import os
@@ -37,6 +40,7 @@ GUEST_DIR = os.environ.get("LINUX_GUEST_DIR",
                            os.path.normpath(os.path.join(BUILD, "tests", "linux")))
 MKGUEST = os.environ.get("LINUX_MKGUEST", os.path.join(HERE, "..", "..", "scripts", "mkguest"))
 VMLINUZ = os.path.join(GUEST_DIR, "vmlinuz")
+VMLINUX = os.path.join(GUEST_DIR, "vmlinux")
 INITRD = os.path.join(GUEST_DIR, "initrd.gz")
 ALLOWLIST = os.path.join(HERE, "bootlog-allow.txt")
 LIMIT = float(os.environ.get("PETREL_LINUX_TIMEOUT", "300"))
@@ -57,7 +61,7 @@ class Guest:
     Output is collected by a reader thread; the test types on petrel's standard input
     (petrel passes a non-tty stdin's bytes to the UART) and waits for answers."""
 
-    def __init__(self, name, cpus, memory, cmdline, args=()):
+    def __init__(self, name, kernel, cpus, memory, cmdline, args=()):
         self.tmp = tempfile.TemporaryDirectory()
         os.makedirs(os.path.join(GUEST_DIR, "logs"), exist_ok=True)
         self.log = open(os.path.join(GUEST_DIR, "logs", name + ".log"), "wb", buffering=0)
@@ -68,7 +72,7 @@ class Guest:
         self.n = 0
         self.ready_at = None
         self.proc = subprocess.Popen(
-            [PETREL, "run", "--kernel", VMLINUZ, "--initrd", INITRD, "--cmdline", cmdline,
+            [PETREL, "run", "--kernel", kernel, "--initrd", INITRD, "--cmdline", cmdline,
              "--cpus", str(cpus), "--memory", memory, "--name", "%s-%d" % (name, os.getpid()),
              "--api-sock", self.sock, *args],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -260,13 +264,13 @@ def unexplained(log, entries):
 SCENARIOS = []
 
 
-def scenario(checks, cpus, memory, cmdline, args=()):
-    """Registers a scenario: one boot with these settings (args: more petrel run options),
-    running the named checks in that order (declared up front, so that a boot that dies
-    still counts every check)."""
+def scenario(checks, kernel, cpus, memory, cmdline, args=()):
+    """Registers a scenario: one boot of kernel (VMLINUZ or VMLINUX) with these settings
+    (args: more petrel run options), running the named checks in that order (declared up
+    front, so that a boot that dies still counts every check)."""
     def deco(fn):
-        SCENARIOS.append({"fn": fn, "name": fn.__name__, "checks": checks, "cpus": cpus,
-                          "memory": memory, "cmdline": cmdline, "args": args})
+        SCENARIOS.append({"fn": fn, "name": fn.__name__, "checks": checks, "kernel": kernel,
+                          "cpus": cpus, "memory": memory, "cmdline": cmdline, "args": args})
         return fn
     return deco
 
@@ -365,7 +369,7 @@ def ends_with(g, command, status=0, shows=None):
 
 @scenario(["boots_1_vcpu", "typed_command_answered", "ctrl_c_interrupts_a_command", "nproc_1",
            "memtotal_256M", "date_matches_host", "poweroff_exits_0"],
-          cpus=1, memory="256M", cmdline="console=ttyS0 quiet")
+          kernel=VMLINUX, cpus=1, memory="256M", cmdline="console=ttyS0 quiet")
 def one_vcpu(r, g):
     with r.check("boots_1_vcpu"):
         g.boot()
@@ -394,7 +398,8 @@ def one_vcpu(r, g):
 
 @scenario(["boots_2_vcpus", "nproc_2", "memtotal_512M", "virtio_rng_gives_bytes",
            "pause_resume_no_soft_lockup", "reboot_exits_0"],
-          cpus=2, memory="512M", cmdline="console=ttyS0 quiet", args=("--rng",))
+          kernel=VMLINUZ, cpus=2, memory="512M", cmdline="console=ttyS0 quiet",
+          args=("--rng",))
 def two_vcpus(r, g):
     with r.check("boots_2_vcpus"):
         g.boot()
@@ -436,7 +441,7 @@ def two_vcpus(r, g):
 
 
 @scenario(["boot_log_explained", "stop_graceful_powers_off"],
-          cpus=2, memory="512M", cmdline="console=ttyS0")
+          kernel=VMLINUX, cpus=2, memory="512M", cmdline="console=ttyS0")
 def verbose_boot(r, g):
     with r.check("boot_log_explained"):
         log = g.boot()
@@ -468,7 +473,7 @@ def verbose_boot(r, g):
 
 
 @scenario(["acpi_off_mptable_finds_every_vcpu", "acpi_off_reboot_f_exits_0"],
-          cpus=2, memory="256M", cmdline="console=ttyS0 quiet acpi=off")
+          kernel=VMLINUZ, cpus=2, memory="256M", cmdline="console=ttyS0 quiet acpi=off")
 def acpi_off(r, g):
     with r.check("acpi_off_mptable_finds_every_vcpu"):
         g.boot()
@@ -508,7 +513,7 @@ def main():
     # harness there is no network: scripts/test has built it on the host.
     mk = subprocess.run([MKGUEST, GUEST_DIR], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     sys.stdout.write(text(mk.stdout))
-    if mk.returncode != 0 or not all(os.path.isfile(f) for f in (VMLINUZ, INITRD)):
+    if mk.returncode != 0 or not all(os.path.isfile(f) for f in (VMLINUZ, VMLINUX, INITRD)):
         print("the Linux guest could not be built: %s %s exited %d"
               % (MKGUEST, GUEST_DIR, mk.returncode))
         print("0 passed, 1 failed")
@@ -532,11 +537,11 @@ def main():
     for sc in SCENARIOS:
         if only and sc["name"] not in only:
             continue
-        print("-- %s: %d vCPU(s), %s, \"%s\"%s" % (sc["name"], sc["cpus"], sc["memory"],
-                                                  sc["cmdline"],
-                                                  "".join(" " + a for a in sc["args"])),
-              flush=True)
-        g = Guest(sc["name"], sc["cpus"], sc["memory"], sc["cmdline"], sc["args"])
+        print("-- %s: %s, %d vCPU(s), %s, \"%s\"%s"
+              % (sc["name"], os.path.basename(sc["kernel"]), sc["cpus"], sc["memory"],
+                 sc["cmdline"], "".join(" " + a for a in sc["args"])), flush=True)
+        g = Guest(sc["name"], sc["kernel"], sc["cpus"], sc["memory"], sc["cmdline"],
+                  sc["args"])
         r = Run(sc, g)
         lost = None
         try:

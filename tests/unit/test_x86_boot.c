@@ -1,6 +1,6 @@
 /*
- * Unit tests for the x86 boot protocol: bzImage validation on synthetic
- * images, the e820 map, initrd placement, and the zero page, command line and
+ * Unit tests for the x86 boot protocol: bzImage and ELF vmlinux validation on
+ * synthetic images, the e820 map, initrd placement, and the zero page, command line and
  * kernel that x86_boot_load() writes into fake guest memory.
  */
 #include <setjmp.h>
@@ -169,11 +169,11 @@ static void test_parse_boundaries(void **state)
 /* Parses (im, len) expecting -ENOEXEC and a message containing what. */
 static void expect_reject(const uint8_t *img, size_t len, const char *what)
 {
-    struct bzimage bz;
+    struct kernel_image k;
     struct errbuf eb = {.msg = ""};
-    int ret = bzimage_parse(img, len, &bz, &eb);
+    int ret = kernel_parse(img, len, &k, &eb);
     if (ret != -ENOEXEC)
-        fail_msg("bzimage_parse = %d, want -ENOEXEC (expected \"%s\")", ret, what);
+        fail_msg("kernel_parse = %d, want -ENOEXEC (expected \"%s\")", ret, what);
     if (!strstr(eb.msg, what))
         fail_msg("message \"%s\" does not mention \"%s\"", eb.msg, what);
 }
@@ -182,9 +182,9 @@ static void test_reject_short(void **state)
 {
     (void)state;
     struct image im = make_image();
-    expect_reject(im.buf, 1023, "not a Linux bzImage");
-    expect_reject(im.buf, 0, "not a Linux bzImage");
-    expect_reject(NULL, 0, "not a Linux bzImage");
+    expect_reject(im.buf, 1023, "not a Linux kernel");
+    expect_reject(im.buf, 0, "not a Linux kernel");
+    expect_reject(NULL, 0, "not a Linux kernel");
     free_image(&im);
 }
 
@@ -384,7 +384,7 @@ struct rig {
     uint64_t size;
     struct guest_mem gm;
     struct image im;
-    struct bzimage bz;
+    struct kernel_image k;
 };
 
 static int rig_setup(void **state)
@@ -399,7 +399,7 @@ static int rig_setup(void **state)
     memset(r->mem, 0xcc, r->size);
     gm_init_fake(&r->gm, r->mem, r->size);
     r->im = make_image();
-    if (bzimage_parse(r->im.buf, r->im.len, &r->bz, NULL) != 0)
+    if (kernel_parse(r->im.buf, r->im.len, &r->k, NULL) != 0)
         return -1;
     *state = r;
     return 0;
@@ -419,14 +419,14 @@ static void test_place_no_initrd(void **state)
 {
     struct rig *r = *state;
     struct boot_load bl = {.cmdline = "", .initrd_size = 0, .initrd_gpa = 0x1234};
-    assert_int_equal(x86_boot_place_initrd(&r->gm, &r->bz, &bl, NULL), 0);
+    assert_int_equal(x86_boot_place_initrd(&r->gm, &r->k, &bl, NULL), 0);
     assert_int_equal(bl.initrd_gpa, 0x1234);
 }
 
 /* Checks the placement rules for an initrd of size bytes below limit. */
-static void expect_placed(const struct bzimage *bz, const struct boot_load *bl, uint64_t limit)
+static void expect_placed(const struct kernel_image *k, const struct boot_load *bl, uint64_t limit)
 {
-    uint64_t kernel_end = BOOT_KERNEL_GPA + bz->init_size;
+    uint64_t kernel_end = k->end;
     uint64_t rounded = (bl->initrd_size + 4095) & ~4095ULL;
     assert_int_equal(bl->initrd_gpa % 4096, 0);
     assert_true(bl->initrd_gpa >= kernel_end);
@@ -438,19 +438,19 @@ static void test_place_initrd(void **state)
 {
     struct rig *r = *state;
     struct boot_load bl = {.cmdline = "", .initrd_size = MiB + 1};
-    assert_int_equal(x86_boot_place_initrd(&r->gm, &r->bz, &bl, NULL), 0);
-    expect_placed(&r->bz, &bl, FAKE_MEM_SIZE);
+    assert_int_equal(x86_boot_place_initrd(&r->gm, &r->k, &bl, NULL), 0);
+    expect_placed(&r->k, &bl, FAKE_MEM_SIZE);
 
     /* The kernel's initrd_addr_max is the limit when it is lower than RAM. */
-    r->bz.initrd_addr_max = 32 * MiB - 1;
+    r->k.initrd_addr_max = 32 * MiB - 1;
     bl.initrd_size = 4096;
-    assert_int_equal(x86_boot_place_initrd(&r->gm, &r->bz, &bl, NULL), 0);
-    expect_placed(&r->bz, &bl, 32 * MiB);
+    assert_int_equal(x86_boot_place_initrd(&r->gm, &r->k, &bl, NULL), 0);
+    expect_placed(&r->k, &bl, 32 * MiB);
 
     /* Exactly the room between the kernel's memory and the end of RAM. */
-    r->bz.initrd_addr_max = INITRD_MAX;
+    r->k.initrd_addr_max = INITRD_MAX;
     bl.initrd_size = FAKE_MEM_SIZE - (BOOT_KERNEL_GPA + INIT_SIZE);
-    assert_int_equal(x86_boot_place_initrd(&r->gm, &r->bz, &bl, NULL), 0);
+    assert_int_equal(x86_boot_place_initrd(&r->gm, &r->k, &bl, NULL), 0);
     assert_int_equal(bl.initrd_gpa, BOOT_KERNEL_GPA + INIT_SIZE);
 }
 
@@ -461,19 +461,19 @@ static void test_place_initrd_too_big(void **state)
     struct boot_load bl = {.cmdline = ""};
 
     bl.initrd_size = FAKE_MEM_SIZE - (BOOT_KERNEL_GPA + INIT_SIZE) + 1;
-    assert_int_equal(x86_boot_place_initrd(&r->gm, &r->bz, &bl, &eb), -ENOSPC);
+    assert_int_equal(x86_boot_place_initrd(&r->gm, &r->k, &bl, &eb), -ENOSPC);
     assert_non_null(strstr(eb.msg, "initrd"));
     assert_non_null(strstr(eb.msg, "--memory"));
 
     eb.msg[0] = '\0';
     bl.initrd_size = FAKE_MEM_SIZE;
-    assert_int_equal(x86_boot_place_initrd(&r->gm, &r->bz, &bl, &eb), -ENOSPC);
+    assert_int_equal(x86_boot_place_initrd(&r->gm, &r->k, &bl, &eb), -ENOSPC);
     assert_non_null(strstr(eb.msg, "initrd"));
 
     /* A kernel whose own memory already reaches the limit leaves no room at all. */
-    r->bz.initrd_addr_max = BOOT_KERNEL_GPA + INIT_SIZE - 4096 - 1;
+    r->k.initrd_addr_max = BOOT_KERNEL_GPA + INIT_SIZE - 4096 - 1;
     bl.initrd_size = 1;
-    assert_int_equal(x86_boot_place_initrd(&r->gm, &r->bz, &bl, NULL), -ENOSPC);
+    assert_int_equal(x86_boot_place_initrd(&r->gm, &r->k, &bl, NULL), -ENOSPC);
 }
 
 /*
@@ -486,9 +486,9 @@ static void test_place_initrd_huge(void **state)
     struct boot_load bl = {.cmdline = ""};
 
     bl.initrd_size = UINT64_MAX - 100;
-    assert_int_equal(x86_boot_place_initrd(&r->gm, &r->bz, &bl, NULL), -ENOSPC);
+    assert_int_equal(x86_boot_place_initrd(&r->gm, &r->k, &bl, NULL), -ENOSPC);
     bl.initrd_size = UINT64_MAX;
-    assert_int_equal(x86_boot_place_initrd(&r->gm, &r->bz, &bl, NULL), -ENOSPC);
+    assert_int_equal(x86_boot_place_initrd(&r->gm, &r->k, &bl, NULL), -ENOSPC);
 }
 
 /*
@@ -501,21 +501,20 @@ static void test_place_initrd_unaligned_end(void **state)
     const uint64_t size = 32 * MiB + 0x950;
     struct guest_mem gm;
     struct image im = make_image();
-    struct bzimage bz;
+    struct kernel_image k;
 
     /* Placement only looks at the layout, never at the bytes: no backing needed. */
     gm_init_fake(&gm, NULL, size);
-    int ret = bzimage_parse(im.buf, im.len, &bz, NULL);
+    int ret = kernel_parse(im.buf, im.len, &k, NULL);
     free_image(&im);
     assert_int_equal(ret, 0);
     /* Room for the page-rounded initrd plus 0x50 bytes, from an unaligned kernel_end. */
-    bz.init_size = size - 0x1000 - 0x50 - BOOT_KERNEL_GPA;
+    k.end = size - 0x1000 - 0x50;
     struct boot_load bl = {.cmdline = "", .initrd_size = 0x1000};
-    ret = x86_boot_place_initrd(&gm, &bz, &bl, NULL);
-    if (ret == 0 && bl.initrd_gpa < BOOT_KERNEL_GPA + bz.init_size)
+    ret = x86_boot_place_initrd(&gm, &k, &bl, NULL);
+    if (ret == 0 && bl.initrd_gpa < k.end)
         fail_msg("initrd at %#llx overlaps the kernel's memory up to %#llx",
-                 (unsigned long long)bl.initrd_gpa,
-                 (unsigned long long)(BOOT_KERNEL_GPA + bz.init_size));
+                 (unsigned long long)bl.initrd_gpa, (unsigned long long)k.end);
     if (ret == 0)
         assert_true(bl.initrd_gpa + bl.initrd_size <= size);
     else
@@ -544,8 +543,8 @@ static void test_load(void **state)
     struct boot_load bl = {.cmdline = cmdline, .initrd_size = 3 * MiB + 7};
     struct errbuf eb = {.msg = ""};
 
-    assert_int_equal(x86_boot_place_initrd(&r->gm, &r->bz, &bl, &eb), 0);
-    assert_int_equal(x86_boot_load(&r->gm, &r->bz, r->im.buf, &bl, &eb), 0);
+    assert_int_equal(x86_boot_place_initrd(&r->gm, &r->k, &bl, &eb), 0);
+    assert_int_equal(x86_boot_load(&r->gm, &r->k, &bl, &eb), 0);
     assert_string_equal(eb.msg, "");
 
     /* The protected-mode kernel at 1 MiB, and nothing after it. */
@@ -608,20 +607,20 @@ static void test_load_high_memory(void **state)
     (void)state;
     struct guest_mem gm;
     struct image im = make_image();
-    struct bzimage bz;
+    struct kernel_image k;
     struct boot_load bl = {.cmdline = "quiet", .initrd_size = 16 * MiB};
 
     assert_int_equal(gm_init(&gm, 4 * GiB + 512 * MiB), 0);
-    assert_int_equal(bzimage_parse(im.buf, im.len, &bz, NULL), 0);
-    assert_int_equal(x86_boot_place_initrd(&gm, &bz, &bl, NULL), 0);
-    expect_placed(&bz, &bl, (uint64_t)INITRD_MAX + 1);
+    assert_int_equal(kernel_parse(im.buf, im.len, &k, NULL), 0);
+    assert_int_equal(x86_boot_place_initrd(&gm, &k, &bl, NULL), 0);
+    expect_placed(&k, &bl, (uint64_t)INITRD_MAX + 1);
 
     /* A kernel that takes initrds anywhere below 4 GiB still gets one below the hole. */
-    bz.initrd_addr_max = 0xffffffff;
-    assert_int_equal(x86_boot_place_initrd(&gm, &bz, &bl, NULL), 0);
-    expect_placed(&bz, &bl, GM_HOLE_START);
+    k.initrd_addr_max = 0xffffffff;
+    assert_int_equal(x86_boot_place_initrd(&gm, &k, &bl, NULL), 0);
+    expect_placed(&k, &bl, GM_HOLE_START);
 
-    assert_int_equal(x86_boot_load(&gm, &bz, im.buf, &bl, NULL), 0);
+    assert_int_equal(x86_boot_load(&gm, &k, &bl, NULL), 0);
     const uint8_t *zp = gm_ptr(&gm, BOOT_ZERO_PAGE_GPA, BP_SIZE);
     assert_non_null(zp);
     assert_int_equal(zp[BP_E820_ENTRIES], 5);
@@ -641,25 +640,25 @@ static void test_load_cmdline_too_long(void **state)
     struct errbuf eb = {.msg = ""};
     struct boot_load bl = {.cmdline = "0123456789abcdef"}; /* 16 bytes */
 
-    r->bz.cmdline_max = 16;
-    assert_int_equal(x86_boot_load(&r->gm, &r->bz, r->im.buf, &bl, &eb), 0);
+    r->k.cmdline_max = 16;
+    assert_int_equal(x86_boot_load(&r->gm, &r->k, &bl, &eb), 0);
     assert_string_equal((const char *)r->mem + BOOT_CMDLINE_GPA, bl.cmdline);
 
     bl.cmdline = "0123456789abcdefg";
-    assert_int_equal(x86_boot_load(&r->gm, &r->bz, r->im.buf, &bl, &eb), -E2BIG);
+    assert_int_equal(x86_boot_load(&r->gm, &r->k, &bl, &eb), -E2BIG);
     assert_non_null(strstr(eb.msg, "17 bytes"));
     assert_non_null(strstr(eb.msg, "at most 16"));
 
     /* Beyond the room petrel gives the command line, whatever the kernel takes. */
-    r->bz.cmdline_max = 0x100000;
+    r->k.cmdline_max = 0x100000;
     char *big = malloc(BOOT_CMDLINE_MAX + 1);
     assert_non_null(big);
     memset(big, 'a', BOOT_CMDLINE_MAX);
     big[BOOT_CMDLINE_MAX] = '\0';
     bl.cmdline = big;
-    assert_int_equal(x86_boot_load(&r->gm, &r->bz, r->im.buf, &bl, NULL), -E2BIG);
+    assert_int_equal(x86_boot_load(&r->gm, &r->k, &bl, NULL), -E2BIG);
     big[BOOT_CMDLINE_MAX - 1] = '\0';
-    assert_int_equal(x86_boot_load(&r->gm, &r->bz, r->im.buf, &bl, NULL), 0);
+    assert_int_equal(x86_boot_load(&r->gm, &r->k, &bl, NULL), 0);
     assert_int_equal(strlen((const char *)r->mem + BOOT_CMDLINE_GPA), BOOT_CMDLINE_MAX - 1);
     free(big);
 }
@@ -670,16 +669,16 @@ static void test_load_kernel_too_big(void **state)
     struct errbuf eb = {.msg = ""};
     struct boot_load bl = {.cmdline = "x"};
 
-    r->bz.init_size = FAKE_MEM_SIZE - BOOT_KERNEL_GPA;
-    assert_int_equal(x86_boot_load(&r->gm, &r->bz, r->im.buf, &bl, &eb), 0);
-    r->bz.init_size = FAKE_MEM_SIZE - BOOT_KERNEL_GPA + 1;
+    r->k.end = FAKE_MEM_SIZE;
+    assert_int_equal(x86_boot_load(&r->gm, &r->k, &bl, &eb), 0);
+    r->k.end = FAKE_MEM_SIZE + 1;
     memset(r->mem + BOOT_KERNEL_GPA, 0, PM_SIZE);
-    assert_int_equal(x86_boot_load(&r->gm, &r->bz, r->im.buf, &bl, &eb), -ENOSPC);
+    assert_int_equal(x86_boot_load(&r->gm, &r->k, &bl, &eb), -ENOSPC);
     assert_non_null(strstr(eb.msg, "--memory"));
     /* Nothing was loaded. */
     assert_int_equal(r->mem[BOOT_KERNEL_GPA], 0);
-    r->bz.init_size = UINT64_MAX;
-    assert_int_equal(x86_boot_load(&r->gm, &r->bz, r->im.buf, &bl, NULL), -ENOSPC);
+    r->k.end = UINT64_MAX;
+    assert_int_equal(x86_boot_load(&r->gm, &r->k, &bl, NULL), -ENOSPC);
 }
 
 /* Memory that ends below 1 MiB cannot hold a kernel. */
@@ -689,15 +688,332 @@ static void test_load_tiny_memory(void **state)
     uint8_t *mem = calloc(1, 512 * KiB);
     struct guest_mem gm;
     struct image im = make_image();
-    struct bzimage bz;
+    struct kernel_image k;
     struct boot_load bl = {.cmdline = ""};
 
     assert_non_null(mem);
     gm_init_fake(&gm, mem, 512 * KiB);
-    assert_int_equal(bzimage_parse(im.buf, im.len, &bz, NULL), 0);
-    assert_int_equal(x86_boot_load(&gm, &bz, im.buf, &bl, NULL), -ENOSPC);
+    assert_int_equal(kernel_parse(im.buf, im.len, &k, NULL), 0);
+    assert_int_equal(x86_boot_load(&gm, &k, &bl, NULL), -ENOSPC);
     free_image(&im);
     free(mem);
+}
+
+/* ---- ELF vmlinux ---- */
+
+#define ELF_TEXT_GPA  0x1000000 /* where Debian's vmlinux starts */
+#define ELF_TEXT_SIZE 0x3000
+#define ELF_DATA_GPA  0x1400000
+#define ELF_DATA_FILE 0x800
+#define ELF_DATA_MEM  0x5000 /* with bss */
+#define ELF_ENTRY     (ELF_TEXT_GPA + 0x40)
+#define ELF_DATA_OFF  0x1000 /* file offset of the first segment's bytes */
+
+struct elf_ph {
+    uint32_t type, flags;
+    uint64_t paddr, filesz, memsz;
+};
+
+/* A synthetic vmlinux: a header, n program headers, the segments' bytes in order. */
+static struct image make_elf(const struct elf_ph *ph, unsigned n, uint64_t entry)
+{
+    size_t len = ELF_DATA_OFF;
+    for (unsigned i = 0; i < n; i++)
+        len += ph[i].filesz;
+    struct image im = {.buf = calloc(1, len), .len = len};
+    assert_non_null(im.buf);
+    uint8_t *b = im.buf;
+    memcpy(b,
+           "\x7f"
+           "ELF",
+           4);
+    b[4] = 2; /* 64-bit */
+    b[5] = 1; /* little endian */
+    b[6] = 1;
+    put_le16(b + 16, 2);  /* ET_EXEC */
+    put_le16(b + 18, 62); /* EM_X86_64 */
+    put_le32(b + 20, 1);
+    put_le64(b + 24, entry);
+    put_le64(b + 32, 64); /* e_phoff */
+    put_le16(b + 52, 64);
+    put_le16(b + 54, 56);
+    put_le16(b + 56, (uint16_t)n);
+    size_t off = ELF_DATA_OFF;
+    for (unsigned i = 0; i < n; i++) {
+        uint8_t *p = b + 64 + 56 * i;
+        put_le32(p, ph[i].type);
+        put_le32(p + 4, ph[i].flags);
+        put_le64(p + 8, off);
+        put_le64(p + 16, 0xffffffff80000000ULL + ph[i].paddr); /* virtual: unused */
+        put_le64(p + 24, ph[i].paddr);
+        put_le64(p + 32, ph[i].filesz);
+        put_le64(p + 40, ph[i].memsz);
+        for (uint64_t j = 0; j < ph[i].filesz; j++)
+            b[off + j] = (uint8_t)(j * 7 + i + 1);
+        off += ph[i].filesz;
+    }
+    return im;
+}
+
+/* text (R+X), a note, an empty PT_LOAD, data + bss (R+W): a vmlinux's shape. */
+static const struct elf_ph good_ph[] = {
+    {1, 5, ELF_TEXT_GPA, ELF_TEXT_SIZE, ELF_TEXT_SIZE},
+    {4, 4, ELF_TEXT_GPA + 0x100, 0x20, 0x20},
+    {1, 4, 0x2000000, 0, 0},
+    {1, 6, ELF_DATA_GPA, ELF_DATA_FILE, ELF_DATA_MEM},
+};
+
+static struct image make_good_elf(void)
+{
+    return make_elf(good_ph, ARRAY_SIZE(good_ph), ELF_ENTRY);
+}
+
+static void test_elf_parse(void **state)
+{
+    (void)state;
+    struct image im = make_good_elf();
+    struct kernel_image k;
+    struct errbuf eb = {.msg = ""};
+
+    assert_int_equal(kernel_parse(im.buf, im.len, &k, &eb), 0);
+    assert_string_equal(eb.msg, "");
+    assert_string_equal(k.format, "ELF vmlinux");
+    assert_int_equal(k.nr_seg, 2); /* the note and the empty segment are not loaded */
+    assert_int_equal(k.seg[0].gpa, ELF_TEXT_GPA);
+    assert_ptr_equal(k.seg[0].data, im.buf + ELF_DATA_OFF);
+    assert_int_equal(k.seg[0].filesz, ELF_TEXT_SIZE);
+    assert_int_equal(k.seg[0].memsz, ELF_TEXT_SIZE);
+    assert_int_equal(k.seg[1].gpa, ELF_DATA_GPA);
+    assert_ptr_equal(k.seg[1].data, im.buf + ELF_DATA_OFF + ELF_TEXT_SIZE + 0x20);
+    assert_int_equal(k.seg[1].filesz, ELF_DATA_FILE);
+    assert_int_equal(k.seg[1].memsz, ELF_DATA_MEM);
+    assert_int_equal(k.entry, ELF_ENTRY);
+    assert_int_equal(k.end, ELF_DATA_GPA + ELF_DATA_MEM);
+    assert_int_equal(k.cmdline_max, ELF_CMDLINE_MAX);
+    assert_int_equal(k.initrd_addr_max, ELF_INITRD_ADDR_MAX);
+    assert_int_equal(k.hdr_len, 0);
+    free_image(&im);
+
+    /* A bzImage keeps its own entry and header. */
+    im = make_image();
+    assert_int_equal(kernel_parse(im.buf, im.len, &k, NULL), 0);
+    assert_string_equal(k.format, "bzImage");
+    assert_int_equal(k.entry, BOOT_KERNEL_GPA + BOOT_ENTRY64_OFFSET);
+    assert_int_equal(k.end, BOOT_KERNEL_GPA + INIT_SIZE);
+    assert_ptr_equal(k.hdr, im.buf + BP_HDR);
+    assert_int_equal(k.hdr_len, HDR_END - BP_HDR);
+    free_image(&im);
+}
+
+/* Builds good_ph with one header changed by edit, and expects the parser to refuse it. */
+static void expect_elf_reject(void (*edit)(struct elf_ph *ph, uint64_t *entry), const char *what)
+{
+    struct elf_ph ph[ARRAY_SIZE(good_ph)];
+    uint64_t entry = ELF_ENTRY;
+    memcpy(ph, good_ph, sizeof(ph));
+    edit(ph, &entry);
+    struct image im = make_elf(ph, ARRAY_SIZE(ph), entry);
+    expect_reject(im.buf, im.len, what);
+    free_image(&im);
+}
+
+static void edit_below_1m(struct elf_ph *ph, uint64_t *entry)
+{
+    ph[3].paddr = 0x9f000;
+    (void)entry;
+}
+
+static void edit_above_4g(struct elf_ph *ph, uint64_t *entry)
+{
+    ph[3].paddr = 0xfffff000;
+    (void)entry;
+}
+
+static void edit_wraps(struct elf_ph *ph, uint64_t *entry)
+{
+    ph[3].memsz = UINT64_MAX - 0x1000;
+    (void)entry;
+}
+
+static void edit_overlap(struct elf_ph *ph, uint64_t *entry)
+{
+    ph[3].paddr = ELF_TEXT_GPA + ELF_TEXT_SIZE - 1;
+    (void)entry;
+}
+
+static void edit_filesz(struct elf_ph *ph, uint64_t *entry)
+{
+    ph[3].memsz = ph[3].filesz - 1;
+    (void)entry;
+}
+
+static void edit_entry_bss(struct elf_ph *ph, uint64_t *entry)
+{
+    ph[0].memsz = ph[0].filesz + 0x1000;
+    *entry = ELF_TEXT_GPA + ELF_TEXT_SIZE; /* in the segment's memory, not its bytes */
+}
+
+static void edit_entry_data(struct elf_ph *ph, uint64_t *entry)
+{
+    (void)ph;
+    *entry = ELF_DATA_GPA; /* not executable */
+}
+
+static void edit_entry_nowhere(struct elf_ph *ph, uint64_t *entry)
+{
+    (void)ph;
+    *entry = 0xffffffff81000000ULL; /* the virtual address: a classic mistake */
+}
+
+static void edit_nothing_loaded(struct elf_ph *ph, uint64_t *entry)
+{
+    ph[0].type = 4;
+    ph[3].type = 6;
+    (void)entry;
+}
+
+static void test_elf_reject_segments(void **state)
+{
+    (void)state;
+    expect_elf_reject(edit_below_1m, "below 1 MiB");
+    expect_elf_reject(edit_above_4g, "above 4 GiB");
+    expect_elf_reject(edit_wraps, "above 4 GiB");
+    expect_elf_reject(edit_overlap, "overlap");
+    expect_elf_reject(edit_filesz, "more bytes in the file");
+    expect_elf_reject(edit_entry_bss, "entry point");
+    expect_elf_reject(edit_entry_data, "entry point");
+    expect_elf_reject(edit_entry_nowhere, "entry point");
+    expect_elf_reject(edit_nothing_loaded, "nothing to load");
+}
+
+static void test_elf_reject_headers(void **state)
+{
+    (void)state;
+    struct image im = make_good_elf();
+    uint8_t *b = im.buf;
+
+    expect_reject(b, 63, "truncated"); /* too short for an ELF header */
+    b[4] = 1;
+    expect_reject(b, im.len, "32-bit");
+    b[4] = 7;
+    expect_reject(b, im.len, "class 7");
+    b[4] = 2;
+    put_le16(b + 18, 183); /* aarch64 */
+    expect_reject(b, im.len, "not an x86-64 ELF");
+    put_le16(b + 18, 62);
+    b[5] = 2; /* big endian */
+    expect_reject(b, im.len, "not an x86-64 ELF");
+    b[5] = 1;
+    put_le16(b + 16, 3); /* ET_DYN */
+    expect_reject(b, im.len, "not an executable");
+    put_le16(b + 16, 2);
+    put_le16(b + 54, 32);
+    expect_reject(b, im.len, "program header table");
+    put_le16(b + 54, 56);
+    put_le16(b + 56, 0);
+    expect_reject(b, im.len, "program header table");
+    put_le16(b + 56, 0xffff);
+    expect_reject(b, im.len, "program header table");
+    put_le16(b + 56, ARRAY_SIZE(good_ph));
+    put_le64(b + 32, im.len - 100); /* the table runs off the end */
+    expect_reject(b, im.len, "truncated");
+    put_le64(b + 32, UINT64_MAX - 10);
+    expect_reject(b, im.len, "truncated");
+    put_le64(b + 32, 64);
+    /* The file cut inside the last segment's bytes. */
+    expect_reject(b, im.len - 1, "truncated");
+    /* A segment whose offset is past the end, or wraps with its size. */
+    put_le64(b + 64 + 56 * 3 + 8, UINT64_MAX - 4);
+    expect_reject(b, im.len, "truncated");
+    put_le64(b + 64 + 56 * 3 + 8, ELF_DATA_OFF + ELF_TEXT_SIZE + 0x20);
+    assert_int_equal(kernel_parse(b, im.len, &(struct kernel_image){0}, NULL), 0);
+    free_image(&im);
+}
+
+static void test_elf_too_many_segments(void **state)
+{
+    (void)state;
+    struct elf_ph ph[KERNEL_MAX_SEGMENTS + 1];
+    for (unsigned i = 0; i < ARRAY_SIZE(ph); i++)
+        ph[i] = (struct elf_ph){1, 5, ELF_TEXT_GPA + i * 0x1000, 0x10, 0x10};
+
+    struct image im = make_elf(ph, KERNEL_MAX_SEGMENTS, ELF_TEXT_GPA);
+    struct kernel_image k;
+    assert_int_equal(kernel_parse(im.buf, im.len, &k, NULL), 0);
+    assert_int_equal(k.nr_seg, KERNEL_MAX_SEGMENTS);
+    free_image(&im);
+    im = make_elf(ph, ARRAY_SIZE(ph), ELF_TEXT_GPA);
+    expect_reject(im.buf, im.len, "more than");
+    free_image(&im);
+}
+
+static void test_elf_load(void **state)
+{
+    struct rig *r = *state;
+    struct image im = make_good_elf();
+    struct kernel_image k;
+    struct boot_load bl = {.cmdline = "console=ttyS0", .initrd_size = 5000};
+    struct errbuf eb = {.msg = ""};
+
+    assert_int_equal(kernel_parse(im.buf, im.len, &k, NULL), 0);
+    assert_int_equal(x86_boot_place_initrd(&r->gm, &k, &bl, &eb), 0);
+    expect_placed(&k, &bl, FAKE_MEM_SIZE);
+    assert_int_equal(x86_boot_load(&r->gm, &k, &bl, &eb), 0);
+    assert_string_equal(eb.msg, "");
+
+    /* Each segment's bytes at its physical address, then zeroes up to memsz, then untouched. */
+    assert_memory_equal(r->mem + ELF_TEXT_GPA, k.seg[0].data, ELF_TEXT_SIZE);
+    assert_int_equal(r->mem[ELF_TEXT_GPA + ELF_TEXT_SIZE], 0xcc);
+    assert_int_equal(r->mem[ELF_TEXT_GPA - 1], 0xcc);
+    assert_memory_equal(r->mem + ELF_DATA_GPA, k.seg[1].data, ELF_DATA_FILE);
+    for (size_t i = ELF_DATA_FILE; i < ELF_DATA_MEM; i++)
+        if (r->mem[ELF_DATA_GPA + i] != 0)
+            fail_msg("bss byte %#zx is %#x, want 0", i, r->mem[ELF_DATA_GPA + i]);
+    assert_int_equal(r->mem[ELF_DATA_GPA + ELF_DATA_MEM], 0xcc);
+    /* The empty segment and the note were not written. */
+    assert_int_equal(r->mem[0x2000000], 0xcc);
+
+    /* The setup header petrel writes for a kernel that has none. */
+    const uint8_t *zp = r->mem + BOOT_ZERO_PAGE_GPA;
+    assert_int_equal(get_le16(zp + BP_BOOT_FLAG), BZ_BOOT_FLAG);
+    assert_int_equal(get_le32(zp + BP_HEADER), BZ_MAGIC);
+    assert_int_equal(get_le16(zp + BP_VERSION), BOOT_HDR_VERSION);
+    assert_int_equal(zp[BP_LOADFLAGS], BZ_LOADED_HIGH | BZ_CAN_USE_HEAP);
+    assert_int_equal(zp[BP_TYPE_OF_LOADER], 0xff);
+    assert_int_equal(get_le32(zp + BP_CODE32_START), ELF_TEXT_GPA);
+    assert_int_equal(get_le32(zp + BP_CMDLINE_SIZE), ELF_CMDLINE_MAX);
+    assert_int_equal(get_le32(zp + BP_INITRD_ADDR_MAX), ELF_INITRD_ADDR_MAX);
+    assert_int_equal(get_le16(zp + BP_XLOADFLAGS), BZ_XLF_KERNEL_64);
+    assert_int_equal(get_le32(zp + BP_CMD_LINE_PTR), BOOT_CMDLINE_GPA);
+    assert_int_equal(get_le32(zp + BP_RAMDISK_IMAGE), bl.initrd_gpa);
+    assert_int_equal(get_le32(zp + BP_RAMDISK_SIZE), 5000);
+    assert_true(zp[BP_E820_ENTRIES] >= 4);
+    assert_string_equal((const char *)r->mem + BOOT_CMDLINE_GPA, "console=ttyS0");
+    /* No bzImage setup code or stale bytes: before the header the page is zero. */
+    for (size_t off = 0; off < BP_E820_ENTRIES; off++)
+        if (off < BP_EXT_RAMDISK_IMAGE || off >= BP_EXT_CMD_LINE_PTR + 4)
+            assert_int_equal(zp[off], 0);
+    free_image(&im);
+}
+
+/* A vmlinux larger than RAM is refused before anything is copied. */
+static void test_elf_load_too_big(void **state)
+{
+    struct rig *r = *state;
+    struct elf_ph ph[] = {
+        {1, 5, ELF_TEXT_GPA, ELF_TEXT_SIZE, ELF_TEXT_SIZE},
+        {1, 6, ELF_DATA_GPA, 0x10, FAKE_MEM_SIZE - ELF_DATA_GPA + 1},
+    };
+    struct image im = make_elf(ph, ARRAY_SIZE(ph), ELF_ENTRY);
+    struct kernel_image k;
+    struct boot_load bl = {.cmdline = ""};
+    struct errbuf eb = {.msg = ""};
+
+    assert_int_equal(kernel_parse(im.buf, im.len, &k, NULL), 0);
+    assert_int_equal(x86_boot_load(&r->gm, &k, &bl, &eb), -ENOSPC);
+    assert_non_null(strstr(eb.msg, "--memory"));
+    assert_int_equal(r->mem[ELF_TEXT_GPA], 0xcc);
+    free_image(&im);
 }
 
 #define RIG_TEST(fn) cmocka_unit_test_setup_teardown(fn, rig_setup, rig_teardown)
@@ -732,6 +1048,12 @@ int main(void)
         RIG_TEST(test_load_cmdline_too_long),
         RIG_TEST(test_load_kernel_too_big),
         cmocka_unit_test(test_load_tiny_memory),
+        cmocka_unit_test(test_elf_parse),
+        cmocka_unit_test(test_elf_reject_segments),
+        cmocka_unit_test(test_elf_reject_headers),
+        cmocka_unit_test(test_elf_too_many_segments),
+        RIG_TEST(test_elf_load),
+        RIG_TEST(test_elf_load_too_big),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

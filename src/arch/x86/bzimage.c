@@ -1,4 +1,4 @@
-/* bzImage header parsing and validation (Linux boot protocol 2.12+). */
+/* bzImage header parsing and validation (Linux boot protocol 2.12+), and the choice of format. */
 #include "petrel/x86_boot.h"
 
 #include <errno.h>
@@ -7,12 +7,6 @@
 /* A guess at what a non-bzImage file is, for the error message. */
 static const char *bzimage_guess(const uint8_t *img, size_t len)
 {
-    if (len >= 4 && memcmp(img,
-                           "\x7f"
-                           "ELF",
-                           4) == 0)
-        return " (it is an ELF file: petrel boots a bzImage such as arch/x86/boot/bzImage or "
-               "/boot/vmlinuz-*, not vmlinux)";
     if (len >= 2 && img[0] == 0x1f && img[1] == 0x8b)
         return " (it is gzip-compressed: decompress it first)";
     if (len >= 6 && memcmp(img, "070701", 6) == 0)
@@ -25,8 +19,10 @@ int bzimage_parse(const uint8_t *img, size_t len, struct bzimage *bz, struct err
     memset(bz, 0, sizeof(*bz));
     if (len < 1024 || get_le16(img + BP_BOOT_FLAG) != BZ_BOOT_FLAG ||
         get_le32(img + BP_HEADER) != BZ_MAGIC)
-        return err_set(eb, -ENOEXEC, "not a Linux bzImage: no boot header%s",
-                       bzimage_guess(img, len));
+        return err_set(
+            eb, -ENOEXEC,
+            "not a Linux kernel: neither a bzImage (no boot header) nor an ELF vmlinux%s",
+            bzimage_guess(img, len));
 
     bz->version = get_le16(img + BP_VERSION);
     if (bz->version < BZ_MIN_VERSION)
@@ -70,5 +66,32 @@ int bzimage_parse(const uint8_t *img, size_t len, struct bzimage *bz, struct err
     bz->cmdline_max = get_le32(img + BP_CMDLINE_SIZE);
     bz->initrd_addr_max = get_le32(img + BP_INITRD_ADDR_MAX);
     bz->relocatable = img[BP_RELOCATABLE] != 0;
+    return 0;
+}
+
+int kernel_parse(const uint8_t *img, size_t len, struct kernel_image *k, struct errbuf *eb)
+{
+    struct bzimage bz;
+
+    if (len >= 4 && memcmp(img, ELF_MAGIC, 4) == 0)
+        return vmlinux_parse(img, len, k, eb);
+    int ret = bzimage_parse(img, len, &bz, eb);
+    if (ret)
+        return ret;
+    *k = (struct kernel_image){
+        .format = "bzImage",
+        /* The memory up to init_size is the decompressor's to use: not zeroed, only checked. */
+        .seg[0] = {.gpa = BOOT_KERNEL_GPA,
+                   .data = bz.pm,
+                   .filesz = bz.pm_size,
+                   .memsz = bz.pm_size},
+        .nr_seg = 1,
+        .entry = BOOT_KERNEL_GPA + BOOT_ENTRY64_OFFSET,
+        .end = BOOT_KERNEL_GPA + bz.init_size,
+        .cmdline_max = bz.cmdline_max,
+        .initrd_addr_max = bz.initrd_addr_max,
+        .hdr = img + BP_HDR,
+        .hdr_len = bz.hdr_end - BP_HDR,
+    };
     return 0;
 }

@@ -211,7 +211,7 @@ static int x86_set_lapic_lints(int fd, struct errbuf *eb)
     return 0;
 }
 
-static int x86_set_boot_regs(int fd, struct errbuf *eb)
+static int x86_set_boot_regs(int fd, uint64_t entry, struct errbuf *eb)
 {
     struct kvm_sregs sregs;
     struct kvm_regs regs;
@@ -266,7 +266,7 @@ static int x86_set_boot_regs(int fd, struct errbuf *eb)
 
     memset(&regs, 0, sizeof(regs));
     regs.rflags = 0x2;
-    regs.rip = BOOT_KERNEL_GPA + BOOT_ENTRY64_OFFSET;
+    regs.rip = entry;
     regs.rsp = BOOT_STACK_GPA;
     regs.rsi = BOOT_ZERO_PAGE_GPA;
     if (ioctl(fd, KVM_SET_REGS, &regs) < 0)
@@ -274,7 +274,8 @@ static int x86_set_boot_regs(int fd, struct errbuf *eb)
     return 0;
 }
 
-int x86_vcpu_setup(int fd, const struct kvm_cpuid2 *cpuid, bool bsp, struct errbuf *eb)
+int x86_vcpu_setup(int fd, const struct kvm_cpuid2 *cpuid, bool bsp, uint64_t entry,
+                   struct errbuf *eb)
 {
     struct kvm_fpu fpu = {.fcw = 0x37f, .mxcsr = 0x1f80};
     int ret;
@@ -290,7 +291,7 @@ int x86_vcpu_setup(int fd, const struct kvm_cpuid2 *cpuid, bool bsp, struct errb
     if (ret)
         return ret;
     /* APs keep their reset state and wait for INIT/SIPI in the in-kernel LAPIC. */
-    return bsp ? x86_set_boot_regs(fd, eb) : 0;
+    return bsp ? x86_set_boot_regs(fd, entry, eb) : 0;
 }
 
 void x86_vcpu_dump(int fd, unsigned id, FILE *f)

@@ -28,17 +28,17 @@ unsigned e820_build(const struct guest_mem *gm, struct e820_entry *out, unsigned
     return n;
 }
 
-int x86_boot_place_initrd(const struct guest_mem *gm, const struct bzimage *bz,
+int x86_boot_place_initrd(const struct guest_mem *gm, const struct kernel_image *k,
                           struct boot_load *bl, struct errbuf *eb)
 {
     char a[32], b[32];
-    uint64_t kernel_end = BOOT_KERNEL_GPA + bz->init_size;
+    uint64_t kernel_end = k->end;
     uint64_t limit = gm_low_end(gm);
 
     if (!bl->initrd_size)
         return 0;
-    if ((uint64_t)bz->initrd_addr_max + 1 < limit)
-        limit = (uint64_t)bz->initrd_addr_max + 1;
+    if ((uint64_t)k->initrd_addr_max + 1 < limit)
+        limit = (uint64_t)k->initrd_addr_max + 1;
     limit &= ~4095ULL; /* the initrd starts on a page: align the end first */
     /* Compared before rounding up, so a size near 2^64 cannot wrap to "fits". */
     uint64_t size = bl->initrd_size > limit ? limit + 1 : (bl->initrd_size + 4095) & ~4095ULL;
@@ -51,42 +51,71 @@ int x86_boot_place_initrd(const struct guest_mem *gm, const struct bzimage *bz,
     return 0;
 }
 
-int x86_boot_load(const struct guest_mem *gm, const struct bzimage *bz, const uint8_t *img,
-                  const struct boot_load *bl, struct errbuf *eb)
+/* Copies the segments; each must lie in guest RAM. */
+static int x86_boot_copy_kernel(const struct guest_mem *gm, const struct kernel_image *k,
+                                struct errbuf *eb)
 {
     char a[32], b[32];
-    size_t cmdlen = strlen(bl->cmdline);
-    uint64_t low_end = gm_low_end(gm);
 
-    if (low_end < BOOT_KERNEL_GPA || low_end - BOOT_KERNEL_GPA < bz->init_size)
+    /* All or nothing: every segment lies in [1 MiB, end), checked before the first is copied. */
+    if (k->end < BOOT_KERNEL_GPA || !gm_ptr(gm, BOOT_KERNEL_GPA, k->end - BOOT_KERNEL_GPA)) {
+        uint64_t low_end = gm_low_end(gm);
         return err_set(
             eb, -ENOSPC,
             "the kernel needs %s of memory from 1 MiB, but there are only %s: "
             "give more --memory",
-            fmt_size(bz->init_size, a, sizeof(a)),
+            fmt_size(k->end - BOOT_KERNEL_GPA, a, sizeof(a)),
             fmt_size(low_end > BOOT_KERNEL_GPA ? low_end - BOOT_KERNEL_GPA : 0, b, sizeof(b)));
-    uint32_t cmdmax =
-        bz->cmdline_max < BOOT_CMDLINE_MAX - 1 ? bz->cmdline_max : BOOT_CMDLINE_MAX - 1;
+    }
+    for (unsigned i = 0; i < k->nr_seg; i++) {
+        const struct kernel_segment *s = &k->seg[i];
+        uint8_t *dst = gm_ptr(gm, s->gpa, s->memsz);
+        memcpy(dst, s->data, s->filesz);
+        memset(dst + s->filesz, 0, s->memsz - s->filesz);
+    }
+    return 0;
+}
+
+/* The setup header of a vmlinux, which has none of its own: what the kernel reads of it. */
+static void x86_boot_vmlinux_header(uint8_t *zp, const struct kernel_image *k)
+{
+    put_le16(zp + BP_BOOT_FLAG, BZ_BOOT_FLAG);
+    put_le32(zp + BP_HEADER, BZ_MAGIC);
+    put_le16(zp + BP_VERSION, BOOT_HDR_VERSION);
+    zp[BP_LOADFLAGS] = BZ_LOADED_HIGH;
+    put_le32(zp + BP_INITRD_ADDR_MAX, k->initrd_addr_max);
+    put_le32(zp + BP_CMDLINE_SIZE, k->cmdline_max);
+    put_le16(zp + BP_XLOADFLAGS, BZ_XLF_KERNEL_64);
+}
+
+int x86_boot_load(const struct guest_mem *gm, const struct kernel_image *k,
+                  const struct boot_load *bl, struct errbuf *eb)
+{
+    size_t cmdlen = strlen(bl->cmdline);
+    uint32_t cmdmax = k->cmdline_max < BOOT_CMDLINE_MAX - 1 ? k->cmdline_max : BOOT_CMDLINE_MAX - 1;
     if (cmdlen > cmdmax)
         return err_set(eb, -E2BIG, "the command line is %zu bytes; this kernel takes at most %u",
                        cmdlen, cmdmax);
 
-    uint8_t *kernel = gm_ptr(gm, BOOT_KERNEL_GPA, bz->pm_size);
     uint8_t *cmdline = gm_ptr(gm, BOOT_CMDLINE_GPA, cmdlen + 1);
     uint8_t *zp = gm_ptr(gm, BOOT_ZERO_PAGE_GPA, BP_SIZE);
-    if (!kernel || !cmdline || !zp)
+    if (!cmdline || !zp)
         return err_set(eb, -ENOSPC, "guest memory is too small for the boot layout");
-
-    memcpy(kernel, bz->pm, bz->pm_size);
+    int ret = x86_boot_copy_kernel(gm, k, eb);
+    if (ret)
+        return ret;
     memcpy(cmdline, bl->cmdline, cmdlen + 1);
 
     memset(zp, 0, BP_SIZE);
-    memcpy(zp + BP_HDR, img + BP_HDR, bz->hdr_end - BP_HDR);
+    if (k->hdr_len)
+        memcpy(zp + BP_HDR, k->hdr, k->hdr_len);
+    else
+        x86_boot_vmlinux_header(zp, k);
     put_le16(zp + BP_VID_MODE, 0xffff); /* "normal": no mode change */
     zp[BP_TYPE_OF_LOADER] = 0xff;       /* undefined loader id */
     zp[BP_LOADFLAGS] |= BZ_CAN_USE_HEAP;
     put_le16(zp + BP_HEAP_END_PTR, 0xfe00);
-    put_le32(zp + BP_CODE32_START, BOOT_KERNEL_GPA);
+    put_le32(zp + BP_CODE32_START, (uint32_t)k->seg[0].gpa);
     put_le32(zp + BP_CMD_LINE_PTR, BOOT_CMDLINE_GPA);
     put_le32(zp + BP_EXT_CMD_LINE_PTR, 0);
     put_le32(zp + BP_RAMDISK_IMAGE, (uint32_t)bl->initrd_gpa);
