@@ -21,7 +21,7 @@ escapes: 'help\rexit 3\r', '\x04'. In --serial texts, {initrd_size} and
 {initrd_crc32} (8 hex digits, zlib.crc32) stand for the --initrd file's.
 
 usage: qemu_boot.py --qemu QEMU --image IMG [--loader SHIM] [--machine pc] [--smp N[,opts]]
-                    [--append CMDLINE] [--initrd FILE]
+                    [--append CMDLINE] [--initrd FILE] [--device QEMU_DEVICE]...
                     (--status N | --triple-fault | --reset | --poweroff)
                     [--input DATA [--input-after TEXT]] [--powerdown-after TEXT]
                     [--serial TEXT]... [--no-serial TEXT]... [--debugcon TEXT]... [--timeout S]
@@ -182,6 +182,8 @@ def main():
     ap.add_argument("--append", default="console=ttyS0")
     ap.add_argument("--initrd")
     ap.add_argument("--loader", help="boot64-shim.elf: boot IMG through the 64-bit entry")
+    ap.add_argument("--device", action="append", default=[],
+                    help="one more QEMU -device (virtio-rng-pci,disable-legacy=on)")
     end = ap.add_mutually_exclusive_group(required=True)
     end.add_argument("--status", type=int, help="expected kit_exit() status")
     end.add_argument("--triple-fault", action="store_true")
@@ -211,6 +213,8 @@ def main():
                "-serial", "stdio", "-debugcon", "file:" + debugcon,
                "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
                "-append", args.append]
+        for dev in args.device:
+            cmd += ["-device", dev]
         qmp_path = None
         if args.poweroff or args.reset or args.powerdown_after:
             qmp_path = os.path.join(tmp, "qmp.sock")

@@ -10,8 +10,12 @@
 #define IRQ_PIT       0
 #define IRQ_PIT_PIN   2 /* where a PC's MADT override puts it */
 
+#define MSI_ADDR_BASE       0xfee00000u
+#define MSI_ADDR_DEST_SHIFT 12
+
 static irq_handler_fn *irq_handlers[IDT_VECTORS];
 static int irq_ready;
+static unsigned irq_msi_next = IRQ_VECTOR_MSI;
 
 /* The IDT handler of every device vector: the program's handler, then EOI. */
 static void irq_entry(struct idt_frame *f)
@@ -63,4 +67,15 @@ void irq_route_isa(unsigned isa_irq, irq_handler_fn *fn)
     ioapic_route(isa_irq, vector, 0, lapic_id());
     if (isa_irq == IRQ_PIT)
         ioapic_route(IRQ_PIT_PIN, vector, 0, lapic_id());
+}
+
+int irq_msi_alloc(irq_handler_fn *fn, struct irq_msi *msg)
+{
+    if (irq_msi_next >= IRQ_VECTOR_MSI_END)
+        return -1;
+    msg->vector = irq_msi_next++;
+    msg->addr = MSI_ADDR_BASE | (uint64_t)(lapic_id() & 0xff) << MSI_ADDR_DEST_SHIFT;
+    msg->data = msg->vector;
+    irq_set_handler(msg->vector, fn);
+    return 0;
 }

@@ -21,9 +21,14 @@
 
 #include "kit/lapic.h"
 
-#define IRQ_VECTOR_ISA   0x30 /* + ISA IRQ number, 0x30-0x3f */
-#define IRQ_VECTOR_TIMER 0x40 /* the LAPIC timer */
-#define IRQ_VECTOR_SMP   0x41 /* the LAPIC timer as kit_smp_start()'s one-shot delay */
+#include <stdint.h>
+
+#define IRQ_VECTOR_ISA     0x30 /* + ISA IRQ number, 0x30-0x3f */
+#define IRQ_VECTOR_TIMER   0x40 /* the LAPIC timer */
+#define IRQ_VECTOR_SMP     0x41 /* the LAPIC timer as kit_smp_start()'s one-shot delay */
+#define IRQ_VECTOR_WAIT    0x42 /* the LAPIC timer as a wait's time limit (virtio.h) */
+#define IRQ_VECTOR_MSI     0x50 /* irq_msi_alloc() hands out 0x50 .. IRQ_VECTOR_MSI_END - 1 */
+#define IRQ_VECTOR_MSI_END 0xf0
 
 /* Status kit_exit() is called with when a vector arrives that has a gate but
  * no handler (cannot happen through this API; kept for the report). */
@@ -43,6 +48,20 @@ void irq_set_handler(unsigned vector, irq_handler_fn *fn);
  * routes its pin (IRQ 0: pins 0 and 2, see above), edge-triggered and active
  * high, to this CPU. */
 void irq_route_isa(unsigned isa_irq, irq_handler_fn *fn);
+
+/* An MSI (or MSI-X table entry) that raises a vector on one CPU. */
+struct irq_msi {
+    uint64_t addr; /* 0xfee00000 | APIC ID << 12: physical destination, no redirection */
+    uint32_t data; /* the vector: fixed delivery, edge */
+    unsigned vector;
+};
+
+/*
+ * Takes the next free MSI vector, installs fn for it and fills in the message
+ * a device writes to raise it on this CPU (Intel SDM vol. 3, "Message
+ * Signalled Interrupts"). 0, or -1 when the MSI vectors are used up.
+ */
+int irq_msi_alloc(irq_handler_fn *fn, struct irq_msi *msg);
 
 /* Sleeps until an interrupt has been handled: sti; hlt, then cli again.
  * The one-instruction interrupt shadow after sti means an interrupt already

@@ -1,0 +1,148 @@
+/*
+ * rngcheck: finds virtio-rng on PCI and reads it through the kit's virtio
+ * driver (include/kit/virtio.h), interrupt-driven by MSI-X.
+ *
+ * Lists every PCI function on bus 0, then for virtio-rng (1af4:1044) sets up
+ * queue 0 and makes rngcheck.reads requests of rngcheck.size bytes, one
+ * device-writable buffer each, waiting for each one's MSI-X interrupt.
+ * Checks: every request comes back with at least one byte (at most the
+ * buffer), the bytes of one read are not all equal, no two reads are the
+ * same, and every request was signalled by an interrupt of its own. Prints
+ *
+ *   pci: <bus>:<dev>.<fn> <vendor>:<device> class <class> rev <rev>   one per function
+ *   rngcheck: virtio-rng <bdf> features 0x<offered> accepted 0x<accepted> queue 0 size <n>
+ *   rngcheck: read <i> <n> bytes <the first 8 in hex>
+ *   rngcheck: PASS reads <n> bytes <total> interrupts <count>
+ *   rngcheck: poweroff
+ *
+ * and powers off through ACPI (petrel and QEMU exit 0). On a failed check,
+ * "rngcheck: FAIL <why>" and exit 1; without virtio-rng, "rngcheck: no
+ * virtio-rng (1af4:1044)" and exit 3.
+ *
+ * Options: rngcheck.reads=<1-16> (4), rngcheck.size=<1-4096> (64),
+ * rngcheck.timeout=<ms> the longest wait for one request or interrupt
+ * (20000; 0: none), rngcheck.poweroff=0 exits 0 instead of powering off.
+ * A bad value prints "rngcheck: bad <option>" and exits 2.
+ */
+#include "kit/acpi.h"
+#include "kit/cmdline.h"
+#include "kit/kit.h"
+#include "kit/pci.h"
+#include "kit/printf.h"
+#include "kit/string.h"
+#include "kit/virtio.h"
+
+#define RNG_MAX_READS 16
+#define RNG_MAX_SIZE  4096
+#define RNG_QUEUE     0
+#define RNG_QSIZE     16
+
+static struct pci_func funcs[PCI_MAX_FUNCS];
+static struct virtio_dev rng;
+static struct acpi_info acpi;
+static uint8_t bufs[RNG_MAX_READS][RNG_MAX_SIZE];
+static uint32_t got[RNG_MAX_READS];
+
+/* Reads option name (base 10) into *v when present; -1 (and the message) when out of [lo, hi]. */
+static int option(const char *name, unsigned long lo, unsigned long hi, unsigned long *v)
+{
+    int r = kit_cmdline_uint(name, 10, v);
+
+    if (r == -2 || (r == 0 && (*v < lo || *v > hi))) {
+        printf("rngcheck: bad %s (want %lu-%lu)\n", name, lo, hi);
+        return -1;
+    }
+    return 0;
+}
+
+static int fail(const char *why)
+{
+    printf("rngcheck: FAIL %s\n", why);
+    return 1;
+}
+
+/* The reads' checks: not all equal within one, no two alike. */
+static int check_reads(unsigned reads)
+{
+    for (unsigned i = 0; i < reads; i++) {
+        unsigned same = 1;
+        for (unsigned j = 1; j < got[i]; j++)
+            same += bufs[i][j] == bufs[i][0];
+        if (got[i] > 1 && same == got[i]) {
+            printf("rngcheck: FAIL read %u: all %u bytes are 0x%02x\n", i, got[i], bufs[i][0]);
+            return 1;
+        }
+        for (unsigned k = 0; k < i; k++) {
+            if (got[k] == got[i] && !memcmp(bufs[k], bufs[i], got[i])) {
+                printf("rngcheck: FAIL reads %u and %u are the same %u bytes\n", k, i, got[i]);
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
+int kit_main(void)
+{
+    unsigned long reads = 4, size = 64, timeout = 20000, poweroff = 1;
+
+    if (option("rngcheck.reads", 1, RNG_MAX_READS, &reads) ||
+        option("rngcheck.size", 1, RNG_MAX_SIZE, &size) ||
+        option("rngcheck.timeout", 0, 60000, &timeout) ||
+        option("rngcheck.poweroff", 0, 1, &poweroff))
+        return 2;
+
+    unsigned n = pci_enumerate(funcs, PCI_MAX_FUNCS);
+    const struct pci_func *f = NULL;
+    for (unsigned i = 0; i < n; i++) {
+        pci_print(&funcs[i]);
+        if (!f && funcs[i].vendor == VIRTIO_VENDOR &&
+            funcs[i].device == VIRTIO_PCI_DEVICE(VIRTIO_ID_RNG))
+            f = &funcs[i];
+    }
+    if (!f) {
+        printf("rngcheck: no virtio-rng (%04x:%04x)\n", VIRTIO_VENDOR,
+               VIRTIO_PCI_DEVICE(VIRTIO_ID_RNG));
+        return 3;
+    }
+
+    if (virtio_probe(&rng, f))
+        return fail(rng.error);
+    rng.timeout_ms = (unsigned)timeout;
+    if (virtio_start(&rng, 0) || virtio_queue_setup(&rng, RNG_QUEUE, RNG_QSIZE) ||
+        virtio_driver_ok(&rng))
+        return fail(rng.error);
+    struct virtq *vq = &rng.vq[RNG_QUEUE];
+    printf("rngcheck: virtio-rng %02x:%02x.%x features 0x%llx accepted 0x%llx queue 0 size %u\n",
+           PCI_BDF_BUS(f->bdf), PCI_BDF_DEV(f->bdf), PCI_BDF_FN(f->bdf),
+           (unsigned long long)rng.features, (unsigned long long)rng.accepted, vq->size);
+
+    unsigned total = 0;
+    for (unsigned i = 0; i < reads; i++) {
+        struct virtq_buf b = {bufs[i], (uint32_t)size};
+
+        if (virtq_xfer(vq, &b, 0, 1, &got[i]) || virtq_wait_interrupts(vq, i + 1))
+            return fail(rng.error);
+        if (!got[i]) {
+            printf("rngcheck: FAIL read %u: the device wrote nothing\n", i);
+            return 1;
+        }
+        total += got[i];
+        printf("rngcheck: read %u %u bytes", i, got[i]);
+        for (unsigned j = 0; j < got[i] && j < 8; j++)
+            printf("%s%02x", j ? "" : " ", bufs[i][j]);
+        printf("\n");
+    }
+    if (check_reads((unsigned)reads))
+        return 1;
+    printf("rngcheck: PASS reads %lu bytes %u interrupts %u\n", reads, total, vq->interrupts);
+    virtio_reset(&rng);
+
+    if (!poweroff)
+        return 0;
+    if (acpi_init(&acpi) < 0 || !acpi_can_poweroff(&acpi))
+        return fail("no ACPI poweroff");
+    puts("rngcheck: poweroff");
+    acpi_poweroff(&acpi);
+    return fail("poweroff: the machine is still on");
+}
