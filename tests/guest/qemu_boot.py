@@ -22,6 +22,7 @@ escapes: 'help\rexit 3\r', '\x04'. In --serial texts, {initrd_size} and
 
 usage: qemu_boot.py --qemu QEMU --image IMG [--loader SHIM] [--machine pc] [--smp N[,opts]]
                     [--append CMDLINE] [--initrd FILE] [--device QEMU_DEVICE]...
+                    [--disk SECTORS[,ro][,serial=S]]...
                     (--status N | --triple-fault | --reset | --poweroff)
                     [--input DATA [--input-after TEXT]] [--powerdown-after TEXT]
                     [--serial TEXT]... [--no-serial TEXT]... [--debugcon TEXT]... [--timeout S]
@@ -184,6 +185,8 @@ def main():
     ap.add_argument("--loader", help="boot64-shim.elf: boot IMG through the 64-bit entry")
     ap.add_argument("--device", action="append", default=[],
                     help="one more QEMU -device (virtio-rng-pci,disable-legacy=on)")
+    ap.add_argument("--disk", action="append", default=[],
+                    help="SECTORS[,ro][,serial=S]: a zeroed raw image on a modern virtio-blk-pci")
     end = ap.add_mutually_exclusive_group(required=True)
     end.add_argument("--status", type=int, help="expected kit_exit() status")
     end.add_argument("--triple-fault", action="store_true")
@@ -215,6 +218,15 @@ def main():
                "-append", args.append]
         for dev in args.device:
             cmd += ["-device", dev]
+        for i, spec in enumerate(args.disk):
+            words = spec.split(",")
+            img = os.path.join(tmp, "disk%d.img" % i)
+            with open(img, "wb") as f:
+                f.truncate(int(words[0]) * 512)
+            ro = ",readonly=on" if "ro" in words[1:] else ""
+            serial = "".join("," + w for w in words[1:] if w.startswith("serial="))
+            cmd += ["-drive", "file=%s,if=none,format=raw,id=disk%d%s" % (img, i, ro),
+                    "-device", "virtio-blk-pci,drive=disk%d,disable-legacy=on%s" % (i, serial)]
         qmp_path = None
         if args.poweroff or args.reset or args.powerdown_after:
             qmp_path = os.path.join(tmp, "qmp.sock")
