@@ -56,6 +56,16 @@ def rng_fills_a_whole_queue_of_large_reads():
 
 
 @case
+def rng_chains_in_the_ring_and_in_indirect_tables_with_event_idx():
+    # Each 100-byte read over 7 chained descriptors, then over 8 in an indirect
+    # table with EVENT_IDX: the device walks the chains and still interrupts per request.
+    passed(rngcheck("rngcheck.size=100", "rngcheck.segs=7"), 4, 100)
+    out = passed(rngcheck("rngcheck.reads=16", "rngcheck.size=100", "rngcheck.segs=8",
+                          "rngcheck.indirect=1", "rngcheck.event_idx=1"), 16, 100)
+    expect("accepted 0x130000000 queue 0" in out, "INDIRECT_DESC and EVENT_IDX accepted: " + out)
+
+
+@case
 def without_rng_the_guest_finds_no_device():
     p = rngcheck(rng=False)
     out = text(p.stdout)

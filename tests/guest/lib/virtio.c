@@ -519,6 +519,9 @@ int virtq_desc_set(struct virtq *vq, unsigned i, uint64_t addr, uint32_t len, ui
 
 void virtq_publish(struct virtq *vq, uint16_t head)
 {
+    /* With EVENT_IDX, before the device can see the buffer: a device that uses it
+     * at once decides on the interrupt from the used_event it finds then. */
+    RING_WRITE(vq->avail->ring[vq->size], vq->last_used);
     RING_WRITE(vq->avail->ring[vq->avail_idx & (vq->size - 1)], head);
     /* x86 keeps stores in order; the compiler must too: the descriptors and the
      * ring entry before the index (2.7.13). */
@@ -593,7 +596,8 @@ int virtq_wait(struct virtq *vq, struct virtq_used_elem *elem)
 {
     struct virtio_dev *d = vq->dev;
 
-    /* With EVENT_IDX: interrupt me for the next used element (2.7.10). */
+    /* With EVENT_IDX: interrupt me for the next used element (2.7.10); then
+     * re-check the used index (wait_for does) after the fence. */
     RING_WRITE(vq->avail->ring[vq->size], vq->last_used);
     fence();
     int r = wait_for(vq, 0);

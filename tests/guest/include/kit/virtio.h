@@ -186,7 +186,8 @@ int virtio_config_write(struct virtio_dev *d, unsigned off, const void *buf, uns
 int virtq_desc_set(struct virtq *vq, unsigned i, uint64_t addr, uint32_t len, uint16_t flags,
                    uint16_t next);
 
-/* Puts head (any value) in the next available slot and publishes the index. */
+/* Puts head (any value) in the next available slot and publishes the index;
+ * first sets used_event to the next used index (EVENT_IDX: interrupt on it). */
 void virtq_publish(struct virtq *vq, uint16_t head);
 
 /* Notifies the device (a 16-bit write of the queue index at its notify address). */
