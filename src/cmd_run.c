@@ -112,6 +112,8 @@ int cmd_run(int argc, char **argv)
         case 'm':
             if (parse_size(optarg, &cfg.memory))
                 return run_bad("--memory '%s' is not a size (say 512M or 2G)", optarg);
+            if (cfg.memory % (4 * KiB))
+                return run_bad("--memory %s is not a whole number of 4 KiB pages", optarg);
             if (cfg.memory < VM_MIN_MEMORY)
                 return run_bad("--memory %s is too small: petrel needs at least 8 MiB",
                                fmt_size(cfg.memory, a, sizeof(a)));

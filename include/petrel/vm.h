@@ -39,8 +39,9 @@
 #define VM_DEFAULT_MEMORY  (256 * MiB)
 #define VM_MIN_MEMORY      (8 * MiB)
 #define VM_DEFAULT_CMDLINE "console=ttyS0"
-#define VM_MAX_KERNEL_SIZE (256 * MiB)
-#define VM_CONSOLE_BUFFER  (16 * KiB) /* guest output not yet written; then THRE holds the guest */
+#define VM_MAX_KERNEL_SIZE (256 * MiB) /* a bzImage: read whole */
+#define VM_KERNEL_HEAD     (64 * KiB)  /* what is read first: a vmlinux's headers are in it */
+#define VM_CONSOLE_BUFFER  (16 * KiB)  /* guest output not yet written; then THRE holds the guest */
 
 enum vm_console_mode {
     VM_CONSOLE_STDIO,  /* this terminal (raw, escape keys) or pipes */
@@ -108,7 +109,8 @@ struct vm {
     struct kvm_cpuid2 *cpuid; /* KVM_GET_SUPPORTED_CPUID, patched per vCPU */
 
     /* Only while vm_create() runs: the kernel image and the initrd to load. */
-    uint8_t *kernel_img;
+    int kernel_fd;
+    uint8_t *kernel_img; /* a whole bzImage, or a vmlinux's first VM_KERNEL_HEAD bytes */
     size_t kernel_len;
     struct kernel_image kernel; /* its pointers point into kernel_img */
     int initrd_fd;

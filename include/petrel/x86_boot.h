@@ -127,7 +127,8 @@ unsigned e820_build(const struct guest_mem *gm, struct e820_entry *out, unsigned
 
 struct kernel_segment {
     uint64_t gpa;
-    const uint8_t *data; /* inside the caller's image */
+    uint64_t offset;     /* of its bytes in the file */
+    const uint8_t *data; /* the bytes in the caller's buffer, or NULL if it does not hold them */
     size_t filesz;
     uint64_t memsz; /* >= filesz; the rest is zeroed */
 };
@@ -145,16 +146,23 @@ struct kernel_image {
 };
 
 /*
- * Validates an ELF vmlinux held in img[0, len): x86-64, executable, at most
+ * Validates an ELF vmlinux of file_size bytes whose first len bytes are in img
+ * (the headers must be: a caller need not read a vmlinux's tens of MiB to parse
+ * it): x86-64, executable, the program header table inside img, at most
  * KERNEL_MAX_SEGMENTS non-empty PT_LOAD segments inside the file, each at or
- * above 1 MiB and below 4 GiB, none overlapping, the entry inside an
- * executable one. -ENOEXEC with a message otherwise. img must outlive k.
+ * above 1 MiB and below 4 GiB, none overlapping, the entry inside an executable
+ * one's file bytes. A segment's data points into img when img holds all of its
+ * bytes, else it is NULL. -ENOEXEC with a message otherwise. img must outlive k.
  */
-int vmlinux_parse(const uint8_t *img, size_t len, struct kernel_image *k,
+int vmlinux_parse(const uint8_t *img, size_t len, uint64_t file_size, struct kernel_image *k,
                   struct errbuf *eb) MUST_CHECK;
 
-/* Either format, told apart by its magic. -ENOEXEC with a message if neither. */
-int kernel_parse(const uint8_t *img, size_t len, struct kernel_image *k,
+/*
+ * Either format, told apart by its magic. A bzImage must be whole in img
+ * (len == file_size); a vmlinux may be only its head. -ENOEXEC with a message
+ * if neither.
+ */
+int kernel_parse(const uint8_t *img, size_t len, uint64_t file_size, struct kernel_image *k,
                  struct errbuf *eb) MUST_CHECK;
 
 /* Where and what petrel loads. initrd may be absent (initrd_size 0). */
@@ -172,8 +180,10 @@ int x86_boot_place_initrd(const struct guest_mem *gm, const struct kernel_image 
                           struct boot_load *bl, struct errbuf *eb) MUST_CHECK;
 
 /*
- * Copies the kernel's segments, writes the command line and the zero page. The
- * initrd's bytes are the caller's to copy (to bl->initrd_gpa). 0 or -errno.
+ * Copies the kernel's segments that have data and zeroes every segment's memory
+ * past its file bytes, writes the command line and the zero page. The bytes of
+ * segments without data and the initrd's are the caller's to copy (to seg.gpa,
+ * to bl->initrd_gpa). Nothing is written unless every segment fits. 0 or -errno.
  */
 int x86_boot_load(const struct guest_mem *gm, const struct kernel_image *k,
                   const struct boot_load *bl, struct errbuf *eb) MUST_CHECK;

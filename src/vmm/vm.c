@@ -141,66 +141,70 @@ static int vm_setup_memory(struct vm *vm, struct errbuf *eb)
     return 0;
 }
 
-/* Reads a whole file (the kernel) into a malloc()ed buffer of at most max bytes. */
-static int vm_read_file(const char *what, const char *path, uint64_t max, uint8_t **out,
-                        size_t *len, struct errbuf *eb)
+/* Reads len bytes at off of fd into buf: 0, or -errno with a message (what: "kernel", ...). */
+static int vm_pread(int fd, void *buf, uint64_t len, uint64_t off, const char *what,
+                    const char *path, struct errbuf *eb)
 {
+    uint64_t got = 0;
+    while (got < len) {
+        ssize_t n = pread(fd, (uint8_t *)buf + got, len - got, (off_t)(off + got));
+        if (n <= 0)
+            return err_set(eb, n < 0 ? -errno : -EIO, "cannot read %s %s: %s", what, path,
+                           n < 0 ? strerror(errno) : "file shrank while reading");
+        got += (uint64_t)n;
+    }
+    return 0;
+}
+
+/*
+ * Opens the kernel and reads what parsing it needs: a vmlinux's head (its
+ * segments are read straight into guest memory later, see vm_load_kernel()), or
+ * a whole bzImage of at most VM_MAX_KERNEL_SIZE.
+ */
+static int vm_read_kernel(struct vm *vm, uint64_t *file_size, struct errbuf *eb)
+{
+    const char *path = vm->cfg.kernel_path;
     char a[32];
     struct stat st;
-    int ret = 0;
 
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return err_set(eb, -errno, "cannot open %s %s: %s", what, path, strerror(errno));
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        ret = err_set(eb, -EINVAL, "%s %s is not a regular file", what, path);
-        goto out;
-    }
-    if ((uint64_t)st.st_size > max) {
-        ret = err_set(eb, -EFBIG, "%s %s is too large (more than %s)", what, path,
-                      fmt_size(max, a, sizeof(a)));
-        goto out;
-    }
-    uint8_t *buf = malloc(st.st_size ? (size_t)st.st_size : 1);
-    if (!buf) {
-        ret = err_set(eb, -ENOMEM, "out of memory reading %s", path);
-        goto out;
-    }
-    size_t got = 0;
-    while (got < (size_t)st.st_size) {
-        ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
-        if (n <= 0) {
-            ret = err_set(eb, n < 0 ? -errno : -EIO, "cannot read %s %s: %s", what, path,
-                          n < 0 ? strerror(errno) : "file shrank while reading");
-            free(buf);
-            goto out;
-        }
-        got += (size_t)n;
-    }
-    *out = buf;
-    *len = got;
-out:
-    close(fd);
-    return ret;
+    vm->kernel_fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (vm->kernel_fd < 0)
+        return err_set(eb, -errno, "cannot open kernel %s: %s", path, strerror(errno));
+    if (fstat(vm->kernel_fd, &st) < 0 || !S_ISREG(st.st_mode))
+        return err_set(eb, -EINVAL, "kernel %s is not a regular file", path);
+    *file_size = (uint64_t)st.st_size;
+    size_t len = *file_size < VM_KERNEL_HEAD ? (size_t)*file_size : VM_KERNEL_HEAD;
+    vm->kernel_img = malloc(len ? len : 1);
+    if (!vm->kernel_img)
+        return err_set(eb, -ENOMEM, "out of memory reading %s", path);
+    int ret = vm_pread(vm->kernel_fd, vm->kernel_img, len, 0, "kernel", path, eb);
+    if (ret)
+        return ret;
+    vm->kernel_len = len;
+    if (len >= 4 && memcmp(vm->kernel_img, ELF_MAGIC, 4) == 0)
+        return 0;
+    if (*file_size > VM_MAX_KERNEL_SIZE)
+        return err_set(eb, -EFBIG, "kernel %s is too large (more than %s)", path,
+                       fmt_size(VM_MAX_KERNEL_SIZE, a, sizeof(a)));
+    uint8_t *whole = realloc(vm->kernel_img, *file_size ? (size_t)*file_size : 1);
+    if (!whole)
+        return err_set(eb, -ENOMEM, "out of memory reading %s", path);
+    vm->kernel_img = whole;
+    ret = vm_pread(vm->kernel_fd, whole + len, *file_size - len, len, "kernel", path, eb);
+    if (ret)
+        return ret;
+    vm->kernel_len = (size_t)*file_size;
+    return 0;
 }
 
 /* Reads the initrd straight into guest memory at the address the loader chose. */
 static int vm_load_initrd(struct vm *vm, int fd, struct boot_load *bl, struct errbuf *eb)
 {
     uint8_t *dst = gm_ptr(&vm->mem, bl->initrd_gpa, bl->initrd_size);
-    uint64_t got = 0;
 
     if (!dst)
         return err_set(eb, -ENOSPC, "the initrd does not fit in guest memory");
-    while (got < bl->initrd_size) {
-        ssize_t n = read(fd, dst + got, bl->initrd_size - got);
-        if (n <= 0)
-            return err_set(eb, n < 0 ? -errno : -EIO, "cannot read initrd %s: %s",
-                           vm->cfg.initrd_path,
-                           n < 0 ? strerror(errno) : "file shrank while reading");
-        got += (uint64_t)n;
-    }
-    return 0;
+    return vm_pread(fd, dst, bl->initrd_size, 0, "initrd", vm->cfg.initrd_path, eb);
 }
 
 /*
@@ -212,11 +216,11 @@ static int vm_open_images(struct vm *vm, struct errbuf *eb)
     struct stat st;
     int ret;
 
-    ret = vm_read_file("kernel", vm->cfg.kernel_path, VM_MAX_KERNEL_SIZE, &vm->kernel_img,
-                       &vm->kernel_len, eb);
+    uint64_t file_size = 0;
+    ret = vm_read_kernel(vm, &file_size, eb);
     if (ret)
         return ret;
-    ret = kernel_parse(vm->kernel_img, vm->kernel_len, &vm->kernel, eb);
+    ret = kernel_parse(vm->kernel_img, vm->kernel_len, file_size, &vm->kernel, eb);
     if (ret) {
         char inner[sizeof(eb->msg)];
         snprintf(inner, sizeof(inner), "%s", eb->msg);
@@ -239,6 +243,9 @@ static void vm_close_images(struct vm *vm)
 {
     free(vm->kernel_img);
     vm->kernel_img = NULL;
+    if (vm->kernel_fd >= 0)
+        close(vm->kernel_fd);
+    vm->kernel_fd = -1;
     if (vm->initrd_fd >= 0)
         close(vm->initrd_fd);
     vm->initrd_fd = -1;
@@ -259,6 +266,16 @@ static int vm_load_kernel(struct vm *vm, struct errbuf *eb)
     ret = x86_boot_load(&vm->mem, &vm->kernel, &bl, eb);
     if (ret)
         return ret;
+    /* A vmlinux's segments, from the file straight into guest memory (the loader checked them). */
+    for (unsigned i = 0; i < vm->kernel.nr_seg; i++) {
+        const struct kernel_segment *s = &vm->kernel.seg[i];
+        if (s->data)
+            continue;
+        ret = vm_pread(vm->kernel_fd, gm_ptr(&vm->mem, s->gpa, s->filesz), s->filesz, s->offset,
+                       "kernel", vm->cfg.kernel_path, eb);
+        if (ret)
+            return ret;
+    }
     if (vm->initrd_fd >= 0) {
         ret = vm_load_initrd(vm, vm->initrd_fd, &bl, eb);
         if (ret)
@@ -395,7 +412,7 @@ int vm_create(const struct vm_config *cfg, struct vm **out, struct errbuf *eb)
     if (!vm)
         return err_set(eb, -ENOMEM, "out of memory");
     vm->cfg = *cfg;
-    vm->kvm_fd = vm->vm_fd = vm->debugcon_fd = vm->initrd_fd = -1;
+    vm->kvm_fd = vm->vm_fd = vm->debugcon_fd = vm->initrd_fd = vm->kernel_fd = -1;
     vm->pty_master = vm->pty_slave = vm->console_file_fd = vm->client_fd = -1;
     vm->exit_vcpu = -1;
     pthread_mutex_init(&vm->exit_lock, NULL);

@@ -57,13 +57,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct errbuf eb;
 
     eb.msg[0] = '\0';
-    int ret = kernel_parse(data, size, &k, &eb);
+    int ret = kernel_parse(data, size, size, &k, &eb);
     if (ret) {
         FUZZ_CHECK(ret == -ENOEXEC);
         FUZZ_CHECK(eb.msg[0] != '\0');
         return 0;
     }
     check_parsed(&k, data, size);
+
+    /* The same file with only its head read, as petrel reads a vmlinux. */
+    if (size > 64) {
+        struct kernel_image h;
+        size_t head = 64 + data[size / 2] % (size - 64);
+        ret = kernel_parse(data, head, size, &h, &eb);
+        FUZZ_CHECK(ret == 0 || ret == -ENOEXEC);
+        for (unsigned i = 0; ret == 0 && i < h.nr_seg; i++) {
+            FUZZ_CHECK(h.seg[i].offset <= size && h.seg[i].filesz <= size - h.seg[i].offset);
+            FUZZ_CHECK(!h.seg[i].data || (h.seg[i].data == data + h.seg[i].offset &&
+                                          h.seg[i].offset + h.seg[i].filesz <= head));
+        }
+    }
 
     if (!mem_block) {
         mem_block = malloc(MEM_MAX);

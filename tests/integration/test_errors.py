@@ -138,6 +138,8 @@ def memory_sizes():
     one_line_error(petrel("run", "--kernel", kit("hello"), "--memory", "4M"), 2, "too small")
     one_line_error(petrel("run", "--kernel", kit("hello"), "--memory", "12Q"), 2, "not a size")
     one_line_error(petrel("run", "--kernel", kit("hello"), "--memory", "2T"), 2, "too large")
+    one_line_error(petrel("run", "--kernel", kit("hello"), "--memory", "16385K"), 2,
+                   "4 KiB pages")
     one_line_error(petrel("run", "--kernel", kit("hello"), "--memory", "900G"), 1,
                    "more than this host's RAM")
 

@@ -171,7 +171,19 @@ static void expect_reject(const uint8_t *img, size_t len, const char *what)
 {
     struct kernel_image k;
     struct errbuf eb = {.msg = ""};
-    int ret = kernel_parse(img, len, &k, &eb);
+    int ret = kernel_parse(img, len, len, &k, &eb);
+    if (ret != -ENOEXEC)
+        fail_msg("kernel_parse = %d, want -ENOEXEC (expected \"%s\")", ret, what);
+    if (!strstr(eb.msg, what))
+        fail_msg("message \"%s\" does not mention \"%s\"", eb.msg, what);
+}
+
+/* Parses the first len bytes of a file of file_size bytes, expecting -ENOEXEC and what. */
+static void expect_reject_head(const uint8_t *img, size_t len, uint64_t file_size, const char *what)
+{
+    struct kernel_image k;
+    struct errbuf eb = {.msg = ""};
+    int ret = kernel_parse(img, len, file_size, &k, &eb);
     if (ret != -ENOEXEC)
         fail_msg("kernel_parse = %d, want -ENOEXEC (expected \"%s\")", ret, what);
     if (!strstr(eb.msg, what))
@@ -399,7 +411,7 @@ static int rig_setup(void **state)
     memset(r->mem, 0xcc, r->size);
     gm_init_fake(&r->gm, r->mem, r->size);
     r->im = make_image();
-    if (kernel_parse(r->im.buf, r->im.len, &r->k, NULL) != 0)
+    if (kernel_parse(r->im.buf, r->im.len, r->im.len, &r->k, NULL) != 0)
         return -1;
     *state = r;
     return 0;
@@ -505,7 +517,7 @@ static void test_place_initrd_unaligned_end(void **state)
 
     /* Placement only looks at the layout, never at the bytes: no backing needed. */
     gm_init_fake(&gm, NULL, size);
-    int ret = kernel_parse(im.buf, im.len, &k, NULL);
+    int ret = kernel_parse(im.buf, im.len, im.len, &k, NULL);
     free_image(&im);
     assert_int_equal(ret, 0);
     /* Room for the page-rounded initrd plus 0x50 bytes, from an unaligned kernel_end. */
@@ -611,7 +623,7 @@ static void test_load_high_memory(void **state)
     struct boot_load bl = {.cmdline = "quiet", .initrd_size = 16 * MiB};
 
     assert_int_equal(gm_init(&gm, 4 * GiB + 512 * MiB), 0);
-    assert_int_equal(kernel_parse(im.buf, im.len, &k, NULL), 0);
+    assert_int_equal(kernel_parse(im.buf, im.len, im.len, &k, NULL), 0);
     assert_int_equal(x86_boot_place_initrd(&gm, &k, &bl, NULL), 0);
     expect_placed(&k, &bl, (uint64_t)INITRD_MAX + 1);
 
@@ -693,7 +705,7 @@ static void test_load_tiny_memory(void **state)
 
     assert_non_null(mem);
     gm_init_fake(&gm, mem, 512 * KiB);
-    assert_int_equal(kernel_parse(im.buf, im.len, &k, NULL), 0);
+    assert_int_equal(kernel_parse(im.buf, im.len, im.len, &k, NULL), 0);
     assert_int_equal(x86_boot_load(&gm, &k, &bl, NULL), -ENOSPC);
     free_image(&im);
     free(mem);
@@ -775,7 +787,7 @@ static void test_elf_parse(void **state)
     struct kernel_image k;
     struct errbuf eb = {.msg = ""};
 
-    assert_int_equal(kernel_parse(im.buf, im.len, &k, &eb), 0);
+    assert_int_equal(kernel_parse(im.buf, im.len, im.len, &k, &eb), 0);
     assert_string_equal(eb.msg, "");
     assert_string_equal(k.format, "ELF vmlinux");
     assert_int_equal(k.nr_seg, 2); /* the note and the empty segment are not loaded */
@@ -796,7 +808,7 @@ static void test_elf_parse(void **state)
 
     /* A bzImage keeps its own entry and header. */
     im = make_image();
-    assert_int_equal(kernel_parse(im.buf, im.len, &k, NULL), 0);
+    assert_int_equal(kernel_parse(im.buf, im.len, im.len, &k, NULL), 0);
     assert_string_equal(k.format, "bzImage");
     assert_int_equal(k.entry, BOOT_KERNEL_GPA + BOOT_ENTRY64_OFFSET);
     assert_int_equal(k.end, BOOT_KERNEL_GPA + INIT_SIZE);
@@ -926,7 +938,7 @@ static void test_elf_reject_headers(void **state)
     put_le64(b + 64 + 56 * 3 + 8, UINT64_MAX - 4);
     expect_reject(b, im.len, "truncated");
     put_le64(b + 64 + 56 * 3 + 8, ELF_DATA_OFF + ELF_TEXT_SIZE + 0x20);
-    assert_int_equal(kernel_parse(b, im.len, &(struct kernel_image){0}, NULL), 0);
+    assert_int_equal(kernel_parse(b, im.len, im.len, &(struct kernel_image){0}, NULL), 0);
     free_image(&im);
 }
 
@@ -939,7 +951,7 @@ static void test_elf_too_many_segments(void **state)
 
     struct image im = make_elf(ph, KERNEL_MAX_SEGMENTS, ELF_TEXT_GPA);
     struct kernel_image k;
-    assert_int_equal(kernel_parse(im.buf, im.len, &k, NULL), 0);
+    assert_int_equal(kernel_parse(im.buf, im.len, im.len, &k, NULL), 0);
     assert_int_equal(k.nr_seg, KERNEL_MAX_SEGMENTS);
     free_image(&im);
     im = make_elf(ph, ARRAY_SIZE(ph), ELF_TEXT_GPA);
@@ -955,7 +967,7 @@ static void test_elf_load(void **state)
     struct boot_load bl = {.cmdline = "console=ttyS0", .initrd_size = 5000};
     struct errbuf eb = {.msg = ""};
 
-    assert_int_equal(kernel_parse(im.buf, im.len, &k, NULL), 0);
+    assert_int_equal(kernel_parse(im.buf, im.len, im.len, &k, NULL), 0);
     assert_int_equal(x86_boot_place_initrd(&r->gm, &k, &bl, &eb), 0);
     expect_placed(&k, &bl, FAKE_MEM_SIZE);
     assert_int_equal(x86_boot_load(&r->gm, &k, &bl, &eb), 0);
@@ -996,6 +1008,49 @@ static void test_elf_load(void **state)
     free_image(&im);
 }
 
+/*
+ * Only the file's head in memory, as petrel reads a vmlinux: the segments carry
+ * their file offsets and no data, the loader zeroes their bss and leaves their
+ * bytes to the caller.
+ */
+static void test_elf_head_only(void **state)
+{
+    struct rig *r = *state;
+    struct image im = make_good_elf();
+    struct kernel_image k;
+    struct errbuf eb = {.msg = ""};
+    struct boot_load bl = {.cmdline = ""};
+
+    assert_int_equal(kernel_parse(im.buf, ELF_DATA_OFF, im.len, &k, &eb), 0);
+    assert_int_equal(k.nr_seg, 2);
+    assert_null(k.seg[0].data);
+    assert_int_equal(k.seg[0].offset, ELF_DATA_OFF);
+    assert_null(k.seg[1].data);
+    assert_int_equal(k.seg[1].offset, ELF_DATA_OFF + ELF_TEXT_SIZE + 0x20);
+    assert_int_equal(k.entry, ELF_ENTRY);
+
+    /* A head that holds the first segment's bytes but not the second's. */
+    assert_int_equal(kernel_parse(im.buf, ELF_DATA_OFF + ELF_TEXT_SIZE, im.len, &k, NULL), 0);
+    assert_ptr_equal(k.seg[0].data, im.buf + ELF_DATA_OFF);
+    assert_null(k.seg[1].data);
+
+    assert_int_equal(x86_boot_load(&r->gm, &k, &bl, &eb), 0);
+    assert_memory_equal(r->mem + ELF_TEXT_GPA, im.buf + ELF_DATA_OFF, ELF_TEXT_SIZE);
+    for (size_t i = 0; i < ELF_DATA_FILE; i++)
+        assert_int_equal(r->mem[ELF_DATA_GPA + i], 0xcc); /* the caller's to read */
+    for (size_t i = ELF_DATA_FILE; i < ELF_DATA_MEM; i++)
+        assert_int_equal(r->mem[ELF_DATA_GPA + i], 0);
+
+    /* The program headers must be in the head; segments only in the file. */
+    expect_reject_head(im.buf, 100, im.len, "not within the file's first 100 bytes");
+    expect_reject_head(im.buf, ELF_DATA_OFF, im.len - 1, "truncated");
+    /* A bzImage is parsed whole or not at all. */
+    free_image(&im);
+    im = make_image();
+    expect_reject_head(im.buf, im.len - 1, im.len, "only");
+    free_image(&im);
+}
+
 /* A vmlinux larger than RAM is refused before anything is copied. */
 static void test_elf_load_too_big(void **state)
 {
@@ -1009,7 +1064,7 @@ static void test_elf_load_too_big(void **state)
     struct boot_load bl = {.cmdline = ""};
     struct errbuf eb = {.msg = ""};
 
-    assert_int_equal(kernel_parse(im.buf, im.len, &k, NULL), 0);
+    assert_int_equal(kernel_parse(im.buf, im.len, im.len, &k, NULL), 0);
     assert_int_equal(x86_boot_load(&r->gm, &k, &bl, &eb), -ENOSPC);
     assert_non_null(strstr(eb.msg, "--memory"));
     assert_int_equal(r->mem[ELF_TEXT_GPA], 0xcc);
@@ -1054,6 +1109,7 @@ int main(void)
         cmocka_unit_test(test_elf_too_many_segments),
         RIG_TEST(test_elf_load),
         RIG_TEST(test_elf_load_too_big),
+        RIG_TEST(test_elf_head_only),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -69,12 +69,16 @@ int bzimage_parse(const uint8_t *img, size_t len, struct bzimage *bz, struct err
     return 0;
 }
 
-int kernel_parse(const uint8_t *img, size_t len, struct kernel_image *k, struct errbuf *eb)
+int kernel_parse(const uint8_t *img, size_t len, uint64_t file_size, struct kernel_image *k,
+                 struct errbuf *eb)
 {
     struct bzimage bz;
 
     if (len >= 4 && memcmp(img, ELF_MAGIC, 4) == 0)
-        return vmlinux_parse(img, len, k, eb);
+        return vmlinux_parse(img, len, file_size, k, eb);
+    if (len != file_size)
+        return err_set(eb, -ENOEXEC, "only %zu of the bzImage's %llu bytes were read", len,
+                       (unsigned long long)file_size);
     int ret = bzimage_parse(img, len, &bz, eb);
     if (ret)
         return ret;
@@ -82,6 +86,7 @@ int kernel_parse(const uint8_t *img, size_t len, struct kernel_image *k, struct 
         .format = "bzImage",
         /* The memory up to init_size is the decompressor's to use: not zeroed, only checked. */
         .seg[0] = {.gpa = BOOT_KERNEL_GPA,
+                   .offset = bz.setup_size,
                    .data = bz.pm,
                    .filesz = bz.pm_size,
                    .memsz = bz.pm_size},

@@ -40,7 +40,7 @@
 #define LOW_4G        (4ULL << 30)
 
 /* Adds one PT_LOAD segment (memsz > 0) to k after checking it. */
-static int vmlinux_segment(const uint8_t *img, size_t len, const uint8_t *ph,
+static int vmlinux_segment(const uint8_t *img, size_t len, uint64_t file_size, const uint8_t *ph,
                            struct kernel_image *k, bool *exec_has_entry, uint64_t entry,
                            struct errbuf *eb)
 {
@@ -53,10 +53,10 @@ static int vmlinux_segment(const uint8_t *img, size_t len, const uint8_t *ph,
         return err_set(eb, -ENOEXEC,
                        "a segment has more bytes in the file (%llu) than in memory (%llu)",
                        (unsigned long long)filesz, (unsigned long long)memsz);
-    if (off > len || filesz > len - off)
+    if (off > file_size || filesz > file_size - off)
         return err_set(eb, -ENOEXEC,
-                       "the ELF file is truncated (a segment ends at byte %llu of %zu)",
-                       (unsigned long long)(off + filesz), len);
+                       "the ELF file is truncated (a segment ends at byte %llu of %llu)",
+                       (unsigned long long)(off + filesz), (unsigned long long)file_size);
     if (gpa < BOOT_KERNEL_GPA)
         return err_set(eb, -ENOEXEC,
                        "a segment loads at %#llx, below 1 MiB where petrel keeps the boot data",
@@ -74,7 +74,12 @@ static int vmlinux_segment(const uint8_t *img, size_t len, const uint8_t *ph,
         return err_set(eb, -ENOEXEC, "more than %u loadable segments", KERNEL_MAX_SEGMENTS);
 
     k->seg[k->nr_seg++] = (struct kernel_segment){
-        .gpa = gpa, .data = img + off, .filesz = (size_t)filesz, .memsz = memsz};
+        .gpa = gpa,
+        .offset = off,
+        .data = off <= len && filesz <= len - off ? img + off : NULL,
+        .filesz = (size_t)filesz,
+        .memsz = memsz,
+    };
     if (gpa + memsz > k->end)
         k->end = gpa + memsz;
     /* The entry must be code the file provides, not zeroed memory. */
@@ -83,11 +88,15 @@ static int vmlinux_segment(const uint8_t *img, size_t len, const uint8_t *ph,
     return 0;
 }
 
-int vmlinux_parse(const uint8_t *img, size_t len, struct kernel_image *k, struct errbuf *eb)
+int vmlinux_parse(const uint8_t *img, size_t len, uint64_t file_size, struct kernel_image *k,
+                  struct errbuf *eb)
 {
     memset(k, 0, sizeof(*k));
     if (len < 4 || memcmp(img, ELF_MAGIC, 4) != 0)
         return err_set(eb, -ENOEXEC, "not an ELF file");
+    if (len > file_size)
+        return err_set(eb, -EINVAL, "%zu bytes read of a file of %llu", len,
+                       (unsigned long long)file_size);
     if (len < EH_SIZE)
         return err_set(eb, -ENOEXEC, "the ELF file is truncated (%zu bytes)", len);
     if (img[EH_CLASS] == 1)
@@ -109,7 +118,12 @@ int vmlinux_parse(const uint8_t *img, size_t len, struct kernel_image *k, struct
                        "the ELF program header table is malformed (%u entries of %u bytes)", phnum,
                        get_le16(img + EH_PHENTSIZE));
     if (phoff > len || (uint64_t)phnum * PH_SIZE > len - phoff)
-        return err_set(eb, -ENOEXEC, "the ELF file is truncated (program headers past its end)");
+        return err_set(eb, -ENOEXEC,
+                       len < file_size ? "the ELF program headers are not within the file's "
+                                         "first %zu bytes"
+                                       : "the ELF file is truncated (program headers past its "
+                                         "end at %zu)",
+                       len);
 
     uint64_t entry = get_le64(img + EH_ENTRY);
     bool entry_ok = false;
@@ -117,7 +131,7 @@ int vmlinux_parse(const uint8_t *img, size_t len, struct kernel_image *k, struct
         const uint8_t *ph = img + phoff + (uint64_t)i * PH_SIZE;
         if (get_le32(ph + PH_TYPE) != PT_LOAD || get_le64(ph + PH_MEMSZ) == 0)
             continue;
-        int ret = vmlinux_segment(img, len, ph, k, &entry_ok, entry, eb);
+        int ret = vmlinux_segment(img, len, file_size, ph, k, &entry_ok, entry, eb);
         if (ret)
             return ret;
     }

@@ -70,7 +70,8 @@ static int x86_boot_copy_kernel(const struct guest_mem *gm, const struct kernel_
     for (unsigned i = 0; i < k->nr_seg; i++) {
         const struct kernel_segment *s = &k->seg[i];
         uint8_t *dst = gm_ptr(gm, s->gpa, s->memsz);
-        memcpy(dst, s->data, s->filesz);
+        if (s->data)
+            memcpy(dst, s->data, s->filesz);
         memset(dst + s->filesz, 0, s->memsz - s->filesz);
     }
     return 0;
