@@ -40,6 +40,14 @@ static void run_usage(FILE *f)
             "                        $XDG_RUNTIME_DIR/petrel/NAME.sock (root: /run/petrel)\n"
             "      --rng             a virtio-rng device (the guest's /dev/hwrng, fed by\n"
             "                        the host's getrandom())\n"
+            "      --drive path=FILE[,ro][,id=NAME]\n"
+            "                        a virtio-blk disk backed by FILE, a raw image (its size\n"
+            "                        a multiple of 512 bytes) or a block device; repeat for\n"
+            "                        more (at most %d): the first is the guest's /dev/vda.\n"
+            "                        ro: read-only. id: the serial the guest reads (at most\n"
+            "                        20 bytes; default: the file's name). FILE is locked:\n"
+            "                        one petrel writes it, or any number read it. Write ',,'\n"
+            "                        for a comma in FILE or NAME\n"
             "      --stats           print counters at exit (guest RAM resident, unclaimed\n"
             "                        port and MMIO accesses, pauses, dropped output)\n"
             "  -h, --help            show this help\n"
@@ -52,7 +60,7 @@ static void run_usage(FILE *f)
             "  3       the guest crashed (triple fault, failed entry, emulation failure);\n"
             "          petrel prints the vCPU's registers on standard error\n"
             "  128+N   petrel was ended by signal N (SIGINT, SIGTERM, SIGHUP)\n",
-            VM_DEFAULT_CMDLINE);
+            VM_DEFAULT_CMDLINE, VIRTIO_BLK_MAX_DRIVES);
 }
 
 static int run_bad(const char *fmt, const char *arg)
@@ -65,7 +73,8 @@ static int run_bad(const char *fmt, const char *arg)
 
 int cmd_run(int argc, char **argv)
 {
-    enum { OPT_DEBUG_EXIT = 256, OPT_DEBUGCON, OPT_API_SOCK, OPT_CONSOLE, OPT_STATS, OPT_RNG };
+    enum { OPT_DEBUG_EXIT = 256, OPT_DEBUGCON, OPT_API_SOCK, OPT_CONSOLE, OPT_STATS, OPT_RNG,
+           OPT_DRIVE };
     static const struct option opts[] = {
         {"kernel", required_argument, NULL, 'k'},
         {"initrd", required_argument, NULL, 'i'},
@@ -79,6 +88,7 @@ int cmd_run(int argc, char **argv)
         {"console", required_argument, NULL, OPT_CONSOLE},
         {"stats", no_argument, NULL, OPT_STATS},
         {"rng", no_argument, NULL, OPT_RNG},
+        {"drive", required_argument, NULL, OPT_DRIVE},
         {"help", no_argument, NULL, 'h'},
         {0},
     };
@@ -130,6 +140,17 @@ int cmd_run(int argc, char **argv)
         case OPT_RNG:
             cfg.rng = true;
             break;
+        case OPT_DRIVE: {
+            struct errbuf eb = {{0}};
+            if (cfg.nr_drives == VIRTIO_BLK_MAX_DRIVES) {
+                snprintf(a, sizeof(a), "%d", VIRTIO_BLK_MAX_DRIVES);
+                return run_bad("at most %s --drive options", a);
+            }
+            if (virtio_blk_spec_parse(optarg, &cfg.drives[cfg.nr_drives], &eb))
+                return run_bad("%s", eb.msg);
+            cfg.nr_drives++;
+            break;
+        }
         case OPT_DEBUGCON:
             cfg.debugcon_path = optarg;
             break;

@@ -229,6 +229,9 @@ void virtio_requeue_locked(struct virtio_dev *vdev, unsigned q);
 void virtio_notify_queue(struct virtio_dev *vdev, unsigned q);
 void virtio_notify_queue_locked(struct virtio_dev *vdev, unsigned q);
 
+/* Logs a problem the guest caused, through the PCI bus's hook when there is one. */
+void virtio_warn(struct virtio_dev *vdev, const char *fmt, ...) PRINTF(2, 3);
+
 /* The device configuration changed: new generation, config interrupt (lock held). */
 void virtio_config_changed_locked(struct virtio_dev *vdev);
 

@@ -241,6 +241,13 @@ void virtq_disable_notify(struct virtq *vq);
 bool virtq_enable_notify(struct virtq *vq) MUST_CHECK;
 
 /*
+ * Marks the queue broken with a reason (the first one stays) and returns
+ * -EIO: for a device that finds a chain no conforming driver can produce and
+ * no way to tell the driver through the chain itself.
+ */
+int virtq_break(struct virtq *vq, const char *fmt, ...) PRINTF(2, 3);
+
+/*
  * Copies up to len bytes of the chain's device-readable part, starting off
  * bytes in, to dst. Returns the number of bytes copied (less at the end).
  */

@@ -33,6 +33,7 @@
 #include "petrel/uart8250.h"
 #include "petrel/util.h"
 #include "petrel/vcpu.h"
+#include "petrel/virtio_blk.h"
 #include "petrel/virtio_rng.h"
 #include "petrel/x86_boot.h"
 
@@ -63,6 +64,8 @@ struct vm_config {
     const char *console_path;     /* VM_CONSOLE_FILE: the file */
     bool stdin_closed;            /* VM_CONSOLE_STDIO without input */
     bool rng;                     /* a virtio-rng device on PCI (--rng) */
+    struct virtio_blk_spec drives[VIRTIO_BLK_MAX_DRIVES]; /* --drive, in order: vda, vdb, ... */
+    unsigned nr_drives;
 };
 
 enum vm_state {
@@ -153,6 +156,7 @@ struct vm {
     struct pci_bus pci; /* bus 0: the host bridge, then PCI devices */
     bool pci_ready;
     struct virtio_rng rng; /* --rng; rng.vdev.ops set while it exists */
+    struct virtio_blk blk[VIRTIO_BLK_MAX_DRIVES]; /* --drive; blk[i].vdev.ops set while it exists */
     struct kvm_irq_gsi rtc_irq;
     struct rtc_cmos rtc;
     bool rtc_ready;       /* rtc_cmos_init() succeeded */
@@ -218,10 +222,12 @@ int vm_console_attach(struct vm *vm, int fd);
 
 /*
  * The platform (vm_platform.c, docs/platform.md): the irqchip's routing and
- * IOAPIC ID, the firmware tables in guest memory, the platform devices.
+ * IOAPIC ID, the firmware tables in guest memory, the --drive files (opened
+ * before KVM is touched), the platform devices.
  */
 int vm_platform_irqchip(struct vm *vm, struct errbuf *eb) MUST_CHECK;
 int vm_platform_tables(struct vm *vm, struct errbuf *eb) MUST_CHECK;
+int vm_platform_drives(struct vm *vm, struct errbuf *eb) MUST_CHECK;
 int vm_platform_devices(struct vm *vm, struct errbuf *eb) MUST_CHECK;
 void vm_platform_destroy(struct vm *vm);
 

@@ -63,10 +63,7 @@ static void sys_unbind(struct virtio_dev *v, struct ioeventfd *io)
         ioeventfd_unbind(io);
 }
 
-static void vdev_warn(struct virtio_dev *v, const char *fmt, ...) PRINTF(2, 3);
-
-/* Logs a problem the guest caused, through the PCI bus's hook when there is one. */
-static void vdev_warn(struct virtio_dev *v, const char *fmt, ...)
+void virtio_warn(struct virtio_dev *v, const char *fmt, ...)
 {
     char msg[256];
     va_list ap;
@@ -119,7 +116,7 @@ static void needs_reset(struct virtio_dev *v, unsigned q)
         return;
     if (!v->warned) {
         v->warned = true;
-        vdev_warn(v, "%s: queue %u: %s; the device needs a reset", v->pci.dev.name, q,
+        virtio_warn(v, "%s: queue %u: %s; the device needs a reset", v->pci.dev.name, q,
                   v->queues[q].vq.broken_reason);
     }
     v->status |= VIRTIO_STATUS_NEEDS_RESET;
@@ -439,7 +436,7 @@ static void virtio_bar_moved(struct pci_dev *pdev, unsigned bar, uint64_t old_ad
         int ret = sys_bind(v, io, a);
         if (ret && !v->warned) { /* notifies still work, through petrel */
             v->warned = true;
-            vdev_warn(v, "%s: cannot bind queue %u's notify address 0x%" PRIx64 ": %s",
+            virtio_warn(v, "%s: cannot bind queue %u's notify address 0x%" PRIx64 ": %s",
                       pdev->dev.name, q, a, strerror(-ret));
         }
     }

@@ -67,8 +67,7 @@ static uint16_t *avail_event(struct virtq *vq)
     return (uint16_t *)&vq->used->ring[vq->num];
 }
 
-/* Marks the queue broken (the first reason stays) and returns -EIO. */
-static int PRINTF(2, 3) virtq_break(struct virtq *vq, const char *fmt, ...)
+int virtq_break(struct virtq *vq, const char *fmt, ...)
 {
     if (!vq->broken) {
         va_list ap;

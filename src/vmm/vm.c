@@ -427,6 +427,9 @@ int vm_create(const struct vm_config *cfg, struct vm **out, struct errbuf *eb)
     ret = vm_open_images(vm, eb);
     if (ret)
         goto err_destroy;
+    ret = vm_platform_drives(vm, eb);
+    if (ret)
+        goto err_destroy;
     ret = vm_open_kvm(vm, eb);
     if (ret)
         goto err_destroy;

@@ -1,0 +1,626 @@
+/*
+ * virtio-blk (virtio 1.2, 5.2); virtio_blk.h describes the device.
+ *
+ * A request is a chain: a 16-byte header in the device-readable part, data
+ * (readable for OUT, writable for IN), and a status byte, the last byte of the
+ * writable part. Framing is not assumed (2.6.4): the header and the data may
+ * share descriptors, and so may data and the status byte.
+ *
+ * A chain is checked whole on the loop before anything runs. One without a
+ * writable byte has nowhere to put a status: it breaks the queue
+ * (DEVICE_NEEDS_RESET). Anything else that is wrong gets VIRTIO_BLK_S_IOERR,
+ * or VIRTIO_BLK_S_UNSUPP for what the device does not do, right away; the
+ * first such request of a device is logged. Good requests go to the backend
+ * (blk_io.h), which completes them into the device from its own threads.
+ *
+ * Reset with requests in flight. A worker may be inside preadv() writing into
+ * guest RAM when the driver resets the device, and may then be waiting for the
+ * device lock to push its chain. Two things keep the reset clean, and each is
+ * needed: (1) the reset waits, under the device lock, until no request is in
+ * a syscall (quiesce: workers need no device lock to finish a syscall, so this
+ * cannot deadlock; requests not started are dropped unrun), so after the
+ * driver's status write returns nothing writes the buffers it may now reuse
+ * (4.1.4.3.2: no buffers used after a reset); (2) a generation count, bumped
+ * at reset, makes a completion that lost the race for the lock drop its chain
+ * instead of pushing it into the new rings. Waiting alone cannot cover (2)
+ * without the workers holding the device lock across I/O, which would stall
+ * the vCPUs on the disk; generations alone would let a late read scribble on
+ * memory the driver has handed to something else. The wait blocks one vCPU
+ * for at most the requests already in the syscalls (an fdatasync at worst),
+ * as QEMU's drain on reset does.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "petrel/virtio_blk.h"
+
+static struct virtio_blk *to_blk(struct virtio_dev *vdev)
+{
+    return container_of(vdev, struct virtio_blk, vdev);
+}
+
+/* ---- --drive ---- */
+
+static int spec_token(char *tok, struct virtio_blk_spec *spec, unsigned *seen, struct errbuf *eb)
+{
+    static const char *const usage = "(say path=FILE[,ro][,id=NAME])";
+    char *eq = strchr(tok, '=');
+
+    if (eq)
+        *eq = '\0';
+    const char *val = eq ? eq + 1 : NULL;
+    unsigned bit;
+    if (!strcmp(tok, "path"))
+        bit = 1;
+    else if (!strcmp(tok, "ro"))
+        bit = 2;
+    else if (!strcmp(tok, "id"))
+        bit = 4;
+    else if (!*tok)
+        return err_set(eb, -EINVAL, "--drive has an empty option %s", usage);
+    else
+        return err_set(eb, -EINVAL, "--drive: unknown option '%s' %s", tok, usage);
+    if (*seen & bit)
+        return err_set(eb, -EINVAL, "--drive: '%s' is given twice", tok);
+    *seen |= bit;
+
+    if (bit == 2) {
+        if (val)
+            return err_set(eb, -EINVAL, "--drive: 'ro' takes no value");
+        spec->ro = true;
+        return 0;
+    }
+    if (!val || !*val)
+        return err_set(eb, -EINVAL, "--drive: '%s' needs a value %s", tok, usage);
+    if (bit == 1) {
+        spec->path = val;
+        return 0;
+    }
+    if (strlen(val) > VIRTIO_BLK_ID_BYTES)
+        return err_set(eb, -EINVAL, "--drive: id '%s' is longer than %d bytes", val,
+                       VIRTIO_BLK_ID_BYTES);
+    spec->id = val;
+    return 0;
+}
+
+int virtio_blk_spec_parse(char *arg, struct virtio_blk_spec *spec, struct errbuf *eb)
+{
+    char *r = arg, *w = arg, *tok = arg;
+    unsigned seen = 0;
+
+    memset(spec, 0, sizeof(*spec));
+    /* Unescapes ",," in place (w never passes r) and ends each token at a lone ','. */
+    for (;;) {
+        if (r[0] == ',' && r[1] == ',') {
+            *w++ = ',';
+            r += 2;
+        } else if (*r == ',' || !*r) {
+            bool last = !*r;
+            *w++ = '\0';
+            int ret = spec_token(tok, spec, &seen, eb);
+            if (ret)
+                return ret;
+            if (last)
+                break;
+            tok = w;
+            r++;
+        } else {
+            *w++ = *r++;
+        }
+    }
+    if (!spec->path)
+        return err_set(eb, -EINVAL, "--drive needs path=FILE");
+    return 0;
+}
+
+/* ---- configuration space (5.2.4) ---- */
+
+static void put_le(uint8_t *b, uint64_t v, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++)
+        b[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t blk_config_read(struct virtio_dev *vdev, unsigned offset, unsigned size)
+{
+    struct virtio_blk *blk = to_blk(vdev);
+    uint8_t c[VIRTIO_BLK_CONFIG_SIZE] = {0};
+    uint64_t x = 0;
+
+    put_le(c + VIRTIO_BLK_CFG_CAPACITY, blk->capacity, 8);
+    put_le(c + VIRTIO_BLK_CFG_SEG_MAX, VIRTIO_BLK_SEG_MAX, 4);
+    put_le(c + VIRTIO_BLK_CFG_BLK_SIZE, VIRTIO_BLK_SECTOR_SIZE, 4);
+    if (blk->discard) {
+        put_le(c + VIRTIO_BLK_CFG_MAX_DISCARD_SEC, VIRTIO_BLK_DWZ_SECTORS, 4);
+        put_le(c + VIRTIO_BLK_CFG_MAX_DISCARD_SEG, VIRTIO_BLK_DWZ_SEG_MAX, 4);
+        put_le(c + VIRTIO_BLK_CFG_DISCARD_ALIGN, VIRTIO_BLK_DISCARD_ALIGN, 4);
+    }
+    if (!blk->ro) {
+        put_le(c + VIRTIO_BLK_CFG_MAX_WZ_SEC, VIRTIO_BLK_DWZ_SECTORS, 4);
+        put_le(c + VIRTIO_BLK_CFG_MAX_WZ_SEG, VIRTIO_BLK_DWZ_SEG_MAX, 4);
+        /* Holes only where discard works: it is what the unmap flag would do. */
+        c[VIRTIO_BLK_CFG_WZ_MAY_UNMAP] = blk->discard;
+    }
+    for (unsigned i = 0; i < size; i++) /* the transport checked offset + size */
+        x |= (uint64_t)c[offset + i] << (8 * i);
+    return x;
+}
+
+/* ---- requests ---- */
+
+static uint64_t get_le(const uint8_t *b, unsigned n)
+{
+    uint64_t x = 0;
+    for (unsigned i = 0; i < n; i++)
+        x |= (uint64_t)b[i] << (8 * i);
+    return x;
+}
+
+/*
+ * Fills iov[] with the bytes [skip, skip + len) of segs[0, nr); returns the
+ * number of iovecs (at most nr).
+ */
+static unsigned segs_to_iov(const struct virtq_seg *segs, unsigned nr, uint64_t skip,
+                            uint64_t len, struct iovec *iov)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < nr && len; i++) {
+        if (skip >= segs[i].len) {
+            skip -= segs[i].len;
+            continue;
+        }
+        uint64_t take = segs[i].len - skip;
+        if (take > len)
+            take = len;
+        iov[n].iov_base = (uint8_t *)segs[i].addr + skip;
+        iov[n].iov_len = (size_t)take;
+        n++;
+        len -= take;
+        skip = 0;
+    }
+    return n;
+}
+
+/* Whether sectors [sector, sector + n) lie on the disk, without overflow. */
+static bool in_range(const struct virtio_blk *blk, uint64_t sector, uint64_t n)
+{
+    return sector <= blk->capacity && n <= blk->capacity - sector;
+}
+
+/* Logs the first malformed request of the device (lock held). */
+static void PRINTF(2, 3) blk_warn(struct virtio_blk *blk, const char *fmt, ...)
+{
+    char msg[200];
+    va_list ap;
+
+    if (blk->warned)
+        return;
+    blk->warned = true;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    virtio_warn(&blk->vdev, "%s: %s (further bad requests are not logged)", blk->vdev.pci.dev.name,
+                msg);
+}
+
+/* Answers a chain at once (lock held). */
+static void finish(struct virtio_blk *blk, struct virtq *vq, uint16_t head, uint8_t *status,
+                   uint8_t st, uint32_t written)
+{
+    *status = st;
+    if (st != VIRTIO_BLK_S_OK)
+        blk->errors++;
+    (void)virtq_push(vq, head, written);
+}
+
+/*
+ * Reads and checks a discard or write-zeroes request's ranges (5.2.6) into
+ * req; returns a status, or 0xff when they are good.
+ */
+static uint8_t parse_ranges(struct virtio_blk *blk, const struct virtq_chain *ch, uint32_t type,
+                            uint64_t bytes, struct blk_req *req)
+{
+    unsigned n = (unsigned)(bytes / VIRTIO_BLK_DWZ_SIZE);
+
+    if (!bytes || bytes % VIRTIO_BLK_DWZ_SIZE || n > VIRTIO_BLK_DWZ_SEG_MAX) {
+        blk_warn(blk, "%s request with %llu bytes of ranges (at most %u of %u bytes)",
+                 type == VIRTIO_BLK_T_DISCARD ? "discard" : "write-zeroes",
+                 (unsigned long long)bytes, VIRTIO_BLK_DWZ_SEG_MAX, VIRTIO_BLK_DWZ_SIZE);
+        return VIRTIO_BLK_S_IOERR;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        uint8_t b[VIRTIO_BLK_DWZ_SIZE];
+        (void)virtq_chain_read(ch, VIRTIO_BLK_HDR_SIZE + (uint64_t)i * VIRTIO_BLK_DWZ_SIZE, b,
+                               sizeof(b));
+        uint64_t sector = get_le(b, 8);
+        uint32_t nsec = (uint32_t)get_le(b + 8, 4), flags = (uint32_t)get_le(b + 12, 4);
+        /* 5.2.6.2: unknown flags, and unmap on a discard, are not supported. */
+        if (flags & ~(uint32_t)VIRTIO_BLK_DWZ_F_UNMAP ||
+            (type == VIRTIO_BLK_T_DISCARD && (flags & VIRTIO_BLK_DWZ_F_UNMAP)))
+            return VIRTIO_BLK_S_UNSUPP;
+        if (nsec > VIRTIO_BLK_DWZ_SECTORS || !in_range(blk, sector, nsec)) {
+            blk_warn(blk, "range of %u sectors at sector %llu is beyond the limit or the disk",
+                     nsec, (unsigned long long)sector);
+            return VIRTIO_BLK_S_IOERR;
+        }
+        req->ranges[i] = (struct blk_range){
+            .offset = sector * VIRTIO_BLK_SECTOR_SIZE,
+            .len = (uint64_t)nsec * VIRTIO_BLK_SECTOR_SIZE,
+            .unmap = flags & VIRTIO_BLK_DWZ_F_UNMAP,
+        };
+    }
+    req->nr_ranges = n;
+    return 0xff;
+}
+
+/*
+ * Checks the chain and either answers it or hands it to the backend (lock
+ * held; a free slot is there). Returns false if it broke the queue.
+ */
+static bool blk_handle(struct virtio_blk *blk, struct virtq *vq, const struct virtq_chain *ch)
+{
+    uint8_t hdr[VIRTIO_BLK_HDR_SIZE];
+
+    if (!ch->nr_in) {
+        virtq_break(vq, "request at head %u has no device-writable status byte", ch->head);
+        return false;
+    }
+    const struct virtq_seg *last = &ch->segs[ch->nr_out + ch->nr_in - 1];
+    uint8_t *status = (uint8_t *)last->addr + last->len - 1;
+    uint64_t in_data = ch->in_bytes - 1;
+
+    if (ch->out_bytes < VIRTIO_BLK_HDR_SIZE) {
+        blk_warn(blk, "request with a %llu-byte header", (unsigned long long)ch->out_bytes);
+        finish(blk, vq, ch->head, status, VIRTIO_BLK_S_IOERR, 1);
+        return true;
+    }
+    (void)virtq_chain_read(ch, 0, hdr, sizeof(hdr)); /* a copy: the guest may change it */
+    uint32_t type = (uint32_t)get_le(hdr, 4);
+    uint64_t sector = get_le(hdr + 8, 8);
+    uint64_t out_data = ch->out_bytes - VIRTIO_BLK_HDR_SIZE;
+    uint64_t len = type == VIRTIO_BLK_T_IN ? in_data : out_data;
+    bool writes = type == VIRTIO_BLK_T_OUT || type == VIRTIO_BLK_T_DISCARD ||
+                  type == VIRTIO_BLK_T_WRITE_ZEROES;
+    struct blk_req *req = blk->free;
+
+    switch (type) {
+    case VIRTIO_BLK_T_IN:
+    case VIRTIO_BLK_T_OUT:
+        /* Data the wrong way: an IN with readable data, an OUT with writable data. */
+        if ((type == VIRTIO_BLK_T_IN ? out_data : in_data) || len % VIRTIO_BLK_SECTOR_SIZE ||
+            !in_range(blk, sector, len / VIRTIO_BLK_SECTOR_SIZE)) {
+            blk_warn(blk, "%s of %llu+%llu bytes at sector %llu (capacity %llu sectors)",
+                     type == VIRTIO_BLK_T_IN ? "read" : "write", (unsigned long long)out_data,
+                     (unsigned long long)in_data, (unsigned long long)sector,
+                     (unsigned long long)blk->capacity);
+            finish(blk, vq, ch->head, status, VIRTIO_BLK_S_IOERR, 1);
+            return true;
+        }
+        if (blk->ro && writes) {
+            finish(blk, vq, ch->head, status, VIRTIO_BLK_S_IOERR, 1);
+            return true;
+        }
+        req->op = type == VIRTIO_BLK_T_IN ? BLK_OP_READ : BLK_OP_WRITE;
+        req->offset = sector * VIRTIO_BLK_SECTOR_SIZE;
+        if (type == VIRTIO_BLK_T_IN) {
+            req->iovcnt = segs_to_iov(ch->segs + ch->nr_out, ch->nr_in, 0, len, req->iov);
+            req->written = (uint32_t)(len + 1);
+            blk->reads++;
+        } else {
+            req->iovcnt = segs_to_iov(ch->segs, ch->nr_out, VIRTIO_BLK_HDR_SIZE, len, req->iov);
+            req->written = 1;
+            blk->writes++;
+        }
+        break;
+    case VIRTIO_BLK_T_FLUSH:
+        if (out_data || in_data) {
+            blk_warn(blk, "flush with %llu+%llu bytes of data", (unsigned long long)out_data,
+                     (unsigned long long)in_data);
+            finish(blk, vq, ch->head, status, VIRTIO_BLK_S_IOERR, 1);
+            return true;
+        }
+        req->op = BLK_OP_FLUSH;
+        req->written = 1;
+        blk->flushes++;
+        break;
+    case VIRTIO_BLK_T_GET_ID: {
+        if (out_data) {
+            finish(blk, vq, ch->head, status, VIRTIO_BLK_S_IOERR, 1);
+            return true;
+        }
+        /* The id, cut to the buffer; the status byte is written after it. */
+        uint64_t n = in_data < blk->id_len ? in_data : blk->id_len;
+        (void)virtq_chain_write(ch, 0, blk->id, (size_t)n);
+        finish(blk, vq, ch->head, status, VIRTIO_BLK_S_OK, (uint32_t)n + 1);
+        return true;
+    }
+    case VIRTIO_BLK_T_DISCARD:
+    case VIRTIO_BLK_T_WRITE_ZEROES: {
+        if (blk->ro) {
+            finish(blk, vq, ch->head, status, VIRTIO_BLK_S_IOERR, 1);
+            return true;
+        }
+        if (type == VIRTIO_BLK_T_DISCARD && !blk->discard) {
+            finish(blk, vq, ch->head, status, VIRTIO_BLK_S_UNSUPP, 1);
+            return true;
+        }
+        uint8_t st = in_data ? VIRTIO_BLK_S_IOERR : parse_ranges(blk, ch, type, out_data, req);
+        if (st != 0xff) {
+            finish(blk, vq, ch->head, status, st, 1);
+            return true;
+        }
+        req->op = type == VIRTIO_BLK_T_DISCARD ? BLK_OP_DISCARD : BLK_OP_WRITE_ZEROES;
+        req->written = 1;
+        blk->writes++;
+        break;
+    }
+    default:
+        finish(blk, vq, ch->head, status, VIRTIO_BLK_S_UNSUPP, 1);
+        return true;
+    }
+
+    blk->free = req->next;
+    req->head = ch->head;
+    req->gen = blk->gen;
+    req->status = status;
+    blk->inflight++;
+    blk->io.ops->submit(&blk->io, req);
+    return true;
+}
+
+/* On the loop, with the device lock held (virtio.h). */
+static void blk_queue_notify(struct virtio_dev *vdev, unsigned q)
+{
+    struct virtio_blk *blk = to_blk(vdev);
+    struct virtq *vq = virtio_vq(vdev, q);
+    unsigned budget = VIRTIO_BLK_QUEUE_SIZE; /* chains per call: the loop has other work */
+    int r = 0;
+
+    for (;;) {
+        virtq_disable_notify(vq);
+        while (budget) {
+            if (!blk->free) {
+                /* Slots held by completions dropped after a reset: the last one requeues us. */
+                blk->starved = true;
+                goto out;
+            }
+            struct virtq_chain ch = {.segs = blk->segs, .cap = VIRTIO_BLK_QUEUE_SIZE};
+            r = virtq_pop(vq, &ch);
+            if (r <= 0)
+                break;
+            budget--;
+            if (!blk_handle(blk, vq, &ch)) {
+                r = -EIO;
+                break;
+            }
+        }
+        if (!budget) {
+            virtio_requeue_locked(vdev, q); /* more may be waiting: later */
+            break;
+        }
+        if (r < 0 || vq->broken || !virtq_enable_notify(vq))
+            break;
+    }
+out:
+    virtio_notify_queue_locked(vdev, q);
+}
+
+/* blk_io's completion: from a worker (locked false) or inside submit/quiesce (locked true). */
+static void blk_complete(struct blk_io *io, struct blk_req *req, uint8_t status, bool locked)
+{
+    struct virtio_blk *blk = container_of(io, struct virtio_blk, io);
+    struct virtio_dev *vdev = &blk->vdev;
+
+    if (!locked)
+        virtio_lock(vdev);
+    if (req->gen == blk->gen) {
+        /* The status byte, then the used element that publishes it (virtq_push orders them). */
+        *req->status = status;
+        if (status != VIRTIO_BLK_S_OK)
+            blk->errors++;
+        (void)virtq_push(virtio_vq(vdev, 0), req->head, req->written);
+        /* Inside queue_notify (sync), the interrupt decision waits for the batch. */
+        if (!locked)
+            virtio_notify_queue_locked(vdev, 0);
+    }
+    req->next = blk->free;
+    blk->free = req;
+    if (!--blk->inflight)
+        pthread_cond_broadcast(&blk->idle);
+    if (blk->starved) {
+        blk->starved = false;
+        virtio_requeue_locked(vdev, 0);
+    }
+    if (!locked)
+        virtio_unlock(vdev);
+}
+
+/* The driver reset the device (vCPU thread, lock held): see the comment at the top. */
+static void blk_reset(struct virtio_dev *vdev)
+{
+    struct virtio_blk *blk = to_blk(vdev);
+
+    blk->gen++;
+    blk->io.ops->quiesce(&blk->io);
+    blk->starved = false;
+}
+
+static const struct virtio_dev_ops virtio_blk_ops = {
+    .device_type = VIRTIO_ID_BLOCK,
+    .class_code = 0x010000, /* mass storage, SCSI: as QEMU's virtio-blk-pci */
+    .num_queues = 1,
+    .queue_max_size = VIRTIO_BLK_QUEUE_SIZE,
+    .config_size = VIRTIO_BLK_CONFIG_SIZE,
+    .config_read = blk_config_read,
+    .queue_notify = blk_queue_notify,
+    .reset = blk_reset,
+};
+
+/* ---- set-up ---- */
+
+/* Opens, checks, locks and sizes the drive; fills blk's constant fields. */
+static int blk_open(struct virtio_blk *blk, const struct virtio_blk_spec *spec, struct errbuf *eb)
+{
+    const char *path = spec->path;
+    struct stat st;
+    uint64_t bytes;
+    int ret;
+
+    /* O_NONBLOCK: a FIFO must not hang the open; it is refused below. */
+    int fd = open(path, (spec->ro ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    if (fd < 0) {
+        if (errno == EISDIR)
+            return err_set(eb, -EISDIR, "drive %s is not a regular file or a block device", path);
+        bool perm = errno == EACCES || errno == EROFS || errno == EPERM;
+        return err_set(eb, -errno, "cannot open drive %s: %s%s", path, strerror(errno),
+                       perm && !spec->ro ? " (add ,ro to open it read-only)" : "");
+    }
+    if (fstat(fd, &st) < 0) {
+        ret = err_set(eb, -errno, "cannot stat drive %s: %s", path, strerror(errno));
+        goto err_close;
+    }
+    if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+        ret = err_set(eb, -EINVAL, "drive %s is not a regular file or a block device", path);
+        goto err_close;
+    }
+    if (fcntl(fd, F_SETFL, 0) < 0) {
+        ret = err_set(eb, -errno, "cannot set up drive %s: %s", path, strerror(errno));
+        goto err_close;
+    }
+    if (flock(fd, (spec->ro ? LOCK_SH : LOCK_EX) | LOCK_NB) < 0) {
+        if (errno == EWOULDBLOCK)
+            ret = err_set(eb, -EBUSY,
+                          "drive %s is in use: another petrel (or another --drive) holds it%s",
+                          path, spec->ro ? " read-write" : "");
+        else
+            ret = err_set(eb, -errno, "cannot lock drive %s: %s", path, strerror(errno));
+        goto err_close;
+    }
+    if (S_ISBLK(st.st_mode)) {
+        if (ioctl(fd, BLKGETSIZE64, &bytes) < 0) {
+            ret = err_set(eb, -errno, "cannot size drive %s: %s", path, strerror(errno));
+            goto err_close;
+        }
+    } else {
+        bytes = (uint64_t)st.st_size;
+    }
+    if (bytes % VIRTIO_BLK_SECTOR_SIZE) {
+        ret = err_set(eb, -EINVAL,
+                      "drive %s is %llu bytes, not a multiple of %d: round it up "
+                      "(truncate -s %%%d FILE) or down",
+                      path, (unsigned long long)bytes, VIRTIO_BLK_SECTOR_SIZE,
+                      VIRTIO_BLK_SECTOR_SIZE);
+        goto err_close;
+    }
+
+    blk->path = strdup(path);
+    if (!blk->path) {
+        ret = err_set(eb, -ENOMEM, "out of memory");
+        goto err_close;
+    }
+    blk->ro = spec->ro;
+    blk->capacity = bytes / VIRTIO_BLK_SECTOR_SIZE;
+    blk->io.fd = fd;
+    blk->io.is_bdev = S_ISBLK(st.st_mode);
+    /* Block devices punch (discard) through fallocate too; a regular file is probed. */
+    blk->discard = !spec->ro && (blk->io.is_bdev || blk_io_probe_punch(fd, bytes));
+    atomic_init(&blk->io.punch_ok, blk->discard);
+    atomic_init(&blk->io.zero_range_ok, !spec->ro);
+
+    const char *id = spec->id;
+    if (!id) {
+        const char *slash = strrchr(path, '/');
+        id = slash ? slash + 1 : path;
+    }
+    blk->id_len = (unsigned)strnlen(id, VIRTIO_BLK_ID_BYTES);
+    memcpy(blk->id, id, blk->id_len);
+    return 0;
+
+err_close:
+    close(fd);
+    return ret;
+}
+
+int virtio_blk_open(struct virtio_blk *blk, const struct virtio_blk_spec *spec, struct errbuf *eb)
+{
+    memset(blk, 0, sizeof(*blk));
+    blk->io.fd = -1;
+    int ret = blk_open(blk, spec, eb);
+    if (ret)
+        memset(blk, 0, sizeof(*blk));
+    return ret;
+}
+
+int virtio_blk_init(struct virtio_blk *blk, const struct blk_io_ops *io,
+                    const struct virtio_sys *sys, struct errbuf *eb)
+{
+    int ret;
+
+    blk->slots = calloc(VIRTIO_BLK_QUEUE_SIZE, sizeof(*blk->slots));
+    if (!blk->slots)
+        return err_set(eb, -ENOMEM, "out of memory");
+    for (unsigned i = 0; i < VIRTIO_BLK_QUEUE_SIZE; i++) {
+        struct blk_req *req = &blk->slots[i].req;
+        req->iov = blk->slots[i].iov;
+        req->ranges = blk->slots[i].ranges;
+        req->next = blk->free;
+        blk->free = req;
+    }
+    pthread_cond_init(&blk->idle, NULL);
+
+    uint64_t features = 1ULL << VIRTIO_BLK_F_SEG_MAX | 1ULL << VIRTIO_BLK_F_BLK_SIZE |
+                        1ULL << VIRTIO_BLK_F_FLUSH;
+    if (blk->ro)
+        features |= 1ULL << VIRTIO_BLK_F_RO;
+    else
+        features |= 1ULL << VIRTIO_BLK_F_WRITE_ZEROES;
+    if (blk->discard)
+        features |= 1ULL << VIRTIO_BLK_F_DISCARD;
+    ret = virtio_pci_init(&blk->vdev, "virtio-blk", &virtio_blk_ops, features, sys);
+    if (ret)
+        return err_set(eb, ret, "cannot set up virtio-blk for %s: %s", blk->path,
+                       strerror(-ret));
+
+    blk->io.complete = blk_complete;
+    ret = (io ? io : &blk_io_pool)->start(&blk->io);
+    if (ret)
+        return err_set(eb, ret, "cannot start the %s I/O backend for %s: %s",
+                       (io ? io : &blk_io_pool)->name, blk->path, strerror(-ret));
+    blk->io.ops = io ? io : &blk_io_pool; /* set once started: destroy stops it */
+    return 0;
+}
+
+void virtio_blk_drain(struct virtio_blk *blk)
+{
+    virtio_lock(&blk->vdev);
+    while (blk->inflight)
+        pthread_cond_wait(&blk->idle, &blk->vdev.pci.dev.lock);
+    virtio_unlock(&blk->vdev);
+}
+
+void virtio_blk_destroy(struct virtio_blk *blk)
+{
+    if (!blk->path)
+        return; /* never opened */
+    /* Queued requests run and complete (the loop is not running: nothing new arrives). */
+    if (blk->io.ops)
+        blk->io.ops->stop(&blk->io);
+    if (blk->vdev.ops)
+        virtio_pci_destroy(&blk->vdev);
+    if (blk->slots) {
+        pthread_cond_destroy(&blk->idle);
+        free(blk->slots);
+    }
+    close(blk->io.fd);
+    free(blk->path);
+    memset(blk, 0, sizeof(*blk));
+}
