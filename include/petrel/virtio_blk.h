@@ -108,6 +108,7 @@ struct virtio_blk {
     bool warned;                   /* a malformed request was logged */
     struct virtq_seg segs[VIRTIO_BLK_QUEUE_SIZE]; /* the chain being checked */
     uint64_t reads, writes, flushes, errors;      /* counters */
+    uint64_t dropped; /* completions dropped because the driver reset the device meanwhile */
 };
 
 /*

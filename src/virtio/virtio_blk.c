@@ -431,6 +431,8 @@ static void blk_complete(struct blk_io *io, struct blk_req *req, uint8_t status,
         /* Inside queue_notify (sync), the interrupt decision waits for the batch. */
         if (!locked)
             virtio_notify_queue_locked(vdev, 0);
+    } else {
+        blk->dropped++;
     }
     req->next = blk->free;
     blk->free = req;

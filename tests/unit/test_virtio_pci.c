@@ -20,7 +20,7 @@
 #include "petrel/platform.h"
 #include "petrel/virtio.h"
 #include "petrel/virtio_rng.h"
-#include "fake_virtio_sys.h"
+#include "fake_virtio_driver.h"
 
 #define RAM_SIZE  (1 * MiB)
 #define DESC_GPA  0x10000
@@ -81,13 +81,7 @@ static const struct virtio_dev_ops tdev_ops = {
 /* ---- the rig ---- */
 
 struct rig {
-    uint8_t *ram;
-    struct guest_mem gm;
-    struct bus mmio;
-    struct pci_bus pci;
-    struct irq_routing rt;
-    struct event_base *base;
-    struct virtio_sys sys;
+    struct fake_virtio_host h;
     struct tdev t;
     struct virtio_rng rng;
     struct virtio_dev *v; /* the device under test */
@@ -97,17 +91,9 @@ struct rig {
 static int setup(void **state)
 {
     struct rig *r = calloc(1, sizeof(*r));
-    r->ram = calloc(1, RAM_SIZE);
-    gm_init_fake(&r->gm, r->ram, RAM_SIZE);
-    bus_init(&r->mmio, "mmio");
-    pci_bus_init(&r->pci, &r->mmio);
-    assert_int_equal(irq_routing_init(&r->rt, -1, fake_commit), 0);
-    r->base = event_base_new();
-    assert_non_null(r->base);
-    r->sys = (struct virtio_sys){
-        .vm_fd = -1, .gm = &r->gm, .routing = &r->rt, .base = r->base, .ops = &fake_sys_ops};
-    assert_int_equal(virtio_pci_init(&r->t.vdev, "vtest", &tdev_ops, 1ULL << 0, &r->sys), 0);
-    assert_int_equal(virtio_pci_add(&r->t.vdev, &r->pci), 0);
+    assert_int_equal(fake_virtio_host_init(&r->h, RAM_SIZE), 0);
+    assert_int_equal(virtio_pci_init(&r->t.vdev, "vtest", &tdev_ops, 1ULL << 0, &r->h.sys), 0);
+    assert_int_equal(virtio_pci_add(&r->t.vdev, &r->h.pci), 0);
     r->v = &r->t.vdev;
     *state = r;
     return 0;
@@ -119,11 +105,7 @@ static int teardown(void **state)
     virtio_pci_destroy(&r->t.vdev);
     if (r->rng.vdev.ops)
         virtio_rng_destroy(&r->rng);
-    event_base_free(r->base);
-    irq_routing_destroy(&r->rt);
-    pci_bus_destroy(&r->pci);
-    bus_destroy(&r->mmio);
-    free(r->ram);
+    fake_virtio_host_destroy(&r->h);
     free(r);
     return 0;
 }
@@ -141,78 +123,51 @@ static void cfg_wr(struct rig *r, unsigned reg, uint32_t val, unsigned size)
 static uint64_t bar_rd(struct rig *r, uint64_t off, unsigned size)
 {
     uint64_t x = 0;
-    assert_int_equal(bus_dispatch(&r->mmio, r->v->bar_addr + off, &x, size, false), 0);
+    assert_int_equal(fake_virtio_bar(&r->h.mmio, r->v, off, &x, size, false), 0);
     return x;
 }
 
 static void bar_wr(struct rig *r, uint64_t off, uint64_t val, unsigned size)
 {
-    assert_int_equal(bus_dispatch(&r->mmio, r->v->bar_addr + off, &val, size, true), 0);
+    assert_int_equal(fake_virtio_bar(&r->h.mmio, r->v, off, &val, size, true), 0);
 }
 
 static uint64_t irq_count(struct rig *r, unsigned vector)
 {
-    uint64_t n = 0;
-    if (read(r->v->irqfds[vector].fd, &n, sizeof(n)) != sizeof(n))
-        return 0;
-    return n;
+    return fake_virtio_irq_count(r->v, vector);
 }
 
 static void run_loop(struct rig *r)
 {
-    event_base_loop(r->base, EVLOOP_NONBLOCK);
+    event_base_loop(r->h.base, EVLOOP_NONBLOCK);
 }
 
 /* Negotiates features (VERSION_1 and EVENT_IDX off unless asked). */
 static void negotiate(struct rig *r, uint64_t features)
 {
-    bar_wr(r, VIRTIO_COMMON_STATUS, VIRTIO_STATUS_ACKNOWLEDGE, 1);
-    bar_wr(r, VIRTIO_COMMON_STATUS, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER, 1);
-    bar_wr(r, VIRTIO_COMMON_GFSELECT, 0, 4);
-    bar_wr(r, VIRTIO_COMMON_GF, (uint32_t)features, 4);
-    bar_wr(r, VIRTIO_COMMON_GFSELECT, 1, 4);
-    bar_wr(r, VIRTIO_COMMON_GF, (uint32_t)(features >> 32), 4);
-    bar_wr(r, VIRTIO_COMMON_STATUS,
-           VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK, 1);
+    fake_virtio_negotiate(&r->h.mmio, r->v, features);
 }
 
 /* Sets up queue q (size QSIZE, the rings at their places) and enables it. */
 static void setup_queue(struct rig *r, unsigned q, uint16_t size, uint16_t vector)
 {
-    bar_wr(r, VIRTIO_COMMON_Q_SELECT, q, 2);
-    bar_wr(r, VIRTIO_COMMON_Q_SIZE, size, 2);
-    bar_wr(r, VIRTIO_COMMON_Q_MSIX, vector, 2);
-    /* As Linux writes 64-bit registers: two 32-bit halves. */
-    bar_wr(r, VIRTIO_COMMON_Q_DESC, DESC_GPA, 4);
-    bar_wr(r, VIRTIO_COMMON_Q_DESC + 4, 0, 4);
-    bar_wr(r, VIRTIO_COMMON_Q_AVAIL, AVAIL_GPA, 4);
-    bar_wr(r, VIRTIO_COMMON_Q_AVAIL + 4, 0, 4);
-    bar_wr(r, VIRTIO_COMMON_Q_USED, USED_GPA, 8);
-    bar_wr(r, VIRTIO_COMMON_Q_ENABLE, 1, 2);
+    fake_virtio_setup_queue(&r->h.mmio, r->v, q, size, vector, DESC_GPA, AVAIL_GPA, USED_GPA);
 }
 
 static void driver_ok(struct rig *r)
 {
-    bar_wr(r, VIRTIO_COMMON_STATUS,
-           VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK |
-               VIRTIO_STATUS_DRIVER_OK,
-           1);
+    fake_virtio_driver_ok(&r->h.mmio, r->v);
 }
 
 /* MSI-X on, and vector v unmasked with a message. */
 static void msix_enable(struct rig *r)
 {
-    unsigned cap = r->v->pci.msix.cap;
-    cfg_wr(r, cap + PCI_MSIX_FLAGS, PCI_MSIX_FLAGS_ENABLE, 2);
+    fake_virtio_msix_enable(r->v);
 }
 
 static void msix_unmask(struct rig *r, unsigned v)
 {
-    uint64_t e = VIRTIO_PCI_MSIX_TABLE + 16 * v;
-    bar_wr(r, e, 0xfee00000u, 4);
-    bar_wr(r, e + 4, 0, 4);
-    bar_wr(r, e + 8, 0x40 + v, 4);
-    bar_wr(r, e + 12, 0, 4);
+    fake_virtio_msix_unmask(&r->h.mmio, r->v, v);
 }
 
 /* The driver puts a one-descriptor writable chain of len bytes at BUF_GPA on queue 0. */
@@ -220,8 +175,8 @@ static void add_chain(struct rig *r, uint16_t size, uint64_t addr, uint32_t len)
 {
     struct virtq_desc d = {.addr = addr, .len = len, .flags = VIRTQ_DESC_F_WRITE};
     uint16_t i = r->drv_avail & (size - 1);
-    memcpy(r->ram + DESC_GPA + 16 * i, &d, sizeof(d));
-    struct virtq_avail *av = (struct virtq_avail *)(r->ram + AVAIL_GPA);
+    memcpy(r->h.ram + DESC_GPA + 16 * i, &d, sizeof(d));
+    struct virtq_avail *av = (struct virtq_avail *)(r->h.ram + AVAIL_GPA);
     av->ring[i] = i;
     r->drv_avail++;
     __atomic_store_n(&av->idx, r->drv_avail, __ATOMIC_RELEASE);
@@ -229,7 +184,7 @@ static void add_chain(struct rig *r, uint16_t size, uint64_t addr, uint32_t len)
 
 static struct virtq_used *used(struct rig *r)
 {
-    return (struct virtq_used *)(r->ram + USED_GPA);
+    return (struct virtq_used *)(r->h.ram + USED_GPA);
 }
 
 static void kick(struct rig *r, unsigned q)
@@ -447,7 +402,7 @@ static void test_isr_and_interrupts(void **state)
     /* Unmasking routes the vector, then delivers the pending interrupt once. */
     msix_unmask(r, 0);
     uint32_t gsi = r->v->gsi[0];
-    struct irq_msi_route *rt = &r->rt.msi[gsi - IRQ_ROUTING_FIRST_MSI];
+    struct irq_msi_route *rt = &r->h.rt.msi[gsi - IRQ_ROUTING_FIRST_MSI];
     assert_true(rt->valid);
     assert_int_equal(rt->addr, 0xfee00000u);
     assert_int_equal(rt->data, 0x40);
@@ -462,7 +417,7 @@ static void test_isr_and_interrupts(void **state)
     assert_int_equal(irq_count(r, 0), 1);
 
     /* The driver asks for no interrupts: none. */
-    ((struct virtq_avail *)(r->ram + AVAIL_GPA))->flags = VIRTQ_AVAIL_F_NO_INTERRUPT;
+    ((struct virtq_avail *)(r->h.ram + AVAIL_GPA))->flags = VIRTQ_AVAIL_F_NO_INTERRUPT;
     add_chain(r, QSIZE, BUF_GPA, 64);
     kick(r, 0);
     assert_int_equal(used(r)->idx, 3);
@@ -495,7 +450,7 @@ static void test_broken_queue(void **state)
     assert_int_equal(irq_count(r, 2), 0);
     /* ...and works again after one. */
     bar_wr(r, VIRTIO_COMMON_STATUS, 0, 1);
-    memset(r->ram + AVAIL_GPA, 0, 0x2000);
+    memset(r->h.ram + AVAIL_GPA, 0, 0x2000);
     r->drv_avail = 0;
     negotiate(r, 1ULL << VIRTIO_F_VERSION_1);
     setup_queue(r, 0, QSIZE, 0);
@@ -516,8 +471,8 @@ static void test_broken_queue(void **state)
 static void test_rng(void **state)
 {
     struct rig *r = *state;
-    assert_int_equal(virtio_rng_init(&r->rng, &r->sys), 0);
-    assert_int_equal(virtio_pci_add(&r->rng.vdev, &r->pci), 0);
+    assert_int_equal(virtio_rng_init(&r->rng, &r->h.sys), 0);
+    assert_int_equal(virtio_pci_add(&r->rng.vdev, &r->h.pci), 0);
     r->v = &r->rng.vdev;
     assert_int_equal(cfg_rd(r, PCI_DEVICE_ID, 2), 0x1040 + VIRTIO_ID_RNG);
     assert_int_equal(bar_rd(r, VIRTIO_COMMON_NUMQ, 2), 1);
@@ -537,8 +492,8 @@ static void test_rng(void **state)
     assert_int_equal(used(r)->idx, 1);
     assert_int_equal(used(r)->ring[0].id, 0);
     assert_int_equal(used(r)->ring[0].len, 100);
-    assert_memory_not_equal(r->ram + BUF_GPA, zero, sizeof(zero));
-    assert_int_equal(r->ram[BUF_GPA + 100], 0);
+    assert_memory_not_equal(r->h.ram + BUF_GPA, zero, sizeof(zero));
+    assert_int_equal(r->h.ram[BUF_GPA + 100], 0);
     assert_int_equal(irq_count(r, 0), 1);
     assert_int_equal(r->rng.bytes, 100);
 
@@ -549,7 +504,7 @@ static void test_rng(void **state)
     assert_int_equal(used(r)->ring[1].len, VIRTIO_RNG_CHAIN_MAX);
     /* EVENT_IDX: the driver still asks for an interrupt at used index 0 only. */
     assert_int_equal(irq_count(r, 0), 0);
-    uint16_t *used_event = &((struct virtq_avail *)(r->ram + AVAIL_GPA))->ring[QSIZE];
+    uint16_t *used_event = &((struct virtq_avail *)(r->h.ram + AVAIL_GPA))->ring[QSIZE];
     *used_event = 2;
     add_chain(r, QSIZE, BUF_GPA, 16);
     kick(r, 0);
