@@ -73,8 +73,15 @@ static int run_bad(const char *fmt, const char *arg)
 
 int cmd_run(int argc, char **argv)
 {
-    enum { OPT_DEBUG_EXIT = 256, OPT_DEBUGCON, OPT_API_SOCK, OPT_CONSOLE, OPT_STATS, OPT_RNG,
-           OPT_DRIVE };
+    enum {
+        OPT_DEBUG_EXIT = 256,
+        OPT_DEBUGCON,
+        OPT_API_SOCK,
+        OPT_CONSOLE,
+        OPT_STATS,
+        OPT_RNG,
+        OPT_DRIVE
+    };
     static const struct option opts[] = {
         {"kernel", required_argument, NULL, 'k'},
         {"initrd", required_argument, NULL, 'i'},

@@ -54,17 +54,17 @@ struct blk_range {
 
 struct blk_req {
     enum blk_op op;
-    uint64_t offset;     /* READ, WRITE: bytes into the file */
-    struct iovec *iov;   /* READ, WRITE: the data, in guest RAM */
-    unsigned iovcnt;     /*   (iov[] is the request's own array) */
+    uint64_t offset;          /* READ, WRITE: bytes into the file */
+    struct iovec *iov;        /* READ, WRITE: the data, in guest RAM */
+    unsigned iovcnt;          /*   (iov[] is the request's own array) */
     struct blk_range *ranges; /* DISCARD, WRITE_ZEROES (the request's own array) */
     unsigned nr_ranges;
 
     /* The device's bookkeeping (virtio_blk.c; device lock). */
-    uint16_t head;      /* the chain, for virtq_push() */
-    uint32_t gen;       /* the device's reset generation when the chain was popped */
-    uint8_t *status;    /* the status byte, in guest RAM */
-    uint32_t written;   /* the used length to report */
+    uint16_t head;        /* the chain, for virtq_push() */
+    uint32_t gen;         /* the device's reset generation when the chain was popped */
+    uint8_t *status;      /* the status byte, in guest RAM */
+    uint32_t written;     /* the used length to report */
     struct blk_req *next; /* the free list, or the backend's queue */
 };
 

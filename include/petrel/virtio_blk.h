@@ -21,14 +21,14 @@
 #include "petrel/util.h"
 #include "petrel/virtio.h"
 
-#define VIRTIO_BLK_SECTOR_SIZE 512
-#define VIRTIO_BLK_ID_BYTES    20 /* GET_ID's answer: no NUL when it is this long */
-#define VIRTIO_BLK_QUEUE_SIZE  128
-#define VIRTIO_BLK_SEG_MAX     (VIRTIO_BLK_QUEUE_SIZE - 2) /* data segments: + header + status */
-#define VIRTIO_BLK_DWZ_SEG_MAX 32                          /* discard/write-zeroes ranges */
-#define VIRTIO_BLK_DWZ_SECTORS 0x3fffff /* sectors per range: just under 2 GiB */
-#define VIRTIO_BLK_DISCARD_ALIGN 8     /* sectors: 4 KiB, the granularity Linux gets */
-#define VIRTIO_BLK_MAX_DRIVES  16      /* --drive options per VM */
+#define VIRTIO_BLK_SECTOR_SIZE   512
+#define VIRTIO_BLK_ID_BYTES      20 /* GET_ID's answer: no NUL when it is this long */
+#define VIRTIO_BLK_QUEUE_SIZE    128
+#define VIRTIO_BLK_SEG_MAX       (VIRTIO_BLK_QUEUE_SIZE - 2) /* data segments: + header + status */
+#define VIRTIO_BLK_DWZ_SEG_MAX   32                          /* discard/write-zeroes ranges */
+#define VIRTIO_BLK_DWZ_SECTORS   0x3fffff /* sectors per range: just under 2 GiB */
+#define VIRTIO_BLK_DISCARD_ALIGN 8        /* sectors: 4 KiB, the granularity Linux gets */
+#define VIRTIO_BLK_MAX_DRIVES    16       /* --drive options per VM */
 
 /* Feature bits (5.2.3). */
 #define VIRTIO_BLK_F_SIZE_MAX     1
@@ -40,16 +40,16 @@
 #define VIRTIO_BLK_F_WRITE_ZEROES 14
 
 /* struct virtio_blk_config (5.2.4): the offsets petrel fills; 60 bytes, up to unused1. */
-#define VIRTIO_BLK_CFG_CAPACITY         0  /* le64, in 512-byte sectors */
-#define VIRTIO_BLK_CFG_SEG_MAX          12 /* le32 */
-#define VIRTIO_BLK_CFG_BLK_SIZE         20 /* le32 */
-#define VIRTIO_BLK_CFG_MAX_DISCARD_SEC  36 /* le32 */
-#define VIRTIO_BLK_CFG_MAX_DISCARD_SEG  40 /* le32 */
-#define VIRTIO_BLK_CFG_DISCARD_ALIGN    44 /* le32 */
-#define VIRTIO_BLK_CFG_MAX_WZ_SEC       48 /* le32 */
-#define VIRTIO_BLK_CFG_MAX_WZ_SEG       52 /* le32 */
-#define VIRTIO_BLK_CFG_WZ_MAY_UNMAP     56 /* u8 */
-#define VIRTIO_BLK_CONFIG_SIZE          60
+#define VIRTIO_BLK_CFG_CAPACITY        0  /* le64, in 512-byte sectors */
+#define VIRTIO_BLK_CFG_SEG_MAX         12 /* le32 */
+#define VIRTIO_BLK_CFG_BLK_SIZE        20 /* le32 */
+#define VIRTIO_BLK_CFG_MAX_DISCARD_SEC 36 /* le32 */
+#define VIRTIO_BLK_CFG_MAX_DISCARD_SEG 40 /* le32 */
+#define VIRTIO_BLK_CFG_DISCARD_ALIGN   44 /* le32 */
+#define VIRTIO_BLK_CFG_MAX_WZ_SEC      48 /* le32 */
+#define VIRTIO_BLK_CFG_MAX_WZ_SEG      52 /* le32 */
+#define VIRTIO_BLK_CFG_WZ_MAY_UNMAP    56 /* u8 */
+#define VIRTIO_BLK_CONFIG_SIZE         60
 
 /* Request types (5.2.6). */
 #define VIRTIO_BLK_T_IN           0

@@ -156,7 +156,8 @@ struct vm {
     struct pci_bus pci; /* bus 0: the host bridge, then PCI devices */
     bool pci_ready;
     struct virtio_rng rng; /* --rng; rng.vdev.ops set while it exists */
-    struct virtio_blk blk[VIRTIO_BLK_MAX_DRIVES]; /* --drive; blk[i].vdev.ops set while it exists */
+    /* --drive, in order; blk[i].path set while its file is open. */
+    struct virtio_blk blk[VIRTIO_BLK_MAX_DRIVES];
     struct kvm_irq_gsi rtc_irq;
     struct rtc_cmos rtc;
     bool rtc_ready;       /* rtc_cmos_init() succeeded */

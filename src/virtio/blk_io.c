@@ -41,7 +41,8 @@ static int rw_all(int fd, bool write, struct iovec *iov, unsigned cnt, uint64_t 
     iov = iov_advance(iov, &cnt, 0);
     while (cnt) {
         unsigned n = cnt > IOV_MAX ? IOV_MAX : cnt;
-        ssize_t r = write ? pwritev(fd, iov, (int)n, (off_t)off) : preadv(fd, iov, (int)n, (off_t)off);
+        ssize_t r =
+            write ? pwritev(fd, iov, (int)n, (off_t)off) : preadv(fd, iov, (int)n, (off_t)off);
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0)
@@ -87,15 +88,15 @@ static int write_zeros(int fd, uint64_t off, uint64_t len)
 static int zero_range(struct blk_io *io, const struct blk_range *r)
 {
     if (r->unmap && atomic_load(&io->punch_ok)) {
-        int ret = fallocate_range(io->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, r->offset,
-                                  r->len);
+        int ret =
+            fallocate_range(io->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, r->offset, r->len);
         if (ret != -EOPNOTSUPP)
             return ret;
         atomic_store(&io->punch_ok, false);
     }
     if (atomic_load(&io->zero_range_ok)) {
-        int ret = fallocate_range(io->fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, r->offset,
-                                  r->len);
+        int ret =
+            fallocate_range(io->fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, r->offset, r->len);
         if (ret != -EOPNOTSUPP)
             return ret;
         atomic_store(&io->zero_range_ok, false);

@@ -169,8 +169,8 @@ static uint64_t get_le(const uint8_t *b, unsigned n)
  * Fills iov[] with the bytes [skip, skip + len) of segs[0, nr); returns the
  * number of iovecs (at most nr).
  */
-static unsigned segs_to_iov(const struct virtq_seg *segs, unsigned nr, uint64_t skip,
-                            uint64_t len, struct iovec *iov)
+static unsigned segs_to_iov(const struct virtq_seg *segs, unsigned nr, uint64_t skip, uint64_t len,
+                            struct iovec *iov)
 {
     unsigned n = 0;
     for (unsigned i = 0; i < nr && len; i++) {
@@ -579,8 +579,8 @@ int virtio_blk_init(struct virtio_blk *blk, const struct blk_io_ops *io,
     }
     pthread_cond_init(&blk->idle, NULL);
 
-    uint64_t features = 1ULL << VIRTIO_BLK_F_SEG_MAX | 1ULL << VIRTIO_BLK_F_BLK_SIZE |
-                        1ULL << VIRTIO_BLK_F_FLUSH;
+    uint64_t features =
+        1ULL << VIRTIO_BLK_F_SEG_MAX | 1ULL << VIRTIO_BLK_F_BLK_SIZE | 1ULL << VIRTIO_BLK_F_FLUSH;
     if (blk->ro)
         features |= 1ULL << VIRTIO_BLK_F_RO;
     else
@@ -589,8 +589,7 @@ int virtio_blk_init(struct virtio_blk *blk, const struct blk_io_ops *io,
         features |= 1ULL << VIRTIO_BLK_F_DISCARD;
     ret = virtio_pci_init(&blk->vdev, "virtio-blk", &virtio_blk_ops, features, sys);
     if (ret)
-        return err_set(eb, ret, "cannot set up virtio-blk for %s: %s", blk->path,
-                       strerror(-ret));
+        return err_set(eb, ret, "cannot set up virtio-blk for %s: %s", blk->path, strerror(-ret));
 
     blk->io.complete = blk_complete;
     ret = (io ? io : &blk_io_pool)->start(&blk->io);

@@ -117,7 +117,7 @@ static void needs_reset(struct virtio_dev *v, unsigned q)
     if (!v->warned) {
         v->warned = true;
         virtio_warn(v, "%s: queue %u: %s; the device needs a reset", v->pci.dev.name, q,
-                  v->queues[q].vq.broken_reason);
+                    v->queues[q].vq.broken_reason);
     }
     v->status |= VIRTIO_STATUS_NEEDS_RESET;
     if (v->status & VIRTIO_STATUS_DRIVER_OK) {
@@ -437,7 +437,7 @@ static void virtio_bar_moved(struct pci_dev *pdev, unsigned bar, uint64_t old_ad
         if (ret && !v->warned) { /* notifies still work, through petrel */
             v->warned = true;
             virtio_warn(v, "%s: cannot bind queue %u's notify address 0x%" PRIx64 ": %s",
-                      pdev->dev.name, q, a, strerror(-ret));
+                        pdev->dev.name, q, a, strerror(-ret));
         }
     }
 }

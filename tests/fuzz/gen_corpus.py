@@ -18,7 +18,10 @@ indexes about to wrap, a full ring, and each malformed chain a hostile driver
 can build) with a device's pops and pushes for fuzz_virtqueue, and PCI
 configuration and BAR accesses (Linux's conf1 probe and enumeration, BAR
 sizing, MSI-X set-up, masking and firing, BARs moved onto each other, odd
-port accesses) for fuzz_pci, in its op format.
+port accesses) for fuzz_pci, in its op format, and driver start-ups with
+virtio-blk requests of every kind (reads, writes, flush, GET_ID, discard and
+write-zeroes ranges, indirect chains, malformed and read-only cases, a reset
+midway) for fuzz_virtio_blk, in fuzz_virtio_ops.h's op format.
 """
 import os
 import struct
@@ -738,9 +741,85 @@ def virtio_pci_seeds():
     }
 
 
+# ---- virtio_blk: virtio-blk requests on the transport (fuzz_virtio_blk.c, same op format) ----
+
+def virtio_blk_seeds():
+    DFSEL, GFSEL, GF, STATUS = 0x00, 0x08, 0x0C, 0x14
+    QSEL, QSIZE, QMSIX, QEN, QDESC, QAVAIL, QUSED = 0x16, 0x18, 0x1A, 0x1C, 0x20, 0x28, 0x30
+    NOTIFY, CFG = 0x3000, 0x2000
+    desc, avail, used, hdr, ind, status, data = 0x1000, 0x2000, 0x3000, 0x4000, 0x5000, 0x6000, 0x8000
+    IN, OUT, FLUSH, GET_ID, DISCARD, WZ = 0, 1, 4, 8, 11, 13
+    # SEG_MAX, BLK_SIZE, FLUSH, DISCARD, WRITE_ZEROES, INDIRECT_DESC, EVENT_IDX; VERSION_1.
+    features_lo = (1 << 2) | (1 << 6) | (1 << 9) | (1 << 13) | (1 << 14) | (1 << 28) | (1 << 29)
+
+    def init(size=32, lo=features_lo):
+        seq = vp_bar_w(STATUS, 1, 1) + vp_bar_w(STATUS, 3, 1)
+        seq += vp_bar_w(DFSEL, 0, 4) + vp_bar_r(0x04, 4) + vp_bar_r(CFG, 8)
+        seq += vp_bar_w(GFSEL, 0, 4) + vp_bar_w(GF, lo, 4)
+        seq += vp_bar_w(GFSEL, 1, 4) + vp_bar_w(GF, 1, 4)
+        seq += vp_bar_w(STATUS, 0xB, 1) + vp_bar_r(STATUS, 1)
+        seq += vp_bar_w(QSEL, 0, 2) + vp_bar_w(QSIZE, size, 2) + vp_bar_w(QMSIX, 0, 2)
+        seq += vp_bar_w(QDESC, desc, 8) + vp_bar_w(QAVAIL, avail, 8) + vp_bar_w(QUSED, used, 8)
+        seq += vp_bar_w(QEN, 1, 2) + vp_bar_w(STATUS, 0xF, 1)
+        return seq
+
+    def request(i, typ, sector, segs):
+        """Request i: its header, then segs [(gpa, len, writable)], as descriptors 4i.."""
+        d = b""
+        for k, (gpa, ln, w) in enumerate(segs):
+            last = k == len(segs) - 1
+            nxt = 4 * i + k + 1
+            d += struct.pack("<QIHH", gpa, ln, (2 if w else 0) | (0 if last else 1), 0 if last else nxt)
+        return vp_mem(hdr + 16 * i, struct.pack("<IIQ", typ, 0, sector)) + vp_mem(desc + 64 * i, d)
+
+    def rw(i, typ, sector, n, writable):
+        return request(i, typ, sector, [(hdr + 16 * i, 16, False), (data + 512 * i, n, writable),
+                                        (status + i, 1, True)])
+
+    def bare(i, typ, sector=0):
+        return request(i, typ, sector, [(hdr + 16 * i, 16, False), (status + i, 1, True)])
+
+    def publish(n, first=0):
+        a = struct.pack("<HH", 0, first + n) + b"".join(struct.pack("<H", 4 * i)
+                                                        for i in range(first + n))
+        return vp_mem(avail, a) + vp_bar_w(NOTIFY, 0, 2) + VP_LOOP
+
+    def ranges(i, typ, rs):
+        body = b"".join(struct.pack("<QII", *r) for r in rs)
+        return (vp_mem(data + 512 * i, body)
+                + request(i, typ, 0, [(hdr + 16 * i, 16, False), (data + 512 * i, len(body), False),
+                                      (status + i, 1, True)]))
+
+    def indirect(i, typ, sector, n):
+        table = (struct.pack("<QIHH", hdr + 16 * i, 16, 1, 1)
+                 + struct.pack("<QIHH", data + 512 * i, n, 2 | 1, 2)
+                 + struct.pack("<QIHH", status + i, 1, 2, 0))
+        return (vp_mem(hdr + 16 * i, struct.pack("<IIQ", typ, 0, sector)) + vp_mem(ind, table)
+                + vp_mem(desc + 64 * i, struct.pack("<QIHH", ind, len(table), 4, 0)))
+
+    return {
+        "probe": vp_bar_r(CFG, 8) + vp_bar_r(CFG + 12, 4) + vp_bar_r(STATUS, 1),
+        "write-read": init() + rw(0, OUT, 3, 1024, False) + rw(1, IN, 3, 1024, True) + publish(2),
+        "flush-get-id": init() + bare(0, FLUSH) + rw(1, GET_ID, 0, 20, True) + publish(2),
+        "discard-zeroes": init() + ranges(0, DISCARD, [(0, 8, 0), (16, 8, 0)])
+            + ranges(1, WZ, [(4, 4, 1), (100, 28, 0)]) + publish(2),
+        "indirect": init() + indirect(0, IN, 1, 512) + publish(1),
+        "batch": init() + b"".join(rw(i, IN if i % 2 else OUT, i, 512, i % 2 == 1)
+                                   for i in range(4)) + publish(4),
+        "bad-requests": init() + rw(0, OUT, 127, 1024, False) + rw(1, IN, 0, 100, True)
+            + rw(2, IN, 0, 512, False) + bare(3, 99) + rw(4, OUT, 2 ** 63, 512, False) + publish(5),
+        "no-status": init() + request(0, FLUSH, 0, [(hdr, 16, False), (status, 1, False)]) + publish(1),
+        # The first byte's top bit makes the drive read-only; 0x83 is also "run the loop".
+        "read-only": b"\x83" + init(lo=features_lo & ~(3 << 13) | 1 << 5) + rw(0, OUT, 0, 512, False) + ranges(1, DISCARD, [(0, 1, 0)])
+            + publish(2),
+        "reset-midway": init() + rw(0, OUT, 0, 512, False) + publish(1) + vp_bar_w(STATUS, 0, 1)
+            + init() + rw(0, IN, 0, 512, True) + publish(1),
+    }
+
+
 TARGETS = {"kernel": kernel_seeds, "uart8250": uart_seeds, "api": api_seeds,
            "rtc_cmos": rtc_seeds, "virtqueue": vq_seeds, "pci": pci_seeds,
-           "virtio_pci": virtio_pci_seeds}
+           "virtio_pci": virtio_pci_seeds, "virtio_blk": virtio_blk_seeds}
 
 
 def main():

@@ -91,8 +91,7 @@ static inline void fake_virtio_negotiate(struct bus *mmio, struct virtio_dev *v,
     fake_virtio_bar_wr(mmio, v, VIRTIO_COMMON_GFSELECT, 1, 4);
     fake_virtio_bar_wr(mmio, v, VIRTIO_COMMON_GF, (uint32_t)(features >> 32), 4);
     fake_virtio_bar_wr(mmio, v, VIRTIO_COMMON_STATUS,
-                       VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
-                           VIRTIO_STATUS_FEATURES_OK,
+                       VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK,
                        1);
 }
 

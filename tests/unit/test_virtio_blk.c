@@ -223,7 +223,8 @@ static void put_desc(uint8_t *table, unsigned i, const struct seg *s, int next)
     struct virtq_desc d = {
         .addr = s->gpa,
         .len = s->len,
-        .flags = (uint16_t)((s->write ? VIRTQ_DESC_F_WRITE : 0) | (next >= 0 ? VIRTQ_DESC_F_NEXT : 0)),
+        .flags =
+            (uint16_t)((s->write ? VIRTQ_DESC_F_WRITE : 0) | (next >= 0 ? VIRTQ_DESC_F_NEXT : 0)),
         .next = (uint16_t)(next >= 0 ? next : 0),
     };
     memcpy(table + 16 * i, &d, sizeof(d));
@@ -240,9 +241,8 @@ static uint16_t add_chain(struct rig *r, unsigned slot, const struct seg *segs, 
     if (indirect) {
         for (unsigned i = 0; i < n; i++)
             put_desc(ram(r, IND_GPA + 256 * slot), i, &segs[i], i + 1 < n ? (int)i + 1 : -1);
-        struct virtq_desc d = {.addr = IND_GPA + 256 * slot,
-                               .len = 16 * n,
-                               .flags = VIRTQ_DESC_F_INDIRECT};
+        struct virtq_desc d = {
+            .addr = IND_GPA + 256 * slot, .len = 16 * n, .flags = VIRTQ_DESC_F_INDIRECT};
         memcpy(ram(r, DESC_GPA + 16 * head), &d, sizeof(d));
         r->next_desc = (r->next_desc + 1) % QSIZE;
     } else {
@@ -375,8 +375,17 @@ static void test_spec_parse(void **state)
     assert_false(s.ro);
 
     static const char *const bad[] = {
-        "",     "ro",          "path=",       "path=a,size=1", "path=a,ro=on", "path=a,path=b",
-        "path", "path=a,,,id", ",path=a",     "path=a,id=",    "path=a,",
+        "",
+        "ro",
+        "path=",
+        "path=a,size=1",
+        "path=a,ro=on",
+        "path=a,path=b",
+        "path",
+        "path=a,,,id",
+        ",path=a",
+        "path=a,id=",
+        "path=a,",
         "path=a,id=123456789012345678901",
     };
     for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
@@ -656,7 +665,8 @@ static void test_discard_write_zeroes(void **state)
     add_dwz(r, 4, VIRTIO_BLK_T_WRITE_ZEROES, bad_flag, 1);
     add_dwz(r, 5, VIRTIO_BLK_T_WRITE_ZEROES, bad_range, 1);
     add_dwz(r, 6, VIRTIO_BLK_T_DISCARD, bad_big, 1);
-    add_dwz(r, 7, VIRTIO_BLK_T_DISCARD, d1, 0); /* no ranges: a 0-byte descriptor breaks the queue */
+    add_dwz(r, 7, VIRTIO_BLK_T_DISCARD, d1,
+            0); /* no ranges: a 0-byte descriptor breaks the queue */
     kick_wait(r, 7);
     assert_int_equal(status_of(r, 3), VIRTIO_BLK_S_UNSUPP);
     assert_int_equal(status_of(r, 4), VIRTIO_BLK_S_UNSUPP);
@@ -952,7 +962,7 @@ static void test_reset_in_flight(void **state)
                 assert_int_equal(*ram(r, data_gpa(i) + j), 0x5a);
         driver_start(r);
     }
-    assert_int_equal(clean, 30);      /* every slot came back every time */
+    assert_int_equal(clean, 30);     /* every slot came back every time */
     assert_true(r->blk.dropped > 0); /* and the resets did catch requests in flight */
 
     /* And the device works after all that. */
