@@ -20,6 +20,7 @@ Environment (meson sets them; by hand they default to ./build's): PETREL (the bi
 LINUX_GUEST_DIR (where scripts/mkguest puts vmlinuz, vmlinux and initrd.gz), LINUX_MKGUEST
 (scripts/mkguest: run first, a no-op when the guest is current), PETREL_LINUX_TIMEOUT.
 """
+import hashlib
 import os
 import re
 import subprocess
@@ -61,8 +62,12 @@ class Guest:
     Output is collected by a reader thread; the test types on petrel's standard input
     (petrel passes a non-tty stdin's bytes to the UART) and waits for answers."""
 
-    def __init__(self, name, kernel, cpus, memory, cmdline, args=()):
+    def __init__(self, name, kernel, cpus, memory, cmdline, args=(), prepare=None):
         self.tmp = tempfile.TemporaryDirectory()
+        # A scenario's files (disk images) go in the temporary directory, @TMP@ in args.
+        if prepare:
+            prepare(self.tmp.name)
+        args = [a.replace("@TMP@", self.tmp.name) for a in args]
         os.makedirs(os.path.join(GUEST_DIR, "logs"), exist_ok=True)
         self.log = open(os.path.join(GUEST_DIR, "logs", name + ".log"), "wb", buffering=0)
         self.sock = os.path.join(self.tmp.name, "api.sock")
@@ -264,13 +269,15 @@ def unexplained(log, entries):
 SCENARIOS = []
 
 
-def scenario(checks, kernel, cpus, memory, cmdline, args=()):
+def scenario(checks, kernel, cpus, memory, cmdline, args=(), prepare=None):
     """Registers a scenario: one boot of kernel (VMLINUZ or VMLINUX) with these settings
-    (args: more petrel run options), running the named checks in that order (declared up
+    (args: more petrel run options, where @TMP@ is the guest's temporary directory, which
+    prepare(dir) fills first), running the named checks in that order (declared up
     front, so that a boot that dies still counts every check)."""
     def deco(fn):
         SCENARIOS.append({"fn": fn, "name": fn.__name__, "checks": checks, "kernel": kernel,
-                          "cpus": cpus, "memory": memory, "cmdline": cmdline, "args": args})
+                          "cpus": cpus, "memory": memory, "cmdline": cmdline, "args": args,
+                          "prepare": prepare})
         return fn
     return deco
 
@@ -440,6 +447,78 @@ def two_vcpus(r, g):
         ends_with(g, "reboot", shows=["The system is going down", "reboot: Restarting system"])
 
 
+RO_MAGIC = b"petrel-ro-disk"
+
+
+def make_drives(d):
+    """vda: 8 MiB of zeros; vdb: 1 MiB that starts with RO_MAGIC (attached read-only)."""
+    with open(os.path.join(d, "a.img"), "wb") as f:
+        f.truncate(8 << 20)
+    with open(os.path.join(d, "b.img"), "wb") as f:
+        f.write(RO_MAGIC)
+        f.truncate(1 << 20)
+
+
+@scenario(["boots_with_2_drives", "drive_sizes_serials_ro", "ro_drive_reads_refuses_writes",
+           "writes_read_back_after_drop_caches", "discard_and_write_zeroes",
+           "synced_data_in_the_file_after_poweroff"],
+          kernel=VMLINUX, cpus=2, memory="256M", cmdline="console=ttyS0 quiet",
+          args=("--drive", "path=@TMP@/a.img,id=petrel-a", "--drive", "path=@TMP@/b.img,ro"),
+          prepare=make_drives)
+def drives(r, g):
+    with r.check("boots_with_2_drives"):
+        g.boot()
+        typed_command_answered(g)
+    with r.check("drive_sizes_serials_ro"):
+        # Debian's virtio_blk finds both functions, in command-line order.
+        out = g.sh_ok("cat /sys/block/vda/size /sys/block/vdb/size /sys/block/vda/ro "
+                      "/sys/block/vdb/ro /sys/block/vda/serial; echo; cat /sys/block/vdb/serial")
+        words = out.split()
+        check(words[:6] == ["16384", "2048", "0", "1", "petrel-a", "b.img"],
+              "sizes, ro flags and serials of vda and vdb: %r" % out)
+    with r.check("ro_drive_reads_refuses_writes"):
+        out = g.sh_ok("head -c %d /dev/vdb" % len(RO_MAGIC))
+        check(RO_MAGIC.decode() in out, "vdb does not start with %r: %r" % (RO_MAGIC, out))
+        status, out = g.sh("echo x | dd of=/dev/vdb 2>&1")
+        check(status != 0, "a write to the read-only vdb succeeded: %r" % out)
+    with r.check("writes_read_back_after_drop_caches"):
+        # 1 MiB of random data at 64 KiB, and a marker in sector 100; fsync sends FLUSH.
+        g.sh_ok("dd if=/dev/urandom of=/tmp/r bs=64k count=16 2>/dev/null; "
+                "dd if=/tmp/r of=/dev/vda bs=64k seek=1 conv=fsync 2>/dev/null; "
+                "printf petrel-vda | dd of=/dev/vda bs=512 seek=100 conv=sync,fsync 2>/dev/null")
+        out = g.sh_ok("echo 3 > /proc/sys/vm/drop_caches; md5sum < /tmp/r; "
+                      "dd if=/dev/vda bs=64k skip=1 count=16 2>/dev/null | md5sum; "
+                      "head -c 983040 /tmp/r | md5sum")
+        sums = re.findall(r"\b[0-9a-f]{32}\b", out)
+        check(len(sums) == 3 and sums[0] == sums[1], "vda read back differs: %r" % out)
+        g.md5_15 = sums[2]   # the first 15 blocks, which stay
+    with r.check("discard_and_write_zeroes"):
+        out = g.sh_ok("cat /sys/block/vda/queue/discard_max_bytes "
+                      "/sys/block/vda/queue/write_zeroes_max_bytes "
+                      "/sys/block/vdb/queue/discard_max_bytes")
+        words = out.split()
+        check(len(words) == 3 and int(words[0]) > 0 and int(words[1]) > 0 and words[2] == "0",
+              "discard/write-zeroes limits of vda and vdb: %r" % out)
+        # The last 64 KiB of the random data (at 1 MiB): discarded, then zeroed for sure.
+        status, out = g.sh("blkdiscard -o 1048576 -l 65536 /dev/vda 2>&1")
+        check(status == 0 or "not found" in out, "blkdiscard failed: %r" % out)
+        out = g.sh_ok("dd if=/dev/zero of=/dev/vda bs=64k seek=16 count=1 conv=fsync "
+                      "2>/dev/null; echo 3 > /proc/sys/vm/drop_caches; "
+                      "dd if=/dev/vda bs=64k skip=16 count=1 2>/dev/null > /tmp/z; "
+                      "wc -c < /tmp/z; od -An -v -tx1 < /tmp/z | tr -d ' \\n0' | wc -c")
+        check(out.split() == ["65536", "0"], "vda's zeroed 64 KiB: %r (bytes, non-zero digits)"
+              % out)
+    with r.check("synced_data_in_the_file_after_poweroff"):
+        ends_with(g, "poweroff", shows=["reboot: Power down"])
+        with open(os.path.join(g.tmp.name, "a.img"), "rb") as f:
+            img = f.read()
+        check(img[100 * 512:100 * 512 + 10] == b"petrel-vda",
+              "sector 100 of a.img: %r" % img[100 * 512:100 * 512 + 16])
+        check(hashlib.md5(img[1 << 16:16 << 16]).hexdigest() == g.md5_15,
+              "a.img's bytes at 64 KiB differ from what the guest wrote")
+        check(img[16 << 16:17 << 16] == bytes(65536), "a.img's zeroed 64 KiB are not zeros")
+
+
 @scenario(["boot_log_explained", "stop_graceful_powers_off"],
           kernel=VMLINUX, cpus=2, memory="512M", cmdline="console=ttyS0")
 def verbose_boot(r, g):
@@ -541,7 +620,7 @@ def main():
               % (sc["name"], os.path.basename(sc["kernel"]), sc["cpus"], sc["memory"],
                  sc["cmdline"], "".join(" " + a for a in sc["args"])), flush=True)
         g = Guest(sc["name"], sc["kernel"], sc["cpus"], sc["memory"], sc["cmdline"],
-                  sc["args"])
+                  sc["args"], sc["prepare"])
         r = Run(sc, g)
         lost = None
         try:
