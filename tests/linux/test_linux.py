@@ -23,6 +23,7 @@ LINUX_GUEST_DIR (where scripts/mkguest puts vmlinuz, vmlinux and initrd.gz), LIN
 import hashlib
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -519,6 +520,57 @@ def drives(r, g):
         check(img[16 << 16:17 << 16] == bytes(65536), "a.img's zeroed 64 KiB are not zeros")
 
 
+ROOT_IMAGE = os.path.join(GUEST_DIR, "root.ext4")
+
+
+def sbin(tool):
+    """e2fsprogs' tools live in /sbin, which a user's PATH may lack."""
+    return shutil.which(tool) or os.path.join("/sbin", tool)
+
+
+def copy_root(d):
+    """A copy of mkguest's root.ext4: the guest writes to it."""
+    with open(ROOT_IMAGE, "rb") as src, open(os.path.join(d, "root.ext4"), "wb") as dst:
+        dst.write(src.read())
+
+
+@scenario(["boots_with_root_on_vda", "root_is_ext4_on_vda_rw", "pci_functions_listed",
+           "synced_file_in_the_image_after_poweroff"],
+          kernel=VMLINUX, cpus=1, memory="256M", cmdline="console=ttyS0 quiet root=/dev/vda rw",
+          args=("--drive", "path=@TMP@/root.ext4"), prepare=copy_root)
+def root_on_vda(r, g):
+    with r.check("boots_with_root_on_vda"):
+        # The initramfs loads ext4, mounts /dev/vda and switch_roots; the image's /init
+        # says where the root is.
+        log = g.boot()
+        check("root /dev/vda ext4)" in log, "the ready line does not name /dev/vda:\n%s"
+              % log[-600:])
+        typed_command_answered(g)
+    with r.check("root_is_ext4_on_vda_rw"):
+        out = g.sh_ok("awk '$2 == \"/\"' /proc/mounts")
+        check(re.search(r"^/dev/vda / ext4 rw\b", out, re.M),
+              "/ is not /dev/vda, ext4, read-write: %r" % out)
+    with r.check("pci_functions_listed"):
+        # What lspci would say (busybox has none): the host bridge and the disk.
+        out = g.sh_ok("for d in /sys/bus/pci/devices/*; do echo ${d##*/} $(cat $d/vendor "
+                      "$d/device $d/class); done")
+        check("0000:00:00.0 0x8086 0x0d57 0x060000" in out, "no host bridge: %r" % out)
+        check(re.search(r"0000:00:0[0-9a-f]\.0 0x1af4 0x1042 0x01", out),
+              "no virtio-blk function (1af4:1042, class storage): %r" % out)
+    with r.check("synced_file_in_the_image_after_poweroff"):
+        g.sh_ok("echo petrel-root-$$ > /root/written; sync; cat /root/written")
+        ends_with(g, "poweroff", shows=["reboot: Power down"])
+        img = os.path.join(g.tmp.name, "root.ext4")
+        got = subprocess.run([sbin("debugfs"), "-R", "cat /root/written", img],
+                             capture_output=True, timeout=60)
+        check(text(got.stdout).startswith("petrel-root-"),
+              "/root/written in the image: %r %r" % (got.stdout, got.stderr[-300:]))
+        # busybox init remounted / read-only at poweroff: the image is clean.
+        fsck = subprocess.run([sbin("e2fsck"), "-fn", img], capture_output=True, timeout=60)
+        check(fsck.returncode == 0, "e2fsck -fn exited %d: %s"
+              % (fsck.returncode, text(fsck.stdout + fsck.stderr)[-800:]))
+
+
 @scenario(["boot_log_explained", "stop_graceful_powers_off"],
           kernel=VMLINUX, cpus=2, memory="512M", cmdline="console=ttyS0")
 def verbose_boot(r, g):
@@ -592,7 +644,8 @@ def main():
     # harness there is no network: scripts/test has built it on the host.
     mk = subprocess.run([MKGUEST, GUEST_DIR], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     sys.stdout.write(text(mk.stdout))
-    if mk.returncode != 0 or not all(os.path.isfile(f) for f in (VMLINUZ, VMLINUX, INITRD)):
+    if mk.returncode != 0 or not all(os.path.isfile(f)
+                                     for f in (VMLINUZ, VMLINUX, INITRD, ROOT_IMAGE)):
         print("the Linux guest could not be built: %s %s exited %d"
               % (MKGUEST, GUEST_DIR, mk.returncode))
         print("0 passed, 1 failed")
