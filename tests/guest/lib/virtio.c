@@ -347,11 +347,14 @@ int virtio_start(struct virtio_dev *d, uint64_t want)
     }
     uint16_t ctrl = pci_read16(d->pci.bdf, d->msix_cap + MSIX_CTRL);
     pci_write16(d->pci.bdf, d->msix_cap + MSIX_CTRL, ctrl | MSIX_CTRL_ENABLE | MSIX_CTRL_MASKALL);
-    if (irq_msi_alloc(virtio_msi, &d->config_msi)) {
-        fail(d, "no MSI vector left");
-        return give_up(d);
+    /* Started before (a reset and a new start): keep the vector. */
+    if (!d->config_msi.vector) {
+        if (irq_msi_alloc(virtio_msi, &d->config_msi)) {
+            fail(d, "no MSI vector left");
+            return give_up(d);
+        }
+        msi_config[d->config_msi.vector - IRQ_VECTOR_MSI] = d;
     }
-    msi_config[d->config_msi.vector - IRQ_VECTOR_MSI] = d;
     msix_entry_set(d, 0, &d->config_msi);
     pci_write16(d->pci.bdf, d->msix_cap + MSIX_CTRL,
                 (ctrl | MSIX_CTRL_ENABLE) & ~MSIX_CTRL_MASKALL);
@@ -379,7 +382,7 @@ int virtio_queue_setup(struct virtio_dev *d, unsigned q, unsigned size)
         fail(d, "queue %u: the MSI-X table has %u entries", q, d->msix_size);
         return give_up(d);
     }
-    if (virtq_pool_used == KIT_VIRTQ_POOL) {
+    if (!vq->desc && virtq_pool_used == KIT_VIRTQ_POOL) {
         fail(d, "queue %u: the kit's %u rings are in use", q, KIT_VIRTQ_POOL);
         return give_up(d);
     }
@@ -407,7 +410,10 @@ int virtio_queue_setup(struct virtio_dev *d, unsigned q, unsigned size)
         return give_up(d);
     }
 
-    struct virtq_mem *m = &virtq_pool[virtq_pool_used++];
+    /* Set up before (the device was reset since): the same rings and vector. */
+    int again = vq->desc != NULL;
+    struct virtq_mem *m =
+        again ? (struct virtq_mem *)(void *)vq->desc : &virtq_pool[virtq_pool_used++];
     memset(m, 0, sizeof(*m));
     vq->dev = d;
     vq->index = q;
@@ -418,11 +424,13 @@ int virtio_queue_setup(struct virtio_dev *d, unsigned q, unsigned size)
     vq->avail_idx = vq->last_used = 0;
     vq->interrupts = 0;
     vq->notify = d->notify + nat;
-    if (irq_msi_alloc(virtio_msi, &vq->msi)) {
-        fail(d, "queue %u: no MSI vector left", q);
-        return give_up(d);
+    if (!again) {
+        if (irq_msi_alloc(virtio_msi, &vq->msi)) {
+            fail(d, "queue %u: no MSI vector left", q);
+            return give_up(d);
+        }
+        msi_queue[vq->msi.vector - IRQ_VECTOR_MSI] = vq;
     }
-    msi_queue[vq->msi.vector - IRQ_VECTOR_MSI] = vq;
     msix_entry_set(d, q + 1, &vq->msi);
 
     common_w16(d, COMMON_Q_SIZE, (uint16_t)size);

@@ -155,14 +155,17 @@ int virtio_probe(struct virtio_dev *d, const struct pci_func *f);
  * Resets the device and brings it to FEATURES_OK: ACKNOWLEDGE, DRIVER, then
  * accepts VERSION_1 (required) and whatever of want the device offers; turns
  * MSI-X on with entry 0 as the configuration vector. Calls irq_init(). 0 or -1
- * (the status is then FAILED).
+ * (the status is then FAILED). Called again on a started device (to start it
+ * over after a reset), it keeps the configuration vector it had.
  */
 int virtio_start(struct virtio_dev *d, uint64_t want);
 
 /*
  * Sets up queue q (< KIT_VIRTIO_QUEUES) with min(the device's size, size)
  * entries (rounded down to a power of 2), rings zeroed in kit memory, MSI-X
- * entry q + 1 on its own vector, and enables it. 0 or -1.
+ * entry q + 1 on its own vector, and enables it. 0 or -1. Set up again
+ * after virtio_start() started the device over, the queue keeps its ring
+ * memory and vector (zeroed rings, counters back to 0).
  */
 int virtio_queue_setup(struct virtio_dev *d, unsigned q, unsigned size);
 
