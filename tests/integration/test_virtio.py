@@ -2,7 +2,10 @@
 """virtio-pci as a driver sees it: the guest kit's PCI enumeration and virtio 1.x driver
 (tests/guest/lib/pci.c, virtio.c) against petrel's transport and devices, interrupt-driven
 through MSI-X."""
+import os
 import re
+import tempfile
+import zlib
 
 from harness import case, expect, kit, main, petrel, text
 
@@ -73,6 +76,129 @@ def without_rng_the_guest_finds_no_device():
     expect("rngcheck: no virtio-rng (1af4:1044)" in out, "it says so", p)
     expect(re.findall(r"^pci: [^\r\n]*", out, re.M) == [HOST_BRIDGE],
            "bus 0 holds the host bridge alone", p)
+
+
+# ---- virtio-blk: tests/guest/blkcheck.c ----
+
+SECTOR = 512
+DISK = 2048 * SECTOR
+
+
+def pattern(p, s):
+    """Sector s of blkcheck's pattern p (blkcheck.c)."""
+    return bytes((p + s + (s >> 8) + k + (k >> 8)) & 0xff for k in range(SECTOR))
+
+
+def disk(d, name, content=None):
+    path = os.path.join(d, name)
+    with open(path, "wb") as f:
+        f.write(content if content is not None else bytes(DISK))
+    return path
+
+
+def blkcheck(drives, *options):
+    args = ["run", "--kernel", kit("blkcheck"), "--debug-exit",
+            "--cmdline", "console=ttyS0 " + " ".join(options)]
+    for spec in drives:
+        args += ["--drive", spec]
+    return petrel(*args)
+
+
+def blk_passed(p, drives):
+    out = text(p.stdout)
+    expect(p.returncode == 0 and "FAIL" not in out, "blkcheck passes and powers off", p)
+    m = re.search(r"blkcheck: PASS drives (\d+) requests (\d+) interrupts (\d+)\r?\n", out)
+    expect(m is not None and int(m.group(1)) == drives, "%d drives checked" % drives, p)
+    expect(int(m.group(3)) >= int(m.group(2)), "an MSI-X interrupt per request", p)
+    return out
+
+
+def drive_line(out, i):
+    m = re.search(r"blkcheck: %d 00:[0-9a-f]{2}\.0 capacity (\d+) blk_size (\d+) "
+                  r"features 0x([0-9a-f]+) (ro|rw) id \"([^\"]*)\"" % i, out)
+    expect(m is not None, "drive %d's line: %s" % (i, out))
+    return int(m.group(1)), int(m.group(2)), int(m.group(3), 16), m.group(4), m.group(5)
+
+
+@case
+def blk_writes_reach_the_host_file_after_flush():
+    with tempfile.TemporaryDirectory() as d:
+        path = disk(d, "a.img")
+        p = blkcheck(["path=" + path], "blkcheck.write=0:0xa5,100:7:4")
+        out = blk_passed(p, 1)
+        capacity, blk_size, features, mode, _ = drive_line(out, 0)
+        expect(capacity == DISK // SECTOR and blk_size == SECTOR and mode == "rw",
+               "capacity, block size, read-write: " + out)
+        expect(features & (1 << 9), "FLUSH negotiated: 0x%x" % features)
+        expect("blkcheck: 0 write 0+1 pattern 0xa5 ok" in out and
+               "blkcheck: 0 write 100+4 pattern 0x07 ok" in out and "blkcheck: 0 flush ok" in out,
+               "the guest read its writes back and flushed", p)
+        with open(path, "rb") as f:
+            img = f.read()
+        want = bytearray(DISK)
+        want[0:SECTOR] = pattern(0xa5, 0)
+        for s in range(100, 104):
+            want[s * SECTOR:(s + 1) * SECTOR] = pattern(7, s)
+        expect(len(img) == DISK, "the file keeps its size")
+        expect(img == bytes(want), "the file holds exactly the sectors written")
+
+
+@case
+def blk_reads_what_the_host_wrote():
+    with tempfile.TemporaryDirectory() as d:
+        content = bytearray(DISK)
+        content[10 * SECTOR:18 * SECTOR] = os.urandom(8 * SECTOR)
+        content[-SECTOR:] = os.urandom(SECTOR)
+        path = disk(d, "b.img", bytes(content))
+        p = blkcheck(["path=" + path], "blkcheck.read=10:8,2047,9")
+        out = blk_passed(p, 1)
+        for start, n in ((10, 8), (2047, 1), (9, 1)):
+            crc = zlib.crc32(content[start * SECTOR:(start + n) * SECTOR])
+            expect("blkcheck: 0 read %d+%d crc32 %08x" % (start, n, crc) in out,
+                   "sectors %d+%d read back exactly" % (start, n), p)
+        expect("blkcheck: 0 read past the end refused" in out, "a read at the capacity fails", p)
+
+
+@case
+def blk_read_only_drive_refuses_writes_and_the_guest_goes_on():
+    with tempfile.TemporaryDirectory() as d:
+        path = disk(d, "ro.img")
+        p = blkcheck(["path=%s,ro" % path], "blkcheck.write=5:0x11", "blkcheck.read=5")
+        out = blk_passed(p, 1)
+        _, _, features, mode, _ = drive_line(out, 0)
+        expect(mode == "ro" and features & (1 << 5), "VIRTIO_BLK_F_RO: 0x%x" % features)
+        expect("blkcheck: 0 write 5+1 refused (read-only)" in out, "the write got IOERR", p)
+        expect("blkcheck: 0 read 5+1 crc32 %08x" % zlib.crc32(bytes(SECTOR)) in out,
+               "and the sector still reads as zeros", p)
+        with open(path, "rb") as f:
+            expect(f.read() == bytes(DISK), "the file is untouched")
+
+
+@case
+def blk_two_drives_at_once():
+    with tempfile.TemporaryDirectory() as d:
+        a, b = disk(d, "a.img"), disk(d, "b.img")
+        p = blkcheck(["path=%s,id=alpha" % a, "path=%s,ro,id=beta" % b],
+                     "blkcheck.write=1:0x33:2")
+        out = blk_passed(p, 2)
+        expect(drive_line(out, 0)[3:] == ("rw", "alpha") and drive_line(out, 1)[3:] == ("ro", "beta"),
+               "the drives in command-line order with their ids: " + out)
+        expect("blkcheck: 0 write 1+2 pattern 0x33 ok" in out and
+               "blkcheck: 1 write 1+2 refused (read-only)" in out, "each drive as it should", p)
+        with open(a, "rb") as f:
+            img = f.read()
+        expect(img[SECTOR:3 * SECTOR] == pattern(0x33, 1) + pattern(0x33, 2) and
+               img[:SECTOR] == bytes(SECTOR) and img[3 * SECTOR:] == bytes(DISK - 3 * SECTOR),
+               "the first file holds the write")
+        with open(b, "rb") as f:
+            expect(f.read() == bytes(DISK), "the read-only file is untouched")
+
+
+@case
+def without_drives_the_guest_finds_no_virtio_blk():
+    p = blkcheck([])
+    expect(p.returncode == 3 and "blkcheck: no virtio-blk (1af4:1042)" in text(p.stdout),
+           "blkcheck exits 3 without a drive", p)
 
 
 if __name__ == "__main__":
