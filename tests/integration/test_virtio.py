@@ -201,5 +201,63 @@ def without_drives_the_guest_finds_no_virtio_blk():
            "blkcheck exits 3 without a drive", p)
 
 
+# ---- a hostile driver: tests/guest/hostile.c ----
+
+# How petrel answers each malformed request (src/virtio/virtqueue.c, virtio_blk.c): a chain
+# it cannot walk, or one with nowhere to put a status byte, breaks the queue
+# (DEVICE_NEEDS_RESET); a chain that walks but asks for something wrong gets a status.
+HOSTILE = {
+    "desc-outside-ram": "needs reset", "desc-mmio": "needs reset",
+    "desc-len-wrap": "needs reset", "chain-loop": "needs reset",
+    "chain-too-long": "needs reset", "next-out-of-range": "needs reset",
+    "indirect-outside-ram": "needs reset", "indirect-bad-len": "needs reset",
+    "indirect-nested": "needs reset", "head-out-of-range": "needs reset",
+    "avail-idx-jump": "needs reset", "data-over-ring": "needs reset",
+    "header-short": "IOERR", "status-readable": "needs reset",
+    "readable-after-write": "needs reset", "in-readable-data": "IOERR",
+    "data-not-sectors": "IOERR", "out-beyond-capacity": "IOERR", "in-at-capacity": "IOERR",
+    "sector-overflow": "IOERR", "sector-max": "IOERR", "flush-with-data": "IOERR",
+    "unknown-type": "UNSUPP", "ro-write": "IOERR",
+    "rng-desc-outside-ram": "needs reset", "rng-chain-loop": "needs reset",
+    "rng-head-out-of-range": "needs reset", "rng-avail-idx-jump": "needs reset",
+    "rng-data-over-ring": "needs reset",
+}
+
+
+@case
+def hostile_driver_gets_errors_and_petrel_lives_on():
+    with tempfile.TemporaryDirectory() as d:
+        rw, ro = disk(d, "rw.img"), disk(d, "ro.img", os.urandom(DISK))
+        with open(ro, "rb") as f:
+            ro_before = f.read()
+        p = petrel("run", "--kernel", kit("hostile"), "--debug-exit", "--rng",
+                   "--cmdline", "console=ttyS0", "--drive", "path=%s,id=rw" % rw,
+                   "--drive", "path=%s,ro,id=ro" % ro)
+        out, err = text(p.stdout), text(p.stderr)
+        expect(p.returncode == 0, "hostile powers off and petrel exits 0", p)
+        got = dict(re.findall(r"^hostile: (\S+) ok \(([^)]*)\)\r?$", out, re.M))
+        expect(got == HOSTILE, "every case refused as designed:\n  got  %r\n  want %r" %
+               (got, HOSTILE), p)
+        expect("FAIL" not in out and "skipped (" not in out, "no case failed or was skipped", p)
+        expect(re.search(r"hostile: PASS cases 29 needs-reset 19 ioerr 9 unsupp 1 skipped 0\r?\n"
+                         r"hostile: poweroff", out), "the summary", p)
+        # Logged once per device, not once per request: the first broken queue of each
+        # device and the first bad request of the drive.
+        resets = re.findall(r"^petrel: (.*) the device needs a reset$", err, re.M)
+        expect(len(resets) == 2, "one 'needs a reset' line per device (blk, rng)", p)
+        expect(len(re.findall(r"further bad requests are not logged", err)) == 1,
+               "one bad-request line for the read-write drive", p)
+        expect(not re.search(r"(?i)sanitizer|segfault|abort|assert", err), "no crash", p)
+        # The good reads after each reset checked sectors 0-7; the files say the rest.
+        with open(rw, "rb") as f:
+            img = f.read()
+        want = bytes((i * 7 + (i >> 9) + 1) & 0xff for i in range(8 * SECTOR))
+        expect(img[:8 * SECTOR] == want, "the read-write file holds the reference sectors")
+        expect(img[8 * SECTOR:] == bytes(DISK - 8 * SECTOR),
+               "and nothing else: no refused write reached it")
+        with open(ro, "rb") as f:
+            expect(f.read() == ro_before, "the read-only file is untouched")
+
+
 if __name__ == "__main__":
     main()
