@@ -14,7 +14,10 @@
  * A 1 MiB request is one header, the data as a chain of segments of
  * blkbench.seg bytes (64 KiB; made larger if 1 MiB would take more than the
  * device's seg_max, and none larger than its size_max), and the status byte.
- * A test runs for blkbench.ms milliseconds (2000) or, with blkbench.count=N,
+ * With VIRTIO_F_EVENT_IDX (negotiated when offered, as Linux does;
+ * blkbench.event_idx=0 not), the device interrupts for the next used element
+ * only and a kick is skipped when the device's avail_event says it will look
+ * anyway. A test runs for blkbench.ms milliseconds (2000) or, with blkbench.count=N,
  * for N requests; every request must end with status OK. Sequential tests
  * wrap at the end of the disk.
  *
@@ -24,7 +27,7 @@
  * not distort, read without a VM exit during the tests. Prints
  *
  *   pci: ...                                     every PCI function
- *   blkbench: blk <bdf> capacity <sectors> seg_max <n> size_max <n> queue <size> ro|rw
+ *   blkbench: blk <bdf> capacity <sectors> seg_max <n> size_max <n> queue <size> ro|rw[ event_idx]
  *   blkbench: clock tsc <hz> pm-ticks <n> tsc-ticks <n>
  *   blkbench: result test=<name> bs=<bytes> qd=<n> segs=<n> requests=<n> bytes=<n> ns=<n>
  *             iops=<n> kbps=<n> interrupts=<n> kicks=<n>        (one line)
@@ -101,6 +104,8 @@ static uint8_t bufs[SEQ_QD_MAX * LARGE] __attribute__((aligned(4096)));
 static volatile int calib_done;
 static uint64_t tsc_hz;
 static uint64_t capacity;
+static int event_idx;   /* VIRTIO_F_EVENT_IDX negotiated */
+static uint16_t kicked; /* the available index at the last kick */
 static uint32_t seg_max, size_max;
 
 static uint64_t rdtsc(void)
@@ -182,6 +187,28 @@ static uint64_t xorshift(void)
     return rng_state;
 }
 
+/*
+ * Notifies the device of what was published since the last kick, unless it
+ * said (EVENT_IDX: avail_event) that it does not need to be told yet, as
+ * Linux's virtqueue_kick_prepare() decides (2.7.10). Returns 1 if it kicked.
+ */
+static int kick(struct virtq *vq)
+{
+    uint16_t now = vq->avail_idx, old = kicked;
+
+    kicked = now;
+    if (event_idx) {
+        __asm__ volatile("mfence" : : : "memory"); /* the index before avail_event's read */
+        /* avail_event: the 16 bits after used->ring[size - 1] (2.7.8) */
+        const volatile uint8_t *p = (const volatile uint8_t *)&vq->used->ring[vq->size];
+        uint16_t ev = (uint16_t)(p[0] | p[1] << 8);
+        if ((uint16_t)(now - ev - 1) >= (uint16_t)(now - old))
+            return 0;
+    }
+    virtq_kick(vq);
+    return 1;
+}
+
 /* Builds slot's request at sector (descriptors slot * per ..) and publishes it. */
 static void submit(struct virtq *vq, const struct test *t, unsigned slot, unsigned per,
                    uint32_t seg, uint64_t sector)
@@ -235,8 +262,7 @@ static int run(const struct test *t, unsigned seqqd, uint32_t seg, unsigned long
         issued++;
         inflight++;
     }
-    virtq_kick(vq);
-    kicks++;
+    kicks += kick(vq);
     int stopping = 0, refilled = 0;
     while (inflight) {
         struct virtq_used_elem e;
@@ -264,8 +290,7 @@ static int run(const struct test *t, unsigned seqqd, uint32_t seg, unsigned long
         }
         /* One kick for everything refilled while the used ring had more to give. */
         if (refilled && *(volatile uint16_t *)&vq->used->idx == vq->last_used) {
-            virtq_kick(vq);
-            kicks++;
+            kicks += kick(vq);
             refilled = 0;
         }
     }
@@ -284,7 +309,7 @@ static int run(const struct test *t, unsigned seqqd, uint32_t seg, unsigned long
 
 int kit_main(void)
 {
-    unsigned long ms = 2000, count = 0, seqqd = 4, seg = 65536, poweroff = 1;
+    unsigned long ms = 2000, count = 0, seqqd = 4, seg = 65536, poweroff = 1, eidx = 1;
     char names[128] = "randread1,randread32,seqread,seqwrite";
 
     if (kit_cmdline_uint("blkbench.ms", 10, &ms) == -2 || !ms || ms > 600000) {
@@ -302,6 +327,10 @@ int kit_main(void)
     if (kit_cmdline_uint("blkbench.seg", 0, &seg) == -2 || seg < SMALL || seg > LARGE ||
         seg % SMALL) {
         puts("blkbench: bad blkbench.seg (want a multiple of 4096 up to 1 MiB)");
+        return 2;
+    }
+    if (kit_cmdline_uint("blkbench.event_idx", 10, &eidx) == -2 || eidx > 1) {
+        puts("blkbench: bad blkbench.event_idx (want 0 or 1)");
         return 2;
     }
     if (kit_cmdline_uint("blkbench.poweroff", 10, &poweroff) == -2 || poweroff > 1) {
@@ -348,7 +377,7 @@ int kit_main(void)
     const struct pci_func *f = &funcs[found - 1];
     uint64_t want = VIRTIO_BIT(VIRTIO_BLK_F_RO) | VIRTIO_BIT(VIRTIO_BLK_F_BLK_SIZE) |
                     VIRTIO_BIT(VIRTIO_BLK_F_SEG_MAX) | VIRTIO_BIT(VIRTIO_BLK_F_SIZE_MAX) |
-                    VIRTIO_BIT(VIRTIO_BLK_F_FLUSH);
+                    VIRTIO_BIT(VIRTIO_BLK_F_FLUSH) | (eidx ? VIRTIO_BIT(VIRTIO_F_EVENT_IDX) : 0);
     if (virtio_probe(&dev, f) || virtio_start(&dev, want) ||
         virtio_queue_setup(&dev, 0, KIT_VIRTQ_MAX) ||
         virtio_config_read(&dev, BLK_CFG_CAPACITY, &capacity, sizeof(capacity)) ||
@@ -358,10 +387,11 @@ int kit_main(void)
          virtio_config_read(&dev, BLK_CFG_SIZE_MAX, &size_max, sizeof(size_max))) ||
         virtio_driver_ok(&dev))
         return fail("%s", dev.error), 1;
-    printf("blkbench: blk %02x:%02x.%x capacity %llu seg_max %u size_max %u queue %u %s\n",
+    event_idx = !!(dev.accepted & VIRTIO_BIT(VIRTIO_F_EVENT_IDX));
+    printf("blkbench: blk %02x:%02x.%x capacity %llu seg_max %u size_max %u queue %u %s%s\n",
            PCI_BDF_BUS(f->bdf), PCI_BDF_DEV(f->bdf), PCI_BDF_FN(f->bdf),
            (unsigned long long)capacity, seg_max, size_max, dev.vq[0].size,
-           dev.accepted & VIRTIO_BIT(VIRTIO_BLK_F_RO) ? "ro" : "rw");
+           dev.accepted & VIRTIO_BIT(VIRTIO_BLK_F_RO) ? "ro" : "rw", event_idx ? " event_idx" : "");
 
     /* Segments for 1 MiB: no more than seg_max (or SEGS_MAX), none above size_max. */
     unsigned limit_segs = seg_max && seg_max < SEGS_MAX ? seg_max : SEGS_MAX;
