@@ -16,7 +16,8 @@ static void run_usage(FILE *f)
             "usage: petrel run --kernel KERNEL [OPTIONS]\n"
             "\n"
             "Boots an x86-64 Linux kernel (or a petrel guest-kit program) under KVM with\n"
-            "the guest's serial console (COM1) on standard output.\n"
+            "the guest's console on this terminal: its serial port (COM1, ttyS0), or with\n"
+            "--console virtio a virtio console (hvc0).\n"
             "\n"
             "options:\n"
             "  -k, --kernel FILE     the kernel to boot (required): a bzImage\n"
@@ -24,16 +25,21 @@ static void run_usage(FILE *f)
             "                        which skips the kernel's decompressor\n"
             "  -i, --initrd FILE     an initial ramdisk to load with it\n"
             "  -a, --cmdline TEXT    the kernel command line, passed exactly as given\n"
-            "                        (default: \"%s\")\n"
+            "                        (default: \"%s\";\n"
+            "                        with --console virtio: \"%s\")\n"
             "  -c, --cpus N          number of vCPUs (default 1; at most 254, or what KVM allows)\n"
             "  -m, --memory SIZE     guest RAM, e.g. 512M, 2G; a bare number is MiB\n"
             "                        (default 256M, at least 8M)\n"
             "      --debug-exit      a write of V to port 0xf4 ends petrel with status V\n"
             "      --debugcon FILE   write port 0xe9 output to FILE instead of the console\n"
-            "      --console WHERE   stdio (default): this terminal or pipes;\n"
-            "                        pty: a pseudo-terminal (its path is printed);\n"
-            "                        socket: attach later with 'petrel console NAME';\n"
-            "                        file=PATH: output only, to PATH\n"
+            "      --console [DEVICE,]WHERE\n"
+            "                        WHERE: stdio (default): this terminal or pipes; pty: a\n"
+            "                        pseudo-terminal (its path is printed); socket: attach\n"
+            "                        later with 'petrel console NAME'; file=PATH: output\n"
+            "                        only. DEVICE: serial (default): COM1, the guest's\n"
+            "                        ttyS0; virtio: a virtio console, the guest's hvc0,\n"
+            "                        which gets the input (ttyS0 output still shows).\n"
+            "                        'virtio' alone means virtio,stdio\n"
             "  -n, --name NAME       the VM's name for petrel pause/resume/stop/status\n"
             "                        (default: vm-PID); a name runs once at a time\n"
             "      --api-sock PATH   serve the control API here instead of\n"
@@ -60,7 +66,54 @@ static void run_usage(FILE *f)
             "  3       the guest crashed (triple fault, failed entry, emulation failure);\n"
             "          petrel prints the vCPU's registers on standard error\n"
             "  128+N   petrel was ended by signal N (SIGINT, SIGTERM, SIGHUP)\n",
-            VM_DEFAULT_CMDLINE, VIRTIO_BLK_MAX_DRIVES);
+            VM_DEFAULT_CMDLINE, VM_DEFAULT_CMDLINE_VIRTIO, VIRTIO_BLK_MAX_DRIVES);
+}
+
+static int run_bad(const char *fmt, const char *arg);
+
+/* Whether word is one of arg's comma-separated words. */
+static bool run_console_word(const char *arg, const char *word)
+{
+    size_t n = strlen(word);
+
+    for (const char *p = arg; p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL)
+        if (!strncmp(p, word, n) && (!p[n] || p[n] == ','))
+            return true;
+    return false;
+}
+
+/*
+ * --console [DEVICE,]WHERE, or DEVICE alone (on stdio). The device comes
+ * first so that file=PATH, last, may hold commas.
+ */
+static int run_parse_console(const char *arg, struct vm_config *cfg)
+{
+    const char *where = arg;
+
+    cfg->console_virtio = false;
+    if (!strncmp(arg, "virtio", 6) && (!arg[6] || arg[6] == ',')) {
+        cfg->console_virtio = true;
+        where = arg[6] ? arg + 7 : "stdio";
+    } else if (!strncmp(arg, "serial", 6) && (!arg[6] || arg[6] == ',')) {
+        where = arg[6] ? arg + 7 : "stdio";
+    }
+    if (!strcmp(where, "stdio")) {
+        cfg->console = VM_CONSOLE_STDIO;
+    } else if (!strcmp(where, "pty")) {
+        cfg->console = VM_CONSOLE_PTY;
+    } else if (!strcmp(where, "socket")) {
+        cfg->console = VM_CONSOLE_SOCKET;
+    } else if (!strncmp(where, "file=", 5) && where[5]) {
+        cfg->console = VM_CONSOLE_FILE;
+        cfg->console_path = where + 5;
+    } else if (run_console_word(where, "virtio") || run_console_word(where, "serial")) {
+        return run_bad("--console '%s': name one device (serial or virtio), first: virtio,pty",
+                       arg);
+    } else {
+        return run_bad("--console '%s' must be [serial,|virtio,]stdio, pty, socket or file=PATH",
+                       arg);
+    }
+    return 0;
 }
 
 static int run_bad(const char *fmt, const char *arg)
@@ -170,18 +223,8 @@ int cmd_run(int argc, char **argv)
             api_sock = optarg;
             break;
         case OPT_CONSOLE:
-            if (!strcmp(optarg, "stdio")) {
-                cfg.console = VM_CONSOLE_STDIO;
-            } else if (!strcmp(optarg, "pty")) {
-                cfg.console = VM_CONSOLE_PTY;
-            } else if (!strcmp(optarg, "socket")) {
-                cfg.console = VM_CONSOLE_SOCKET;
-            } else if (!strncmp(optarg, "file=", 5) && optarg[5]) {
-                cfg.console = VM_CONSOLE_FILE;
-                cfg.console_path = optarg + 5;
-            } else {
-                return run_bad("--console '%s' must be stdio, pty, socket or file=PATH", optarg);
-            }
+            if (run_parse_console(optarg, &cfg))
+                return PETREL_STATUS_USAGE;
             break;
         case 'h':
             run_usage(stdout);

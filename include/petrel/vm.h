@@ -34,6 +34,7 @@
 #include "petrel/util.h"
 #include "petrel/vcpu.h"
 #include "petrel/virtio_blk.h"
+#include "petrel/virtio_console.h"
 #include "petrel/virtio_rng.h"
 #include "petrel/x86_boot.h"
 
@@ -43,6 +44,9 @@
 #define VM_MAX_KERNEL_SIZE (256 * MiB) /* a bzImage: read whole */
 #define VM_KERNEL_HEAD     (64 * KiB)  /* what is read first: a vmlinux's headers are in it */
 #define VM_CONSOLE_BUFFER  (16 * KiB)  /* guest output not yet written; then THRE holds the guest */
+
+/* The default command line with --console virtio. */
+#define VM_DEFAULT_CMDLINE_VIRTIO "console=hvc0"
 
 enum vm_console_mode {
     VM_CONSOLE_STDIO,  /* this terminal (raw, escape keys) or pipes */
@@ -54,13 +58,14 @@ enum vm_console_mode {
 struct vm_config {
     const char *kernel_path;
     const char *initrd_path; /* NULL: none */
-    const char *cmdline;     /* NULL: VM_DEFAULT_CMDLINE */
+    const char *cmdline;     /* NULL: VM_DEFAULT_CMDLINE(_VIRTIO) */
     unsigned cpus;
     uint64_t memory;
     bool debug_exit;              /* port 0xf4 ends petrel with the value written */
     bool stats;                   /* print counters on stderr at exit */
     const char *debugcon_path;    /* NULL: debugcon joins the console output */
-    enum vm_console_mode console; /* where the serial console goes */
+    enum vm_console_mode console; /* where the console goes */
+    bool console_virtio;          /* the console is virtio-console (hvc0), not COM1 */
     const char *console_path;     /* VM_CONSOLE_FILE: the file */
     bool stdin_closed;            /* VM_CONSOLE_STDIO without input */
     bool rng;                     /* a virtio-rng device on PCI (--rng) */
@@ -158,6 +163,8 @@ struct vm {
     struct virtio_rng rng; /* --rng; rng.vdev.ops set while it exists */
     /* --drive, in order; blk[i].path set while its file is open. */
     struct virtio_blk blk[VIRTIO_BLK_MAX_DRIVES];
+    /* --console virtio; vcons.vdev.ops set while it exists */
+    struct virtio_console vcons;
     struct kvm_irq_gsi rtc_irq;
     struct rtc_cmos rtc;
     bool rtc_ready;       /* rtc_cmos_init() succeeded */
@@ -214,6 +221,8 @@ int vm_console_setup(struct vm *vm, struct errbuf *eb) MUST_CHECK;
 int vm_console_start(struct vm *vm, struct errbuf *eb) MUST_CHECK;
 void vm_console_stop(struct vm *vm);
 void vm_console_destroy(struct vm *vm);
+/* Console input goes to virtio-console (once it exists) instead of the UART. */
+void vm_console_use_virtio(struct vm *vm);
 
 /*
  * Attaches a console client (VM_CONSOLE_SOCKET; the loop, taking fd): it gets

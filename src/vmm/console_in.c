@@ -1,4 +1,4 @@
-/* Console input: terminal raw mode, escape keys, and feeding the UART. */
+/* Console input: terminal raw mode, escape keys, and feeding the console device. */
 #include "petrel/console_in.h"
 
 #include <errno.h>
@@ -38,14 +38,14 @@ static void console_in_reading(struct console_in *c, bool on)
         event_active(c->ev_read, EV_READ, 0);
 }
 
-/* Hands pending input to the UART; reading resumes once it all fits. */
+/* Hands pending input to the device; reads on while there is room for more. */
 static void console_in_push(struct console_in *c)
 {
-    size_t n = uart8250_receive(c->uart, c->pending, c->pending_len);
+    size_t n = c->deliver ? c->deliver(c->sink, c->pending, c->pending_len) : c->pending_len;
 
     memmove(c->pending, c->pending + n, c->pending_len - n);
     c->pending_len -= n;
-    console_in_reading(c, c->pending_len == 0);
+    console_in_reading(c, c->pending_len < CONSOLE_IN_PENDING);
 }
 
 static void console_in_on_read(evutil_socket_t fd, short what, void *arg)
@@ -54,7 +54,7 @@ static void console_in_on_read(evutil_socket_t fd, short what, void *arg)
     uint8_t buf[CONSOLE_IN_PENDING];
     (void)fd, (void)what;
 
-    /* pending is empty whenever reading is on, so a full read always fits in it. */
+    /* Reading is on only while pending has room; a read takes no more than that. */
     ssize_t n = read(c->fd, buf, sizeof(buf) - c->pending_len);
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return;
@@ -98,8 +98,8 @@ static void console_in_on_room(evutil_socket_t fd, short what, void *arg)
         console_in_push(c);
 }
 
-/* The UART's on_rx_room hook, on a vCPU thread under the UART's lock: wake the loop. */
-static void console_in_room(void *ctx)
+/* A device's room hook (a vCPU thread under the UART's lock, the loop under virtio's). */
+void console_in_wake(void *ctx)
 {
     struct console_in *c = ctx;
     uint64_t one = 1;
@@ -108,13 +108,11 @@ static void console_in_room(void *ctx)
     (void)n;
 }
 
-int console_in_init(struct console_in *c, struct event_base *base, struct uart8250 *uart,
-                    struct outbuf *echo)
+int console_in_init(struct console_in *c, struct event_base *base, struct outbuf *echo)
 {
     memset(c, 0, sizeof(*c));
     c->base = base;
     c->fd = -1;
-    c->uart = uart;
     c->echo = echo;
     c->room_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (c->room_fd < 0)
@@ -124,11 +122,14 @@ int console_in_init(struct console_in *c, struct event_base *base, struct uart82
         console_in_destroy(c);
         return -ENOMEM;
     }
-    pthread_mutex_lock(&uart->dev.lock);
-    uart->on_rx_room = console_in_room;
-    uart->on_rx_room_ctx = c;
-    pthread_mutex_unlock(&uart->dev.lock);
     return 0;
+}
+
+void console_in_set_sink(struct console_in *c,
+                         size_t (*deliver)(void *sink, const uint8_t *buf, size_t len), void *sink)
+{
+    c->deliver = deliver;
+    c->sink = sink;
 }
 
 /*
@@ -179,7 +180,7 @@ int console_in_attach(struct console_in *c, int fd, bool escapes)
             return ret;
         }
     }
-    console_in_reading(c, c->pending_len == 0);
+    console_in_reading(c, c->pending_len < CONSOLE_IN_PENDING);
     return 0;
 }
 
@@ -199,11 +200,6 @@ void console_in_detach(struct console_in *c)
 void console_in_destroy(struct console_in *c)
 {
     console_in_detach(c);
-    if (c->uart) {
-        pthread_mutex_lock(&c->uart->dev.lock);
-        c->uart->on_rx_room = NULL;
-        pthread_mutex_unlock(&c->uart->dev.lock);
-    }
     if (c->ev_room)
         event_free(c->ev_room);
     if (c->room_fd > 0)

@@ -255,7 +255,9 @@ static void vm_close_images(struct vm *vm)
 static int vm_load_kernel(struct vm *vm, struct errbuf *eb)
 {
     struct boot_load bl = {
-        .cmdline = vm->cfg.cmdline ? vm->cfg.cmdline : VM_DEFAULT_CMDLINE,
+        .cmdline = vm->cfg.cmdline          ? vm->cfg.cmdline
+                   : vm->cfg.console_virtio ? VM_DEFAULT_CMDLINE_VIRTIO
+                                            : VM_DEFAULT_CMDLINE,
         .initrd_size = vm->initrd_size,
     };
     int ret;
@@ -329,8 +331,6 @@ static int vm_setup_devices(struct vm *vm, struct errbuf *eb)
 
     kvm_irq_gsi_init(&vm->com1_irq, vm->vm_fd, UART_COM1_IRQ);
     uart8250_init(&vm->com1, "com1", &vm->com1_irq.line, &vm->console.buf);
-    vm->console.buf.on_space = uart8250_tx_space;
-    vm->console.buf.on_space_ctx = &vm->com1;
     ret = bus_register(&vm->pio, UART_COM1_BASE, UART_NR_REGS, &vm->com1.dev);
     if (ret)
         return err_set(eb, ret, "cannot register COM1: %s", strerror(-ret));

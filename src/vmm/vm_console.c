@@ -1,6 +1,12 @@
 /*
- * Where the VM's serial console goes: this terminal or pipes (with the escape
- * keys), a pty, a console socket's client, or a file; and what Ctrl-A p does.
+ * Where the VM's console goes: this terminal or pipes (with the escape keys),
+ * a pty, a console socket's client, or a file; which device it talks to (the
+ * UART, or virtio-console with --console virtio); and what Ctrl-A p does.
+ *
+ * Output: the UART and virtio-console (and debugcon) all write the one
+ * console outbuf, so with --console virtio whatever the guest still prints on
+ * ttyS0 (early boot messages) shows in the same place. Input goes to one
+ * device only: virtio-console when there is one, else the UART.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -85,12 +91,50 @@ static int vm_console_open_pty(struct vm *vm, struct errbuf *eb)
     return 0;
 }
 
+/* console_in's sinks: the devices' receive calls. */
+static size_t vm_console_to_uart(void *sink, const uint8_t *buf, size_t len)
+{
+    return uart8250_receive(sink, buf, len);
+}
+
+static size_t vm_console_to_virtio(void *sink, const uint8_t *buf, size_t len)
+{
+    return virtio_console_receive(sink, buf, len);
+}
+
+/* The console outbuf has room again (on the loop): every device writing it may go on. */
+static void vm_console_on_space(void *ctx)
+{
+    struct vm *vm = ctx;
+
+    uart8250_tx_space(&vm->com1);
+    if (vm->vcons.vdev.ops)
+        virtio_console_tx_space(&vm->vcons);
+}
+
+void vm_console_use_virtio(struct vm *vm)
+{
+    console_in_set_sink(&vm->console_in, vm_console_to_virtio, &vm->vcons);
+    virtio_lock(&vm->vcons.vdev);
+    vm->vcons.on_rx_room = console_in_wake;
+    vm->vcons.on_rx_room_ctx = &vm->console_in;
+    virtio_unlock(&vm->vcons.vdev);
+}
+
 int vm_console_setup(struct vm *vm, struct errbuf *eb)
 {
-    int ret = console_in_init(&vm->console_in, vm->base, &vm->com1, &vm->console.buf);
+    int ret = console_in_init(&vm->console_in, vm->base, &vm->console.buf);
 
     if (ret)
         return err_set(eb, ret, "cannot set up console input: %s", strerror(-ret));
+    vm->console.buf.on_space = vm_console_on_space;
+    vm->console.buf.on_space_ctx = vm;
+    /* The UART until virtio-console takes over (vm_console_use_virtio()). */
+    console_in_set_sink(&vm->console_in, vm_console_to_uart, &vm->com1);
+    pthread_mutex_lock(&vm->com1.dev.lock);
+    vm->com1.on_rx_room = console_in_wake;
+    vm->com1.on_rx_room_ctx = &vm->console_in;
+    pthread_mutex_unlock(&vm->com1.dev.lock);
     vm->console_in.on_action = vm_console_on_escape;
     vm->console_in.ctx = vm;
     vm->console.on_detach_ctx = vm;
@@ -154,8 +198,20 @@ void vm_console_stop(struct vm *vm)
 void vm_console_destroy(struct vm *vm)
 {
     vm_console_client_gone(vm);
-    if (vm->console_in.ev_room)
+    if (vm->console_in.ev_room) {
+        /* The devices outlive console_in: their hooks must not reach its eventfd. */
+        if (vm->com1.dev.ops) {
+            pthread_mutex_lock(&vm->com1.dev.lock);
+            vm->com1.on_rx_room = NULL;
+            pthread_mutex_unlock(&vm->com1.dev.lock);
+        }
+        if (vm->vcons.vdev.ops) {
+            virtio_lock(&vm->vcons.vdev);
+            vm->vcons.on_rx_room = NULL;
+            virtio_unlock(&vm->vcons.vdev);
+        }
         console_in_destroy(&vm->console_in);
+    }
     if (vm->pty_slave >= 0)
         close(vm->pty_slave);
     if (vm->pty_master >= 0)

@@ -102,6 +102,21 @@ static int setup_rtc(struct vm *vm, struct errbuf *eb)
     return 0;
 }
 
+/* --console virtio: the console's output buffer and input (vm_console.c) move to it. */
+static int setup_virtio_console(struct vm *vm, const struct virtio_sys *sys, struct errbuf *eb)
+{
+    if (!vm->cfg.console_virtio)
+        return 0;
+    int ret = virtio_console_init(&vm->vcons, sys, &vm->console.buf);
+    if (ret)
+        return err_set(eb, ret, "cannot set up virtio-console: %s", strerror(-ret));
+    ret = virtio_pci_add(&vm->vcons.vdev, &vm->pci);
+    if (ret)
+        return err_set(eb, ret, "cannot plug virtio-console into PCI: %s", strerror(-ret));
+    vm_console_use_virtio(vm);
+    return 0;
+}
+
 /* The virtio devices the configuration asks for, on PCI bus 0 (virtio.h). */
 static int setup_virtio(struct vm *vm, struct errbuf *eb)
 {
@@ -130,7 +145,7 @@ static int setup_virtio(struct vm *vm, struct errbuf *eb)
             return err_set(eb, ret, "cannot plug virtio-blk for %s into PCI: %s",
                            vm->cfg.drives[i].path, strerror(-ret));
     }
-    return 0;
+    return setup_virtio_console(vm, &sys, eb);
 }
 
 /* Opens the --drive files, early: a missing file is reported before KVM is touched. */
@@ -178,6 +193,8 @@ void vm_platform_destroy(struct vm *vm)
     /* Each drive finishes what its workers hold, then closes: flushed data is on the file. */
     for (unsigned i = 0; i < VIRTIO_BLK_MAX_DRIVES; i++)
         virtio_blk_destroy(&vm->blk[i]);
+    if (vm->vcons.vdev.ops)
+        virtio_console_destroy(&vm->vcons);
     if (vm->pci_ready)
         pci_bus_destroy(&vm->pci);
     vm->pci_ready = false;

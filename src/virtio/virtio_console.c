@@ -1,0 +1,224 @@
+/*
+ * virtio-console (virtio 1.2, 5.3), one port: transmitq chains go into the
+ * console's outbuf, input from the loop fills receiveq buffers. No features
+ * beyond the transport's: without VIRTIO_CONSOLE_F_SIZE the driver keeps its
+ * own idea of the window size, without MULTIPORT there is no control queue.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "petrel/virtio_console.h"
+
+static struct virtio_console *to_vc(struct virtio_dev *vdev)
+{
+    return container_of(vdev, struct virtio_console, vdev);
+}
+
+/* Whether the driver may be given buffers now (3.1.1: only after DRIVER_OK). */
+static bool vc_live(struct virtio_console *vc, unsigned q)
+{
+    struct virtio_dev *v = &vc->vdev;
+    struct virtq *vq = virtio_vq(v, q);
+
+    return (v->status & VIRTIO_STATUS_DRIVER_OK) && !(v->status & VIRTIO_STATUS_NEEDS_RESET) &&
+           vq->ready && !vq->broken;
+}
+
+/*
+ * Copies the held chain's readable bytes from tx_off into the outbuf.
+ * Returns true once all of it is there, false when the outbuf filled up.
+ */
+static bool vc_tx_copy(struct virtio_console *vc)
+{
+    const struct virtq_chain *ch = &vc->tx_chain;
+    uint64_t skip = vc->tx_off;
+
+    for (unsigned i = 0; i < ch->nr_out; i++) {
+        const struct virtq_seg *s = &ch->segs[i];
+        if (skip >= s->len) {
+            skip -= s->len;
+            continue;
+        }
+        size_t want = s->len - (size_t)skip;
+        size_t put = outbuf_put(vc->out, (const uint8_t *)s->addr + skip, want);
+        vc->tx_off += put;
+        vc->tx_bytes += put;
+        if (put < want)
+            return false;
+        skip = 0;
+    }
+    return true;
+}
+
+/*
+ * Guest output: a bounded batch of transmit chains per call (on the loop,
+ * lock held). A chain the outbuf cannot take whole is held, and the queue
+ * waits for virtio_console_tx_space() instead of a kick.
+ */
+static void vc_transmit(struct virtio_console *vc)
+{
+    struct virtio_dev *v = &vc->vdev;
+    struct virtq *vq = virtio_vq(v, VIRTIO_CONSOLE_TX);
+    unsigned budget = VIRTIO_CONSOLE_TX_BUDGET;
+    int r = 0;
+
+    for (;;) {
+        virtq_disable_notify(vq);
+        while (budget) {
+            if (!vc->tx_held) {
+                vc->tx_chain =
+                    (struct virtq_chain){.segs = vc->tx_segs, .cap = VIRTIO_CONSOLE_QUEUE_SIZE};
+                r = virtq_pop(vq, &vc->tx_chain);
+                if (r <= 0)
+                    break;
+                if (vc->tx_chain.nr_in) {
+                    r = virtq_break(vq, "transmitq chain %u has a device-writable buffer",
+                                    vc->tx_chain.head);
+                    break;
+                }
+                vc->tx_held = true;
+                vc->tx_off = 0;
+            }
+            if (!vc_tx_copy(vc)) {
+                vc->tx_waiting = true; /* the outbuf is full: wait for its reader */
+                goto out;
+            }
+            vc->tx_held = false;
+            budget--;
+            if (virtq_push(vq, vc->tx_chain.head, 0)) {
+                r = -EIO;
+                break;
+            }
+        }
+        if (!budget) {
+            virtio_requeue_locked(v, VIRTIO_CONSOLE_TX); /* more may be waiting: later */
+            break;
+        }
+        if (r < 0 || vq->broken || !virtq_enable_notify(vq))
+            break;
+    }
+out:
+    virtio_notify_queue_locked(v, VIRTIO_CONSOLE_TX);
+}
+
+/* On the loop, with the device lock held (virtio.h). */
+static void vc_queue_notify(struct virtio_dev *vdev, unsigned q)
+{
+    struct virtio_console *vc = to_vc(vdev);
+
+    if (q == VIRTIO_CONSOLE_TX) {
+        if (!vc->tx_waiting)
+            vc_transmit(vc);
+        return;
+    }
+    /* receiveq: new buffers. Input that was waiting for them may come now. */
+    if (vc->rx_wanted && vc->on_rx_room) {
+        vc->rx_wanted = false;
+        vc->on_rx_room(vc->on_rx_room_ctx);
+    }
+}
+
+size_t virtio_console_receive(struct virtio_console *vc, const uint8_t *buf, size_t len)
+{
+    struct virtio_dev *v = &vc->vdev;
+    struct virtq *vq = virtio_vq(v, VIRTIO_CONSOLE_RX);
+    struct virtq_chain ch = {.segs = vc->rx_segs, .cap = VIRTIO_CONSOLE_QUEUE_SIZE};
+    size_t taken = 0;
+    bool pushed = false;
+    int r = 0;
+
+    virtio_lock(v);
+    if (!vc_live(vc, VIRTIO_CONSOLE_RX))
+        goto out;
+    /* Each chain takes at least one byte: at most len chains per call. */
+    for (;;) {
+        while (taken < len && (r = virtq_pop(vq, &ch)) > 0) {
+            if (ch.nr_out || !ch.in_bytes) {
+                r = virtq_break(vq, "receiveq chain %u has %s", ch.head,
+                                ch.nr_out ? "a device-readable buffer" : "no room");
+                break;
+            }
+            size_t n = len - taken < ch.in_bytes ? len - taken : (size_t)ch.in_bytes;
+            n = virtq_chain_write(&ch, 0, buf + taken, n);
+            if (virtq_push(vq, ch.head, (uint32_t)n)) {
+                r = -EIO;
+                break;
+            }
+            pushed = true;
+            taken += n;
+            vc->rx_bytes += n;
+        }
+        if (r < 0 || vq->broken)
+            break;
+        /* Keep avail_event current (EVENT_IDX) so the driver kicks for new buffers. */
+        if (!virtq_enable_notify(vq) || taken == len)
+            break;
+    }
+    if (pushed || vq->broken)
+        virtio_notify_queue_locked(v, VIRTIO_CONSOLE_RX);
+out:
+    vc->rx_wanted = taken < len;
+    virtio_unlock(v);
+    return taken;
+}
+
+void virtio_console_tx_space(void *ctx)
+{
+    struct virtio_console *vc = ctx;
+
+    virtio_lock(&vc->vdev);
+    if (vc->tx_waiting) {
+        vc->tx_waiting = false;
+        virtio_requeue_locked(&vc->vdev, VIRTIO_CONSOLE_TX);
+    }
+    virtio_unlock(&vc->vdev);
+}
+
+/* The configuration: no size (no F_SIZE), one port, no emergency write (no F_EMERG_WRITE). */
+static uint64_t vc_config_read(struct virtio_dev *vdev, unsigned offset, unsigned size)
+{
+    uint8_t cfg[VIRTIO_CONSOLE_CONFIG_SIZE] = {[4] = 1}; /* max_nr_ports = 1 */
+    uint64_t x = 0;
+    (void)vdev;
+
+    for (unsigned i = 0; i < size && offset + i < sizeof(cfg); i++)
+        x |= (uint64_t)cfg[offset + i] << (8 * i);
+    return x;
+}
+
+/* The driver reset the device (a vCPU thread, lock held): forget the held chain. */
+static void vc_reset(struct virtio_dev *vdev)
+{
+    struct virtio_console *vc = to_vc(vdev);
+
+    vc->tx_held = false;
+    vc->tx_waiting = false;
+    vc->tx_off = 0;
+    /* rx_wanted stays: input still waits, and the next driver's buffers take it. */
+}
+
+static const struct virtio_dev_ops virtio_console_ops = {
+    .device_type = VIRTIO_ID_CONSOLE,
+    .class_code = 0x078000, /* "other communication controller", as QEMU's virtio-serial-pci */
+    .num_queues = 2,
+    .queue_max_size = VIRTIO_CONSOLE_QUEUE_SIZE,
+    .config_size = VIRTIO_CONSOLE_CONFIG_SIZE,
+    .config_read = vc_config_read,
+    .queue_notify = vc_queue_notify,
+    .reset = vc_reset,
+};
+
+int virtio_console_init(struct virtio_console *vc, const struct virtio_sys *sys, struct outbuf *out)
+{
+    vc->out = out;
+    vc->tx_held = vc->tx_waiting = vc->rx_wanted = false;
+    vc->tx_off = vc->tx_bytes = vc->rx_bytes = 0;
+    vc->on_rx_room = NULL;
+    vc->on_rx_room_ctx = NULL;
+    return virtio_pci_init(&vc->vdev, "virtio-console", &virtio_console_ops, 0, sys);
+}
+
+void virtio_console_destroy(struct virtio_console *vc)
+{
+    virtio_pci_destroy(&vc->vdev);
+}
