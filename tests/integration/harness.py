@@ -7,11 +7,13 @@ failure guards (a hang fails the case), never synchronisation.
 import http.client
 import json
 import os
+import select
 import socket
 import shutil
 import signal
 import subprocess
 import sys
+import termios
 import threading
 import time
 import traceback
@@ -155,6 +157,77 @@ class UnixHTTP(http.client.HTTPConnection):
         self.sock = s
 
 
+class OnPty:
+    """petrel run on a fresh pseudo-terminal, as if typed at a terminal."""
+
+    def __init__(self, *args):
+        self.master, slave = os.openpty()
+        self.slave = slave
+        self.before = termios.tcgetattr(slave)
+        self.proc = subprocess.Popen([PETREL, "run", *args], stdin=slave, stdout=slave,
+                                     stderr=slave, start_new_session=True)
+        self.buf = b""
+
+    def read_until(self, needle, timeout=None):
+        """Reads the terminal until needle shows; the guard timeout fails the test."""
+        needle = needle.encode() if isinstance(needle, str) else needle
+        deadline = time.monotonic() + (timeout or TIMEOUT)
+        while needle not in self.buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError("no %r on the terminal; got %r" % (needle, self.buf[-500:]))
+            r, _, _ = select.select([self.master], [], [], left)
+            if r:
+                try:
+                    chunk = os.read(self.master, 4096)
+                except OSError:
+                    chunk = b""
+                if not chunk:
+                    raise AssertionError("terminal closed before %r: %r" % (needle, self.buf[-500:]))
+                self.buf += chunk
+        return self.buf
+
+    def drain(self, seconds):
+        """Collects whatever arrives within seconds (an observation window)."""
+        deadline = time.monotonic() + seconds
+        got = b""
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return got
+            r, _, _ = select.select([self.master], [], [], left)
+            if r:
+                try:
+                    chunk = os.read(self.master, 4096)
+                except OSError:
+                    return got
+                got += chunk
+                self.buf += chunk
+
+    def type(self, data):
+        os.write(self.master, data)
+
+    def wait(self):
+        try:
+            rc = self.proc.wait(timeout=TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError("petrel did not exit: %r" % self.buf[-500:])
+        self.drain(0.05)  # the last bytes still in the pty
+        return rc
+
+    def settings_restored(self):
+        return termios.tcgetattr(self.slave) == self.before
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        os.close(self.master)
+        os.close(self.slave)
+
+
 def api(sock, method, path, body=None, raw=None):
     """One API request; returns (status, parsed JSON or None, raw body text)."""
     c = UnixHTTP(sock)
@@ -194,4 +267,5 @@ def main():
     sys.exit(1 if failed or not ran else 0)
 
 
-__all__ = ["case", "kit", "petrel", "expect", "text", "Running", "main", "signal", "TIMEOUT"]
+__all__ = ["case", "kit", "petrel", "expect", "text", "Running", "OnPty", "main", "signal",
+           "TIMEOUT"]

@@ -4,7 +4,6 @@ escape keys and raw mode restored on every way out, and pipes."""
 import fcntl
 import os
 import re
-import select
 import signal
 import subprocess
 import tempfile
@@ -12,78 +11,7 @@ import termios
 import time
 import zlib
 
-from harness import PETREL, TIMEOUT, api, case, expect, kit, main, petrel, text
-
-
-class OnPty:
-    """petrel run on a fresh pseudo-terminal, as if typed at a terminal."""
-
-    def __init__(self, *args):
-        self.master, slave = os.openpty()
-        self.slave = slave
-        self.before = termios.tcgetattr(slave)
-        self.proc = subprocess.Popen([PETREL, "run", *args], stdin=slave, stdout=slave,
-                                     stderr=slave, start_new_session=True)
-        self.buf = b""
-
-    def read_until(self, needle, timeout=None):
-        """Reads the terminal until needle shows; the guard timeout fails the test."""
-        needle = needle.encode() if isinstance(needle, str) else needle
-        deadline = time.monotonic() + (timeout or TIMEOUT)
-        while needle not in self.buf:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError("no %r on the terminal; got %r" % (needle, self.buf[-500:]))
-            r, _, _ = select.select([self.master], [], [], left)
-            if r:
-                try:
-                    chunk = os.read(self.master, 4096)
-                except OSError:
-                    chunk = b""
-                if not chunk:
-                    raise AssertionError("terminal closed before %r: %r" % (needle, self.buf[-500:]))
-                self.buf += chunk
-        return self.buf
-
-    def drain(self, seconds):
-        """Collects whatever arrives within seconds (an observation window)."""
-        deadline = time.monotonic() + seconds
-        got = b""
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return got
-            r, _, _ = select.select([self.master], [], [], left)
-            if r:
-                try:
-                    chunk = os.read(self.master, 4096)
-                except OSError:
-                    return got
-                got += chunk
-                self.buf += chunk
-
-    def type(self, data):
-        os.write(self.master, data)
-
-    def wait(self):
-        try:
-            rc = self.proc.wait(timeout=TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise AssertionError("petrel did not exit: %r" % self.buf[-500:])
-        self.drain(0.05)  # the last bytes still in the pty
-        return rc
-
-    def settings_restored(self):
-        return termios.tcgetattr(self.slave) == self.before
-
-    def close(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        os.close(self.master)
-        os.close(self.slave)
+from harness import PETREL, TIMEOUT, OnPty, api, case, expect, kit, main, petrel, text
 
 
 @case

@@ -619,6 +619,35 @@ def acpi_off(r, g):
         ends_with(g, "reboot -f", shows=["reboot: Restarting system"])
 
 
+@scenario(["virtio_console_boots_on_hvc0", "virtio_console_typed_command_answered",
+           "virtio_console_ctrl_c_interrupts", "virtio_console_is_hvc0",
+           "virtio_console_poweroff_exits_0"],
+          kernel=VMLINUX, cpus=1, memory="256M", cmdline="console=hvc0 quiet",
+          args=("--console", "virtio"))
+def virtio_console(r, g):
+    # petrel run --console virtio: Debian's virtio_console (loaded by the guest's /init)
+    # makes petrel's virtio-console hvc0, the kernel's console; the shell runs on it.
+    with r.check("virtio_console_boots_on_hvc0"):
+        g.boot()
+    with r.check("virtio_console_typed_command_answered"):
+        typed_command_answered(g)
+    with r.check("virtio_console_ctrl_c_interrupts"):
+        start = g.mark()
+        g.type("(echo sleep$((1000)); exec sleep 1000)\n")
+        g.wait_for("sleep1000\n", start, what="`sleep 1000` starting", limit=30)
+        g.type("\x03")
+        g.sh("true", limit=30)
+    with r.check("virtio_console_is_hvc0"):
+        out = g.sh_ok("cat /sys/class/tty/console/active; tty; "
+                      "cat /sys/bus/virtio/devices/*/device")
+        words = out.split()
+        check(words[:2] == ["hvc0", "/dev/hvc0"],
+              "the console and the shell's terminal are not hvc0: %r" % out)
+        check("0x0003" in words[2:], "no virtio device of type 3 (console): %r" % out)
+    with r.check("virtio_console_poweroff_exits_0"):
+        ends_with(g, "poweroff", shows=["The system is going down", "reboot: Power down"])
+
+
 def kvm_module():
     return next((m for m in ("kvm_intel", "kvm_amd", "kvm_pvm")
                  if os.path.isdir("/sys/module/" + m)), "no kvm module")

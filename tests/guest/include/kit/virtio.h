@@ -45,6 +45,7 @@
 #define VIRTIO_PCI_DEVICE(typ) (0x1040 + (typ)) /* a modern (non-transitional) device */
 #define VIRTIO_ID_NET          1
 #define VIRTIO_ID_BLOCK        2
+#define VIRTIO_ID_CONSOLE      3
 #define VIRTIO_ID_RNG          4
 
 /* Device status (2.1). */
