@@ -817,9 +817,73 @@ def virtio_blk_seeds():
     }
 
 
+# ---- virtio_console: virtio-console's two queues (fuzz_virtio_console.c, same op format) ----
+
+def virtio_console_seeds():
+    DFSEL, GFSEL, GF, STATUS = 0x00, 0x08, 0x0C, 0x14
+    QSEL, QSIZE, QMSIX, QEN, QDESC, QAVAIL, QUSED = 0x16, 0x18, 0x1A, 0x1C, 0x20, 0x28, 0x30
+    NOTIFY, CFG, RX, TX = 0x3000, 0x2000, 0, 1
+    rings = {RX: (0x1000, 0x2000, 0x3000), TX: (0x4000, 0x5000, 0x6000)}
+    rxbuf, txbuf = 0x8000, 0xA000
+
+    def first(op, feed, drain):
+        """op with the host's mode in its top bits (the first byte is an op too)."""
+        mode = (0x80 if feed else 0) | (0x40 if drain else 0)
+        for b in range(256):
+            if b % 6 == op[0] % 6 and (b >> 3 & 3) == (op[0] >> 3 & 3) and b & 0xC0 == mode:
+                return bytes([b])
+        raise ValueError(mode)
+
+    def init(feed=True, drain=True, size=16, hi=1, lo=0):
+        seq = vp_bar_w(STATUS, 1, 1)
+        seq = first(seq, feed, drain) + seq[1:] + vp_bar_w(STATUS, 3, 1)
+        seq += vp_bar_w(DFSEL, 0, 4) + vp_bar_r(0x04, 4) + vp_bar_r(CFG, 4) + vp_bar_r(CFG + 4, 4)
+        seq += vp_bar_w(GFSEL, 0, 4) + vp_bar_w(GF, lo, 4)
+        seq += vp_bar_w(GFSEL, 1, 4) + vp_bar_w(GF, hi, 4)
+        seq += vp_bar_w(STATUS, 0xB, 1)
+        for q in (RX, TX):
+            d, a, u = rings[q]
+            seq += vp_bar_w(QSEL, q, 2) + vp_bar_w(QSIZE, size, 2) + vp_bar_w(QMSIX, q + 1, 2)
+            seq += vp_bar_w(QDESC, d, 8) + vp_bar_w(QAVAIL, a, 8) + vp_bar_w(QUSED, u, 8)
+            seq += vp_bar_w(QEN, 1, 2)
+        return seq + vp_bar_w(STATUS, 0xF, 1)
+
+    def post(q, bufs, idx_from=0):
+        """Chains [(gpa, len, flags)...] as descriptors 0.., one chain each, published."""
+        d, a, _ = rings[q]
+        descs = b"".join(struct.pack("<QIHH", g, ln, fl, nx) for g, ln, fl, nx in bufs)
+        heads = [i for i, b in enumerate(bufs) if i == 0 or not bufs[i - 1][2] & 1]
+        ring = struct.pack("<HH", 0, idx_from + len(heads)) + b"".join(
+            struct.pack("<H", h) for h in heads)
+        return vp_mem(d, descs) + vp_mem(a, ring) + vp_bar_w(NOTIFY + 4 * q, q, 2) + VP_LOOP
+
+    def text(gpa, data):
+        return vp_mem(gpa, data)
+
+    rx4 = post(RX, [(rxbuf + 0x40 * i, 16, 2, 0) for i in range(4)])
+    tx2 = text(txbuf, b"hello, console\r\n" * 4) + post(TX, [(txbuf, 64, 0, 0), (txbuf + 16, 30, 0, 0)])
+    return {
+        "probe": vp_bar_r(CFG, 4) + vp_bar_r(CFG + 4, 4) + vp_bar_r(CFG + 8, 4) + vp_bar_r(STATUS, 1),
+        "echo": init() + rx4 + tx2 + VP_LOOP + vp_bar_r(rings[RX][2], 4),
+        "no-reader": init(drain=False) + tx2 + text(txbuf, b"x" * 200)
+            + post(TX, [(txbuf, 200, 0, 0), (txbuf, 200, 0, 0), (txbuf, 100, 0, 0)]) + VP_LOOP,
+        "input-before-buffers": init() + VP_LOOP + VP_LOOP + rx4,
+        "input-before-driver-ok": first(vp_bar_r(STATUS, 1), True, True) + vp_bar_r(STATUS, 1)[1:]
+            + VP_LOOP + init() + rx4,
+        "chained-tx": init() + text(txbuf, b"abcdefgh" * 8)
+            + post(TX, [(txbuf, 8, 1, 1), (txbuf + 8, 8, 1, 2), (txbuf + 16, 40, 0, 0)]),
+        "event-idx": init(lo=1 << 29) + rx4 + tx2 + rx4,
+        "writable-on-tx": init() + post(TX, [(txbuf, 8, 1, 1), (txbuf + 8, 8, 2, 0)]),
+        "readable-on-rx": init() + post(RX, [(rxbuf, 8, 0, 0)]),
+        "reset-while-held": init(drain=False) + text(txbuf, b"y" * 255) + post(TX, [(txbuf, 255, 0, 0)] * 3)
+            + vp_bar_w(STATUS, 0, 1) + init(drain=False) + rx4 + tx2,
+    }
+
+
 TARGETS = {"kernel": kernel_seeds, "uart8250": uart_seeds, "api": api_seeds,
            "rtc_cmos": rtc_seeds, "virtqueue": vq_seeds, "pci": pci_seeds,
-           "virtio_pci": virtio_pci_seeds, "virtio_blk": virtio_blk_seeds}
+           "virtio_pci": virtio_pci_seeds, "virtio_blk": virtio_blk_seeds,
+           "virtio_console": virtio_console_seeds}
 
 
 def main():
