@@ -115,6 +115,16 @@ def without_virtio_the_guest_finds_no_console_device():
 
 
 @case
+def the_default_command_line_names_hvc0():
+    # The kit's info program prints on COM1, which still reaches the console.
+    p = petrel("run", "--kernel", kit("info"), "--console", "virtio", "--debug-exit")
+    expect(p.returncode == 0, "exit 0", p)
+    expect('info: cmdline "console=hvc0"' in text(p.stdout), "console=hvc0 by default", p)
+    p = petrel("run", "--kernel", kit("info"), "--console", "serial,stdio", "--debug-exit")
+    expect('info: cmdline "console=ttyS0"' in text(p.stdout), "console=ttyS0 with serial", p)
+
+
+@case
 def bad_console_combinations_are_usage_errors():
     for arg, says in (("pty,virtio", "first: virtio,pty"), ("virtio,serial", "one device"),
                       ("virtio,nowhere", "must be"), ("virtio,", "must be")):
