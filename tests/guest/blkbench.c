@@ -17,9 +17,11 @@
  * With VIRTIO_F_EVENT_IDX (negotiated when offered, as Linux does;
  * blkbench.event_idx=0 not), the device interrupts for the next used element
  * only and a kick is skipped when the device's avail_event says it will look
- * anyway. A test runs for blkbench.ms milliseconds (2000) or, with blkbench.count=N,
- * for N requests; every request must end with status OK. Sequential tests
- * wrap at the end of the disk.
+ * anyway. A LAPIC tick every 100 ms is a watchdog: 10 s without a
+ * completion is a FAIL that says what was in flight, not a hang. A test runs
+ * for blkbench.ms milliseconds (2000) or, with blkbench.count=N, for N
+ * requests; every request must end with status OK. Sequential tests wrap at
+ * the end of the disk.
  *
  * The clock is the TSC, calibrated against the ACPI PM timer (3.579545 MHz,
  * an I/O port both petrel and QEMU serve from the host's monotonic clock)
@@ -47,6 +49,7 @@
 #include "kit/pci.h"
 #include "kit/printf.h"
 #include "kit/string.h"
+#include "kit/ticker.h"
 #include "kit/virtio.h"
 
 #include <stdarg.h>
@@ -59,6 +62,8 @@
 #define SEGS_MAX    64 /* data segments of one request */
 #define PM_TIMER_HZ 3579545u
 #define CALIB_MS    200
+#define TICK_MS     100 /* the watchdog's period */
+#define STALL_TICKS 100 /* no completion for this many ticks: FAIL */
 
 /* virtio-blk (5.2.3, 5.2.4, 5.2.6). */
 #define VIRTIO_BLK_F_SIZE_MAX 1
@@ -233,6 +238,31 @@ static void submit(struct virtq *vq, const struct test *t, unsigned slot, unsign
     virtq_publish(vq, (uint16_t)first);
 }
 
+/*
+ * Sleeps until the device has used a buffer the program has not taken yet
+ * (asking for an interrupt for it: used_event), or STALL_TICKS watchdog ticks
+ * pass with nothing used: then a lost interrupt or a stuck device is a FAIL
+ * that says where things stand, not a hang. 0 or -1.
+ */
+static int wait_used(const struct test *t, struct virtq *vq, unsigned inflight)
+{
+    uint64_t t0 = ticker_count();
+
+    for (;;) {
+        *(volatile uint16_t *)&vq->avail->ring[vq->size] = vq->last_used;
+        __asm__ volatile("mfence" : : : "memory");
+        uint16_t used = *(volatile uint16_t *)&vq->used->idx;
+        if (used != vq->last_used)
+            return 0;
+        if (ticker_count() - t0 >= STALL_TICKS)
+            return fail("%s: nothing used for %u ms: %u in flight, used index %u, available "
+                        "index %u, %u interrupts, status 0x%02x",
+                        t->name, STALL_TICKS * TICK_MS, inflight, used, vq->avail_idx,
+                        vq->interrupts, virtio_status(vq->dev));
+        kit_idle();
+    }
+}
+
 /* Runs one test; prints its result line. 0 or -1. */
 static int run(const struct test *t, unsigned seqqd, uint32_t seg, unsigned long ms,
                unsigned long count)
@@ -266,8 +296,11 @@ static int run(const struct test *t, unsigned seqqd, uint32_t seg, unsigned long
     int stopping = 0, refilled = 0;
     while (inflight) {
         struct virtq_used_elem e;
-        int r = virtq_wait(vq, &e);
+        int r = wait_used(t, vq, inflight);
 
+        if (r)
+            return -1;
+        r = virtq_wait(vq, &e); /* returns at once: an element is there */
         if (r)
             return fail("%s: %s", t->name, dev.error);
         unsigned slot = e.id / per;
@@ -404,6 +437,7 @@ int kit_main(void)
 
     if (clock_calibrate())
         return 1;
+    ticker_start(TICK_MS);
     for (unsigned i = 0; i < ntodo; i++)
         if (run(todo[i], (unsigned)seqqd, (uint32_t)seg, ms, count))
             return 1;
