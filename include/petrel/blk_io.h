@@ -14,7 +14,9 @@
  *   with the device lock still held (locked = true). For fuzzing, where
  *   completions must be deterministic; it blocks the loop, so never for a VM.
  *
- * Another backend (io_uring) is one more struct blk_io_ops.
+ * Another backend is one more struct blk_io_ops. An io_uring one was
+ * prototyped and measured against the pool (docs/architecture.md, "Block I/O":
+ * why the pool ships).
  *
  * Locking: submit() and quiesce() are called with the device lock held;
  * start() and stop() without it. A backend's own lock is only ever taken

@@ -95,7 +95,8 @@ struct virtio_blk {
     uint64_t capacity; /* 512-byte sectors */
     uint8_t id[VIRTIO_BLK_ID_BYTES];
     unsigned id_len;
-    bool discard; /* VIRTIO_BLK_F_DISCARD offered */
+    bool discard;   /* VIRTIO_BLK_F_DISCARD offered */
+    char name[128]; /* "virtio-blk PATH", what its log lines start with */
     struct blk_io io;
 
     /* The device lock (vdev.pci.dev.lock) guards everything below. */

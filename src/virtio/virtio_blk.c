@@ -587,7 +587,9 @@ int virtio_blk_init(struct virtio_blk *blk, const struct blk_io_ops *io,
         features |= 1ULL << VIRTIO_BLK_F_WRITE_ZEROES;
     if (blk->discard)
         features |= 1ULL << VIRTIO_BLK_F_DISCARD;
-    ret = virtio_pci_init(&blk->vdev, "virtio-blk", &virtio_blk_ops, features, sys);
+    /* Its log lines say which drive (with two, "virtio-blk" alone would not). */
+    snprintf(blk->name, sizeof(blk->name), "virtio-blk %s", blk->path);
+    ret = virtio_pci_init(&blk->vdev, blk->name, &virtio_blk_ops, features, sys);
     if (ret)
         return err_set(eb, ret, "cannot set up virtio-blk for %s: %s", blk->path, strerror(-ret));
 
