@@ -182,6 +182,7 @@ struct virtio_dev {
     struct irqfd *irqfds;
     uint64_t bar_addr; /* where the BAR decodes, or PCI_BAR_UNMAPPED */
     bool warned;       /* a broken queue was logged */
+    bool warned_bind;  /* a notify address that would not bind was logged */
 };
 
 /*

@@ -434,8 +434,8 @@ static void virtio_bar_moved(struct pci_dev *pdev, unsigned bar, uint64_t old_ad
         }
         uint64_t a = new_addr + VIRTIO_PCI_NOTIFY_OFF + (uint64_t)VIRTIO_PCI_NOTIFY_MULT * q;
         int ret = sys_bind(v, io, a);
-        if (ret && !v->warned) { /* notifies still work, through petrel */
-            v->warned = true;
+        if (ret && !v->warned_bind) { /* notifies still work, through petrel */
+            v->warned_bind = true;
             virtio_warn(v, "%s: cannot bind queue %u's notify address 0x%" PRIx64 ": %s",
                         pdev->dev.name, q, a, strerror(-ret));
         }
