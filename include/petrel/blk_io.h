@@ -34,6 +34,7 @@
 #include "petrel/util.h"
 
 #define BLK_IO_POOL_THREADS 4
+#define BLK_IO_CHUNK        (1024 * 1024) /* the most one syscall reads or writes */
 
 enum blk_op {
     BLK_OP_READ,
@@ -94,6 +95,12 @@ struct blk_io {
     bool is_bdev;
     /* What the file turned out to support: cleared on the first EOPNOTSUPP (any thread). */
     atomic_bool punch_ok, zero_range_ok;
+    /*
+     * Set by quiesce() while it waits: a running request stops at its next
+     * chunk (BLK_IO_CHUNK bytes) with an I/O error, so that a reset waits for
+     * at most one chunk per worker, whatever the size the guest asked for.
+     */
+    atomic_bool cancel;
     /* Gives a finished request back to the device; locked: the caller holds the device lock. */
     void (*complete)(struct blk_io *io, struct blk_req *req, uint8_t status, bool locked);
 

@@ -35,14 +35,26 @@ static struct iovec *iov_advance(struct iovec *iov, unsigned *cnt, size_t n)
     return iov;
 }
 
-/* preadv/pwritev until every byte is done; a read past the end of the file is an error. */
-static int rw_all(int fd, bool write, struct iovec *iov, unsigned cnt, uint64_t off)
+/*
+ * preadv/pwritev until every byte is done, at most BLK_IO_CHUNK bytes a call
+ * (io->cancel is checked between calls); a read past the end of the file is an
+ * error.
+ */
+static int rw_all(struct blk_io *io, bool write, struct iovec *iov, unsigned cnt, uint64_t off)
 {
     iov = iov_advance(iov, &cnt, 0);
     while (cnt) {
-        unsigned n = cnt > IOV_MAX ? IOV_MAX : cnt;
+        if (atomic_load(&io->cancel))
+            return -ECANCELED;
+        /* Whole iovecs up to the chunk, or the first one cut to it. */
+        unsigned n = 0;
+        size_t sum = 0;
+        while (n < cnt && n < IOV_MAX && (!n || sum + iov[n].iov_len <= BLK_IO_CHUNK))
+            sum += iov[n++].iov_len;
+        struct iovec part = {.iov_base = iov[0].iov_base, .iov_len = BLK_IO_CHUNK};
+        const struct iovec *v = sum > BLK_IO_CHUNK ? &part : iov;
         ssize_t r =
-            write ? pwritev(fd, iov, (int)n, (off_t)off) : preadv(fd, iov, (int)n, (off_t)off);
+            write ? pwritev(io->fd, v, (int)n, (off_t)off) : preadv(io->fd, v, (int)n, (off_t)off);
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0)
@@ -63,13 +75,15 @@ static int fallocate_range(int fd, int mode, uint64_t off, uint64_t len)
     return 0;
 }
 
-/* Zeroes a range by writing zeros, for files that cannot fallocate. */
-static int write_zeros(int fd, uint64_t off, uint64_t len)
+/* Zeroes a range by writing zeros, for files that cannot fallocate (io->cancel between calls). */
+static int write_zeros(struct blk_io *io, uint64_t off, uint64_t len)
 {
     static const uint8_t zeros[64 * 1024];
     while (len) {
+        if (atomic_load(&io->cancel))
+            return -ECANCELED;
         size_t n = len < sizeof(zeros) ? (size_t)len : sizeof(zeros);
-        ssize_t r = pwrite(fd, zeros, n, (off_t)off);
+        ssize_t r = pwrite(io->fd, zeros, n, (off_t)off);
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0)
@@ -101,7 +115,7 @@ static int zero_range(struct blk_io *io, const struct blk_range *r)
             return ret;
         atomic_store(&io->zero_range_ok, false);
     }
-    return write_zeros(io->fd, r->offset, r->len);
+    return write_zeros(io, r->offset, r->len);
 }
 
 uint8_t blk_io_execute(struct blk_io *io, struct blk_req *req)
@@ -111,7 +125,7 @@ uint8_t blk_io_execute(struct blk_io *io, struct blk_req *req)
     switch (req->op) {
     case BLK_OP_READ:
     case BLK_OP_WRITE:
-        ret = rw_all(io->fd, req->op == BLK_OP_WRITE, req->iov, req->iovcnt, req->offset);
+        ret = rw_all(io, req->op == BLK_OP_WRITE, req->iov, req->iovcnt, req->offset);
         break;
     case BLK_OP_FLUSH:
         while ((ret = fdatasync(io->fd)) < 0 && errno == EINTR)
@@ -130,7 +144,7 @@ uint8_t blk_io_execute(struct blk_io *io, struct blk_req *req)
         break;
     case BLK_OP_WRITE_ZEROES:
         for (unsigned i = 0; i < req->nr_ranges && !ret; i++)
-            ret = zero_range(io, &req->ranges[i]);
+            ret = atomic_load(&io->cancel) ? -ECANCELED : zero_range(io, &req->ranges[i]);
         break;
     }
     return ret ? BLK_S_IOERR : BLK_S_OK;
@@ -263,9 +277,14 @@ static void pool_quiesce(struct blk_io *io)
     struct blk_req *unrun = io->queue;
     io->queue = NULL;
     io->tail = &io->queue;
-    /* Workers in a syscall finish it; none needs the device lock (held by our caller) to. */
+    /*
+     * Workers in a syscall finish it and stop at the next chunk; none needs the
+     * device lock (held by our caller) to.
+     */
+    atomic_store(&io->cancel, true);
     while (io->active)
         pthread_cond_wait(&io->idle, &io->lock);
+    atomic_store(&io->cancel, false);
     pthread_mutex_unlock(&io->lock);
     while (unrun) {
         struct blk_req *next = unrun->next;

@@ -26,8 +26,9 @@
  * without the workers holding the device lock across I/O, which would stall
  * the vCPUs on the disk; generations alone would let a late read scribble on
  * memory the driver has handed to something else. The wait blocks one vCPU
- * for at most the requests already in the syscalls (an fdatasync at worst),
- * as QEMU's drain on reset does.
+ * for at most one syscall per worker: a running request is cancelled at its
+ * next chunk (blk_io.h, BLK_IO_CHUNK), so a guest's gigabyte request cannot
+ * stretch it; an fdatasync is the worst case, as in QEMU's drain on reset.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -229,7 +230,7 @@ static void finish(struct virtio_blk *blk, struct virtq *vq, uint16_t head, uint
 static uint8_t parse_ranges(struct virtio_blk *blk, const struct virtq_chain *ch, uint32_t type,
                             uint64_t bytes, struct blk_req *req)
 {
-    unsigned n = (unsigned)(bytes / VIRTIO_BLK_DWZ_SIZE);
+    uint64_t n = bytes / VIRTIO_BLK_DWZ_SIZE; /* 64-bit: a huge chain must not wrap to "few" */
 
     if (!bytes || bytes % VIRTIO_BLK_DWZ_SIZE || n > VIRTIO_BLK_DWZ_SEG_MAX) {
         blk_warn(blk, "%s request with %llu bytes of ranges (at most %u of %u bytes)",
@@ -288,8 +289,6 @@ static bool blk_handle(struct virtio_blk *blk, struct virtq *vq, const struct vi
     uint64_t sector = get_le(hdr + 8, 8);
     uint64_t out_data = ch->out_bytes - VIRTIO_BLK_HDR_SIZE;
     uint64_t len = type == VIRTIO_BLK_T_IN ? in_data : out_data;
-    bool writes = type == VIRTIO_BLK_T_OUT || type == VIRTIO_BLK_T_DISCARD ||
-                  type == VIRTIO_BLK_T_WRITE_ZEROES;
     struct blk_req *req = blk->free;
 
     switch (type) {
@@ -305,7 +304,7 @@ static bool blk_handle(struct virtio_blk *blk, struct virtq *vq, const struct vi
             finish(blk, vq, ch->head, status, VIRTIO_BLK_S_IOERR, 1);
             return true;
         }
-        if (blk->ro && writes) {
+        if (blk->ro && type == VIRTIO_BLK_T_OUT) {
             finish(blk, vq, ch->head, status, VIRTIO_BLK_S_IOERR, 1);
             return true;
         }
