@@ -21,7 +21,7 @@
  *
  * Interrupts. One MSI-X vector per queue plus one for configuration changes,
  * each with a GSI and an irqfd allocated up front; the route is set when the
- * guest unmasks the vector (pci.h's MSI-X contract). virtio_notify_queue()
+ * guest unmasks the vector (pci.h's MSI-X contract). virtio_notify_queue_locked()
  * applies the driver's suppression (EVENT_IDX, NO_INTERRUPT) and fires the
  * queue's vector: masked, it waits in the PBA until the guest unmasks it.
  *
@@ -216,18 +216,18 @@ static inline struct virtq *virtio_vq(struct virtio_dev *vdev, unsigned q)
 }
 
 /*
- * After a batch of pushes on queue q: interrupts the driver if it wants it
- * (virtq_need_interrupt), and if the queue broke, sets DEVICE_NEEDS_RESET and
- * tells the driver. The plain form takes the lock (any thread).
- */
-/*
  * Has queue_notify() run again for queue q soon, from the loop (lock held). A
  * device handles a bounded batch of chains per call, so that a driver adding
  * buffers as fast as they are used cannot keep the loop to itself, and calls
  * this when it stops with work left.
  */
 void virtio_requeue_locked(struct virtio_dev *vdev, unsigned q);
-void virtio_notify_queue(struct virtio_dev *vdev, unsigned q);
+
+/*
+ * After a batch of pushes on queue q (lock held, any thread): interrupts the
+ * driver if it wants it (virtq_need_interrupt), and if the queue broke, sets
+ * DEVICE_NEEDS_RESET and tells the driver.
+ */
 void virtio_notify_queue_locked(struct virtio_dev *vdev, unsigned q);
 
 /* Logs a problem the guest caused, through the PCI bus's hook when there is one. */

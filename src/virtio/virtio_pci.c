@@ -141,13 +141,6 @@ void virtio_notify_queue_locked(struct virtio_dev *vdev, unsigned q)
     fire(vdev, vq->vector);
 }
 
-void virtio_notify_queue(struct virtio_dev *vdev, unsigned q)
-{
-    virtio_lock(vdev);
-    virtio_notify_queue_locked(vdev, q);
-    virtio_unlock(vdev);
-}
-
 /* ---- the loop: kicks ---- */
 
 static void on_kick(evutil_socket_t fd, short what, void *arg)

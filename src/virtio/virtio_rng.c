@@ -68,11 +68,6 @@ static void rng_queue_notify(struct virtio_dev *vdev, unsigned q)
     virtio_notify_queue_locked(vdev, q);
 }
 
-static void rng_reset(struct virtio_dev *vdev)
-{
-    (void)vdev; /* nothing in flight: every chain is finished in queue_notify */
-}
-
 static const struct virtio_dev_ops virtio_rng_ops = {
     .device_type = VIRTIO_ID_RNG,
     .class_code = 0xff0000, /* "other", as QEMU's virtio-rng-pci */
@@ -80,7 +75,7 @@ static const struct virtio_dev_ops virtio_rng_ops = {
     .queue_max_size = VIRTIO_RNG_QUEUE_SIZE,
     .config_size = 0,
     .queue_notify = rng_queue_notify,
-    .reset = rng_reset,
+    /* No reset: nothing is in flight, every chain is finished in queue_notify. */
 };
 
 int virtio_rng_init(struct virtio_rng *rng, const struct virtio_sys *sys)
