@@ -395,19 +395,14 @@ int kit_main(void)
 
     if (acpi_init(&acpi) < 0)
         return fail("ACPI: %s", acpi.error), 1;
-    unsigned n = pci_enumerate(funcs, PCI_MAX_FUNCS), found = 0;
-    for (unsigned i = 0; i < n; i++)
-        pci_print(&funcs[i]);
-    for (unsigned i = 0; i < n && !found; i++)
-        if (funcs[i].vendor == VIRTIO_VENDOR &&
-            funcs[i].device == VIRTIO_PCI_DEVICE(VIRTIO_ID_BLOCK))
-            found = i + 1;
-    if (!found) {
+    unsigned n = pci_scan(funcs, PCI_MAX_FUNCS);
+    int found = pci_next(funcs, n, 0, VIRTIO_VENDOR, VIRTIO_PCI_DEVICE(VIRTIO_ID_BLOCK));
+    if (found < 0) {
         printf("blkbench: no virtio-blk (%04x:%04x)\n", VIRTIO_VENDOR,
                VIRTIO_PCI_DEVICE(VIRTIO_ID_BLOCK));
         return 3;
     }
-    const struct pci_func *f = &funcs[found - 1];
+    const struct pci_func *f = &funcs[found];
     uint64_t want = VIRTIO_BIT(VIRTIO_BLK_F_RO) | VIRTIO_BIT(VIRTIO_BLK_F_BLK_SIZE) |
                     VIRTIO_BIT(VIRTIO_BLK_F_SEG_MAX) | VIRTIO_BIT(VIRTIO_BLK_F_SIZE_MAX) |
                     VIRTIO_BIT(VIRTIO_BLK_F_FLUSH) | (eidx ? VIRTIO_BIT(VIRTIO_F_EVENT_IDX) : 0);

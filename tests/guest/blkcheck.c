@@ -346,13 +346,10 @@ int kit_main(void)
         return 2;
     }
 
-    unsigned n = pci_enumerate(funcs, PCI_MAX_FUNCS), ndrives = 0;
-    for (unsigned i = 0; i < n; i++)
-        pci_print(&funcs[i]);
-    for (unsigned i = 0; i < n && ndrives < BLK_MAX_DRIVES; i++) {
-        if (funcs[i].vendor != VIRTIO_VENDOR ||
-            funcs[i].device != VIRTIO_PCI_DEVICE(VIRTIO_ID_BLOCK))
-            continue;
+    unsigned n = pci_scan(funcs, PCI_MAX_FUNCS), ndrives = 0;
+    for (int i = pci_next(funcs, n, 0, VIRTIO_VENDOR, VIRTIO_PCI_DEVICE(VIRTIO_ID_BLOCK));
+         i >= 0 && ndrives < BLK_MAX_DRIVES; i = pci_next(funcs, n, (unsigned)i + 1, VIRTIO_VENDOR,
+                                                          VIRTIO_PCI_DEVICE(VIRTIO_ID_BLOCK))) {
         if (blk_start(&drives[ndrives], &funcs[i], (unsigned)timeout))
             return 1;
         ndrives++;

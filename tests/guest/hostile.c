@@ -594,9 +594,7 @@ int kit_main(void)
         return 2;
     }
 
-    unsigned n = pci_enumerate(funcs, PCI_MAX_FUNCS), ndevs = 0;
-    for (unsigned i = 0; i < n; i++)
-        pci_print(&funcs[i]);
+    unsigned n = pci_scan(funcs, PCI_MAX_FUNCS), ndevs = 0;
     for (unsigned i = 0; i < n && ndevs < 3; i++) {
         const struct pci_func *f = &funcs[i];
         int is_rng = f->device == VIRTIO_PCI_DEVICE(VIRTIO_ID_RNG);

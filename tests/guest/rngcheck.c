@@ -145,19 +145,14 @@ int kit_main(void)
         return 2;
     }
 
-    unsigned n = pci_enumerate(funcs, PCI_MAX_FUNCS);
-    const struct pci_func *f = NULL;
-    for (unsigned i = 0; i < n; i++) {
-        pci_print(&funcs[i]);
-        if (!f && funcs[i].vendor == VIRTIO_VENDOR &&
-            funcs[i].device == VIRTIO_PCI_DEVICE(VIRTIO_ID_RNG))
-            f = &funcs[i];
-    }
-    if (!f) {
+    unsigned n = pci_scan(funcs, PCI_MAX_FUNCS);
+    int found = pci_next(funcs, n, 0, VIRTIO_VENDOR, VIRTIO_PCI_DEVICE(VIRTIO_ID_RNG));
+    if (found < 0) {
         printf("rngcheck: no virtio-rng (%04x:%04x)\n", VIRTIO_VENDOR,
                VIRTIO_PCI_DEVICE(VIRTIO_ID_RNG));
         return 3;
     }
+    const struct pci_func *f = &funcs[found];
 
     if (virtio_probe(&rng, f))
         return fail(rng.error);

@@ -91,17 +91,19 @@ unsigned pci_enumerate(struct pci_func *out, unsigned max)
     return n;
 }
 
-int pci_find(uint16_t vendor, uint16_t device, struct pci_func *f)
+unsigned pci_scan(struct pci_func *out, unsigned max)
 {
-    static struct pci_func all[PCI_MAX_FUNCS];
-    unsigned n = pci_enumerate(all, PCI_MAX_FUNCS);
+    unsigned n = pci_enumerate(out, max);
+    for (unsigned i = 0; i < n; i++)
+        pci_print(&out[i]);
+    return n;
+}
 
-    for (unsigned i = 0; i < n; i++) {
-        if (all[i].vendor == vendor && all[i].device == device) {
-            *f = all[i];
-            return 0;
-        }
-    }
+int pci_next(const struct pci_func *f, unsigned n, unsigned from, uint16_t vendor, uint16_t device)
+{
+    for (unsigned i = from; i < n; i++)
+        if (f[i].vendor == vendor && f[i].device == device)
+            return (int)i;
     return -1;
 }
 

@@ -91,8 +91,11 @@ unsigned pci_enumerate(struct pci_func *out, unsigned max);
 /* Reads one function's identity; -1 if nothing answers at bdf. */
 int pci_func_read(uint16_t bdf, struct pci_func *f);
 
-/* The first function with this vendor and device ID on bus 0 (-1: none). */
-int pci_find(uint16_t vendor, uint16_t device, struct pci_func *f);
+/* pci_enumerate(), printing each function found (pci_print): what a program reports first. */
+unsigned pci_scan(struct pci_func *out, unsigned max);
+
+/* The index of the first of f[from..n) with this vendor and device ID, or -1. */
+int pci_next(const struct pci_func *f, unsigned n, unsigned from, uint16_t vendor, uint16_t device);
 
 /*
  * Reads and sizes BAR n (0-5) of a type-0 function. 0, or -1 if n is out of
