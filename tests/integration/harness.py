@@ -214,18 +214,35 @@ class OnPty:
             self.proc.kill()
             self.proc.wait()
             raise AssertionError("petrel did not exit: %r" % self.buf[-500:])
-        self.drain(0.05)  # the last bytes still in the pty
+        # The last bytes still in the pty: with petrel gone and our slave end closed,
+        # the master reads them and then EOF (EIO), so no timer decides when all is in.
+        self.after = termios.tcgetattr(self.slave)
+        os.close(self.slave)
+        self.slave = None
+        deadline = time.monotonic() + TIMEOUT
+        while time.monotonic() < deadline:
+            r, _, _ = select.select([self.master], [], [], deadline - time.monotonic())
+            try:
+                chunk = os.read(self.master, 4096) if r else b""
+            except OSError:
+                chunk = b""
+            if not chunk:
+                break
+            self.buf += chunk
         return rc
 
     def settings_restored(self):
-        return termios.tcgetattr(self.slave) == self.before
+        """Whether the terminal is as before petrel started (after wait(): as petrel left it)."""
+        now = termios.tcgetattr(self.slave) if self.slave is not None else self.after
+        return now == self.before
 
     def close(self):
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
         os.close(self.master)
-        os.close(self.slave)
+        if self.slave is not None:
+            os.close(self.slave)
 
 
 def api(sock, method, path, body=None, raw=None):
