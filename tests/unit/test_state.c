@@ -1,0 +1,138 @@
+/* State nodes: every property type round trips; hostile nodes fail with a message. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "fake_state.h"
+
+static uint8_t tree[STATE_TEST_TREE];
+
+/* A node "dev" with one property of each type. */
+static void fill_all(struct state_out *out, void *ctx)
+{
+    (void)ctx;
+    static const uint8_t bytes[5] = {1, 2, 3, 4, 5};
+    state_begin(out, "dev", "petrel,test-v1");
+    state_put_u32(out, "a", 0xdeadbeef);
+    state_put_u64(out, "b", 0x0123456789abcdefULL);
+    state_put_bool(out, "c", true);
+    state_put_bytes(out, "d", bytes, sizeof(bytes));
+    state_put_u32(out, "small", 0xff);
+    state_put_u32(out, "big", 0x10000);
+    state_end(out);
+}
+
+static void test_round_trip(void **unused)
+{
+    (void)unused;
+    struct errbuf eb = {0};
+    assert_int_equal(state_test_write(tree, sizeof(tree), fill_all, NULL), 0);
+    struct state_in root = state_test_root(tree, &eb), in;
+    assert_int_equal(state_open(&root, "dev", "petrel,test-v1", &in), 0);
+    uint32_t a;
+    uint64_t b;
+    bool c;
+    uint8_t d[5], small;
+    uint16_t small16;
+    state_get_u32(&in, "a", &a);
+    state_get_u64(&in, "b", &b);
+    state_get_bool(&in, "c", &c);
+    state_get_bytes(&in, "d", d, sizeof(d));
+    state_get_u8(&in, "small", &small);
+    state_get_u16(&in, "small", &small16);
+    assert_int_equal(in.err, 0);
+    assert_int_equal(a, 0xdeadbeef);
+    assert_true(b == 0x0123456789abcdefULL);
+    assert_true(c);
+    assert_memory_equal(d, ((uint8_t[]){1, 2, 3, 4, 5}), 5);
+    assert_int_equal(small, 0xff);
+    assert_int_equal(small16, 0xff);
+}
+
+static void test_missing_and_wrong_size(void **unused)
+{
+    (void)unused;
+    struct errbuf eb = {0};
+    assert_int_equal(state_test_write(tree, sizeof(tree), fill_all, NULL), 0);
+    struct state_in root = state_test_root(tree, &eb), in;
+    assert_int_equal(state_open(&root, "dev", "petrel,test-v1", &in), 0);
+    uint64_t v = 1;
+    state_get_u64(&in, "a", &v); /* a is 4 bytes */
+    assert_int_equal(in.err, -EINVAL);
+    assert_true(v == 0);
+    assert_non_null(strstr(eb.msg, "state node 'dev': property 'a' has 4 bytes, not 8"));
+
+    /* Sticky: the first failure is what is reported. */
+    uint32_t w = 1;
+    state_get_u32(&in, "nope", &w);
+    assert_int_equal(w, 0);
+    assert_non_null(strstr(eb.msg, "'a'"));
+
+    assert_int_equal(state_open(&root, "dev", "petrel,test-v1", &in), 0);
+    state_get_u32(&in, "nope", &w);
+    assert_int_equal(in.err, -EINVAL);
+    assert_non_null(strstr(eb.msg, "no property 'nope'"));
+}
+
+static void test_bounds(void **unused)
+{
+    (void)unused;
+    struct errbuf eb = {0};
+    assert_int_equal(state_test_write(tree, sizeof(tree), fill_all, NULL), 0);
+    struct state_in root = state_test_root(tree, &eb), in;
+    uint8_t v8 = 7;
+    assert_int_equal(state_open(&root, "dev", "petrel,test-v1", &in), 0);
+    state_get_u8(&in, "big", &v8);
+    assert_int_equal(in.err, -EINVAL);
+    assert_int_equal(v8, 0);
+    assert_non_null(strstr(eb.msg, "'big' is 0x10000, more than 0xff"));
+
+    bool b = true;
+    assert_int_equal(state_open(&root, "dev", "petrel,test-v1", &in), 0);
+    state_get_bool(&in, "small", &b);
+    assert_int_equal(in.err, -EINVAL);
+    assert_false(b);
+
+    assert_int_equal(state_open(&root, "dev", "petrel,test-v1", &in), 0);
+    assert_int_equal(state_invalid(&in, "index %u out of range", 9u), -EINVAL);
+    assert_non_null(strstr(eb.msg, "state node 'dev': index 9 out of range"));
+}
+
+static void test_open_refuses(void **unused)
+{
+    (void)unused;
+    struct errbuf eb = {0};
+    assert_int_equal(state_test_write(tree, sizeof(tree), fill_all, NULL), 0);
+    struct state_in root = state_test_root(tree, &eb), in;
+    assert_int_equal(state_open(&root, "other", "petrel,test-v1", &in), -ENOENT);
+    assert_non_null(strstr(eb.msg, "no subnode 'other'"));
+    /* Reads after a failed open fail too (one check at the end suffices). */
+    uint32_t v = 5;
+    state_get_u32(&in, "a", &v);
+    assert_int_equal(v, 0);
+    assert_int_equal(in.err, -ENOENT);
+
+    assert_int_equal(state_open(&root, "dev", "petrel,test-v2", &in), -EPROTO);
+    assert_non_null(strstr(eb.msg, "is not 'petrel,test-v2' (compatible: petrel,test-v1)"));
+}
+
+static void test_full_buffer(void **unused)
+{
+    (void)unused;
+    uint8_t small[128];
+    assert_int_equal(state_test_write(small, sizeof(small), fill_all, NULL), -ENOSPC);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_round_trip),  cmocka_unit_test(test_missing_and_wrong_size),
+        cmocka_unit_test(test_bounds),      cmocka_unit_test(test_open_refuses),
+        cmocka_unit_test(test_full_buffer),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
