@@ -94,19 +94,23 @@ struct e820_entry {
 struct bzimage {
     uint16_t version;
     unsigned setup_sects;
-    size_t setup_size; /* boot sector + setup, in the file */
-    size_t hdr_end;    /* end of the setup header in the file */
-    const uint8_t *pm; /* protected-mode kernel, inside the caller's image */
-    size_t pm_size;
-    uint64_t init_size;   /* memory the kernel needs from its load address */
+    size_t setup_size;    /* boot sector + setup, in the file */
+    size_t hdr_end;       /* end of the setup header in the file */
+    const uint8_t *pm;    /* protected-mode kernel, inside the caller's image */
+    size_t pm_size;       /* its bytes in the file */
+    uint64_t pm_mem;      /* and in memory: syssize's paragraphs if the last is partial */
+    uint64_t init_size;   /* memory the kernel needs from its load address, at most to 4 GiB */
     uint32_t cmdline_max; /* longest command line, without the NUL */
     uint32_t initrd_addr_max;
     bool relocatable;
 };
 
 /*
- * Validates a bzImage held in img[0, len). On failure returns -ENOEXEC with a
- * message saying what is wrong. img must outlive bz (bz->pm points into it).
+ * Validates a bzImage held in img[0, len). The file may end inside syssize's
+ * last 16-byte paragraph (pm_mem then covers the rest of it, to be zeroed), no
+ * earlier; the kernel's memory (init_size, raised to pm_mem) must end at or
+ * below 4 GiB. On failure returns -ENOEXEC with a message saying what is
+ * wrong. img must outlive bz (bz->pm points into it).
  */
 int bzimage_parse(const uint8_t *img, size_t len, struct bzimage *bz, struct errbuf *eb) MUST_CHECK;
 

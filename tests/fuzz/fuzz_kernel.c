@@ -48,6 +48,8 @@ static void check_parsed(const struct kernel_image *k, const uint8_t *data, size
         FUZZ_CHECK(k->hdr == data + BP_HDR);
         FUZZ_CHECK(BP_HDR + k->hdr_len >= BP_INIT_SIZE + 4 && BP_HDR + k->hdr_len <= size);
         FUZZ_CHECK(k->entry == BOOT_KERNEL_GPA + BOOT_ENTRY64_OFFSET);
+        /* A bzImage's file may end inside its last paragraph, no earlier. */
+        FUZZ_CHECK(k->nr_seg == 1 && k->seg[0].memsz - k->seg[0].filesz < 16);
     }
 }
 

@@ -78,6 +78,13 @@ def bzimage_seeds():
         "no-kernel-64": bzimage(xloadflags=0x02),
         "zimage": bzimage(loadflags=0),
         "truncated": bzimage(syssize=0x1000),
+        # syssize rounded up over a file that ends inside its last paragraph: loaded.
+        "valid-partial-paragraph": bzimage(pm_size=0x1000 - 15, syssize=0x100),
+        "short-by-a-paragraph": bzimage(pm_size=0x1000 - 16, syssize=0x100),
+        # The kernel's memory ends at 4 GiB exactly (parsed; no guest memory holds it) ...
+        "init-size-to-4g": bzimage(init_size=0xFFF00000),
+        # ... or at 0x1000fffff, above it: what libFuzzer found the parser accepted.
+        "init-size-above-4g": bzimage(init_size=0xFFFFFFFF),
         "gzip": b"\x1f\x8b\x08\x00" + bytes(1100),
     }
 
@@ -99,7 +106,7 @@ def vmlinux(segments=((0x100000, 0x300, 0x1000, PF_R | PF_X), (0x200000, 0x100, 
                      phentsize, len(phs), 64, 0, 0)
     for i, (ptype, paddr, filesz, memsz, flags) in enumerate(phs):
         struct.pack_into("<IIQQQQQQ", img, 64 + 56 * i, ptype, flags, len(img),
-                         0xFFFFFFFF80000000 + paddr, paddr, filesz, memsz, 0x1000)
+                         (0xFFFFFFFF80000000 + paddr) % 2**64, paddr, filesz, memsz, 0x1000)
         img += bytes((j * 7 + i) & 0xFF for j in range(filesz))
     img[0x1F0] = (mem_mib - 1) % 64  # the fuzz target's guest memory size
     img += struct.pack("<I", initrd_size)  # the fuzz target's initrd size
@@ -126,6 +133,11 @@ def kernel_seeds():
         "elf-arm64": vmlinux(machine=183),
         "elf-dyn": vmlinux(etype=3),
         "elf-bad-phentsize": vmlinux(phentsize=32),
+        # A segment ending at 4 GiB exactly, and one byte past it.
+        "elf-to-4g": vmlinux(segments=((0xFFFFF000, 0x100, 0x1000, PF_R | PF_X),),
+                             entry=0xFFFFF000),
+        "elf-above-4g": vmlinux(segments=((0xFFFFF000, 0x100, 0x1001, PF_R | PF_X),),
+                                entry=0xFFFFF000),
     })
     return seeds
 

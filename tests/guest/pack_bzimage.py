@@ -11,7 +11,15 @@ part. This script lays their file bytes out, then writes the setup header
 The assembly owns only the 2-byte jump at 0x200; the rest of 0x1f1-0x26b must
 be zero in the ELF, so no code or data can hide under the header.
 
-usage: pack_bzimage.py PROGRAM.elf OUTPUT.bzImage
+The protected-mode part is padded to a whole 16-byte paragraph, as Linux's
+build pads it, so that syssize (in paragraphs) covers the file exactly. With
+--unpadded the file ends inside its last paragraph instead, as a tool that
+rounds syssize up without padding writes it: no padding, and the zero bytes
+that end the program's data left out as well (a loader zeroes the rest of the
+last paragraph, so the program is the same). syssize is the same as padded;
+the file is 1 to 15 bytes shorter, or the packer fails.
+
+usage: pack_bzimage.py [--unpadded] PROGRAM.elf OUTPUT.bzImage
 """
 
 import struct
@@ -104,7 +112,7 @@ def write_header(setup, image, init_size, kernel_info):
         struct.pack_into("<" + fmt, setup, off, value)
 
 
-def pack(elf):
+def pack(elf, unpadded=False):
     setup = realmode_part(elf)
     if len(setup) // SECTOR - 1 > 0xff:
         raise ElfError("too many setup sectors")
@@ -117,21 +125,34 @@ def pack(elf):
     if not LOAD_ADDR <= kernel_info < LOAD_ADDR + len(image):
         raise ElfError("kernel_info is not in the protected-mode file data")
     write_header(setup, image, align_up(mem_size, PAGE), kernel_info)
+    if unpadded:
+        end = len(image)
+        while end > len(image) - 15 and image[end - 1] == 0:
+            end -= 1
+        if end == len(image):
+            raise ElfError("--unpadded: the image ends on a whole paragraph in a non-zero byte")
+        if kernel_info + 16 > LOAD_ADDR + end:
+            raise ElfError("--unpadded: kernel_info would end past the file")
+        image = image[:end]
     return bytes(setup) + bytes(image)
 
 
 def main(argv):
-    if len(argv) != 3:
-        sys.stderr.write("usage: %s PROGRAM.elf OUTPUT.bzImage\n" % argv[0])
+    prog, args = argv[0], argv[1:]
+    unpadded = args[:1] == ["--unpadded"]
+    if unpadded:
+        args = args[1:]
+    if len(args) != 2:
+        sys.stderr.write("usage: %s [--unpadded] PROGRAM.elf OUTPUT.bzImage\n" % prog)
         return 2
-    with open(argv[1], "rb") as f:
+    with open(args[0], "rb") as f:
         data = f.read()
     try:
-        out = pack(Elf(data))
+        out = pack(Elf(data), unpadded)
     except (ElfError, ValueError, struct.error) as e:
-        sys.stderr.write("%s: %s: %s\n" % (argv[0], argv[1], e))
+        sys.stderr.write("%s: %s: %s\n" % (prog, args[0], e))
         return 1
-    with open(argv[2], "wb") as f:
+    with open(args[1], "wb") as f:
         f.write(out)
     return 0
 

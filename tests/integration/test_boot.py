@@ -2,6 +2,7 @@
 """Booting guest-kit programs: output, exit statuses, vCPUs, stop by signal."""
 import os
 import signal
+import struct
 import tempfile
 
 from harness import Running, case, expect, kit, kit_vmlinux, main, petrel, text
@@ -28,6 +29,29 @@ def debugcon_to_a_file():
         with open(path) as f:
             expect(f.read() == HELLO + " (debugcon)\n", "the file holds the debugcon line", p)
         expect("(debugcon)" not in text(p.stdout), "debugcon output is not on the console", p)
+
+
+@case
+def bzimage_ending_inside_its_last_paragraph_boots():
+    # syssize rounded up over a file that ends short of its last 16-byte paragraph, as a
+    # tool that does not pad writes it: petrel loads what the file holds, as QEMU and
+    # kvmtool do, and zeroes the rest of the paragraph.
+    image = kit("hello-unpadded")
+    with open(image, "rb") as f:
+        data = f.read()
+    pm_size = len(data) - (data[0x1f1] + 1) * 512
+    short = struct.unpack_from("<I", data, 0x1f4)[0] * 16 - pm_size
+    expect(1 <= short <= 15, "the image ends inside its last paragraph (%d bytes short)" % short)
+    p = petrel("run", "--kernel", image, "--debug-exit")
+    expect(p.returncode == 0, "hello-unpadded should exit 0", p)
+    expect(HELLO + " (debugcon)\n" in text(p.stdout), "hello printed", p)
+    # Short by a whole paragraph, the file was cut: refused.
+    with tempfile.NamedTemporaryFile() as f:
+        f.write(data[:len(data) - (16 - short)])
+        f.flush()
+        p = petrel("run", "--kernel", f.name, "--debug-exit")
+    expect(p.returncode == 1 and "truncated" in text(p.stderr),
+           "a file 16 bytes short of syssize is refused", p)
 
 
 @case

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "petrel/guest_mem.h"
 #include "petrel/x86_boot.h"
@@ -107,6 +108,7 @@ static void test_parse_valid(void **state)
     assert_int_equal(bz.hdr_end, HDR_END);
     assert_ptr_equal(bz.pm, im.buf + SETUP_SIZE);
     assert_int_equal(bz.pm_size, PM_SIZE);
+    assert_int_equal(bz.pm_mem, PM_SIZE);
     assert_int_equal(bz.init_size, INIT_SIZE);
     assert_int_equal(bz.cmdline_max, CMDLINE_SIZE);
     assert_int_equal(bz.initrd_addr_max, INITRD_MAX);
@@ -285,6 +287,89 @@ static void test_reject_truncated_syssize(void **state)
     im = make_image();
     expect_reject(im.buf, im.len - 16, "truncated");
     free_image(&im);
+}
+
+/*
+ * syssize counts 16-byte paragraphs: a tool that rounds it up without padding
+ * the file leaves the last paragraph partial. Like QEMU and kvmtool, petrel
+ * loads what the file holds and zeroes the rest of that paragraph; a file
+ * short by a whole paragraph or more is still truncated.
+ */
+static void test_parse_partial_paragraph(void **state)
+{
+    (void)state;
+    for (size_t missing = 1; missing <= 15; missing++) {
+        struct image im = make_image_sized(SETUP_SECTS, PM_SIZE - missing);
+        struct kernel_image k;
+        struct errbuf eb = {.msg = ""};
+        assert_int_equal(get_le32(im.buf + 0x1f4), PM_SIZE / 16);
+        if (kernel_parse(im.buf, im.len, im.len, &k, &eb) != 0)
+            fail_msg("a file %zu bytes short of syssize: %s", missing, eb.msg);
+        assert_int_equal(k.nr_seg, 1);
+        assert_ptr_equal(k.seg[0].data, im.buf + SETUP_SIZE);
+        assert_int_equal(k.seg[0].filesz, PM_SIZE - missing);
+        assert_int_equal(k.seg[0].memsz, PM_SIZE);
+        assert_int_equal(k.end, BOOT_KERNEL_GPA + INIT_SIZE);
+        free_image(&im);
+    }
+    struct image im = make_image_sized(SETUP_SECTS, PM_SIZE - 16);
+    put_le32(im.buf + 0x1f4, PM_SIZE / 16);
+    expect_reject(im.buf, im.len, "truncated (12272 of 12288 bytes)");
+    free_image(&im);
+
+    /* init_size below syssize's memory is raised to cover it, as to cover the file. */
+    im = make_image_sized(SETUP_SECTS, 0x301);
+    put_le32(im.buf + BP_INIT_SIZE, 0x100);
+    struct kernel_image k;
+    assert_int_equal(kernel_parse(im.buf, im.len, im.len, &k, NULL), 0);
+    assert_int_equal(k.seg[0].filesz, 0x301);
+    assert_int_equal(k.seg[0].memsz, 0x310);
+    assert_int_equal(k.end, BOOT_KERNEL_GPA + 0x310);
+    free_image(&im);
+}
+
+/* The kernel's memory ends at or below 4 GiB: the boot page tables map no more. */
+static void test_reject_end_above_4g(void **state)
+{
+    (void)state;
+    struct image im = make_image();
+    struct kernel_image k;
+
+    put_le32(im.buf + BP_INIT_SIZE, (uint32_t)(4 * GiB - BOOT_KERNEL_GPA));
+    assert_int_equal(kernel_parse(im.buf, im.len, im.len, &k, NULL), 0);
+    assert_int_equal(k.end, 4 * GiB);
+    put_le32(im.buf + BP_INIT_SIZE, (uint32_t)(4 * GiB - BOOT_KERNEL_GPA + 1));
+    expect_reject(im.buf, im.len, "above 4 GiB");
+    /* What libFuzzer found: init_size 0xffffffff, so the end is at 0x1000fffff. */
+    put_le32(im.buf + BP_INIT_SIZE, 0xffffffff);
+    expect_reject(im.buf, im.len, "above 4 GiB");
+    free_image(&im);
+
+    /*
+     * A file of more than 4 GiB with a small init_size: the file's own size
+     * puts the end above 4 GiB. The parser reads only the header, so the
+     * untouched pages of the mapping cost nothing.
+     */
+    size_t len = 4 * GiB + 2 * MiB;
+    uint8_t *big =
+        mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    assert_true(big != MAP_FAILED);
+    im = make_image();
+    memcpy(big, im.buf, SETUP_SIZE);
+    put_le32(big + 0x1f4, 0);
+    expect_reject(big, len, "above 4 GiB");
+    /* The last paragraph rounded up ends exactly at 4 GiB; one more byte does not fit. */
+    size_t pm = 4 * GiB - BOOT_KERNEL_GPA - 5;
+    put_le32(big + 0x1f4, (uint32_t)((pm + 15) / 16));
+    assert_int_equal(kernel_parse(big, SETUP_SIZE + pm, SETUP_SIZE + pm, &k, NULL), 0);
+    assert_int_equal(k.seg[0].filesz, pm);
+    assert_int_equal(k.seg[0].memsz, pm + 5);
+    assert_int_equal(k.end, 4 * GiB);
+    put_le32(big + 0x1f4, 0);
+    pm = 4 * GiB - BOOT_KERNEL_GPA + 1;
+    expect_reject(big, SETUP_SIZE + pm, "above 4 GiB");
+    free_image(&im);
+    munmap(big, len);
 }
 
 static void test_reject_short_header(void **state)
@@ -611,6 +696,27 @@ static void test_load(void **state)
     /* And nothing was written just outside it. */
     assert_int_equal(r->mem[BOOT_ZERO_PAGE_GPA - 1], 0xcc);
     assert_int_equal(r->mem[BOOT_ZERO_PAGE_GPA + BP_SIZE], 0xcc);
+}
+
+/* A partial last paragraph: the file's bytes, zeroes to the paragraph's end, nothing after. */
+static void test_load_partial_paragraph(void **state)
+{
+    struct rig *r = *state;
+    struct image im = make_image_sized(SETUP_SECTS, PM_SIZE - 15);
+    struct kernel_image k;
+    struct boot_load bl = {.cmdline = ""};
+
+    assert_int_equal(kernel_parse(im.buf, im.len, im.len, &k, NULL), 0);
+    assert_int_equal(x86_boot_load(&r->gm, &k, &bl, NULL), 0);
+    const uint8_t *dst = r->mem + BOOT_KERNEL_GPA;
+    for (size_t i = 0; i < PM_SIZE - 15; i++)
+        if (dst[i] != pm_byte(i))
+            fail_msg("kernel byte %#zx is %#x, want %#x", i, dst[i], pm_byte(i));
+    for (size_t i = PM_SIZE - 15; i < PM_SIZE; i++)
+        if (dst[i] != 0)
+            fail_msg("kernel byte %#zx past the file is %#x, want 0", i, dst[i]);
+    assert_int_equal(dst[PM_SIZE], 0xcc);
+    free_image(&im);
 }
 
 /* Above 4 GiB: the initrd stays below initrd_addr_max and the e820 map lists both regions. */
@@ -1088,6 +1194,8 @@ int main(void)
         cmocka_unit_test(test_reject_no_kernel_64),
         cmocka_unit_test(test_reject_setup_beyond_file),
         cmocka_unit_test(test_reject_truncated_syssize),
+        cmocka_unit_test(test_parse_partial_paragraph),
+        cmocka_unit_test(test_reject_end_above_4g),
         cmocka_unit_test(test_reject_short_header),
         cmocka_unit_test(test_reject_tiny_kernel),
         cmocka_unit_test(test_e820_small),
@@ -1099,6 +1207,7 @@ int main(void)
         RIG_TEST(test_place_initrd_huge),
         cmocka_unit_test(test_place_initrd_unaligned_end),
         RIG_TEST(test_load),
+        RIG_TEST(test_load_partial_paragraph),
         cmocka_unit_test(test_load_high_memory),
         RIG_TEST(test_load_cmdline_too_long),
         RIG_TEST(test_load_kernel_too_big),

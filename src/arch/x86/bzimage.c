@@ -52,17 +52,31 @@ int bzimage_parse(const uint8_t *img, size_t len, struct bzimage *bz, struct err
 
     bz->pm = img + bz->setup_size;
     bz->pm_size = len - bz->setup_size;
+    /*
+     * syssize counts 16-byte paragraphs. Linux's build pads the file to a
+     * whole one, but a tool that rounds syssize up without padding leaves the
+     * last paragraph partial: like QEMU and kvmtool, load what the file holds
+     * (the rest of the paragraph is zeroed). Short by a paragraph or more, the
+     * file was cut.
+     */
     uint64_t syssize = (uint64_t)get_le32(img + 0x1f4) * 16;
-    if (syssize > bz->pm_size)
+    if (syssize > bz->pm_size && syssize - bz->pm_size >= 16)
         return err_set(eb, -ENOEXEC, "the kernel image is truncated (%zu of %llu bytes)",
                        bz->pm_size, (unsigned long long)syssize);
+    bz->pm_mem = syssize > bz->pm_size ? syssize : bz->pm_size;
     if (bz->pm_size <= BOOT_ENTRY64_OFFSET)
         return err_set(eb, -ENOEXEC, "the protected-mode kernel is too small (%zu bytes)",
                        bz->pm_size);
 
     bz->init_size = get_le32(img + BP_INIT_SIZE);
-    if (bz->init_size < bz->pm_size)
-        bz->init_size = bz->pm_size;
+    if (bz->init_size < bz->pm_mem)
+        bz->init_size = bz->pm_mem;
+    /* The 64-bit entry runs on page tables that map the low 4 GiB only. */
+    if (bz->init_size > 4 * GiB - BOOT_KERNEL_GPA)
+        return err_set(eb, -ENOEXEC,
+                       "the kernel needs %#llx bytes of memory from 1 MiB (its init_size or "
+                       "its size), which reaches above 4 GiB",
+                       (unsigned long long)bz->init_size);
     bz->cmdline_max = get_le32(img + BP_CMDLINE_SIZE);
     bz->initrd_addr_max = get_le32(img + BP_INITRD_ADDR_MAX);
     bz->relocatable = img[BP_RELOCATABLE] != 0;
@@ -89,7 +103,7 @@ int kernel_parse(const uint8_t *img, size_t len, uint64_t file_size, struct kern
                    .offset = bz.setup_size,
                    .data = bz.pm,
                    .filesz = bz.pm_size,
-                   .memsz = bz.pm_size},
+                   .memsz = bz.pm_mem},
         .nr_seg = 1,
         .entry = BOOT_KERNEL_GPA + BOOT_ENTRY64_OFFSET,
         .end = BOOT_KERNEL_GPA + bz.init_size,
