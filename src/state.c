@@ -180,6 +180,16 @@ void state_get_bytes(struct state_in *in, const char *name, void *buf, size_t le
         memset(buf, 0, len);
 }
 
+void state_get_bits(struct state_in *in, const char *name, uint32_t mask, uint32_t *v)
+{
+    state_get_u32(in, name, v);
+    if (*v & ~mask) {
+        in_fail(in, -EINVAL, "property '%s' is %#x, with bits %#x the register does not hold", name,
+                *v, *v & ~mask);
+        *v = 0;
+    }
+}
+
 int state_invalid(struct state_in *in, const char *fmt, ...)
 {
     if (in->err)

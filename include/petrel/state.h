@@ -64,6 +64,8 @@ void state_get_u8(struct state_in *in, const char *name, uint8_t *v);   /* a u32
 void state_get_u16(struct state_in *in, const char *name, uint16_t *v); /* a u32 cell <= 0xffff */
 /* Exactly len bytes. */
 void state_get_bytes(struct state_in *in, const char *name, void *buf, size_t len);
+/* A u32 cell with no bit outside mask (the bits a register can hold). */
+void state_get_bits(struct state_in *in, const char *name, uint32_t mask, uint32_t *v);
 
 /*
  * Records a device's own objection to a value it read (a register a device cannot

@@ -97,6 +97,16 @@ static void test_bounds(void **unused)
     assert_int_equal(in.err, -EINVAL);
     assert_false(b);
 
+    uint32_t bits = 7;
+    assert_int_equal(state_open(&root, "dev", "petrel,test-v1", &in), 0);
+    state_get_bits(&in, "small", 0xff, &bits);
+    assert_int_equal(in.err, 0);
+    assert_int_equal(bits, 0xff);
+    state_get_bits(&in, "small", 0x0f, &bits);
+    assert_int_equal(in.err, -EINVAL);
+    assert_int_equal(bits, 0);
+    assert_non_null(strstr(eb.msg, "'small' is 0xff, with bits 0xf0 the register does not hold"));
+
     assert_int_equal(state_open(&root, "dev", "petrel,test-v1", &in), 0);
     assert_int_equal(state_invalid(&in, "index %u out of range", 9u), -EINVAL);
     assert_non_null(strstr(eb.msg, "state node 'dev': index 9 out of range"));
