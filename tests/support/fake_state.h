@@ -54,4 +54,11 @@ static inline int state_test_set_u32(void *buf, const char *path, const char *pr
     return off < 0 ? off : fdt_setprop_inplace_u32(buf, off, prop, v);
 }
 
+/* Overwrites the u64 property prop of the node at path. 0 or a libfdt error. */
+static inline int state_test_set_u64(void *buf, const char *path, const char *prop, uint64_t v)
+{
+    int off = fdt_path_offset(buf, path);
+    return off < 0 ? off : fdt_setprop_inplace_u64(buf, off, prop, v);
+}
+
 #endif
