@@ -68,6 +68,23 @@ void state_put_string(struct state_out *out, const char *name, const char *s)
         out_check(out, fdt_property_string(out->fdt, name, s));
 }
 
+void state_put_u32_array(struct state_out *out, const char *name, const uint32_t *v, size_t n)
+{
+    void *cells;
+
+    if (out->err)
+        return;
+    if (n > INT32_MAX / sizeof(fdt32_t)) {
+        out->err = -E2BIG;
+        return;
+    }
+    out_check(out, fdt_property_placeholder(out->fdt, name, (int)(n * sizeof(fdt32_t)), &cells));
+    for (size_t i = 0; i < n && !out->err; i++) {
+        fdt32_t c = cpu_to_fdt32(v[i]);
+        memcpy((char *)cells + i * sizeof(c), &c, sizeof(c));
+    }
+}
+
 /* The node's name for messages ("?" if the tree cannot say). */
 static const char *node_name(const struct state_in *in)
 {
@@ -178,6 +195,15 @@ void state_get_bytes(struct state_in *in, const char *name, void *buf, size_t le
         memcpy(buf, p, len);
     else
         memset(buf, 0, len);
+}
+
+void state_get_u32_array(struct state_in *in, const char *name, uint32_t *v, size_t n)
+{
+    const char *p =
+        n <= SIZE_MAX / sizeof(fdt32_t) ? get_exact(in, name, n * sizeof(fdt32_t)) : NULL;
+
+    for (size_t i = 0; i < n; i++)
+        v[i] = p ? fdt32_ld((const fdt32_t *)(p + i * sizeof(fdt32_t))) : 0;
 }
 
 void state_get_bits(struct state_in *in, const char *name, uint32_t mask, uint32_t *v)

@@ -23,6 +23,7 @@ static void fill_all(struct state_out *out, void *ctx)
     state_put_bytes(out, "d", bytes, sizeof(bytes));
     state_put_u32(out, "small", 0xff);
     state_put_u32(out, "big", 0x10000);
+    state_put_u32_array(out, "cells", (const uint32_t[]){0xfee00000, 0, 0x4021}, 3);
     state_end(out);
 }
 
@@ -51,6 +52,22 @@ static void test_round_trip(void **unused)
     assert_memory_equal(d, ((uint8_t[]){1, 2, 3, 4, 5}), 5);
     assert_int_equal(small, 0xff);
     assert_int_equal(small16, 0xff);
+
+    uint32_t cells[3];
+    state_get_u32_array(&in, "cells", cells, 3);
+    assert_int_equal(in.err, 0);
+    assert_int_equal(cells[0], 0xfee00000);
+    assert_int_equal(cells[1], 0);
+    assert_int_equal(cells[2], 0x4021);
+    /* Stored as big-endian cells, as dtc shows them. */
+    int len;
+    const uint8_t *raw = fdt_getprop(tree, in.node, "cells", &len);
+    assert_int_equal(len, 12);
+    assert_memory_equal(raw, ((uint8_t[]){0xfe, 0xe0, 0, 0}), 4);
+    state_get_u32_array(&in, "cells", cells, 2);
+    assert_int_equal(in.err, -EINVAL);
+    assert_int_equal(cells[0], 0);
+    assert_non_null(strstr(eb.msg, "property 'cells' has 12 bytes, not 8"));
 }
 
 static void test_missing_and_wrong_size(void **unused)
