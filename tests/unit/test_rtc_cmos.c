@@ -828,6 +828,18 @@ static void save_restore_round_trip(void **state)
         same_rd(f, n, RTC_REG_C);
     }
     fixture_free(n);
+
+    /* Saved with the line low and the timer armed: restored, it is armed for the same event. */
+    assert_false(f->irq.level);
+    assert_int_equal(state_test_write(tree, sizeof(tree), save_rtc, &f->rtc), 0);
+    n = fixture_new(f->realtime, 5 * NS);
+    assert_int_equal(restore_rtc(n, &eb), 0);
+    assert_false(n->irq.level);
+    assert_true(timerfd_armed(n));
+    assert_int_equal(timer_in(n), timer_in(f));
+    fire(n);
+    assert_true(n->irq.level);
+    fixture_free(n);
 }
 
 /* A divider held in reset keeps the restored time; started again, both run alike. */
