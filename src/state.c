@@ -152,13 +152,13 @@ static const void *get_exact(struct state_in *in, const char *name, size_t len)
 void state_get_u32(struct state_in *in, const char *name, uint32_t *v)
 {
     const fdt32_t *p = get_exact(in, name, sizeof(*p));
-    *v = p ? fdt32_to_cpu(*p) : 0;
+    *v = p ? fdt32_ld(p) : 0; /* byte loads: a tree's cells are only 4-byte aligned */
 }
 
 void state_get_u64(struct state_in *in, const char *name, uint64_t *v)
 {
     const fdt64_t *p = get_exact(in, name, sizeof(*p));
-    *v = p ? fdt64_to_cpu(*p) : 0;
+    *v = p ? fdt64_ld(p) : 0;
 }
 
 /* A u32 cell that must be at most max. */
