@@ -68,6 +68,23 @@ void state_put_string(struct state_out *out, const char *name, const char *s)
         out_check(out, fdt_property_string(out->fdt, name, s));
 }
 
+void state_put_u32_array(struct state_out *out, const char *name, const uint32_t *v, size_t n)
+{
+    void *cells;
+
+    if (out->err)
+        return;
+    if (n > INT32_MAX / sizeof(fdt32_t)) {
+        out->err = -E2BIG;
+        return;
+    }
+    out_check(out, fdt_property_placeholder(out->fdt, name, (int)(n * sizeof(fdt32_t)), &cells));
+    for (size_t i = 0; i < n && !out->err; i++) {
+        fdt32_t c = cpu_to_fdt32(v[i]);
+        memcpy((char *)cells + i * sizeof(c), &c, sizeof(c));
+    }
+}
+
 /* The node's name for messages ("?" if the tree cannot say). */
 static const char *node_name(const struct state_in *in)
 {
@@ -135,13 +152,13 @@ static const void *get_exact(struct state_in *in, const char *name, size_t len)
 void state_get_u32(struct state_in *in, const char *name, uint32_t *v)
 {
     const fdt32_t *p = get_exact(in, name, sizeof(*p));
-    *v = p ? fdt32_to_cpu(*p) : 0;
+    *v = p ? fdt32_ld(p) : 0; /* byte loads: a tree's cells are only 4-byte aligned */
 }
 
 void state_get_u64(struct state_in *in, const char *name, uint64_t *v)
 {
     const fdt64_t *p = get_exact(in, name, sizeof(*p));
-    *v = p ? fdt64_to_cpu(*p) : 0;
+    *v = p ? fdt64_ld(p) : 0;
 }
 
 /* A u32 cell that must be at most max. */
@@ -178,6 +195,25 @@ void state_get_bytes(struct state_in *in, const char *name, void *buf, size_t le
         memcpy(buf, p, len);
     else
         memset(buf, 0, len);
+}
+
+void state_get_u32_array(struct state_in *in, const char *name, uint32_t *v, size_t n)
+{
+    const char *p =
+        n <= SIZE_MAX / sizeof(fdt32_t) ? get_exact(in, name, n * sizeof(fdt32_t)) : NULL;
+
+    for (size_t i = 0; i < n; i++)
+        v[i] = p ? fdt32_ld((const fdt32_t *)(p + i * sizeof(fdt32_t))) : 0;
+}
+
+void state_get_bits(struct state_in *in, const char *name, uint32_t mask, uint32_t *v)
+{
+    state_get_u32(in, name, v);
+    if (*v & ~mask) {
+        in_fail(in, -EINVAL, "property '%s' is %#x, with bits %#x the register does not hold", name,
+                *v, *v & ~mask);
+        *v = 0;
+    }
 }
 
 int state_invalid(struct state_in *in, const char *fmt, ...)

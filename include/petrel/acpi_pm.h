@@ -8,7 +8,8 @@
  *   what was written, as ACPICA checks, but no event sets their status.
  * - PM1_CNT: SCI_EN always reads 1 (there is no SMI_CMD to switch modes).
  *   SLP_EN with SLP_TYP 5 (\_S5) powers off; other sleep types are ignored.
- * - PM timer: 32 bits at 3.579545 MHz from CLOCK_MONOTONIC; TMR_STS never set.
+ * - PM timer: 32 bits at 3.579545 MHz from CLOCK_MONOTONIC (plus an offset
+ *   after a restore); TMR_STS never set.
  * - Reset register: writing PLAT_RESET_VALUE resets the machine.
  */
 #ifndef PETREL_ACPI_PM_H
@@ -20,6 +21,7 @@
 #include "petrel/bus.h"
 #include "petrel/exit.h"
 #include "petrel/irq.h"
+#include "petrel/state.h"
 
 #define ACPI_PM_TMR_HZ 3579545u
 
@@ -45,6 +47,7 @@ struct acpi_pm {
     unsigned ignored_sleeps; /* SLP_EN writes for a state petrel does not offer */
     /* The PM timer's clock in ns (NULL: CLOCK_MONOTONIC); tests replace it. */
     uint64_t (*now_ns)(void);
+    uint32_t tmr_offset; /* added to the count: 0, or what makes a restored timer go on */
 };
 
 /* The device covers PLAT_PM_PORTS ports from PLAT_PM1A_EVT_PORT. */
@@ -54,5 +57,23 @@ void acpi_pm_destroy(struct acpi_pm *pm);
 /* Presses the power button: sets PWRBTN_STS (any thread). Returns whether the
  * guest enabled the event, i.e. whether it will see an SCI. */
 bool acpi_pm_power_button(struct acpi_pm *pm);
+
+#define ACPI_PM_STATE_COMPATIBLE "petrel,acpi-pm-v1"
+
+/*
+ * Writes PM1 status, enable and control and the PM timer's count into a node
+ * the caller began (ACPI_PM_STATE_COMPATIBLE), with the VM paused. Returns
+ * out->err.
+ */
+int acpi_pm_save(const struct acpi_pm *pm, struct state_out *out) MUST_CHECK;
+
+/*
+ * Loads what acpi_pm_save() wrote into a device set up by acpi_pm_init(),
+ * refusing (in->err, with the property named) a bit the registers cannot
+ * hold, in which case pm is unchanged. The SCI follows the restored
+ * registers; the PM timer goes on from the saved count (it measures
+ * intervals, like the TSC: it does not jump by the time the VM was away).
+ */
+int acpi_pm_restore(struct acpi_pm *pm, struct state_in *in) MUST_CHECK;
 
 #endif

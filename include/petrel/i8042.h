@@ -18,6 +18,7 @@
 #include "petrel/bus.h"
 #include "petrel/exit.h"
 #include "petrel/irq.h"
+#include "petrel/state.h"
 
 #define I8042_DATA_PORT    0x60
 #define I8042_COMMAND_PORT 0x64
@@ -87,5 +88,21 @@ void i8042_destroy(struct i8042 *k);
 
 /* Queues keyboard bytes (scancodes) for the guest. Returns how many fit. */
 size_t i8042_inject(struct i8042 *k, const uint8_t *bytes, size_t len);
+
+#define I8042_STATE_COMPATIBLE "petrel,i8042-v1"
+
+/*
+ * Writes the command byte, status, the commands waiting for their data byte
+ * and the output queue into a node the caller began (I8042_STATE_COMPATIBLE),
+ * with the VM paused. Returns out->err.
+ */
+int i8042_save(const struct i8042 *k, struct state_out *out) MUST_CHECK;
+
+/*
+ * Loads what i8042_save() wrote into a controller set up by i8042_init(),
+ * refusing (in->err, with the property named) any value it cannot hold, in
+ * which case k is unchanged. The IRQ lines follow the restored queue.
+ */
+int i8042_restore(struct i8042 *k, struct state_in *in) MUST_CHECK;
 
 #endif

@@ -79,6 +79,7 @@
 #include <stdint.h>
 
 #include "petrel/bus.h"
+#include "petrel/state.h"
 #include "petrel/util.h"
 
 #define PCI_SLOTS            32
@@ -269,5 +270,42 @@ int pci_msix_fire_locked(struct pci_dev *pdev, unsigned vector);
 
 /* Whether vector's PBA bit is set (pdev->dev.lock held). */
 bool pci_msix_pending(const struct pci_dev *pdev, unsigned vector);
+
+/*
+ * Saving and restoring. A function's state is its configuration space (BAR
+ * addresses, command, capability registers: the bus mapping and the MSI-X
+ * control follow from it) and its MSI-X table and pending bits; the owner
+ * (a transport) saves it in a node of its own, e.g. a subnode "pci" of the
+ * device's node. The bus's own state is CONFIG_ADDRESS and the host bridge
+ * (a subnode "host").
+ */
+#define PCI_DEV_STATE_COMPATIBLE "petrel,pci-function-v1"
+#define PCI_BUS_STATE_COMPATIBLE "petrel,pci-bus-v1"
+
+/* Writes pdev's state into a node the caller began, with the VM paused. Returns out->err. */
+int pci_dev_save(const struct pci_dev *pdev, struct state_out *out) MUST_CHECK;
+
+/*
+ * Loads what pci_dev_save() wrote into a function set up the same way (the
+ * same identity, BARs and capabilities: every read-only bit must be this
+ * function's, and only writable MSI-X bits may be set), or refuses it
+ * (in->err, with the property named) and leaves pdev unchanged. Then, as
+ * after the guest's own writes: the BARs decode where the restored registers
+ * say (bar_moved()), msix_control() and msix_vector() report what changed,
+ * and a pending vector that is not masked is delivered. Without the lock.
+ */
+int pci_dev_restore(struct pci_dev *pdev, struct state_in *in) MUST_CHECK;
+
+/* Writes CONFIG_ADDRESS and the host bridge into a node the caller began. Returns out->err. */
+int pci_bus_save(const struct pci_bus *bus, struct state_out *out) MUST_CHECK;
+
+/*
+ * Loads what pci_bus_save() wrote, or refuses it and leaves bus unchanged.
+ * Restore the bus before the functions on it: it takes every function's
+ * BARs off the MMIO bus, and each pci_dev_restore() then registers them
+ * where its restored registers say, so that functions the guest moved into
+ * each other's old places do not collide with the places they start at.
+ */
+int pci_bus_restore(struct pci_bus *bus, struct state_in *in) MUST_CHECK;
 
 #endif

@@ -58,6 +58,7 @@
 #include "petrel/bus.h"
 #include "petrel/irq.h"
 #include "petrel/platform.h"
+#include "petrel/state.h"
 #include "petrel/util.h"
 
 #define RTC_CMOS_INDEX_PORT 0x70
@@ -208,5 +209,37 @@ void rtc_cmos_on_timer(struct rtc_cmos *rtc);
 
 /* Whether the guest masked NMIs (port 0x70 bit 7 of the last index write). */
 bool rtc_cmos_nmi_masked(struct rtc_cmos *rtc);
+
+#define RTC_CMOS_STATE_COMPATIBLE "petrel,rtc-cmos-v1"
+/* Saved guest times are refused beyond this many seconds from 1970 (~35,000 years). */
+#define RTC_CMOS_STATE_MAX_SEC (1LL << 40)
+
+/*
+ * Writes what the guest can read into a node the caller began
+ * (RTC_CMOS_STATE_COMPATIBLE), with the VM paused: the index and NMI mask,
+ * the 128 bytes of registers and RAM, register C's flags and the guest time
+ * they are up to date with, the weekday offset, and the guest's time twice:
+ * "time" (the guest's time at the save; while the divider is stopped, the
+ * time it stopped at) and "offset" (guest time minus the host's
+ * CLOCK_REALTIME, while the clock runs). Not saved: the timer (armed again from the
+ * restored registers), the rate cap's last delivery and the fd.
+ * Returns out->err.
+ */
+int rtc_cmos_save(const struct rtc_cmos *rtc, struct state_out *out) MUST_CHECK;
+
+/*
+ * Loads what rtc_cmos_save() wrote into a device set up by rtc_cmos_init(),
+ * refusing (in->err, with the property named) any value it cannot hold, in
+ * which case rtc is unchanged.
+ *
+ * Guest time: a running clock keeps its saved offset from the host's
+ * CLOCK_REALTIME, so the guest's wall clock catches up with the host by the
+ * time the snapshot was away, as KVM_CLOCK_REALTIME does for kvmclock (the
+ * snapshot's default). Events that fell in that gap (updates, an alarm, a
+ * periodic tick) set their flags and, if enabled, raise IRQ 8 at once, as
+ * the timer would have; the timer is armed for the next one. A stopped
+ * divider holds the saved time.
+ */
+int rtc_cmos_restore(struct rtc_cmos *rtc, struct state_in *in) MUST_CHECK;
 
 #endif

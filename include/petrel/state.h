@@ -39,6 +39,8 @@ void state_put_u64(struct state_out *out, const char *name, uint64_t v);
 void state_put_bool(struct state_out *out, const char *name, bool v);
 void state_put_bytes(struct state_out *out, const char *name, const void *buf, size_t len);
 void state_put_string(struct state_out *out, const char *name, const char *s);
+/* n u32 cells (a table of registers, shown as <...> by dtc). */
+void state_put_u32_array(struct state_out *out, const char *name, const uint32_t *v, size_t n);
 
 /* A node being read. */
 struct state_in {
@@ -64,6 +66,10 @@ void state_get_u8(struct state_in *in, const char *name, uint8_t *v);   /* a u32
 void state_get_u16(struct state_in *in, const char *name, uint16_t *v); /* a u32 cell <= 0xffff */
 /* Exactly len bytes. */
 void state_get_bytes(struct state_in *in, const char *name, void *buf, size_t len);
+/* Exactly n u32 cells. */
+void state_get_u32_array(struct state_in *in, const char *name, uint32_t *v, size_t n);
+/* A u32 cell with no bit outside mask (the bits a register can hold). */
+void state_get_bits(struct state_in *in, const char *name, uint32_t mask, uint32_t *v);
 
 /*
  * Records a device's own objection to a value it read (a register a device cannot

@@ -16,6 +16,7 @@
 #include "petrel/bus.h"
 #include "petrel/irq.h"
 #include "petrel/outbuf.h"
+#include "petrel/state.h"
 
 #define UART_COM1_BASE 0x3f8
 #define UART_COM1_IRQ  4
@@ -116,5 +117,22 @@ size_t uart8250_rx_room(struct uart8250 *u);
 
 /* outbuf on_space callback: the transmitter may look empty again. */
 void uart8250_tx_space(void *ctx);
+
+#define UART8250_STATE_COMPATIBLE "petrel,uart8250-v1"
+
+/*
+ * Writes the registers, the receive FIFO and the pending THRE interrupt into a
+ * node the caller began (UART8250_STATE_COMPATIBLE), with the VM paused. Not
+ * saved: the console (its outbuf, input waiting for room) and tx_dropped.
+ * Returns out->err.
+ */
+int uart8250_save(const struct uart8250 *u, struct state_out *out) MUST_CHECK;
+
+/*
+ * Loads what uart8250_save() wrote into a UART set up by uart8250_init(),
+ * refusing (in->err, with the property named) any value the UART cannot
+ * hold, in which case u is unchanged. Re-derives the line from the registers.
+ */
+int uart8250_restore(struct uart8250 *u, struct state_in *in) MUST_CHECK;
 
 #endif

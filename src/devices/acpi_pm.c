@@ -27,12 +27,18 @@ static uint64_t monotonic_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static uint32_t pm_timer(struct acpi_pm *pm)
+/* The host clock's count, before the offset. */
+static uint32_t pm_ticks(const struct acpi_pm *pm)
 {
     uint64_t ns = pm->now_ns ? pm->now_ns() : monotonic_ns();
     /* Split so that the product cannot overflow. */
     uint64_t s = ns / 1000000000u, rem = ns % 1000000000u;
     return (uint32_t)(s * ACPI_PM_TMR_HZ + rem * ACPI_PM_TMR_HZ / 1000000000u);
+}
+
+static uint32_t pm_timer(const struct acpi_pm *pm)
+{
+    return pm_ticks(pm) + pm->tmr_offset; /* modulo 2^32, as the counter wraps */
 }
 
 /* Called with the lock held after sts or en changed. */
@@ -164,4 +170,37 @@ bool acpi_pm_power_button(struct acpi_pm *pm)
     bool enabled = pm->en & PM1_PWRBTN_EN;
     pthread_mutex_unlock(&pm->dev.lock);
     return enabled;
+}
+
+/* PM1_CNT as write_cnt() keeps it: SLP_EN and SCI_EN are never stored. */
+#define PM1_CNT_BITS (0xffffu & ~(PM1_SLP_EN | PM1_SCI_EN))
+
+int acpi_pm_save(const struct acpi_pm *pm, struct state_out *out)
+{
+    state_put_u32(out, "pm1-status", pm->sts);
+    state_put_u32(out, "pm1-enable", pm->en);
+    state_put_u32(out, "pm1-control", pm->cnt);
+    state_put_u32(out, "timer", pm_timer(pm));
+    return out->err;
+}
+
+int acpi_pm_restore(struct acpi_pm *pm, struct state_in *in)
+{
+    uint32_t sts, en, cnt, timer;
+
+    state_get_bits(in, "pm1-status", PM1_PWRBTN_STS, &sts);
+    state_get_bits(in, "pm1-enable", PM1_EN_BITS, &en);
+    state_get_bits(in, "pm1-control", PM1_CNT_BITS, &cnt);
+    state_get_u32(in, "timer", &timer);
+    if (in->err)
+        return in->err;
+
+    pthread_mutex_lock(&pm->dev.lock);
+    pm->sts = (uint16_t)sts;
+    pm->en = (uint16_t)en;
+    pm->cnt = (uint16_t)cnt;
+    pm->tmr_offset = timer - pm_ticks(pm);
+    update_sci(pm);
+    pthread_mutex_unlock(&pm->dev.lock);
+    return 0;
 }

@@ -296,3 +296,81 @@ size_t i8042_inject(struct i8042 *k, const uint8_t *bytes, size_t len)
     pthread_mutex_unlock(&k->dev.lock);
     return n;
 }
+
+/* The saved queue-aux is a bit per queued byte. */
+_Static_assert(I8042_QUEUE <= 32, "queue-aux is one u32 cell");
+
+int i8042_save(const struct i8042 *k, struct state_out *out)
+{
+    uint8_t data[I8042_QUEUE];
+    uint32_t aux = 0; /* bit i: byte i is the mouse's */
+
+    for (unsigned i = 0; i < k->len; i++) {
+        unsigned at = (k->head + i) % I8042_QUEUE;
+        data[i] = k->queue[at].data;
+        aux |= (uint32_t)k->queue[at].aux << i;
+    }
+    state_put_u32(out, "ctr", k->ctr);
+    state_put_u32(out, "status", k->status);
+    state_put_u32(out, "pending", k->pending);
+    state_put_u32(out, "kbd-pending", k->kbd_pending);
+    state_put_u32(out, "aux-pending", k->aux_pending);
+    state_put_u32(out, "queue-count", k->len);
+    state_put_bytes(out, "queue", data, k->len);
+    state_put_u32(out, "queue-aux", aux);
+    return out->err;
+}
+
+/* The commands that wait for a data byte (pending), and the keyboard's and mouse's. */
+static const uint8_t data_cmds[] = {I8042_CMD_WRITE_CTR, I8042_CMD_WRITE_OUT, I8042_CMD_KBD_LOOP,
+                                    I8042_CMD_AUX_LOOP, I8042_CMD_AUX_SEND};
+static const uint8_t kbd_arg_cmds[] = {0xed, 0xf3, 0xf0};
+static const uint8_t aux_arg_cmds[] = {0xe8, 0xf3};
+
+/* Reads a command that must be 0 (none) or one of the n in valid. */
+static uint8_t get_pending(struct state_in *in, const char *name, const uint8_t *valid, size_t n)
+{
+    uint8_t v;
+
+    state_get_u8(in, name, &v);
+    if (v && !memchr(valid, v, n))
+        state_invalid(in, "property '%s' is %#x, not a command that waits for a byte", name, v);
+    return v;
+}
+
+int i8042_restore(struct i8042 *k, struct state_in *in)
+{
+    uint8_t ctr, data[I8042_QUEUE];
+    uint32_t status, count, aux;
+
+    state_get_u8(in, "ctr", &ctr);
+    state_get_bits(in, "status", I8042_STR_SYS | I8042_STR_CMDDAT, &status);
+    uint8_t pending = get_pending(in, "pending", data_cmds, sizeof(data_cmds));
+    uint8_t kbd_pending = get_pending(in, "kbd-pending", kbd_arg_cmds, sizeof(kbd_arg_cmds));
+    uint8_t aux_pending = get_pending(in, "aux-pending", aux_arg_cmds, sizeof(aux_arg_cmds));
+    state_get_u32(in, "queue-count", &count);
+    if (count > I8042_QUEUE) {
+        state_invalid(in, "property 'queue-count' is %u, more than %u", count, I8042_QUEUE);
+        count = 0;
+    }
+    state_get_bytes(in, "queue", data, count);
+    state_get_bits(in, "queue-aux", count < 32 ? (1u << count) - 1 : UINT32_MAX, &aux);
+    if (in->err)
+        return in->err;
+
+    pthread_mutex_lock(&k->dev.lock);
+    k->ctr = ctr;
+    k->status = (uint8_t)status;
+    k->pending = pending;
+    k->kbd_pending = kbd_pending;
+    k->aux_pending = aux_pending;
+    for (unsigned i = 0; i < count; i++) {
+        k->queue[i].data = data[i];
+        k->queue[i].aux = aux >> i & 1;
+    }
+    k->head = 0;
+    k->len = count;
+    i8042_update_irq(k);
+    pthread_mutex_unlock(&k->dev.lock);
+    return 0;
+}

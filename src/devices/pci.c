@@ -842,3 +842,152 @@ void pci_bus_destroy(struct pci_bus *bus)
     pci_dev_destroy(&bus->host);
     device_destroy(&bus->dev);
 }
+
+/* ---- saving and restoring ---- */
+
+/* The MSI-X pending bits as u32 cells: cell k holds vectors 32k to 32k + 31. */
+#define MSIX_PENDING_CELLS(nr) (((nr) + 31) / 32)
+
+int pci_dev_save(const struct pci_dev *pdev, struct state_out *out)
+{
+    const struct pci_msix *m = &pdev->msix;
+    uint32_t pending[MSIX_PENDING_CELLS(PCI_MSIX_MAX_VECTORS)];
+
+    state_put_bytes(out, "config", pdev->cfg, sizeof(pdev->cfg));
+    if (!m->nr)
+        return out->err;
+    for (unsigned k = 0; k < MSIX_PENDING_CELLS(m->nr); k++)
+        pending[k] = (uint32_t)(m->pba[k / 2] >> (32 * (k % 2)));
+    state_put_u32_array(out, "msix-table", m->table, 4 * (size_t)m->nr);
+    state_put_u32_array(out, "msix-pending", pending, MSIX_PENDING_CELLS(m->nr));
+    return out->err;
+}
+
+/* A saved configuration space whose read-only bits are not this function's is refused. */
+static void check_config(const struct pci_dev *p, const uint8_t *cfg, struct state_in *in)
+{
+    for (unsigned i = 0; i < PCI_CFG_SIZE; i++) {
+        if ((cfg[i] ^ p->reset_cfg[i]) & ~p->wmask[i]) {
+            state_invalid(in,
+                          "property 'config': byte %#x is %#x, but its read-only bits are %#x "
+                          "in this function",
+                          i, cfg[i], p->reset_cfg[i] & ~p->wmask[i]);
+            return;
+        }
+    }
+}
+
+/* The table's entries hold only their writable bits; no pending bit past the last vector. */
+static void check_msix(const struct pci_msix *m, const uint32_t *table, const uint32_t *pending,
+                       struct state_in *in)
+{
+    for (unsigned i = 0; i < 4 * m->nr; i++) {
+        if (table[i] & ~msix_wmask[i % 4]) {
+            state_invalid(in, "property 'msix-table': vector %u dword %u is %#x", i / 4, i % 4,
+                          table[i]);
+            return;
+        }
+    }
+    if (m->nr % 32 && pending[m->nr / 32] >> (m->nr % 32))
+        state_invalid(in, "property 'msix-pending' has bits past vector %u", m->nr - 1);
+}
+
+/* The function's MSI-X as restored, acted on as the guest's writes would be. */
+static void msix_restore(struct pci_dev *p, const uint32_t *table, const uint32_t *pending)
+{
+    struct pci_msix *m = &p->msix;
+
+    memcpy(m->table, table, 4 * sizeof(*table) * m->nr);
+    memset(m->pba, 0, (m->nr + 63) / 64 * sizeof(m->pba[0]));
+    for (unsigned k = 0; k < MSIX_PENDING_CELLS(m->nr); k++)
+        m->pba[k / 2] |= (uint64_t)pending[k] << (32 * (k % 2));
+    msix_control_update(p);
+    for (unsigned v = 0; v < m->nr; v++)
+        msix_sync(p, v);
+}
+
+int pci_dev_restore(struct pci_dev *pdev, struct state_in *in)
+{
+    const struct pci_msix *m = &pdev->msix;
+    uint32_t pending[MSIX_PENDING_CELLS(PCI_MSIX_MAX_VECTORS)];
+    uint8_t cfg[PCI_CFG_SIZE];
+    uint32_t *table = NULL;
+
+    state_get_bytes(in, "config", cfg, sizeof(cfg));
+    check_config(pdev, cfg, in);
+    if (m->nr && !in->err) {
+        table = calloc(4 * (size_t)m->nr, sizeof(*table));
+        if (!table) {
+            in->err = -ENOMEM;
+            return err_set(in->eb, -ENOMEM, "out of memory for an MSI-X table");
+        }
+        state_get_u32_array(in, "msix-table", table, 4 * (size_t)m->nr);
+        state_get_u32_array(in, "msix-pending", pending, MSIX_PENDING_CELLS(m->nr));
+        if (!in->err)
+            check_msix(m, table, pending, in);
+    }
+    if (!in->err) {
+        pthread_mutex_lock(&pdev->dev.lock);
+        memcpy(pdev->cfg, cfg, sizeof(cfg));
+        bars_update(pdev);
+        if (m->nr)
+            msix_restore(pdev, table, pending);
+        pthread_mutex_unlock(&pdev->dev.lock);
+    }
+    free(table);
+    return in->err;
+}
+
+int pci_bus_save(const struct pci_bus *bus, struct state_out *out)
+{
+    state_put_u32(out, "config-address", bus->config_address);
+    state_begin(out, "host", PCI_DEV_STATE_COMPATIBLE);
+    if (pci_dev_save(&bus->host, out) == 0)
+        state_end(out);
+    return out->err;
+}
+
+/* Takes a function's BARs off the MMIO bus (pci_dev_restore() registers them again). */
+static void bars_unmap(struct pci_dev *p)
+{
+    struct bus *mmio = p->bus ? p->bus->mmio : NULL;
+
+    for (unsigned i = 0; i < PCI_NR_BARS; i++) {
+        struct pci_bar *b = &p->bars[i];
+        uint64_t old = b->mapped;
+        b->want = b->mapped = PCI_BAR_UNMAPPED;
+        if (old == PCI_BAR_UNMAPPED)
+            continue;
+        if (mmio)
+            (void)bus_unregister(mmio, old);
+        if (p->ops && p->ops->bar_moved)
+            p->ops->bar_moved(p, i, old, PCI_BAR_UNMAPPED);
+    }
+}
+
+int pci_bus_restore(struct pci_bus *bus, struct state_in *in)
+{
+    struct state_in host;
+    uint32_t addr;
+
+    state_get_bits(in, "config-address", CONF1_ADDR_MASK, &addr);
+    if (state_open(in, "host", PCI_DEV_STATE_COMPATIBLE, &host) == 0)
+        in->err = pci_dev_restore(&bus->host, &host);
+    else
+        in->err = host.err;
+    if (in->err)
+        return in->err;
+
+    pthread_mutex_lock(&bus->dev.lock);
+    bus->config_address = addr;
+    pthread_mutex_unlock(&bus->dev.lock);
+    for (unsigned slot = 0; slot < PCI_SLOTS; slot++) {
+        struct pci_dev *p = bus->slots[slot];
+        if (!p)
+            continue;
+        pthread_mutex_lock(&p->dev.lock);
+        bars_unmap(p);
+        pthread_mutex_unlock(&p->dev.lock);
+    }
+    return 0;
+}

@@ -2,6 +2,7 @@
 #include "petrel/rtc_cmos.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <string.h>
 #include <sys/timerfd.h>
 #include <time.h>
@@ -152,7 +153,7 @@ static unsigned dec_hour(uint8_t b, uint8_t v)
 }
 
 /* The guest's time now. */
-static struct rtc_cmos_ts rtc_now(struct rtc_cmos *rtc)
+static struct rtc_cmos_ts rtc_now(const struct rtc_cmos *rtc)
 {
     if (rtc->halted)
         return rtc->frozen;
@@ -686,4 +687,90 @@ bool rtc_cmos_nmi_masked(struct rtc_cmos *rtc)
     bool masked = rtc->nmi_masked;
     pthread_mutex_unlock(&rtc->dev.lock);
     return masked;
+}
+
+static void put_ts(struct state_out *out, const char *sec, const char *nsec, struct rtc_cmos_ts t)
+{
+    state_put_u64(out, sec, (uint64_t)t.sec);
+    state_put_u32(out, nsec, (uint32_t)t.nsec);
+}
+
+int rtc_cmos_save(const struct rtc_cmos *rtc, struct state_out *out)
+{
+    state_put_u32(out, "index", rtc->index);
+    state_put_bool(out, "nmi-masked", rtc->nmi_masked);
+    state_put_bytes(out, "cmos", rtc->cmos, sizeof(rtc->cmos));
+    state_put_u32(out, "flags", rtc->flags);
+    state_put_u32(out, "weekday-delta", rtc->wday_delta);
+    put_ts(out, "time-sec", "time-nsec", rtc_now(rtc));
+    put_ts(out, "offset-sec", "offset-nsec", rtc->offset);
+    put_ts(out, "synced-sec", "synced-nsec", rtc->synced);
+    return out->err;
+}
+
+/* A saved time (or offset) with nsec < 1e9 and sec within RTC_CMOS_STATE_MAX_SEC of 0. */
+static struct rtc_cmos_ts get_ts(struct state_in *in, const char *sec, const char *nsec)
+{
+    uint64_t s;
+    uint32_t ns;
+
+    state_get_u64(in, sec, &s);
+    state_get_u32(in, nsec, &ns);
+    if ((int64_t)s < -RTC_CMOS_STATE_MAX_SEC || (int64_t)s > RTC_CMOS_STATE_MAX_SEC)
+        state_invalid(in, "property '%s' is %" PRId64 " s, beyond the clock's range", sec,
+                      (int64_t)s);
+    if (ns >= NS_PER_SEC)
+        state_invalid(in, "property '%s' is %" PRIu32 ", not under 1e9", nsec, ns);
+    return in->err ? (struct rtc_cmos_ts){0, 0} : (struct rtc_cmos_ts){(int64_t)s, ns};
+}
+
+/* CMOS bytes the chip cannot hold: UIP stored in A (it is computed), anything in C or D. */
+static void check_cmos(struct state_in *in, const uint8_t *cmos)
+{
+    if (cmos[RTC_REG_A] & RTC_A_UIP)
+        state_invalid(in, "property 'cmos': register A %#x has UIP, which is read-only",
+                      cmos[RTC_REG_A]);
+    if (cmos[RTC_REG_C] || cmos[RTC_REG_D])
+        state_invalid(in, "property 'cmos': registers C and D are not stored (%#x, %#x)",
+                      cmos[RTC_REG_C], cmos[RTC_REG_D]);
+}
+
+int rtc_cmos_restore(struct rtc_cmos *rtc, struct state_in *in)
+{
+    uint32_t index, flags, wday_delta;
+    uint8_t cmos[RTC_CMOS_SIZE];
+    bool nmi_masked;
+
+    state_get_bits(in, "index", RTC_INDEX_MASK, &index);
+    state_get_bool(in, "nmi-masked", &nmi_masked);
+    state_get_bytes(in, "cmos", cmos, sizeof(cmos));
+    check_cmos(in, cmos);
+    state_get_bits(in, "flags", RTC_C_EVENTS, &flags);
+    state_get_u32(in, "weekday-delta", &wday_delta);
+    if (wday_delta >= 7)
+        state_invalid(in, "property 'weekday-delta' is %" PRIu32 ", not a day of the week",
+                      wday_delta);
+    struct rtc_cmos_ts time = get_ts(in, "time-sec", "time-nsec");
+    struct rtc_cmos_ts offset = get_ts(in, "offset-sec", "offset-nsec");
+    struct rtc_cmos_ts synced = get_ts(in, "synced-sec", "synced-nsec");
+    if (in->err)
+        return in->err;
+
+    pthread_mutex_lock(&rtc->dev.lock);
+    rtc->index = (uint8_t)index;
+    rtc->nmi_masked = nmi_masked;
+    memcpy(rtc->cmos, cmos, sizeof(cmos));
+    rtc->flags = (uint8_t)flags;
+    rtc->wday_delta = wday_delta;
+    rtc->halted = (cmos[RTC_REG_A] & RTC_A_DV_MASK) >> RTC_A_DV_SHIFT >= 3;
+    rtc->frozen = time;
+    rtc->offset = offset;
+    rtc->synced = synced;
+    /* As rtc_cmos_on_timer(): the events up to now, the line, and the timer for the next. */
+    struct rtc_cmos_ts now = rtc_now(rtc);
+    rtc_sync(rtc, now);
+    rtc_update_irq(rtc);
+    rtc_arm(rtc, now, true);
+    pthread_mutex_unlock(&rtc->dev.lock);
+    return 0;
 }

@@ -3,9 +3,21 @@
 
 #include <string.h>
 
+/* The bits uart8250_write() keeps in IER, FCR and MCR, and the sticky LSR errors. */
+#define UART_IER_BITS 0x0f
+#define UART_FCR_BITS 0xc9
+#define UART_MCR_BITS 0x1f
+#define UART_LSR_ERRS UART_LSR_OE
+
 static struct uart8250 *to_uart(struct device *dev)
 {
     return container_of(dev, struct uart8250, dev);
+}
+
+/* The receive FIFO's depth: one holding register while the FIFOs are off. */
+static unsigned uart8250_rx_depth(uint8_t fcr)
+{
+    return (fcr & UART_FCR_ENABLE) ? UART_FIFO_SIZE : 1;
 }
 
 static bool uart8250_tx_ready(struct uart8250 *u)
@@ -57,7 +69,7 @@ static uint8_t uart8250_msr(struct uart8250 *u)
 
 static void uart8250_rx_push(struct uart8250 *u, uint8_t byte)
 {
-    unsigned depth = (u->fcr & UART_FCR_ENABLE) ? UART_FIFO_SIZE : 1;
+    unsigned depth = uart8250_rx_depth(u->fcr);
 
     if (u->rx_len >= depth) {
         u->lsr_err |= UART_LSR_OE;
@@ -168,21 +180,21 @@ static void uart8250_write(struct device *dev, uint64_t offset, uint64_t value, 
             /* Enabling THRI with an empty transmitter raises it at once (Linux's start_tx). */
             if (!(u->ier & UART_IER_THRI) && (v & UART_IER_THRI))
                 u->thri_pending = uart8250_tx_ready(u);
-            u->ier = v & 0x0f;
+            u->ier = v & UART_IER_BITS;
         }
         break;
     case UART_FCR:
         /* Clearing, or switching the FIFOs on or off, empties them (as a 16550 does). */
         if ((v & UART_FCR_CLEAR_RX) || ((v ^ u->fcr) & UART_FCR_ENABLE))
             u->rx_head = u->rx_len = 0;
-        u->fcr = v & 0xc9;
+        u->fcr = v & UART_FCR_BITS;
         uart8250_notify_rx_room(u);
         break;
     case UART_LCR:
         u->lcr = v;
         break;
     case UART_MCR:
-        u->mcr = v & 0x1f;
+        u->mcr = v & UART_MCR_BITS;
         break;
     case UART_SCR:
         u->scr = v;
@@ -231,7 +243,7 @@ size_t uart8250_receive(struct uart8250 *u, const uint8_t *buf, size_t len)
     size_t n = 0;
 
     pthread_mutex_lock(&u->dev.lock);
-    unsigned depth = (u->fcr & UART_FCR_ENABLE) ? UART_FIFO_SIZE : 1;
+    unsigned depth = uart8250_rx_depth(u->fcr);
     while (n < len && u->rx_len < depth)
         uart8250_rx_push(u, buf[n++]);
     u->rx_wanted = n < len;
@@ -243,7 +255,7 @@ size_t uart8250_receive(struct uart8250 *u, const uint8_t *buf, size_t len)
 size_t uart8250_rx_room(struct uart8250 *u)
 {
     pthread_mutex_lock(&u->dev.lock);
-    unsigned depth = (u->fcr & UART_FCR_ENABLE) ? UART_FIFO_SIZE : 1;
+    unsigned depth = uart8250_rx_depth(u->fcr);
     size_t room = u->rx_len < depth ? depth - u->rx_len : 0;
     pthread_mutex_unlock(&u->dev.lock);
     return room;
@@ -260,4 +272,78 @@ void uart8250_tx_space(void *ctx)
         uart8250_update_irq(u);
     }
     pthread_mutex_unlock(&u->dev.lock);
+}
+
+int uart8250_save(const struct uart8250 *u, struct state_out *out)
+{
+    uint8_t rx[UART_FIFO_SIZE];
+
+    for (unsigned i = 0; i < u->rx_len; i++)
+        rx[i] = u->rx[(u->rx_head + i) % UART_FIFO_SIZE];
+    state_put_u32(out, "ier", u->ier);
+    state_put_u32(out, "lcr", u->lcr);
+    state_put_u32(out, "mcr", u->mcr);
+    state_put_u32(out, "fcr", u->fcr);
+    state_put_u32(out, "scr", u->scr);
+    state_put_u32(out, "dll", u->dll);
+    state_put_u32(out, "dlm", u->dlm);
+    state_put_u32(out, "lsr-errors", u->lsr_err);
+    state_put_u32(out, "msr", u->msr);
+    state_put_bool(out, "thri-pending", u->thri_pending);
+    state_put_bool(out, "tx-waiting", u->tx_waiting);
+    state_put_u32(out, "rx-count", u->rx_len);
+    state_put_bytes(out, "rx", rx, u->rx_len);
+    return out->err;
+}
+
+int uart8250_restore(struct uart8250 *u, struct state_in *in)
+{
+    uint32_t ier, mcr, fcr, lsr_err, count;
+    uint8_t lcr, scr, dll, dlm, msr, rx[UART_FIFO_SIZE];
+    bool thri_pending, tx_waiting;
+
+    state_get_bits(in, "ier", UART_IER_BITS, &ier);
+    state_get_u8(in, "lcr", &lcr);
+    state_get_bits(in, "mcr", UART_MCR_BITS, &mcr);
+    state_get_bits(in, "fcr", UART_FCR_BITS, &fcr);
+    state_get_u8(in, "scr", &scr);
+    state_get_u8(in, "dll", &dll);
+    state_get_u8(in, "dlm", &dlm);
+    state_get_bits(in, "lsr-errors", UART_LSR_ERRS, &lsr_err);
+    state_get_u8(in, "msr", &msr);
+    state_get_bool(in, "thri-pending", &thri_pending);
+    state_get_bool(in, "tx-waiting", &tx_waiting);
+    state_get_u32(in, "rx-count", &count);
+    if (count > uart8250_rx_depth((uint8_t)fcr)) {
+        state_invalid(in, "property 'rx-count' is %u, more than the receiver's %u bytes", count,
+                      uart8250_rx_depth((uint8_t)fcr));
+        count = 0;
+    }
+    state_get_bytes(in, "rx", rx, count);
+    if (in->err)
+        return in->err;
+
+    pthread_mutex_lock(&u->dev.lock);
+    u->ier = (uint8_t)ier;
+    u->lcr = lcr;
+    u->mcr = (uint8_t)mcr;
+    u->fcr = (uint8_t)fcr;
+    u->scr = scr;
+    u->dll = dll;
+    u->dlm = dlm;
+    u->lsr_err = (uint8_t)lsr_err;
+    u->msr = msr;
+    u->thri_pending = thri_pending;
+    u->tx_waiting = tx_waiting;
+    memcpy(u->rx, rx, count);
+    u->rx_head = 0;
+    u->rx_len = count;
+    /* A THRE that waited for the old console's room: this console may have room now. */
+    if (u->tx_waiting && uart8250_tx_ready(u)) {
+        u->tx_waiting = false;
+        u->thri_pending = true;
+    }
+    uart8250_update_irq(u);
+    pthread_mutex_unlock(&u->dev.lock);
+    return 0;
 }

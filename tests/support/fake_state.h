@@ -37,4 +37,28 @@ static inline struct state_in state_test_root(const void *buf, struct errbuf *eb
     return (struct state_in){.fdt = buf, .node = 0, .eb = eb};
 }
 
+/*
+ * A hostile edit of a finished tree: property prop of the node at path ("/com1")
+ * as a writable pointer, and its length in *len (NULL if absent).
+ */
+static inline void *state_test_prop(void *buf, const char *path, const char *prop, int *len)
+{
+    int off = fdt_path_offset(buf, path);
+    return off < 0 ? NULL : fdt_getprop_w(buf, off, prop, len);
+}
+
+/* Overwrites the u32 property prop of the node at path. 0 or a libfdt error. */
+static inline int state_test_set_u32(void *buf, const char *path, const char *prop, uint32_t v)
+{
+    int off = fdt_path_offset(buf, path);
+    return off < 0 ? off : fdt_setprop_inplace_u32(buf, off, prop, v);
+}
+
+/* Overwrites the u64 property prop of the node at path. 0 or a libfdt error. */
+static inline int state_test_set_u64(void *buf, const char *path, const char *prop, uint64_t v)
+{
+    int off = fdt_path_offset(buf, path);
+    return off < 0 ? off : fdt_setprop_inplace_u64(buf, off, prop, v);
+}
+
 #endif

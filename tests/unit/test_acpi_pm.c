@@ -1,4 +1,5 @@
 /* ACPI fixed hardware: PM1 status/enable and the SCI, sleep and reset, the PM timer. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +12,7 @@
 #include "petrel/acpi_pm.h"
 #include "petrel/platform.h"
 #include "fake_irq.h"
+#include "fake_state.h"
 
 struct fixture {
     struct acpi_pm pm;
@@ -195,6 +197,113 @@ static void test_random_access(void **state)
     assert_false(f->sci.level);
 }
 
+/* ---- save and restore ---- */
+
+static uint8_t tree[STATE_TEST_TREE];
+
+static void save_pm(struct state_out *out, void *ctx)
+{
+    state_begin(out, "acpi-pm", ACPI_PM_STATE_COMPATIBLE);
+    assert_int_equal(acpi_pm_save(ctx, out), 0);
+    state_end(out);
+}
+
+static int restore_pm(struct fixture *f, struct errbuf *eb)
+{
+    struct state_in root = state_test_root(tree, eb), in;
+    if (state_open(&root, "acpi-pm", ACPI_PM_STATE_COMPATIBLE, &in))
+        return in.err;
+    return acpi_pm_restore(&f->pm, &in);
+}
+
+static struct fixture *fixture_new(void)
+{
+    void *p = NULL;
+    assert_int_equal(setup(&p), 0);
+    return p;
+}
+
+static void fixture_free(struct fixture *f)
+{
+    void *p = f;
+    assert_int_equal(teardown(&p), 0);
+}
+
+/*
+ * A pending power button with its SCI, enables and a sleep type written: the
+ * restored registers read the same, the SCI is up, and the next accesses act
+ * the same. The PM timer goes on from the saved count in the new process,
+ * whose monotonic clock is elsewhere.
+ */
+static void test_save_restore_round_trip(void **state)
+{
+    struct fixture *f = *state;
+
+    wr(f, EN, PM1_PWRBTN_EN | PM1_GBL_EN | PM1_RTC_EN, 2);
+    wr(f, CNT, 1u << PM1_SLP_TYP_SHIFT | 0x6, 2);
+    assert_true(acpi_pm_power_button(&f->pm));
+    assert_true(f->sci.level);
+    fake_ns = 5000000000ull;
+    uint32_t saved_timer = (uint32_t)rd(f, PLAT_PM_TMR_PORT, 4);
+    assert_int_equal(state_test_write(tree, sizeof(tree), save_pm, &f->pm), 0);
+
+    fake_ns = 1000000000ull; /* the new host's clock is behind */
+    struct fixture *n = fixture_new();
+    struct errbuf eb = {0};
+    assert_int_equal(restore_pm(n, &eb), 0);
+    assert_true(n->sci.level);
+    assert_int_equal(n->sci.raises, 1);
+    assert_int_equal(rd(n, PLAT_PM_TMR_PORT, 4), saved_timer);
+    fake_ns += 1000000000ull;
+    assert_int_equal(rd(n, PLAT_PM_TMR_PORT, 4), saved_timer + ACPI_PM_TMR_HZ);
+    for (unsigned port = STS; port < STS + 6; port += 2)
+        assert_int_equal(rd(n, port, 2), rd(f, port, 2));
+
+    /* Acknowledge the button on both, press it again, then power off. */
+    wr(f, STS, PM1_PWRBTN_STS, 2);
+    wr(n, STS, PM1_PWRBTN_STS, 2);
+    assert_false(n->sci.level);
+    assert_int_equal(rd(n, STS, 2), rd(f, STS, 2));
+    assert_int_equal(acpi_pm_power_button(&n->pm), acpi_pm_power_button(&f->pm));
+    assert_true(n->sci.level);
+    wr(f, CNT, PLAT_SLP_TYP_S5 << PM1_SLP_TYP_SHIFT | PM1_SLP_EN, 2);
+    wr(n, CNT, PLAT_SLP_TYP_S5 << PM1_SLP_TYP_SHIFT | PM1_SLP_EN, 2);
+    assert_int_equal(n->poweroffs, 1);
+    assert_int_equal(f->poweroffs, 1);
+    fixture_free(n);
+}
+
+/* Saves f, applies one hostile edit, and checks the refusal names want. */
+static void expect_refused(struct fixture *f, const char *prop, uint32_t v, const char *want)
+{
+    assert_int_equal(state_test_write(tree, sizeof(tree), save_pm, &f->pm), 0);
+    assert_int_equal(state_test_set_u32(tree, "/acpi-pm", prop, v), 0);
+    struct fixture *n = fixture_new();
+    struct errbuf eb = {0};
+    assert_int_equal(restore_pm(n, &eb), -EINVAL);
+    assert_non_null(strstr(eb.msg, want));
+    /* Unchanged, and it works. */
+    assert_false(n->sci.level);
+    assert_int_equal(rd(n, STS, 2), 0);
+    assert_int_equal(rd(n, EN, 2), 0);
+    fake_ns = 1000000000ull;
+    assert_int_equal(rd(n, PLAT_PM_TMR_PORT, 4), ACPI_PM_TMR_HZ);
+    wr(n, EN, PM1_PWRBTN_EN, 2);
+    assert_true(acpi_pm_power_button(&n->pm));
+    assert_true(n->sci.level);
+    fixture_free(n);
+}
+
+static void test_restore_refuses_hostile(void **state)
+{
+    struct fixture *f = *state;
+    wr(f, EN, PM1_PWRBTN_EN, 2);
+    expect_refused(f, "pm1-status", PM1_TMR_STS, "'pm1-status' is 0x1");
+    expect_refused(f, "pm1-enable", 0x8000, "'pm1-enable'");
+    expect_refused(f, "pm1-control", PM1_SLP_EN, "'pm1-control' is 0x2000");
+    expect_refused(f, "pm1-control", 0x10000, "'pm1-control'");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -203,6 +312,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reset_register, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pm_timer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_random_access, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_save_restore_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restore_refuses_hostile, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -17,6 +17,7 @@
 
 #include "petrel/pci.h"
 #include "petrel/platform.h"
+#include "fake_state.h"
 
 #define CONF_ADDR 0xcf8
 #define CONF_DATA 0xcfc
@@ -949,6 +950,298 @@ static void reset_restores_firmware_state(void **state)
     assert_int_equal(fx->f1.nlog, 3);
 }
 
+/* ---- save and restore ---- */
+
+static uint8_t tree[STATE_TEST_TREE];
+
+/* The PCI part of a machine's state: the bus, then each function in a node of its own. */
+static void save_pci(struct state_out *out, void *ctx)
+{
+    struct fixture *fx = ctx;
+    state_begin(out, "pci", PCI_BUS_STATE_COMPATIBLE);
+    assert_int_equal(pci_bus_save(&fx->pci, out), 0);
+    state_end(out);
+    state_begin(out, "f1", PCI_DEV_STATE_COMPATIBLE);
+    assert_int_equal(pci_dev_save(&fx->f1.pci, out), 0);
+    state_end(out);
+    if (fx->f2.pci.dev.ops) {
+        state_begin(out, "f2", PCI_DEV_STATE_COMPATIBLE);
+        assert_int_equal(pci_dev_save(&fx->f2.pci, out), 0);
+        state_end(out);
+    }
+}
+
+static int restore_node(struct fixture *fx, const char *name, struct errbuf *eb)
+{
+    struct state_in root = state_test_root(tree, eb), in;
+    bool bus = !strcmp(name, "pci");
+    struct pci_dev *p = !strcmp(name, "f1") ? &fx->f1.pci : &fx->f2.pci;
+
+    if (state_open(&root, name, bus ? PCI_BUS_STATE_COMPATIBLE : PCI_DEV_STATE_COMPATIBLE, &in))
+        return in.err;
+    return bus ? pci_bus_restore(&fx->pci, &in) : pci_dev_restore(p, &in);
+}
+
+/* The bus first, then the functions, as a VM restores them. */
+static int restore_pci(struct fixture *fx, struct errbuf *eb)
+{
+    int ret = restore_node(fx, "pci", eb);
+    if (!ret)
+        ret = restore_node(fx, "f1", eb);
+    if (!ret && fx->f2.pci.dev.ops)
+        ret = restore_node(fx, "f2", eb);
+    return ret;
+}
+
+/* A new machine with f1 in slot 1 (and f2 in slot 2 if with_f2), set up as the old one was. */
+static struct fixture *fixture_new(bool with_f2)
+{
+    void *p = NULL;
+    assert_int_equal(setup(&p), 0);
+    struct fixture *fx = p;
+    if (with_f2) {
+        fake_init(&fx->f2);
+        assert_int_equal(pci_bus_add(&fx->pci, &fx->f2.pci, 2), 0);
+    }
+    return fx;
+}
+
+static void fixture_free(struct fixture *fx)
+{
+    void *p = fx;
+    assert_int_equal(teardown(&p), 0);
+}
+
+/* Every configuration dword of slot, and CONFIG_ADDRESS, read the same on both machines. */
+static void same_config(struct fixture *a, struct fixture *b, unsigned slot)
+{
+    uint32_t addr = in(a, CONF_ADDR, 4);
+    assert_int_equal(in(b, CONF_ADDR, 4), addr);
+    for (unsigned reg = 0; reg < PCI_CFG_SIZE; reg += 4)
+        assert_int_equal(cfg_rd(b, slot, reg, 4), cfg_rd(a, slot, reg, 4));
+    out(a, CONF_ADDR, addr, 4);
+    out(b, CONF_ADDR, addr, 4);
+}
+
+/* f1's MSI-X table and PBA, read the same on both (BAR 2 is where it started on both). */
+static void same_msix(struct fixture *a, struct fixture *b)
+{
+    for (unsigned v = 0; v < FAKE_VECTORS; v++)
+        for (unsigned field = 0; field < PCI_MSIX_ENTRY_SIZE; field += 4)
+            assert_int_equal(mmio_rd_ok(b, table(v, field), 4), mmio_rd_ok(a, table(v, field), 4));
+    for (unsigned q = 0; q < 2; q++)
+        assert_int_equal(mmio_rd_ok(b, FAKE1_BAR2 + FAKE_PBA_OFF + 8 * q, 8),
+                         mmio_rd_ok(a, FAKE1_BAR2 + FAKE_PBA_OFF + 8 * q, 8));
+}
+
+/* The last callback f got. */
+static const struct ev *last_ev(const struct fake *f)
+{
+    assert_true(f->nlog > 0);
+    return &f->log[f->nlog - 1];
+}
+
+/*
+ * A function the guest re-programmed: BAR 0 moved, bus mastering on, its
+ * capability's writable bytes, the OS's scratch bytes, MSI-X enabled with one
+ * vector unmasked and one masked with its interrupt pending; CONFIG_ADDRESS
+ * left pointing at it. The restored machine reads the same through the ports
+ * and the BARs, told the owner what it must know (where BAR 0 is, MSI-X on,
+ * vector 66's route), and behaves the same on the next accesses.
+ */
+static void save_restore_round_trip(void **state)
+{
+    struct fixture *fx = *state;
+
+    cfg_wr(fx, 1, PCI_BASE_ADDRESS_0, 0xd0000000, 4);
+    cfg_wr(fx, 1, PCI_COMMAND, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER, 2);
+    cfg_wr(fx, 1, PCI_CACHE_LINE_SIZE, 0x10, 1);
+    cfg_wr(fx, 1, PCI_INTERRUPT_LINE, 0x0b, 1);
+    cfg_wr(fx, 1, (unsigned)vndr_cap_offset + 4, 0xa5a5a5a5, 4);
+    cfg_wr(fx, 0, PCI_COMMAND, PCI_COMMAND_MASTER, 2); /* the host bridge */
+    msix_set_control(fx, PCI_MSIX_FLAGS_ENABLE);
+    program(fx, 3, 0xfee00000, 0x33);
+    program(fx, 66, 0xfee01000, 0x66);
+    unmask(fx, 66, false);
+    assert_int_equal(pci_msix_fire(&fx->f1.pci, 3), PCI_MSIX_PENDING);
+    out(fx, CONF_ADDR, conf1(1, PCI_COMMAND), 4);
+
+    assert_int_equal(state_test_write(tree, sizeof(tree), save_pci, fx), 0);
+    struct fixture *n = fixture_new(false);
+    clear_log(&n->f1);
+    struct errbuf eb = {0};
+    assert_int_equal(restore_pci(n, &eb), 0);
+    assert_int_equal(n->warnings, 0);
+
+    /* The owner heard: BAR 0 and BAR 2 off the bus (the bus's restore), back on where the
+     * registers say, then MSI-X on and the programmed vectors: 3 masked, 66 not. */
+    assert_int_equal(n->f1.nlog, 7);
+    assert_moved(&n->f1.log[0], 0, FAKE1_BAR0, PCI_BAR_UNMAPPED);
+    assert_moved(&n->f1.log[1], 2, FAKE1_BAR2, PCI_BAR_UNMAPPED);
+    assert_moved(&n->f1.log[2], 0, PCI_BAR_UNMAPPED, 0xd0000000);
+    assert_moved(&n->f1.log[3], 2, PCI_BAR_UNMAPPED, FAKE1_BAR2);
+    assert_int_equal(n->f1.log[4].type, EV_CONTROL);
+    assert_true(n->f1.log[4].x);
+    assert_false(n->f1.log[4].y);
+    assert_vector_ev(&n->f1.log[5], 3, 0xfee00000, 0x33, true);
+    assert_vector_ev(&n->f1.log[6], 66, 0xfee01000, 0x66, false);
+
+    /* CONFIG_DATA reaches the register CONFIG_ADDRESS was left at. */
+    assert_int_equal(in(n, CONF_DATA, 2), PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
+    same_config(fx, n, 0);
+    same_config(fx, n, 1);
+    same_msix(fx, n);
+    uint64_t v;
+    assert_int_equal(mmio_rd(n, FAKE1_BAR0, 4, &v), -ENOENT);
+    assert_int_equal(mmio_rd_ok(n, 0xd0000000 + 8, 4), mmio_rd_ok(fx, 0xd0000000 + 8, 4));
+    assert_int_equal(n->f1.last_offset, 8);
+
+    /* The next accesses: 66 is sent, 3 stays pending until unmasked, then is delivered. */
+    assert_int_equal(pci_msix_fire(&n->f1.pci, 66), pci_msix_fire(&fx->f1.pci, 66));
+    assert_int_equal(last_ev(&n->f1)->type, EV_SIGNAL);
+    assert_int_equal(last_ev(&n->f1)->n, 66);
+    assert_true(pci_msix_pending(&n->f1.pci, 3));
+    clear_log(&n->f1);
+    unmask(n, 3, false);
+    unmask(fx, 3, false);
+    assert_int_equal(n->f1.nlog, 2);
+    assert_vector_ev(&n->f1.log[0], 3, 0xfee00000, 0x33, false);
+    assert_int_equal(n->f1.log[1].type, EV_SIGNAL);
+    assert_int_equal(n->f1.log[1].n, 3);
+    same_msix(fx, n);
+    /* The guest moves BAR 0 again on both. */
+    cfg_wr(fx, 1, PCI_BASE_ADDRESS_0, 0xd0004000, 4);
+    cfg_wr(n, 1, PCI_BASE_ADDRESS_0, 0xd0004000, 4);
+    assert_moved(last_ev(&n->f1), 0, 0xd0000000, 0xd0004000);
+    assert_int_equal(mmio_rd_ok(n, 0xd0004000, 4), mmio_rd_ok(fx, 0xd0004000, 4));
+    fixture_free(n);
+}
+
+/*
+ * The guest swapped two functions' BAR 0s. In the new process each starts at
+ * its old place, which the other must take: restoring the bus first clears
+ * the way, so both decode, each where the guest put it, with no conflict.
+ */
+static void restore_swapped_bars(void **state)
+{
+    struct fixture *fx = *state;
+
+    fake_init(&fx->f2);
+    assert_int_equal(pci_bus_add(&fx->pci, &fx->f2.pci, 2), 0);
+    uint64_t f2_bar0 = pci_bar_addr(&fx->f2.pci, 0);
+    cfg_wr(fx, 1, PCI_BASE_ADDRESS_0, 0xd0000000, 4);
+    cfg_wr(fx, 2, PCI_BASE_ADDRESS_0, (uint32_t)FAKE1_BAR0, 4);
+    cfg_wr(fx, 1, PCI_BASE_ADDRESS_0, (uint32_t)f2_bar0, 4);
+    assert_int_equal(fx->warnings, 0);
+
+    assert_int_equal(state_test_write(tree, sizeof(tree), save_pci, fx), 0);
+    struct fixture *n = fixture_new(true);
+    assert_int_equal(pci_bar_addr(&n->f2.pci, 0), f2_bar0);
+    struct errbuf eb = {0};
+    assert_int_equal(restore_pci(n, &eb), 0);
+    assert_int_equal(n->warnings, 0);
+    same_config(fx, n, 1);
+    same_config(fx, n, 2);
+    mmio_rd_ok(n, f2_bar0, 4);
+    assert_int_equal(n->f1.bar_reads, 1);
+    mmio_rd_ok(n, FAKE1_BAR0, 4);
+    assert_int_equal(n->f2.bar_reads, 1);
+    fixture_free(n);
+}
+
+/* Saves fx, lets edit() spoil the tree, and expects node to be refused naming want. */
+static void expect_refused(struct fixture *fx, const char *node, void (*edit)(void),
+                           const char *want)
+{
+    assert_int_equal(state_test_write(tree, sizeof(tree), save_pci, fx), 0);
+    edit();
+    struct fixture *n = fixture_new(false);
+    clear_log(&n->f1);
+    struct errbuf eb = {0};
+    assert_int_equal(restore_node(n, node, &eb), -EINVAL);
+    if (!strstr(eb.msg, want))
+        fail_msg("refusal '%s' does not name %s", eb.msg, want);
+    /* Nothing changed, nothing was reported, and the machine works. */
+    assert_int_equal(n->f1.nlog, 0);
+    assert_int_equal(in(n, CONF_ADDR, 4), 0);
+    assert_int_equal(cfg_rd(n, 0, PCI_COMMAND, 2), 0);
+    assert_int_equal(cfg_rd(n, 1, PCI_BASE_ADDRESS_0, 4), FAKE1_BAR0);
+    assert_int_equal(cfg_rd(n, 1, msix_cap_offset + PCI_MSIX_FLAGS, 2), FAKE_VECTORS - 1);
+    assert_int_equal(mmio_rd_ok(n, table(5, PCI_MSIX_ENTRY_VECTOR_CTRL), 4), 1);
+    assert_int_equal(mmio_rd_ok(n, FAKE1_BAR0 + 4, 4), 0xab000004);
+    msix_set_control(n, PCI_MSIX_FLAGS_ENABLE);
+    assert_int_equal(pci_msix_fire(&n->f1.pci, 5), PCI_MSIX_PENDING);
+    fixture_free(n);
+}
+
+static uint8_t *config_prop(const char *path)
+{
+    int len = 0;
+    uint8_t *cfg = state_test_prop(tree, path, "config", &len);
+    assert_non_null(cfg);
+    assert_int_equal(len, PCI_CFG_SIZE);
+    return cfg;
+}
+
+static void set_vendor(void)
+{
+    config_prop("/f1")[PCI_VENDOR_ID] = 0x42;
+}
+static void set_bar_type(void)
+{
+    config_prop("/f1")[PCI_BASE_ADDRESS_0] |= PCI_BASE_ADDRESS_MEM_PREFETCH;
+}
+static void set_msix_qsize(void)
+{
+    config_prop("/f1")[msix_cap_offset + PCI_MSIX_FLAGS] = 0x7f;
+}
+static void set_host_class(void)
+{
+    config_prop("/pci/host")[PCI_CLASS_DEVICE] = 0x80;
+}
+static void set_table_ctrl(void)
+{
+    int len = 0;
+    uint8_t *t = state_test_prop(tree, "/f1", "msix-table", &len);
+    assert_int_equal(len, FAKE_VECTORS * PCI_MSIX_ENTRY_SIZE);
+    t[5 * PCI_MSIX_ENTRY_SIZE + PCI_MSIX_ENTRY_VECTOR_CTRL + 3] |= 2; /* big-endian cell */
+}
+static void set_pending_past_end(void)
+{
+    int len = 0;
+    uint8_t *p = state_test_prop(tree, "/f1", "msix-pending", &len);
+    assert_int_equal(len, 12);
+    p[11] |= 1 << (FAKE_VECTORS % 32); /* vector 70 */
+}
+static void set_config_address(void)
+{
+    assert_int_equal(state_test_set_u32(tree, "/pci", "config-address", 0x80000001), 0);
+}
+static void drop_pending(void)
+{
+    assert_int_equal(fdt_nop_property(tree, fdt_path_offset(tree, "/f1"), "msix-pending"), 0);
+}
+
+static void restore_refuses_hostile(void **state)
+{
+    struct fixture *fx = *state;
+    cfg_wr(fx, 1, PCI_BASE_ADDRESS_0, 0xd0000000, 4);
+    msix_set_control(fx, PCI_MSIX_FLAGS_ENABLE);
+    out(fx, CONF_ADDR, conf1(1, 0), 4);
+
+    /* Another function's identity, BAR type or MSI-X size: read-only bits that differ. */
+    expect_refused(fx, "f1", set_vendor,
+                   "'config': byte 0 is 0x42, but its read-only bits are 0xf4");
+    expect_refused(fx, "f1", set_bar_type, "'config': byte 0x10");
+    expect_refused(fx, "f1", set_msix_qsize, "'config': byte 0x4a");
+    expect_refused(fx, "pci", set_host_class, "state node 'host': property 'config': byte 0xa");
+    /* MSI-X bits no table entry holds, a pending bit for a vector that does not exist. */
+    expect_refused(fx, "f1", set_table_ctrl, "'msix-table': vector 5 dword 3 is 0x3");
+    expect_refused(fx, "f1", set_pending_past_end, "'msix-pending' has bits past vector 69");
+    expect_refused(fx, "f1", drop_pending, "no property 'msix-pending'");
+    expect_refused(fx, "pci", set_config_address, "'config-address' is 0x80000001");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -970,6 +1263,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(msix_enable_and_function_mask, setup, teardown),
         cmocka_unit_test_setup_teardown(msix_vector_mask_and_pba, setup, teardown),
         cmocka_unit_test_setup_teardown(reset_restores_firmware_state, setup, teardown),
+        cmocka_unit_test_setup_teardown(save_restore_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(restore_swapped_bars, setup, teardown),
+        cmocka_unit_test_setup_teardown(restore_refuses_hostile, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

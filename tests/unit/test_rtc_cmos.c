@@ -1,5 +1,6 @@
 /* CMOS RTC: the time in every mode against a fake host clock, setting it, UIP, the
  * interrupts and register C, the timer, the NMI mask and CMOS RAM. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +14,7 @@
 
 #include "petrel/rtc_cmos.h"
 #include "fake_irq.h"
+#include "fake_state.h"
 
 #define NS  1000000000LL
 #define MS  1000000LL
@@ -705,6 +707,281 @@ static void two_devices_are_independent(void **state)
     assert_int_equal(rd(f, 0x60), 0x11);
 }
 
+/* ---- save and restore ---- */
+
+static uint8_t tree[STATE_TEST_TREE];
+
+static void save_rtc(struct state_out *out, void *ctx)
+{
+    state_begin(out, "rtc", RTC_CMOS_STATE_COMPATIBLE);
+    assert_int_equal(rtc_cmos_save(ctx, out), 0);
+    state_end(out);
+}
+
+static int restore_rtc(struct fixture *f, struct errbuf *eb)
+{
+    struct state_in root = state_test_root(tree, eb), in;
+    if (state_open(&root, "rtc", RTC_CMOS_STATE_COMPATIBLE, &in))
+        return in.err;
+    return rtc_cmos_restore(&f->rtc, &in);
+}
+
+/* A device in a new process: its own clocks, at realtime and monotonic. */
+static struct fixture *fixture_new(int64_t realtime, int64_t monotonic)
+{
+    void *p = NULL;
+    assert_int_equal(setup(&p), 0);
+    struct fixture *f = p;
+    f->realtime = realtime;
+    f->monotonic = monotonic;
+    return f;
+}
+
+static void fixture_free(struct fixture *f)
+{
+    void *p = f;
+    assert_int_equal(teardown(&p), 0);
+}
+
+/* Reads register reg on both devices: the same value and the same line. */
+static void same_rd(struct fixture *a, struct fixture *b, uint8_t reg)
+{
+    assert_int_equal(rd(a, reg), rd(b, reg));
+    assert_int_equal(a->irq.level, b->irq.level);
+}
+
+/* The time and date registers, read on both. */
+static void same_time(struct fixture *a, struct fixture *b)
+{
+    static const uint8_t regs[] = {RTC_SECONDS,      RTC_MINUTES, RTC_HOURS, RTC_DAY_OF_WEEK,
+                                   RTC_DAY_OF_MONTH, RTC_MONTH,   RTC_YEAR,  RTC_CENTURY};
+    for (unsigned i = 0; i < ARRAY_SIZE(regs); i++)
+        same_rd(a, b, regs[i]);
+}
+
+/* Sets 2031-03-14 15:09:26, a Saturday by the guest's say, as Linux does (SET, divider reset). */
+static void set_guest_time(struct fixture *f)
+{
+    wr(f, RTC_REG_B, BCD | RTC_B_SET);
+    wr(f, RTC_REG_A, 0x70);
+    wr(f, RTC_SECONDS, 0x26);
+    wr(f, RTC_MINUTES, 0x09);
+    wr(f, RTC_HOURS, 0x15);
+    wr(f, RTC_DAY_OF_WEEK, 7);
+    wr(f, RTC_DAY_OF_MONTH, 0x14);
+    wr(f, RTC_MONTH, 0x03);
+    wr(f, RTC_YEAR, 0x31);
+    wr(f, RTC_CENTURY, 0x20);
+    wr(f, RTC_REG_B, BCD);
+}
+
+/*
+ * A guest clock set apart from the host's, an alarm, 2 Hz periodic flags, the
+ * update interrupt delivered and not yet acknowledged (the line held), CMOS
+ * RAM, an index with NMIs masked. Restored in a process whose monotonic clock
+ * is elsewhere, it reads the same and the next interrupts come at the same
+ * guest times.
+ */
+static void save_restore_round_trip(void **state)
+{
+    struct fixture *f = *state;
+
+    set_guest_time(f);
+    wr(f, RTC_REG_A, 0x20 | 15);
+    advance(f, 300 * MS);
+    wr(f, 0x50, 0x77);
+    wr(f, RTC_HOURS_ALARM, RTC_ALARM_DONTCARE);
+    wr(f, RTC_MINUTES_ALARM, RTC_ALARM_DONTCARE);
+    wr(f, RTC_SECONDS_ALARM, 0x28);
+    rd(f, RTC_REG_C);
+    wr(f, RTC_REG_B, BCD | RTC_B_UIE | RTC_B_AIE);
+    fire(f);
+    assert_true(f->irq.level);
+    outb(f, RTC_CMOS_INDEX_PORT, RTC_INDEX_NMI_MASK | 0x50);
+
+    assert_int_equal(state_test_write(tree, sizeof(tree), save_rtc, &f->rtc), 0);
+    struct fixture *n = fixture_new(f->realtime, 77 * NS);
+    struct errbuf eb = {0};
+    assert_int_equal(restore_rtc(n, &eb), 0);
+    assert_true(n->irq.level);
+    assert_int_equal(n->irq.raises, 1);
+    assert_true(rtc_cmos_nmi_masked(&n->rtc));
+    assert_int_equal(inb(n, RTC_CMOS_DATA_PORT), inb(f, RTC_CMOS_DATA_PORT)); /* index 0x50 */
+    assert_int_equal(inb(n, RTC_CMOS_DATA_PORT), 0x77);
+    assert_disarmed(n); /* the line is held: no timer until C is read */
+
+    same_time(f, n);
+    static const uint8_t regs[] = {RTC_REG_A,         RTC_REG_B,         RTC_REG_D,
+                                   RTC_SECONDS_ALARM, RTC_MINUTES_ALARM, RTC_HOURS_ALARM,
+                                   CMOS_EQUIPMENT,    CMOS_CHECKSUM_LO};
+    for (unsigned i = 0; i < ARRAY_SIZE(regs); i++)
+        same_rd(f, n, regs[i]);
+    /* The next accesses: C acknowledges, then the same events at the same guest times. */
+    same_rd(f, n, RTC_REG_C);
+    assert_false(n->irq.level);
+    for (unsigned i = 0; i < 4; i++) {
+        assert_int_equal(timer_in(n), timer_in(f));
+        fire(f);
+        fire(n);
+        assert_int_equal(n->irq.level, f->irq.level);
+        same_time(f, n);
+        same_rd(f, n, RTC_REG_C);
+    }
+    fixture_free(n);
+
+    /* Saved with the line low and the timer armed: restored, it is armed for the same event. */
+    assert_false(f->irq.level);
+    assert_int_equal(state_test_write(tree, sizeof(tree), save_rtc, &f->rtc), 0);
+    n = fixture_new(f->realtime, 5 * NS);
+    assert_int_equal(restore_rtc(n, &eb), 0);
+    assert_false(n->irq.level);
+    assert_true(timerfd_armed(n));
+    assert_int_equal(timer_in(n), timer_in(f));
+    fire(n);
+    assert_true(n->irq.level);
+    fixture_free(n);
+}
+
+/* A divider held in reset keeps the restored time; started again, both run alike. */
+static void restore_stopped_divider(void **state)
+{
+    struct fixture *f = *state;
+
+    wr(f, RTC_REG_A, 0x70);
+    wr(f, RTC_REG_B, BCD | RTC_B_SET);
+    wr(f, RTC_MINUTES, 0x42);
+    wr(f, RTC_REG_B, BCD);
+    assert_int_equal(state_test_write(tree, sizeof(tree), save_rtc, &f->rtc), 0);
+    struct fixture *n = fixture_new(f->realtime + 100 * NS, 5 * NS);
+    struct errbuf eb = {0};
+    assert_int_equal(restore_rtc(n, &eb), 0);
+    assert_time(n, 0x20, 0x26, 0x11, 0x25, 0x23, 0x42, 0x58);
+    same_time(f, n);
+    wr(f, RTC_REG_A, 0x26);
+    wr(n, RTC_REG_A, 0x26);
+    advance(f, 500 * MS);
+    advance(n, 500 * MS);
+    assert_time(n, 0x20, 0x26, 0x11, 0x25, 0x23, 0x42, 0x59);
+    same_time(f, n);
+    fixture_free(n);
+}
+
+/*
+ * The snapshot was away for a minute: the guest's clock has caught up with the
+ * host's, and the alarm that fell in the gap is flagged with IRQ 8 raised at
+ * once, as on the original device whose timer fired in that minute.
+ */
+static void restore_catches_up_with_host_time(void **state)
+{
+    struct fixture *f = *state;
+
+    wr(f, RTC_HOURS_ALARM, 0x00);
+    wr(f, RTC_MINUTES_ALARM, 0x00);
+    wr(f, RTC_SECONDS_ALARM, 0x03); /* 5 s from now */
+    rd(f, RTC_REG_C);
+    wr(f, RTC_REG_B, BCD | RTC_B_AIE);
+    assert_int_equal(timer_in(f), 5 * NS);
+    assert_int_equal(state_test_write(tree, sizeof(tree), save_rtc, &f->rtc), 0);
+
+    struct fixture *n = fixture_new(f->realtime + 60 * NS, 3 * NS);
+    struct errbuf eb = {0};
+    assert_int_equal(restore_rtc(n, &eb), 0);
+    assert_true(n->irq.level);
+    assert_time(n, 0x20, 0x26, 0x11, 0x26, 0x00, 0x00, 0x58);
+    advance(f, 60 * NS);
+    rtc_cmos_on_timer(&f->rtc);
+    assert_true(f->irq.level);
+    same_time(f, n);
+    assert_int_equal(rd(n, RTC_REG_C) & ~RTC_C_PF, RTC_C_IRQF | RTC_C_AF | RTC_C_UF);
+    assert_int_equal(rd(f, RTC_REG_C) & ~RTC_C_PF, RTC_C_IRQF | RTC_C_AF | RTC_C_UF);
+    assert_int_equal(timer_in(n), 24 * 3600 * NS - 55 * NS); /* tomorrow's 00:00:03 */
+    fixture_free(n);
+}
+
+/* Restores the saved tree edited by edit(), expecting a refusal that names want. */
+static void expect_refused(struct fixture *f, void (*edit)(void), const char *want)
+{
+    assert_int_equal(state_test_write(tree, sizeof(tree), save_rtc, &f->rtc), 0);
+    edit();
+    struct fixture *n = fixture_new(f->realtime, 5 * NS);
+    struct errbuf eb = {0};
+    assert_int_equal(restore_rtc(n, &eb), -EINVAL);
+    if (!strstr(eb.msg, want))
+        fail_msg("refusal '%s' does not name %s", eb.msg, want);
+    /* Still the device rtc_cmos_init() made, and it works. */
+    assert_false(n->irq.level);
+    assert_false(rtc_cmos_nmi_masked(&n->rtc));
+    assert_int_equal(rd(n, RTC_REG_A), RTC_A_DEFAULT);
+    assert_int_equal(rd(n, RTC_REG_B), RTC_B_DEFAULT);
+    assert_time(n, 0x20, 0x26, 0x11, 0x25, 0x23, 0x59, 0x58);
+    wr(n, RTC_REG_B, BCD | RTC_B_UIE);
+    fire(n);
+    assert_true(n->irq.level);
+    fixture_free(n);
+}
+
+static uint8_t *cmos_prop(void)
+{
+    int len = 0;
+    uint8_t *cmos = state_test_prop(tree, "/rtc", "cmos", &len);
+    assert_non_null(cmos);
+    assert_int_equal(len, RTC_CMOS_SIZE);
+    return cmos;
+}
+
+static void set_index_0x80(void)
+{
+    assert_int_equal(state_test_set_u32(tree, "/rtc", "index", 0x80), 0);
+}
+static void set_flags_irqf(void)
+{
+    assert_int_equal(state_test_set_u32(tree, "/rtc", "flags", RTC_C_IRQF), 0);
+}
+static void set_weekday_7(void)
+{
+    assert_int_equal(state_test_set_u32(tree, "/rtc", "weekday-delta", 7), 0);
+}
+static void set_nsec_1e9(void)
+{
+    assert_int_equal(state_test_set_u32(tree, "/rtc", "time-nsec", NS), 0);
+}
+static void set_offset_huge(void)
+{
+    assert_int_equal(state_test_set_u64(tree, "/rtc", "offset-sec", 1ULL << 62), 0);
+}
+static void set_synced_negative(void)
+{
+    assert_int_equal(state_test_set_u64(tree, "/rtc", "synced-sec", (uint64_t)INT64_MIN), 0);
+}
+static void set_uip(void)
+{
+    cmos_prop()[RTC_REG_A] |= RTC_A_UIP;
+}
+static void set_reg_c(void)
+{
+    cmos_prop()[RTC_REG_C] = RTC_C_IRQF;
+}
+static void set_nmi_2(void)
+{
+    assert_int_equal(state_test_set_u32(tree, "/rtc", "nmi-masked", 2), 0);
+}
+
+static void restore_refuses_hostile(void **state)
+{
+    struct fixture *f = *state;
+    wr(f, RTC_REG_B, BCD | RTC_B_UIE);
+
+    expect_refused(f, set_index_0x80, "'index' is 0x80");
+    expect_refused(f, set_flags_irqf, "'flags' is 0x80");
+    expect_refused(f, set_weekday_7, "'weekday-delta' is 7");
+    expect_refused(f, set_nsec_1e9, "'time-nsec' is 1000000000");
+    expect_refused(f, set_offset_huge, "'offset-sec'");
+    expect_refused(f, set_synced_negative, "'synced-sec'");
+    expect_refused(f, set_uip, "'cmos': register A 0xa6 has UIP");
+    expect_refused(f, set_reg_c, "'cmos': registers C and D");
+    expect_refused(f, set_nmi_2, "'nmi-masked'");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -729,6 +1006,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(reset_clears_enables_and_flags, setup, teardown),
         cmocka_unit_test_setup_teardown(host_clock_step_back, setup, teardown),
         cmocka_unit_test_setup_teardown(two_devices_are_independent, setup, teardown),
+        cmocka_unit_test_setup_teardown(save_restore_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(restore_stopped_divider, setup, teardown),
+        cmocka_unit_test_setup_teardown(restore_catches_up_with_host_time, setup, teardown),
+        cmocka_unit_test_setup_teardown(restore_refuses_hostile, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

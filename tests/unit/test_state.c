@@ -23,6 +23,7 @@ static void fill_all(struct state_out *out, void *ctx)
     state_put_bytes(out, "d", bytes, sizeof(bytes));
     state_put_u32(out, "small", 0xff);
     state_put_u32(out, "big", 0x10000);
+    state_put_u32_array(out, "cells", (const uint32_t[]){0xfee00000, 0, 0x4021}, 3);
     state_end(out);
 }
 
@@ -51,6 +52,22 @@ static void test_round_trip(void **unused)
     assert_memory_equal(d, ((uint8_t[]){1, 2, 3, 4, 5}), 5);
     assert_int_equal(small, 0xff);
     assert_int_equal(small16, 0xff);
+
+    uint32_t cells[3];
+    state_get_u32_array(&in, "cells", cells, 3);
+    assert_int_equal(in.err, 0);
+    assert_int_equal(cells[0], 0xfee00000);
+    assert_int_equal(cells[1], 0);
+    assert_int_equal(cells[2], 0x4021);
+    /* Stored as big-endian cells, as dtc shows them. */
+    int len;
+    const uint8_t *raw = fdt_getprop(tree, in.node, "cells", &len);
+    assert_int_equal(len, 12);
+    assert_memory_equal(raw, ((uint8_t[]){0xfe, 0xe0, 0, 0}), 4);
+    state_get_u32_array(&in, "cells", cells, 2);
+    assert_int_equal(in.err, -EINVAL);
+    assert_int_equal(cells[0], 0);
+    assert_non_null(strstr(eb.msg, "property 'cells' has 12 bytes, not 8"));
 }
 
 static void test_missing_and_wrong_size(void **unused)
@@ -97,6 +114,16 @@ static void test_bounds(void **unused)
     assert_int_equal(in.err, -EINVAL);
     assert_false(b);
 
+    uint32_t bits = 7;
+    assert_int_equal(state_open(&root, "dev", "petrel,test-v1", &in), 0);
+    state_get_bits(&in, "small", 0xff, &bits);
+    assert_int_equal(in.err, 0);
+    assert_int_equal(bits, 0xff);
+    state_get_bits(&in, "small", 0x0f, &bits);
+    assert_int_equal(in.err, -EINVAL);
+    assert_int_equal(bits, 0);
+    assert_non_null(strstr(eb.msg, "'small' is 0xff, with bits 0xf0 the register does not hold"));
+
     assert_int_equal(state_open(&root, "dev", "petrel,test-v1", &in), 0);
     assert_int_equal(state_invalid(&in, "index %u out of range", 9u), -EINVAL);
     assert_non_null(strstr(eb.msg, "state node 'dev': index 9 out of range"));
@@ -120,6 +147,32 @@ static void test_open_refuses(void **unused)
     assert_non_null(strstr(eb.msg, "is not 'petrel,test-v2' (compatible: petrel,test-v1)"));
 }
 
+/* u64s at either 4-byte alignment: a tree's cells are not 8-byte aligned (UBSan checks). */
+static void fill_u64s(struct state_out *out, void *ctx)
+{
+    (void)ctx;
+    state_begin(out, "dev", "petrel,test-v1");
+    state_put_u64(out, "x", 0x1122334455667788ULL);
+    state_put_u32(out, "pad", 0);
+    state_put_u64(out, "y", 0x8877665544332211ULL);
+    state_end(out);
+}
+
+static void test_u64_alignment(void **unused)
+{
+    (void)unused;
+    struct errbuf eb = {0};
+    assert_int_equal(state_test_write(tree, sizeof(tree), fill_u64s, NULL), 0);
+    struct state_in root = state_test_root(tree, &eb), in;
+    assert_int_equal(state_open(&root, "dev", "petrel,test-v1", &in), 0);
+    uint64_t x, y;
+    state_get_u64(&in, "x", &x);
+    state_get_u64(&in, "y", &y);
+    assert_int_equal(in.err, 0);
+    assert_true(x == 0x1122334455667788ULL);
+    assert_true(y == 0x8877665544332211ULL);
+}
+
 static void test_full_buffer(void **unused)
 {
     (void)unused;
@@ -130,9 +183,9 @@ static void test_full_buffer(void **unused)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_round_trip),  cmocka_unit_test(test_missing_and_wrong_size),
-        cmocka_unit_test(test_bounds),      cmocka_unit_test(test_open_refuses),
-        cmocka_unit_test(test_full_buffer),
+        cmocka_unit_test(test_round_trip),    cmocka_unit_test(test_missing_and_wrong_size),
+        cmocka_unit_test(test_bounds),        cmocka_unit_test(test_open_refuses),
+        cmocka_unit_test(test_u64_alignment), cmocka_unit_test(test_full_buffer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,6 +17,7 @@
 #include "petrel/outbuf.h"
 #include "petrel/uart8250.h"
 #include "fake_irq.h"
+#include "fake_state.h"
 
 struct rig {
     struct bus bus;
@@ -466,6 +468,186 @@ static void test_no_sinks(void **state)
     uart8250_destroy(&u);
 }
 
+/* ---- save and restore ---- */
+
+static uint8_t tree[STATE_TEST_TREE];
+
+static void save_com1(struct state_out *out, void *ctx)
+{
+    state_begin(out, "com1", UART8250_STATE_COMPATIBLE);
+    assert_int_equal(uart8250_save(ctx, out), 0);
+    state_end(out);
+}
+
+/* Restores the node "com1" of tree into r's UART; returns what restore returned. */
+static int restore_com1(struct rig *r, struct errbuf *eb)
+{
+    struct state_in root = state_test_root(tree, eb), in;
+    if (state_open(&root, "com1", UART8250_STATE_COMPATIBLE, &in))
+        return in.err;
+    return uart8250_restore(&r->u, &in);
+}
+
+/* A second rig, as a new petrel process would set one up. */
+static struct rig *rig_new(void)
+{
+    void *p = NULL;
+    assert_int_equal(rig_setup(&p), 0);
+    return p;
+}
+
+static void rig_free(struct rig *r)
+{
+    void *p = r;
+    rig_teardown(&p);
+}
+
+/* The same read on both UARTs gives the same value and leaves the same line level. */
+static void same_inb(struct rig *a, struct rig *b, unsigned reg)
+{
+    assert_int_equal(inb(a, reg), inb(b, reg));
+    assert_int_equal(a->irq.level, b->irq.level);
+}
+
+/*
+ * A UART mid-conversation: FIFO on and wrapped, a divisor, modem lines, THRE
+ * and received data both pending. The restored one reads the same and then
+ * behaves the same: the same bytes come out, the same interrupts follow.
+ */
+static void test_save_restore_round_trip(void **state)
+{
+    struct rig *r = *state;
+    uint8_t in[24];
+    for (unsigned i = 0; i < sizeof(in); i++)
+        in[i] = (uint8_t)('A' + i);
+
+    outb(r, UART_LCR, UART_LCR_DLAB | 0x03);
+    outb(r, UART_DLL, 0x01);
+    outb(r, UART_DLM, 0x02);
+    outb(r, UART_LCR, 0x1b);
+    outb(r, UART_MCR, UART_MCR_DTR | UART_MCR_RTS | UART_MCR_OUT2);
+    outb(r, UART_SCR, 0x5a);
+    outb(r, UART_FCR, UART_FCR_ENABLE);
+    outb(r, UART_IER, UART_IER_RDI | UART_IER_THRI | UART_IER_RLSI | UART_IER_MSI);
+    assert_int_equal(uart8250_receive(&r->u, in, 10), 10);
+    for (unsigned i = 0; i < 8; i++)
+        assert_int_equal(inb(r, UART_RX), in[i]);
+    assert_int_equal(uart8250_receive(&r->u, in + 10, 14), 14); /* wraps the ring */
+    assert_true(r->irq.level);
+
+    assert_int_equal(state_test_write(tree, sizeof(tree), save_com1, &r->u), 0);
+    struct rig *n = rig_new();
+    struct errbuf eb = {0};
+    assert_int_equal(restore_com1(n, &eb), 0);
+    assert_true(n->irq.level); /* re-derived from the restored registers */
+    assert_int_equal(n->irq.raises, 1);
+
+    static const unsigned regs[] = {UART_LCR, UART_MCR, UART_SCR, UART_IER, UART_LSR, UART_MSR};
+    for (unsigned i = 0; i < sizeof(regs) / sizeof(regs[0]); i++)
+        same_inb(r, n, regs[i]);
+    outb(r, UART_LCR, 0x1b | UART_LCR_DLAB);
+    outb(n, UART_LCR, 0x1b | UART_LCR_DLAB);
+    same_inb(r, n, UART_DLL);
+    same_inb(r, n, UART_DLM);
+    outb(r, UART_LCR, 0x1b);
+    outb(n, UART_LCR, 0x1b);
+
+    /* The next accesses: the FIFO drains in the same order, then THRE is reported. */
+    assert_int_equal(uart8250_rx_room(&n->u), uart8250_rx_room(&r->u));
+    for (unsigned i = 0; i < 16; i++) {
+        same_inb(r, n, UART_IIR);
+        same_inb(r, n, UART_LSR);
+        same_inb(r, n, UART_RX);
+    }
+    same_inb(r, n, UART_IIR); /* THRE, acknowledged by this read */
+    same_inb(r, n, UART_IIR);
+    assert_false(n->irq.level);
+    /* A byte received and one transmitted, on both. */
+    assert_int_equal(uart8250_receive(&r->u, (const uint8_t *)"z", 1), 1);
+    assert_int_equal(uart8250_receive(&n->u, (const uint8_t *)"z", 1), 1);
+    assert_true(n->irq.level);
+    same_inb(r, n, UART_IIR);
+    same_inb(r, n, UART_RX);
+    outb(r, UART_TX, 'k');
+    outb(n, UART_TX, 'k');
+    assert_true(n->irq.level);
+    same_inb(r, n, UART_IIR);
+    expect_output(n, "k");
+    rig_free(n);
+}
+
+/* THRE that waited for the old console's room is raised when the new console has some. */
+static void test_restore_thre_waiting_for_room(void **state)
+{
+    struct rig *r = *state;
+    outb(r, UART_IER, UART_IER_THRI);
+    assert_int_equal(inb(r, UART_IIR), UART_IIR_THRI);
+    for (unsigned i = 0; i < OUT_CAP; i++)
+        outb(r, UART_TX, 'x');
+    assert_true(r->u.tx_waiting);
+    assert_false(r->irq.level);
+
+    assert_int_equal(state_test_write(tree, sizeof(tree), save_com1, &r->u), 0);
+    struct rig *n = rig_new();
+    struct errbuf eb = {0};
+    assert_int_equal(restore_com1(n, &eb), 0);
+    assert_true(n->irq.level);
+    assert_int_equal(inb(n, UART_IIR), UART_IIR_THRI);
+    assert_false(n->irq.level);
+    /* The original does the same once its console drains. */
+    outbuf_consume(&r->out, 1);
+    assert_int_equal(inb(r, UART_IIR), UART_IIR_THRI);
+    rig_free(n);
+}
+
+/* A fresh UART that refused a state is as it was: reset registers, a working FIFO. */
+static void assert_still_fresh(struct rig *n)
+{
+    assert_false(n->irq.level);
+    assert_int_equal(n->irq.calls, 0);
+    assert_int_equal(inb(n, UART_IER), 0);
+    assert_int_equal(inb(n, UART_IIR), UART_IIR_NO_INT);
+    assert_int_equal(inb(n, UART_LSR), UART_LSR_THRE | UART_LSR_TEMT);
+    assert_int_equal(uart8250_receive(&n->u, (const uint8_t *)"ok", 2), 1);
+    assert_int_equal(inb(n, UART_RX), 'o');
+}
+
+/* Saves r, applies one hostile edit, and checks the refusal names want. */
+static void expect_refused(struct rig *r, const char *prop, uint32_t v, const char *want)
+{
+    assert_int_equal(state_test_write(tree, sizeof(tree), save_com1, &r->u), 0);
+    assert_int_equal(state_test_set_u32(tree, "/com1", prop, v), 0);
+    struct rig *n = rig_new();
+    struct errbuf eb = {0};
+    assert_int_equal(restore_com1(n, &eb), -EINVAL);
+    assert_non_null(strstr(eb.msg, want));
+    assert_still_fresh(n);
+    rig_free(n);
+}
+
+static void test_restore_refuses_hostile(void **state)
+{
+    struct rig *r = *state;
+    outb(r, UART_FCR, UART_FCR_ENABLE);
+    outb(r, UART_IER, UART_IER_RDI);
+    assert_int_equal(uart8250_receive(&r->u, (const uint8_t *)"abc", 3), 3);
+
+    /* More bytes than the FIFO holds: later reads would index past it. */
+    expect_refused(r, "rx-count", UART_FIFO_SIZE + 1, "'rx-count' is 17");
+    expect_refused(r, "rx-count", 0xffffffff, "'rx-count'");
+    /* The count and the bytes disagree. */
+    expect_refused(r, "rx-count", 2, "property 'rx' has 3 bytes, not 2");
+    /* Bits no 16550A register holds. */
+    expect_refused(r, "ier", 0xf1, "'ier' is 0xf1");
+    expect_refused(r, "fcr", 0x07, "'fcr'");
+    expect_refused(r, "mcr", 0x20, "'mcr'");
+    expect_refused(r, "lsr-errors", UART_LSR_DR, "'lsr-errors'");
+    expect_refused(r, "lcr", 0x100, "'lcr'");
+    expect_refused(r, "thri-pending", 2, "'thri-pending'");
+    /* Three bytes in a receiver whose FIFO is off (one holding register). */
+    expect_refused(r, "fcr", 0, "'rx-count' is 3, more than the receiver's 1 bytes");
+}
+
 #define RIG_TEST(fn) cmocka_unit_test_setup_teardown(fn, rig_setup, rig_teardown)
 
 int main(void)
@@ -490,6 +672,9 @@ int main(void)
         RIG_TEST(test_reset),
         RIG_TEST(test_irq_changes_only),
         cmocka_unit_test(test_no_sinks),
+        RIG_TEST(test_save_restore_round_trip),
+        RIG_TEST(test_restore_thre_waiting_for_room),
+        RIG_TEST(test_restore_refuses_hostile),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
