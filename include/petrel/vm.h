@@ -28,6 +28,7 @@
 #include "petrel/i8042.h"
 #include "petrel/irq.h"
 #include "petrel/irq_routing.h"
+#include "petrel/loader.h"
 #include "petrel/pci.h"
 #include "petrel/rtc_cmos.h"
 #include "petrel/uart8250.h"
@@ -41,9 +42,7 @@
 #define VM_DEFAULT_MEMORY  (256 * MiB)
 #define VM_MIN_MEMORY      (8 * MiB)
 #define VM_DEFAULT_CMDLINE "console=ttyS0"
-#define VM_MAX_KERNEL_SIZE (256 * MiB) /* a bzImage: read whole */
-#define VM_KERNEL_HEAD     (64 * KiB)  /* what is read first: a vmlinux's headers are in it */
-#define VM_CONSOLE_BUFFER  (16 * KiB)  /* guest output not yet written; then THRE holds the guest */
+#define VM_CONSOLE_BUFFER  (16 * KiB) /* guest output not yet written; then THRE holds the guest */
 
 /* The default command line with --console virtio. */
 #define VM_DEFAULT_CMDLINE_VIRTIO "console=hvc0"
@@ -116,13 +115,8 @@ struct vm {
     struct bus mmio;
     struct kvm_cpuid2 *cpuid; /* KVM_GET_SUPPORTED_CPUID, patched per vCPU */
 
-    /* Only while vm_create() runs: the kernel image and the initrd to load. */
-    int kernel_fd;
-    uint8_t *kernel_img; /* a whole bzImage, or a vmlinux's first VM_KERNEL_HEAD bytes */
-    size_t kernel_len;
-    struct kernel_image kernel; /* its pointers point into kernel_img */
-    int initrd_fd;
-    uint64_t initrd_size;
+    struct loader loader; /* only while vm_create() runs: the kernel and initrd */
+    uint64_t entry;       /* where vCPU 0 starts (the loaded kernel's entry point) */
 
     struct vcpu *vcpus;
     unsigned nr_vcpus;

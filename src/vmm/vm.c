@@ -141,148 +141,17 @@ static int vm_setup_memory(struct vm *vm, struct errbuf *eb)
     return 0;
 }
 
-/* Reads len bytes at off of fd into buf: 0, or -errno with a message (what: "kernel", ...). */
-static int vm_pread(int fd, void *buf, uint64_t len, uint64_t off, const char *what,
-                    const char *path, struct errbuf *eb)
-{
-    uint64_t got = 0;
-    while (got < len) {
-        ssize_t n = pread(fd, (uint8_t *)buf + got, len - got, (off_t)(off + got));
-        if (n <= 0)
-            return err_set(eb, n < 0 ? -errno : -EIO, "cannot read %s %s: %s", what, path,
-                           n < 0 ? strerror(errno) : "file shrank while reading");
-        got += (uint64_t)n;
-    }
-    return 0;
-}
-
-/*
- * Opens the kernel and reads what parsing it needs: a vmlinux's head (its
- * segments are read straight into guest memory later, see vm_load_kernel()), or
- * a whole bzImage of at most VM_MAX_KERNEL_SIZE.
- */
-static int vm_read_kernel(struct vm *vm, uint64_t *file_size, struct errbuf *eb)
-{
-    const char *path = vm->cfg.kernel_path;
-    char a[32];
-    struct stat st;
-
-    vm->kernel_fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (vm->kernel_fd < 0)
-        return err_set(eb, -errno, "cannot open kernel %s: %s", path, strerror(errno));
-    if (fstat(vm->kernel_fd, &st) < 0 || !S_ISREG(st.st_mode))
-        return err_set(eb, -EINVAL, "kernel %s is not a regular file", path);
-    *file_size = (uint64_t)st.st_size;
-    size_t len = *file_size < VM_KERNEL_HEAD ? (size_t)*file_size : VM_KERNEL_HEAD;
-    vm->kernel_img = malloc(len ? len : 1);
-    if (!vm->kernel_img)
-        return err_set(eb, -ENOMEM, "out of memory reading %s", path);
-    int ret = vm_pread(vm->kernel_fd, vm->kernel_img, len, 0, "kernel", path, eb);
-    if (ret)
-        return ret;
-    vm->kernel_len = len;
-    if (len >= 4 && memcmp(vm->kernel_img, ELF_MAGIC, 4) == 0)
-        return 0;
-    if (*file_size > VM_MAX_KERNEL_SIZE)
-        return err_set(eb, -EFBIG, "kernel %s is too large (more than %s)", path,
-                       fmt_size(VM_MAX_KERNEL_SIZE, a, sizeof(a)));
-    uint8_t *whole = realloc(vm->kernel_img, *file_size ? (size_t)*file_size : 1);
-    if (!whole)
-        return err_set(eb, -ENOMEM, "out of memory reading %s", path);
-    vm->kernel_img = whole;
-    ret = vm_pread(vm->kernel_fd, whole + len, *file_size - len, len, "kernel", path, eb);
-    if (ret)
-        return ret;
-    vm->kernel_len = (size_t)*file_size;
-    return 0;
-}
-
-/* Reads the initrd straight into guest memory at the address the loader chose. */
-static int vm_load_initrd(struct vm *vm, int fd, struct boot_load *bl, struct errbuf *eb)
-{
-    uint8_t *dst = gm_ptr(&vm->mem, bl->initrd_gpa, bl->initrd_size);
-
-    if (!dst)
-        return err_set(eb, -ENOSPC, "the initrd does not fit in guest memory");
-    return vm_pread(fd, dst, bl->initrd_size, 0, "initrd", vm->cfg.initrd_path, eb);
-}
-
-/*
- * Reads and checks the kernel and opens the initrd, before KVM is touched, so
- * a wrong path is reported as that even on a host without KVM.
- */
-static int vm_open_images(struct vm *vm, struct errbuf *eb)
-{
-    struct stat st;
-    int ret;
-
-    uint64_t file_size = 0;
-    ret = vm_read_kernel(vm, &file_size, eb);
-    if (ret)
-        return ret;
-    ret = kernel_parse(vm->kernel_img, vm->kernel_len, file_size, &vm->kernel, eb);
-    if (ret) {
-        char inner[sizeof(eb->msg)];
-        snprintf(inner, sizeof(inner), "%s", eb->msg);
-        return err_set(eb, ret, "kernel %s: %s", vm->cfg.kernel_path, inner);
-    }
-    if (!vm->cfg.initrd_path)
-        return 0;
-    vm->initrd_fd = open(vm->cfg.initrd_path, O_RDONLY | O_CLOEXEC);
-    if (vm->initrd_fd < 0)
-        return err_set(eb, -errno, "cannot open initrd %s: %s", vm->cfg.initrd_path,
-                       strerror(errno));
-    if (fstat(vm->initrd_fd, &st) < 0 || !S_ISREG(st.st_mode))
-        return err_set(eb, -EINVAL, "initrd %s is not a regular file", vm->cfg.initrd_path);
-    vm->initrd_size = (uint64_t)st.st_size;
-    return 0;
-}
-
-/* Drops what only loading needed. */
-static void vm_close_images(struct vm *vm)
-{
-    free(vm->kernel_img);
-    vm->kernel_img = NULL;
-    if (vm->kernel_fd >= 0)
-        close(vm->kernel_fd);
-    vm->kernel_fd = -1;
-    if (vm->initrd_fd >= 0)
-        close(vm->initrd_fd);
-    vm->initrd_fd = -1;
-}
-
-/* Puts the kernel, command line, zero page, initrd and boot tables in guest memory. */
+/* Puts the kernel, command line, zero page, initrd, page tables and firmware tables in guest
+ * memory. */
 static int vm_load_kernel(struct vm *vm, struct errbuf *eb)
 {
-    struct boot_load bl = {
-        .cmdline = vm->cfg.cmdline          ? vm->cfg.cmdline
-                   : vm->cfg.console_virtio ? VM_DEFAULT_CMDLINE_VIRTIO
-                                            : VM_DEFAULT_CMDLINE,
-        .initrd_size = vm->initrd_size,
-    };
-    int ret;
-
-    ret = x86_boot_place_initrd(&vm->mem, &vm->kernel, &bl, eb);
+    const char *cmdline = vm->cfg.cmdline          ? vm->cfg.cmdline
+                          : vm->cfg.console_virtio ? VM_DEFAULT_CMDLINE_VIRTIO
+                                                   : VM_DEFAULT_CMDLINE;
+    int ret = loader_load(&vm->loader, &vm->mem, cmdline, eb);
     if (ret)
         return ret;
-    ret = x86_boot_load(&vm->mem, &vm->kernel, &bl, eb);
-    if (ret)
-        return ret;
-    /* A vmlinux's segments, from the file straight into guest memory (the loader checked them). */
-    for (unsigned i = 0; i < vm->kernel.nr_seg; i++) {
-        const struct kernel_segment *s = &vm->kernel.seg[i];
-        if (s->data)
-            continue;
-        ret = vm_pread(vm->kernel_fd, gm_ptr(&vm->mem, s->gpa, s->filesz), s->filesz, s->offset,
-                       "kernel", vm->cfg.kernel_path, eb);
-        if (ret)
-            return ret;
-    }
-    if (vm->initrd_fd >= 0) {
-        ret = vm_load_initrd(vm, vm->initrd_fd, &bl, eb);
-        if (ret)
-            return ret;
-    }
+    vm->entry = vm->loader.kernel.entry;
     ret = x86_boot_tables(&vm->mem);
     if (ret)
         return err_set(eb, ret, "guest memory is too small for the boot page tables");
@@ -318,7 +187,7 @@ static int vm_create_vcpus(struct vm *vm, struct errbuf *eb)
         }
         /* The APIC ID is the vCPU index: KVM's default, and what the MADT will say. */
         x86_cpuid_patch(vm->cpuid, i, vm->cfg.cpus);
-        ret = x86_vcpu_setup(v->fd, vm->cpuid, i == 0, vm->kernel.entry, eb);
+        ret = x86_vcpu_setup(v->fd, vm->cpuid, i == 0, vm->entry, eb);
         if (ret)
             return ret;
     }
@@ -412,7 +281,8 @@ int vm_create(const struct vm_config *cfg, struct vm **out, struct errbuf *eb)
     if (!vm)
         return err_set(eb, -ENOMEM, "out of memory");
     vm->cfg = *cfg;
-    vm->kvm_fd = vm->vm_fd = vm->debugcon_fd = vm->initrd_fd = vm->kernel_fd = -1;
+    vm->kvm_fd = vm->vm_fd = vm->debugcon_fd = -1;
+    vm->loader.kernel_fd = vm->loader.initrd_fd = -1;
     vm->pty_master = vm->pty_slave = vm->console_file_fd = vm->client_fd = -1;
     vm->exit_vcpu = -1;
     pthread_mutex_init(&vm->exit_lock, NULL);
@@ -424,7 +294,7 @@ int vm_create(const struct vm_config *cfg, struct vm **out, struct errbuf *eb)
         goto err_destroy;
     }
 
-    ret = vm_open_images(vm, eb);
+    ret = loader_open(&vm->loader, cfg->kernel_path, cfg->initrd_path, eb);
     if (ret)
         goto err_destroy;
     ret = vm_platform_drives(vm, eb);
@@ -445,7 +315,7 @@ int vm_create(const struct vm_config *cfg, struct vm **out, struct errbuf *eb)
     ret = vm_load_kernel(vm, eb);
     if (ret)
         goto err_destroy;
-    vm_close_images(vm);
+    loader_close(&vm->loader);
     ret = vm_create_vcpus(vm, eb);
     if (ret)
         goto err_destroy;
@@ -557,7 +427,7 @@ void vm_destroy(struct vm *vm)
     }
     free(vm->vcpus);
     free(vm->cpuid);
-    vm_close_images(vm);
+    loader_close(&vm->loader);
     for (unsigned i = 0; i < ARRAY_SIZE(vm->ev_signals); i++) {
         if (vm->ev_signals[i])
             event_free(vm->ev_signals[i]);

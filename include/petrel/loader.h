@@ -1,0 +1,41 @@
+/*
+ * The kernel and initrd a VM boots: opened and checked before KVM is touched (so a
+ * wrong path or a bad image is reported as that even on a host without KVM), then
+ * put into guest memory with the command line and zero page.
+ */
+#ifndef PETREL_LOADER_H
+#define PETREL_LOADER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "petrel/guest_mem.h"
+#include "petrel/util.h"
+#include "petrel/x86_boot.h"
+
+#define LOADER_MAX_KERNEL_SIZE (256 * MiB) /* a bzImage: read whole */
+#define LOADER_KERNEL_HEAD     (64 * KiB)  /* what is read first: a vmlinux's headers are in it */
+
+struct loader {
+    const char *kernel_path;
+    const char *initrd_path; /* NULL: none */
+    int kernel_fd;
+    uint8_t *img; /* a whole bzImage, or a vmlinux's first LOADER_KERNEL_HEAD bytes */
+    size_t len;
+    struct kernel_image kernel; /* its pointers point into img */
+    int initrd_fd;
+    uint64_t initrd_size;
+};
+
+/* Opens, reads and checks the kernel and opens the initrd. 0 or -errno with eb. */
+int loader_open(struct loader *ld, const char *kernel_path, const char *initrd_path,
+                struct errbuf *eb) MUST_CHECK;
+
+/* Loads the kernel, command line, zero page and initrd into mem. */
+int loader_load(struct loader *ld, struct guest_mem *mem, const char *cmdline,
+                struct errbuf *eb) MUST_CHECK;
+
+/* Closes the files and frees the image (safe on a loader never opened: fds -1). */
+void loader_close(struct loader *ld);
+
+#endif

@@ -1,0 +1,137 @@
+/* The kernel and initrd: read and checked before KVM is touched, then put in guest memory. */
+#include "petrel/loader.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Reads len bytes at off of fd into buf: 0, or -errno with a message (what: "kernel", ...). */
+static int loader_pread(int fd, void *buf, uint64_t len, uint64_t off, const char *what,
+                        const char *path, struct errbuf *eb)
+{
+    uint64_t got = 0;
+    while (got < len) {
+        ssize_t n = pread(fd, (uint8_t *)buf + got, len - got, (off_t)(off + got));
+        if (n <= 0)
+            return err_set(eb, n < 0 ? -errno : -EIO, "cannot read %s %s: %s", what, path,
+                           n < 0 ? strerror(errno) : "file shrank while reading");
+        got += (uint64_t)n;
+    }
+    return 0;
+}
+
+/*
+ * Opens the kernel and reads what parsing it needs: a vmlinux's head (its
+ * segments are read straight into guest memory later, see loader_load()), or
+ * a whole bzImage of at most LOADER_MAX_KERNEL_SIZE.
+ */
+static int loader_read_kernel(struct loader *ld, uint64_t *file_size, struct errbuf *eb)
+{
+    const char *path = ld->kernel_path;
+    char a[32];
+    struct stat st;
+
+    ld->kernel_fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (ld->kernel_fd < 0)
+        return err_set(eb, -errno, "cannot open kernel %s: %s", path, strerror(errno));
+    if (fstat(ld->kernel_fd, &st) < 0 || !S_ISREG(st.st_mode))
+        return err_set(eb, -EINVAL, "kernel %s is not a regular file", path);
+    *file_size = (uint64_t)st.st_size;
+    size_t len = *file_size < LOADER_KERNEL_HEAD ? (size_t)*file_size : LOADER_KERNEL_HEAD;
+    ld->img = malloc(len ? len : 1);
+    if (!ld->img)
+        return err_set(eb, -ENOMEM, "out of memory reading %s", path);
+    int ret = loader_pread(ld->kernel_fd, ld->img, len, 0, "kernel", path, eb);
+    if (ret)
+        return ret;
+    ld->len = len;
+    if (len >= 4 && memcmp(ld->img, ELF_MAGIC, 4) == 0)
+        return 0;
+    if (*file_size > LOADER_MAX_KERNEL_SIZE)
+        return err_set(eb, -EFBIG, "kernel %s is too large (more than %s)", path,
+                       fmt_size(LOADER_MAX_KERNEL_SIZE, a, sizeof(a)));
+    uint8_t *whole = realloc(ld->img, *file_size ? (size_t)*file_size : 1);
+    if (!whole)
+        return err_set(eb, -ENOMEM, "out of memory reading %s", path);
+    ld->img = whole;
+    ret = loader_pread(ld->kernel_fd, whole + len, *file_size - len, len, "kernel", path, eb);
+    if (ret)
+        return ret;
+    ld->len = (size_t)*file_size;
+    return 0;
+}
+
+int loader_open(struct loader *ld, const char *kernel_path, const char *initrd_path,
+                struct errbuf *eb)
+{
+    struct stat st;
+
+    *ld = (struct loader){
+        .kernel_path = kernel_path, .initrd_path = initrd_path, .kernel_fd = -1, .initrd_fd = -1};
+    uint64_t file_size = 0;
+    int ret = loader_read_kernel(ld, &file_size, eb);
+    if (ret)
+        return ret;
+    ret = kernel_parse(ld->img, ld->len, file_size, &ld->kernel, eb);
+    if (ret) {
+        char inner[sizeof(eb->msg)];
+        snprintf(inner, sizeof(inner), "%s", eb->msg);
+        return err_set(eb, ret, "kernel %s: %s", kernel_path, inner);
+    }
+    if (!initrd_path)
+        return 0;
+    ld->initrd_fd = open(initrd_path, O_RDONLY | O_CLOEXEC);
+    if (ld->initrd_fd < 0)
+        return err_set(eb, -errno, "cannot open initrd %s: %s", initrd_path, strerror(errno));
+    if (fstat(ld->initrd_fd, &st) < 0 || !S_ISREG(st.st_mode))
+        return err_set(eb, -EINVAL, "initrd %s is not a regular file", initrd_path);
+    ld->initrd_size = (uint64_t)st.st_size;
+    return 0;
+}
+
+void loader_close(struct loader *ld)
+{
+    free(ld->img);
+    ld->img = NULL;
+    if (ld->kernel_fd >= 0)
+        close(ld->kernel_fd);
+    ld->kernel_fd = -1;
+    if (ld->initrd_fd >= 0)
+        close(ld->initrd_fd);
+    ld->initrd_fd = -1;
+}
+
+int loader_load(struct loader *ld, struct guest_mem *mem, const char *cmdline, struct errbuf *eb)
+{
+    struct boot_load bl = {.cmdline = cmdline, .initrd_size = ld->initrd_size};
+
+    int ret = x86_boot_place_initrd(mem, &ld->kernel, &bl, eb);
+    if (ret)
+        return ret;
+    ret = x86_boot_load(mem, &ld->kernel, &bl, eb);
+    if (ret)
+        return ret;
+    /* A vmlinux's segments, from the file straight into guest memory (the parser checked them). */
+    for (unsigned i = 0; i < ld->kernel.nr_seg; i++) {
+        const struct kernel_segment *s = &ld->kernel.seg[i];
+        if (s->data)
+            continue;
+        ret = loader_pread(ld->kernel_fd, gm_ptr(mem, s->gpa, s->filesz), s->filesz, s->offset,
+                           "kernel", ld->kernel_path, eb);
+        if (ret)
+            return ret;
+    }
+    if (ld->initrd_fd >= 0) {
+        uint8_t *dst = gm_ptr(mem, bl.initrd_gpa, bl.initrd_size);
+        if (!dst)
+            return err_set(eb, -ENOSPC, "the initrd does not fit in guest memory");
+        ret = loader_pread(ld->initrd_fd, dst, bl.initrd_size, 0, "initrd", ld->initrd_path, eb);
+        if (ret)
+            return ret;
+    }
+    return 0;
+}
