@@ -1,0 +1,94 @@
+/*
+ * The device model: every device is an instance (a struct hwdev, "hardware
+ * device", embedded in the device's own struct; bus.h's struct device is the
+ * register-access side of the same device) with an ops table covering its whole life, and the VM
+ * runs each step over its list of instances, in the machine table's order (machine.c). Modelled on
+ * kvmtool's init levels, Firecracker's DeviceManager/Persist and Cloud Hypervisor's Snapshottable.
+ *
+ *   create    allocate the instance from its part of the configuration, and open
+ *             what it needs from the host (a drive's file), before KVM is touched
+ *   realize   claim ports, MMIO, a PCI slot, IRQ/MSI routes and loop events
+ *   reset     a machine reset (optional)
+ *   pause     every vCPU is parked; resume: they run again (optional; both return
+ *             at once: a pause never waits for the disk)
+ *   save      write the device's state properties (its node is begun and ended by
+ *             the caller, named after the instance, with ops->compatible)
+ *   restore   read them back into a realized device, validating every value
+ *   destroy   undo whatever create and realize did (dev->realized says how far it
+ *             got) and free the instance: the one teardown path, from any point of
+ *             a failed set-up
+ *
+ * Devices reach the VM only through struct hwdev_host: what a device may use
+ * of the machine, not the VM itself.
+ */
+#ifndef PETREL_HWDEV_H
+#define PETREL_HWDEV_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "petrel/state.h"
+#include "petrel/util.h"
+
+struct hwdev;
+struct hwdev_host;
+
+struct hwdev_ops {
+    const char *type;       /* "uart8250", "virtio-blk": for messages */
+    const char *compatible; /* its state node's, versioned: "petrel,uart8250-v1" */
+    /* The instance number index of its kind (a drive's place on the command line). */
+    int (*create)(const struct hwdev_host *host, unsigned index, struct hwdev **out,
+                  struct errbuf *eb);
+    int (*realize)(struct hwdev *dev, struct errbuf *eb);
+    void (*reset)(struct hwdev *dev);
+    void (*pause)(struct hwdev *dev);
+    void (*resume)(struct hwdev *dev);
+    int (*save)(struct hwdev *dev, struct state_out *out);
+    int (*restore)(struct hwdev *dev, struct state_in *in);
+    void (*destroy)(struct hwdev *dev);
+};
+
+/* Embedded in each device's own struct (container_of), filled by hwdev_init(). */
+struct hwdev {
+    const struct hwdev_ops *ops;
+    const struct hwdev_host *host;
+    char name[32]; /* the instance: "com1", "vda"; its state node's name */
+    bool realized; /* realize succeeded: destroy has it to undo */
+    struct hwdev *next;
+};
+
+/* What create() calls on the device it allocated. */
+void hwdev_init(struct hwdev *dev, const struct hwdev_ops *ops, const struct hwdev_host *host,
+                const char *name);
+
+/* The instances of a VM, in machine order. */
+struct hwdev_list {
+    struct hwdev *head, **tail;
+    unsigned count;
+};
+
+void hwdev_list_init(struct hwdev_list *l);
+
+/* Appends a created device. */
+void hwdev_list_add(struct hwdev_list *l, struct hwdev *dev);
+
+/* The first device named name, or NULL. */
+struct hwdev *hwdev_list_find(const struct hwdev_list *l, const char *name);
+
+/* Realizes every device in order; stops at the first failure (eb says which). */
+int hwdev_list_realize(struct hwdev_list *l, struct errbuf *eb) MUST_CHECK;
+
+void hwdev_list_reset(struct hwdev_list *l);
+void hwdev_list_pause(struct hwdev_list *l);
+void hwdev_list_resume(struct hwdev_list *l);
+
+/* Saves every device that has state as a subnode of the node out is in. */
+int hwdev_list_save(struct hwdev_list *l, struct state_out *out) MUST_CHECK;
+
+/* Restores every device that has state from the subnodes of in (an unknown node is refused). */
+int hwdev_list_restore(struct hwdev_list *l, struct state_in *in) MUST_CHECK;
+
+/* Destroys every device, last first; the list is empty after. */
+void hwdev_list_destroy(struct hwdev_list *l);
+
+#endif
