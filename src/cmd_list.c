@@ -2,6 +2,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
@@ -37,12 +38,31 @@ static bool list_reap_if_stale(const char *sock)
 
 int cmd_list(int argc, char **argv)
 {
+    static const struct option opts[] = {
+        {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},
+        {0},
+    };
     char dir[256];
-    bool json = argc > 1 && !strcmp(argv[1], "--json");
+    bool json = false;
+    int c;
 
-    if (argc > 1 && !json) {
-        fprintf(stderr, "usage: petrel list [--json]\n");
-        return strcmp(argv[1], "--help") ? PETREL_STATUS_USAGE : 0;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (c == 'j') {
+            json = true;
+        } else {
+            fprintf(c == 'h' ? stdout : stderr,
+                    "usage: petrel list [--json]\n\n"
+                    "Lists this user's running VMs (their sockets in $XDG_RUNTIME_DIR/petrel,\n"
+                    "/run/petrel for root or /tmp/petrel-UID), and removes the files of VMs\n"
+                    "that died without cleaning up.\n");
+            return c == 'h' ? 0 : PETREL_STATUS_USAGE;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "%s: unexpected argument '%s'\n", argv[0], argv[optind]);
+        return PETREL_STATUS_USAGE;
     }
     if (api_runtime_dir(dir, sizeof(dir)))
         return PETREL_STATUS_ERROR;
