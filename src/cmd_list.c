@@ -22,7 +22,7 @@ static bool list_reap_if_stale(const char *sock)
     bool stale = false;
 
     snprintf(lock, sizeof(lock), "%s.lock", sock);
-    int fd = open(lock, O_RDWR | O_CLOEXEC);
+    int fd = open(lock, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) {
         stale = errno == ENOENT;
     } else if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
@@ -64,10 +64,17 @@ int cmd_list(int argc, char **argv)
         fprintf(stderr, "%s: unexpected argument '%s'\n", argv[0], argv[optind]);
         return PETREL_STATUS_USAGE;
     }
-    if (api_runtime_dir(dir, sizeof(dir)))
+    /* Only a directory that is this user's alone is listed (api_client_open_dir). */
+    struct errbuf eb;
+    int dfd = api_client_open_dir(dir, sizeof(dir), &eb);
+    if (dfd < 0 && dfd != -ENOENT) {
+        fprintf(stderr, "%s: %s\n", argv[0], eb.msg);
         return PETREL_STATUS_ERROR;
+    }
     json_t *all = json_array();
-    DIR *d = opendir(dir);
+    DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+    if (dfd >= 0 && !d)
+        close(dfd);
     if (d) {
         struct dirent *e;
         while ((e = readdir(d))) {
@@ -82,7 +89,6 @@ int cmd_list(int argc, char **argv)
             if (list_reap_if_stale(sock))
                 continue;
             struct api_response resp;
-            struct errbuf eb;
             const char *state = "NotResponding";
             json_t *j = NULL;
             if (!api_client_call(sock, "GET", "/", NULL, 2000, &resp, &eb)) {

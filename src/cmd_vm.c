@@ -50,6 +50,26 @@ static int target_usage(const struct target *t, FILE *f)
     return f == stdout ? 0 : PETREL_STATUS_USAGE;
 }
 
+/*
+ * A socket found by name is trusted only in a directory that is this user's
+ * alone (another user could have made /tmp/petrel-UID and put a socket of
+ * their own in it). -1 when it is, else an exit status.
+ */
+static int target_check_dir(const struct target *t)
+{
+    char dir[API_PATH_MAX];
+    struct errbuf eb;
+    int fd = api_client_open_dir(dir, sizeof(dir), &eb);
+
+    if (fd == -ENOENT)
+        fprintf(stderr, "%s: no VM named '%s' (no socket at %s)\n", t->cmd, t->label, t->sock);
+    else if (fd < 0)
+        fprintf(stderr, "%s: %s\n", t->cmd, eb.msg);
+    else
+        close(fd);
+    return fd < 0 ? PETREL_STATUS_ERROR : -1;
+}
+
 /* Parses NAME / --api-sock PATH / --json. Returns -1 when done, else an exit status. */
 static int target_parse(struct target *t, int argc, char **argv)
 {
@@ -127,7 +147,7 @@ static int target_parse(struct target *t, int argc, char **argv)
         fprintf(stderr, "%s: the socket path for '%s' is too long\n", t->cmd, t->label);
         return PETREL_STATUS_USAGE;
     }
-    return -1;
+    return target_check_dir(t);
 }
 
 /* One API call with the errors a user can act on. 0 with resp filled, or 1. */
@@ -214,7 +234,7 @@ static int target_wait_gone(struct target *t, unsigned timeout_s)
     int ret = 0;
 
     snprintf(lock, sizeof(lock), "%s.lock", t->sock);
-    int fd = open(lock, O_RDONLY | O_CLOEXEC);
+    int fd = open(lock, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0)
         return 0; /* already removed: the VM is gone */
     /* flock() sleeps until the owner exits; the alarm is only a guard. */
