@@ -154,8 +154,9 @@ int cmd_console(int argc, char **argv)
         if (api_sock_path(name, sock, sizeof(sock)))
             return PETREL_STATUS_USAGE;
         /* Trusted only in a directory that is this user's alone (api_client_open_dir). */
+        char dir[API_PATH_MAX];
         struct errbuf eb;
-        int dfd = api_client_open_dir(path, sizeof(path), &eb);
+        int dfd = api_client_open_dir(dir, sizeof(dir), &eb);
         if (dfd == -ENOENT) {
             fprintf(stderr, "petrel console: no VM named '%s' (no socket at %s)\n", name, sock);
             return PETREL_STATUS_ERROR;

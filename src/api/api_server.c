@@ -371,11 +371,16 @@ int api_server_start(struct api_server *s, struct vm *vm, const char *name, cons
     }
     snprintf(s->lock_path, sizeof(s->lock_path), "%s.lock", s->sock_path);
 
-    ret = sock_path ? api_mkdir_parent(s->sock_path) : api_server_dir(eb);
-    if (ret)
-        return sock_path ? err_set(eb, ret, "cannot create the directory of %s: %s", s->sock_path,
-                                   strerror(-ret))
-                         : ret;
+    if (sock_path) {
+        ret = api_mkdir_parent(s->sock_path);
+        if (ret)
+            return err_set(eb, ret, "cannot create the directory of %s: %s", s->sock_path,
+                           strerror(-ret));
+    } else {
+        ret = api_server_dir(eb);
+        if (ret)
+            return ret;
+    }
     ret = api_lock(s, eb);
     if (ret)
         return ret;
