@@ -70,7 +70,10 @@ static int target_check_dir(const struct target *t)
     return fd < 0 ? PETREL_STATUS_ERROR : -1;
 }
 
-/* Parses NAME / --api-sock PATH / --json. Returns -1 when done, else an exit status. */
+/*
+ * Parses NAME / --api-sock PATH / --json (and checks the directory of a socket
+ * found by NAME). Returns -1 when done, else an exit status.
+ */
 static int target_parse(struct target *t, int argc, char **argv)
 {
     /* Each command's own options, so that getopt names one that is not its own. */
