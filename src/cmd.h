@@ -2,6 +2,10 @@
 #ifndef PETREL_CMD_H
 #define PETREL_CMD_H
 
+/*
+ * A command's fn gets argv[0] = "petrel NAME" (e.g. "petrel run"), the prefix
+ * of its messages, which getopt uses for its own too.
+ */
 struct cmd {
     const char *name;
     const char *summary;

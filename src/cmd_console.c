@@ -153,6 +153,19 @@ int cmd_console(int argc, char **argv)
         name = argv[optind];
         if (api_sock_path(name, sock, sizeof(sock)))
             return PETREL_STATUS_USAGE;
+        /* Trusted only in a directory that is this user's alone (api_client_open_dir). */
+        char dir[API_PATH_MAX];
+        struct errbuf eb;
+        int dfd = api_client_open_dir(dir, sizeof(dir), &eb);
+        if (dfd == -ENOENT) {
+            fprintf(stderr, "petrel console: no VM named '%s' (no socket at %s)\n", name, sock);
+            return PETREL_STATUS_ERROR;
+        }
+        if (dfd < 0) {
+            fprintf(stderr, "petrel console: %s\n", eb.msg);
+            return PETREL_STATUS_ERROR;
+        }
+        close(dfd);
     }
     if (api_console_path(sock, path, sizeof(path)))
         return PETREL_STATUS_USAGE;

@@ -2,6 +2,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
@@ -21,7 +22,7 @@ static bool list_reap_if_stale(const char *sock)
     bool stale = false;
 
     snprintf(lock, sizeof(lock), "%s.lock", sock);
-    int fd = open(lock, O_RDWR | O_CLOEXEC);
+    int fd = open(lock, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) {
         stale = errno == ENOENT;
     } else if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
@@ -37,17 +38,43 @@ static bool list_reap_if_stale(const char *sock)
 
 int cmd_list(int argc, char **argv)
 {
+    static const struct option opts[] = {
+        {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},
+        {0},
+    };
     char dir[256];
-    bool json = argc > 1 && !strcmp(argv[1], "--json");
+    bool json = false;
+    int c;
 
-    if (argc > 1 && !json) {
-        fprintf(stderr, "usage: petrel list [--json]\n");
-        return strcmp(argv[1], "--help") ? PETREL_STATUS_USAGE : 0;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (c == 'j') {
+            json = true;
+        } else {
+            fprintf(c == 'h' ? stdout : stderr,
+                    "usage: petrel list [--json]\n\n"
+                    "Lists this user's running VMs (their sockets in $XDG_RUNTIME_DIR/petrel,\n"
+                    "/run/petrel for root or /tmp/petrel-UID), and removes the files of VMs\n"
+                    "that died without cleaning up.\n");
+            return c == 'h' ? 0 : PETREL_STATUS_USAGE;
+        }
     }
-    if (api_runtime_dir(dir, sizeof(dir)))
+    if (optind < argc) {
+        fprintf(stderr, "%s: unexpected argument '%s'\n", argv[0], argv[optind]);
+        return PETREL_STATUS_USAGE;
+    }
+    /* Only a directory that is this user's alone is listed (api_client_open_dir). */
+    struct errbuf eb;
+    int dfd = api_client_open_dir(dir, sizeof(dir), &eb);
+    if (dfd < 0 && dfd != -ENOENT) {
+        fprintf(stderr, "%s: %s\n", argv[0], eb.msg);
         return PETREL_STATUS_ERROR;
+    }
     json_t *all = json_array();
-    DIR *d = opendir(dir);
+    DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+    if (dfd >= 0 && !d)
+        close(dfd);
     if (d) {
         struct dirent *e;
         while ((e = readdir(d))) {
@@ -62,7 +89,6 @@ int cmd_list(int argc, char **argv)
             if (list_reap_if_stale(sock))
                 continue;
             struct api_response resp;
-            struct errbuf eb;
             const char *state = "NotResponding";
             json_t *j = NULL;
             if (!api_client_call(sock, "GET", "/", NULL, 2000, &resp, &eb)) {

@@ -19,7 +19,7 @@
 #define CMD_GRACEFUL_TIMEOUT_S 30
 
 struct target {
-    const char *cmd;
+    const char *cmd;   /* "petrel pause": the prefix of every message */
     const char *label; /* the name, or the socket path */
     char sock[API_PATH_MAX];
     bool json;
@@ -42,21 +42,53 @@ static int target_usage(const struct target *t, FILE *f)
                 CMD_GRACEFUL_TIMEOUT_S);
     else
         fprintf(f,
-                "usage: petrel %s NAME [--json]\n"
-                "       petrel %s --api-sock PATH [--json]\n\n",
+                "usage: %s NAME [--json]\n"
+                "       %s --api-sock PATH [--json]\n\n",
                 t->cmd, t->cmd);
     fprintf(f, "NAME is the --name the VM was started with; its API socket is found in\n"
                "$XDG_RUNTIME_DIR/petrel, /run/petrel (root) or /tmp/petrel-UID.\n");
     return f == stdout ? 0 : PETREL_STATUS_USAGE;
 }
 
-/* Parses NAME / --api-sock PATH / --json. Returns -1 when done, else an exit status. */
+/*
+ * A socket found by name is trusted only in a directory that is this user's
+ * alone (another user could have made /tmp/petrel-UID and put a socket of
+ * their own in it). -1 when it is, else an exit status.
+ */
+static int target_check_dir(const struct target *t)
+{
+    char dir[API_PATH_MAX];
+    struct errbuf eb;
+    int fd = api_client_open_dir(dir, sizeof(dir), &eb);
+
+    if (fd == -ENOENT)
+        fprintf(stderr, "%s: no VM named '%s' (no socket at %s)\n", t->cmd, t->label, t->sock);
+    else if (fd < 0)
+        fprintf(stderr, "%s: %s\n", t->cmd, eb.msg);
+    else
+        close(fd);
+    return fd < 0 ? PETREL_STATUS_ERROR : -1;
+}
+
+/*
+ * Parses NAME / --api-sock PATH / --json (and checks the directory of a socket
+ * found by NAME). Returns -1 when done, else an exit status.
+ */
 static int target_parse(struct target *t, int argc, char **argv)
 {
+    /* Each command's own options, so that getopt names one that is not its own. */
     static const struct option opts[] = {
-        {"api-sock", required_argument, NULL, 's'}, {"json", no_argument, NULL, 'j'},
-        {"graceful", no_argument, NULL, 'g'},       {"timeout", required_argument, NULL, 't'},
-        {"help", no_argument, NULL, 'h'},           {0},
+        {"api-sock", required_argument, NULL, 's'},
+        {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},
+        {0},
+    };
+    static const struct option stop_opts[] = {
+        {"api-sock", required_argument, NULL, 's'},
+        {"graceful", no_argument, NULL, 'g'},
+        {"timeout", required_argument, NULL, 't'},
+        {"help", no_argument, NULL, 'h'},
+        {0},
     };
     const char *sock = NULL, *timeout = NULL;
     int c;
@@ -64,24 +96,19 @@ static int target_parse(struct target *t, int argc, char **argv)
     t->cmd = argv[0];
     t->timeout_s = CMD_GRACEFUL_TIMEOUT_S;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "h", t->is_stop ? stop_opts : opts, NULL)) != -1) {
         switch (c) {
         case 's':
             sock = optarg;
             break;
         case 'j':
-            if (t->is_stop)
-                return target_usage(t, stderr);
             t->json = true;
             break;
         case 'g':
+            t->graceful = true;
+            break;
         case 't':
-            if (!t->is_stop)
-                return target_usage(t, stderr);
-            if (c == 'g')
-                t->graceful = true;
-            else
-                timeout = optarg;
+            timeout = optarg;
             break;
         case 'h':
             return target_usage(t, stdout);
@@ -105,7 +132,7 @@ static int target_parse(struct target *t, int argc, char **argv)
     }
     if (sock && optind == argc) {
         if (strlen(sock) >= sizeof(t->sock)) {
-            fprintf(stderr, "petrel %s: --api-sock %s is too long\n", t->cmd, sock);
+            fprintf(stderr, "%s: --api-sock %s is too long\n", t->cmd, sock);
             return PETREL_STATUS_USAGE;
         }
         snprintf(t->sock, sizeof(t->sock), "%s", sock);
@@ -116,14 +143,14 @@ static int target_parse(struct target *t, int argc, char **argv)
         return target_usage(t, stderr);
     t->label = argv[optind];
     if (!api_name_valid(t->label)) {
-        fprintf(stderr, "petrel %s: '%s' is not a VM name\n", t->cmd, t->label);
+        fprintf(stderr, "%s: '%s' is not a VM name\n", t->cmd, t->label);
         return PETREL_STATUS_USAGE;
     }
     if (api_sock_path(t->label, t->sock, sizeof(t->sock))) {
-        fprintf(stderr, "petrel %s: the socket path for '%s' is too long\n", t->cmd, t->label);
+        fprintf(stderr, "%s: the socket path for '%s' is too long\n", t->cmd, t->label);
         return PETREL_STATUS_USAGE;
     }
-    return -1;
+    return target_check_dir(t);
 }
 
 /* One API call with the errors a user can act on. 0 with resp filled, or 1. */
@@ -134,16 +161,14 @@ static int target_call(struct target *t, const char *method, const char *path, c
     int ret = api_client_call(t->sock, method, path, body, CMD_TIMEOUT_MS, resp, &eb);
 
     if (ret == -ENOENT)
-        fprintf(stderr, "petrel %s: no VM named '%s' (no socket at %s)\n", t->cmd, t->label,
-                t->sock);
+        fprintf(stderr, "%s: no VM named '%s' (no socket at %s)\n", t->cmd, t->label, t->sock);
     else if (ret == -ECONNREFUSED)
-        fprintf(stderr,
-                "petrel %s: VM '%s' is not running (%s is stale; 'petrel list' cleans up)\n",
+        fprintf(stderr, "%s: VM '%s' is not running (%s is stale; 'petrel list' cleans up)\n",
                 t->cmd, t->label, t->sock);
     else if (ret == -ETIMEDOUT)
-        fprintf(stderr, "petrel %s: VM '%s' is not responding (%s)\n", t->cmd, t->label, eb.msg);
+        fprintf(stderr, "%s: VM '%s' is not responding (%s)\n", t->cmd, t->label, eb.msg);
     else if (ret)
-        fprintf(stderr, "petrel %s: %s: %s\n", t->cmd, t->label, eb.msg);
+        fprintf(stderr, "%s: %s: %s\n", t->cmd, t->label, eb.msg);
     return ret ? PETREL_STATUS_ERROR : 0;
 }
 
@@ -153,8 +178,8 @@ static int target_fault(struct target *t, struct api_response *resp)
     json_t *j = json_loads(resp->body, 0, NULL);
     const char *msg = json_string_value(json_object_get(j, "fault_message"));
 
-    fprintf(stderr, "petrel %s: %s: %s (HTTP %d)\n", t->cmd, t->label,
-            msg ? msg : "unexpected answer", resp->status);
+    fprintf(stderr, "%s: %s: %s (HTTP %d)\n", t->cmd, t->label, msg ? msg : "unexpected answer",
+            resp->status);
     json_decref(j);
     return PETREL_STATUS_ERROR;
 }
@@ -212,7 +237,7 @@ static int target_wait_gone(struct target *t, unsigned timeout_s)
     int ret = 0;
 
     snprintf(lock, sizeof(lock), "%s.lock", t->sock);
-    int fd = open(lock, O_RDONLY | O_CLOEXEC);
+    int fd = open(lock, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0)
         return 0; /* already removed: the VM is gone */
     /* flock() sleeps until the owner exits; the alarm is only a guard. */

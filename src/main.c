@@ -51,8 +51,13 @@ int main(int argc, char **argv)
         return 0;
     }
     for (size_t i = 0; i < ARRAY_SIZE(cmds); i++) {
-        if (!strcmp(argv[1], cmds[i].name))
+        if (!strcmp(argv[1], cmds[i].name)) {
+            /* getopt prefixes its messages with argv[0]: "petrel run: ...", like ours. */
+            char prog[32];
+            snprintf(prog, sizeof(prog), "petrel %s", cmds[i].name);
+            argv[1] = prog;
             return cmds[i].fn(argc - 1, argv + 1);
+        }
     }
     fprintf(stderr, "petrel: unknown command '%s'\n\n", argv[1]);
     usage(stderr);

@@ -1,14 +1,19 @@
-/* Helpers shared by every module: error buffers, size parsing, full writes. */
+/*
+ * Helpers shared by every module: error buffers, size parsing, full writes,
+ * private directories.
+ */
 #include "petrel/util.h"
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 int err_set(struct errbuf *eb, int err, const char *fmt, ...)
@@ -109,4 +114,52 @@ int write_all(int fd, const void *buf, size_t len)
         len -= (size_t)n;
     }
     return 0;
+}
+
+/*
+ * The checks are made on the open directory (fstat of an O_NOFOLLOW fd), not
+ * on its path, so what is checked is what was opened. Once it passes, the
+ * directory stays the caller's: only its owner (or root) can rename or remove
+ * it in a sticky /tmp, and the other parents (/run, $XDG_RUNTIME_DIR) are
+ * root's or the user's own.
+ */
+int dir_open_private(const char *what, const char *path, bool create, struct errbuf *eb)
+{
+    struct stat st;
+    int fd, err;
+
+    if (create && mkdir(path, 0700) < 0 && errno != EEXIST)
+        return err_set(eb, -errno, "cannot create %s %s: %s", what, path, strerror(errno));
+    fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        err = errno;
+        if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode))
+            return err_set(eb, -ELOOP,
+                           "%s %s is a symbolic link, not a directory: refusing it "
+                           "(another user may have made it; remove it)",
+                           what, path);
+        if (err == ENOTDIR)
+            return err_set(eb, -ENOTDIR, "%s %s is not a directory: remove it", what, path);
+        return err_set(eb, -err, "cannot open %s %s: %s", what, path, strerror(err));
+    }
+    if (fstat(fd, &st) < 0) {
+        err = errno;
+        close(fd);
+        return err_set(eb, -err, "cannot open %s %s: %s", what, path, strerror(err));
+    }
+    if (st.st_uid != geteuid()) {
+        close(fd);
+        return err_set(eb, -EPERM,
+                       "%s %s is owned by uid %u, not by you (uid %u): refusing it "
+                       "(another user may have made it first; remove it)",
+                       what, path, (unsigned)st.st_uid, (unsigned)geteuid());
+    }
+    if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+        close(fd);
+        return err_set(eb, -EPERM,
+                       "%s %s is writable by others (mode %04o): refusing it "
+                       "(they could replace what is in it; remove it, or chmod go-w it)",
+                       what, path, (unsigned)(st.st_mode & 07777));
+    }
+    return fd;
 }

@@ -8,6 +8,8 @@
  * $XDG_RUNTIME_DIR/petrel/NAME.sock, else /run/petrel/NAME.sock for root
  * (/tmp/petrel-UID/NAME.sock for others). PATH.lock, held with flock() while
  * the VM lives, makes names unique and tells live sockets from stale ones.
+ * The default directory is trusted, by the server and the clients, only while
+ * it is the user's alone (dir_open_private()); sockets are 0600 from birth.
  */
 #ifndef PETREL_API_H
 #define PETREL_API_H
@@ -30,7 +32,10 @@ struct evconnlistener;
 /* Checks a VM name: 1-64 of [A-Za-z0-9._-], not starting with '.' or '-'. */
 bool api_name_valid(const char *name);
 
-/* The directory VM sockets live in (created on demand by api_server_start). */
+/*
+ * The directory VM sockets live in (created on demand by api_server_start;
+ * both it and the clients refuse one that is not this user's alone).
+ */
 int api_runtime_dir(char *buf, size_t len) MUST_CHECK;
 
 /* The socket path for NAME. 0, or -ENAMETOOLONG. */
@@ -78,6 +83,15 @@ int api_client_call(const char *sock_path, const char *method, const char *path,
                     int timeout_ms, struct api_response *resp, struct errbuf *eb) MUST_CHECK;
 
 void api_response_free(struct api_response *resp);
+
+/*
+ * Opens the default socket directory for a client (copying its path to dir),
+ * which must be this user's alone, as api_server_start() requires: a socket in
+ * a directory another user made or can write may be theirs. Returns the
+ * directory's fd, or -errno with a message naming it (-ENOENT: it does not
+ * exist, so no VM is running).
+ */
+int api_client_open_dir(char *dir, size_t len, struct errbuf *eb) MUST_CHECK;
 
 /*
  * Parses a raw HTTP response (status line, headers, body). Exposed for the

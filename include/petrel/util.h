@@ -2,6 +2,7 @@
 #ifndef PETREL_UTIL_H
 #define PETREL_UTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -37,6 +38,17 @@ int parse_uint(const char *s, unsigned long min, unsigned long max, unsigned lon
 
 /* Formats a byte count for humans, exactly ("256 MiB", "1.5 GiB", "4 KiB", "1536 bytes"). */
 const char *fmt_size(uint64_t bytes, char *buf, size_t len);
+
+/*
+ * Opens a directory that must be this user's alone, as OpenSSH and tmux check
+ * theirs: a real directory (a symbolic link is refused, never followed), owned
+ * by the effective uid and writable by nobody else. With create, a missing one
+ * is made with mode 0700. what names it in messages ("the socket directory").
+ * Returns an O_DIRECTORY fd, or -errno with a message naming the directory and
+ * what is wrong: -ENOENT if missing (and !create), -ELOOP a symbolic link,
+ * -ENOTDIR not a directory, -EPERM another owner or writable by others.
+ */
+int dir_open_private(const char *what, const char *path, bool create, struct errbuf *eb) MUST_CHECK;
 
 /* Writes all of buf to fd, retrying on EINTR and waiting on EAGAIN. 0 or -errno. */
 int write_all(int fd, const void *buf, size_t len) MUST_CHECK;

@@ -185,3 +185,10 @@ out:
     close(fd);
     return ret;
 }
+
+int api_client_open_dir(char *dir, size_t len, struct errbuf *eb)
+{
+    if (api_runtime_dir(dir, len))
+        return err_set(eb, -ENAMETOOLONG, "the socket directory's path is too long");
+    return dir_open_private("the socket directory", dir, false, eb);
+}

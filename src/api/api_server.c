@@ -246,6 +246,49 @@ static int api_mkdir_parent(const char *path)
     return 0;
 }
 
+/*
+ * A listening unix socket at path whose file has mode 0600 from the moment it
+ * exists: the mode goes on the socket's inode before bind(), which creates the
+ * file with it (less the umask: Linux's unix_bind()), never by a chmod() of
+ * the path afterwards, which would follow whatever was put at that path.
+ */
+static int api_listen(const char *what, const char *path, int backlog, struct errbuf *eb)
+{
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+
+    if (fd < 0)
+        return err_set(eb, -errno, "socket: %s", strerror(errno));
+    memcpy(addr.sun_path, path, strlen(path) + 1);
+    if (fchmod(fd, 0600) < 0 || bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ||
+        listen(fd, backlog) < 0) {
+        int err = errno;
+        close(fd);
+        return err_set(eb, -err, "cannot serve %s %s: %s", what, path, strerror(err));
+    }
+    return fd;
+}
+
+/*
+ * The default socket directory ($XDG_RUNTIME_DIR/petrel, /run/petrel,
+ * /tmp/petrel-UID), made if missing and refused unless it is this user's
+ * alone: another local user could have made /tmp/petrel-UID first and would
+ * then own every socket and lock file made in it. (A --api-sock path is the
+ * user's own choice and is not checked.)
+ */
+static int api_server_dir(struct errbuf *eb)
+{
+    char dir[API_PATH_MAX];
+
+    if (api_runtime_dir(dir, sizeof(dir)))
+        return err_set(eb, -ENAMETOOLONG, "the socket directory's path is too long");
+    int fd = dir_open_private("the socket directory", dir, true, eb);
+    if (fd < 0)
+        return fd;
+    close(fd);
+    return 0;
+}
+
 /* A `petrel console` client connected: attach it, or tell it why not. */
 static void api_console_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
                                int socklen, void *arg)
@@ -264,23 +307,13 @@ static void api_console_accept(struct evconnlistener *l, evutil_socket_t fd, str
 
 static int api_console_start(struct api_server *s, struct errbuf *eb)
 {
-    struct sockaddr_un addr = {.sun_family = AF_UNIX};
-
     if (api_console_path(s->sock_path, s->console_path, sizeof(s->console_path)))
         return err_set(eb, -ENAMETOOLONG, "the console socket path for %s is too long",
                        s->sock_path);
     unlink(s->console_path);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    int fd = api_listen("the console socket", s->console_path, 4, eb);
     if (fd < 0)
-        return err_set(eb, -errno, "socket: %s", strerror(errno));
-    memcpy(addr.sun_path, s->console_path, strlen(s->console_path) + 1);
-    if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 || chmod(s->console_path, 0600) ||
-        listen(fd, 4) < 0) {
-        int err = errno;
-        close(fd);
-        return err_set(eb, -err, "cannot serve the console socket %s: %s", s->console_path,
-                       strerror(err));
-    }
+        return fd;
     s->console_listener = evconnlistener_new(s->vm->base, api_console_accept, s,
                                              LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
     if (!s->console_listener) {
@@ -299,7 +332,7 @@ static int api_lock(struct api_server *s, struct errbuf *eb)
 {
     for (int attempt = 0; attempt < 5; attempt++) {
         struct stat a, b;
-        s->lock_fd = open(s->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        s->lock_fd = open(s->lock_path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (s->lock_fd < 0)
             return err_set(eb, -errno, "cannot create %s: %s", s->lock_path, strerror(errno));
         if (flock(s->lock_fd, LOCK_EX | LOCK_NB) < 0) {
@@ -322,7 +355,6 @@ static int api_lock(struct api_server *s, struct errbuf *eb)
 int api_server_start(struct api_server *s, struct vm *vm, const char *name, const char *sock_path,
                      struct errbuf *eb)
 {
-    struct sockaddr_un addr = {.sun_family = AF_UNIX};
     int ret;
 
     memset(s, 0, sizeof(*s));
@@ -339,29 +371,24 @@ int api_server_start(struct api_server *s, struct vm *vm, const char *name, cons
     }
     snprintf(s->lock_path, sizeof(s->lock_path), "%s.lock", s->sock_path);
 
-    ret = api_mkdir_parent(s->sock_path);
-    if (ret)
-        return err_set(eb, ret, "cannot create the directory of %s: %s", s->sock_path,
-                       strerror(-ret));
+    if (sock_path) {
+        ret = api_mkdir_parent(s->sock_path);
+        if (ret)
+            return err_set(eb, ret, "cannot create the directory of %s: %s", s->sock_path,
+                           strerror(-ret));
+    } else {
+        ret = api_server_dir(eb);
+        if (ret)
+            return ret;
+    }
     ret = api_lock(s, eb);
     if (ret)
         return ret;
     /* We hold the lock, so a socket file left here belongs to a VM that died. */
     unlink(s->sock_path);
-    s->sock_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    s->sock_fd = api_listen("the API socket", s->sock_path, 16, eb);
     if (s->sock_fd < 0) {
-        ret = err_set(eb, -errno, "socket: %s", strerror(errno));
-        goto err_stop;
-    }
-    memcpy(addr.sun_path, s->sock_path, strlen(s->sock_path) + 1);
-    if (bind(s->sock_fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
-        ret =
-            err_set(eb, -errno, "cannot bind the API socket %s: %s", s->sock_path, strerror(errno));
-        goto err_stop;
-    }
-    chmod(s->sock_path, 0600);
-    if (listen(s->sock_fd, 16) < 0) {
-        ret = err_set(eb, -errno, "listen on %s: %s", s->sock_path, strerror(errno));
+        ret = s->sock_fd;
         goto err_stop;
     }
     s->http = evhttp_new(vm->base);

@@ -1,4 +1,7 @@
-/* Unit tests for util.c: size and integer parsing, size formatting, errbuf. */
+/*
+ * Unit tests for util.c: size and integer parsing, size formatting, errbuf,
+ * private directories (as root, also as another user).
+ */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,8 +11,13 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
+#include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include "as_user.h"
 #include "petrel/util.h"
 
 /* Parses s and checks it gives want. */
@@ -221,6 +229,158 @@ static void test_err_set(void **state)
     assert_int_equal(strlen(eb.msg), sizeof(eb.msg) - 1);
 }
 
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            snprintf(msg, len, __VA_ARGS__);                                                       \
+            return 1;                                                                              \
+        }                                                                                          \
+    } while (0)
+
+struct dir_case {
+    const char *scratch;         /* a directory this user may write */
+    const char *foreign;         /* another user's directory, mode 0755 */
+    uid_t foreign_uid;           /* its owner */
+    const char *foreign_private; /* another user's directory, mode 0700 (or NULL) */
+};
+
+/*
+ * What dir_open_private() must do for whoever runs it. A plain function (no
+ * cmocka assertions), so that it can run in a child as another user.
+ */
+static int dir_battery(void *arg, char *msg, size_t len)
+{
+    static const mode_t unsafe[] = {0777, 0770, 0720, 0702, 01777};
+    const struct dir_case *c = arg;
+    char path[256], link[256], file[256], mode[16];
+    struct errbuf eb;
+    struct stat st;
+    int fd;
+
+    snprintf(path, sizeof(path), "%s/dir", c->scratch);
+    snprintf(link, sizeof(link), "%s/link", c->scratch);
+    snprintf(file, sizeof(file), "%s/file", c->scratch);
+
+    fd = dir_open_private("the test directory", path, false, &eb);
+    CHECK(fd == -ENOENT, "a missing directory without create: %d, want -ENOENT", fd);
+
+    /* Made with mode 0700 whatever the umask. */
+    mode_t old = umask(0);
+    fd = dir_open_private("the test directory", path, true, &eb);
+    umask(old);
+    CHECK(fd >= 0, "creating %s: %d (%s)", path, fd, eb.msg);
+    CHECK(fstat(fd, &st) == 0 && S_ISDIR(st.st_mode) && (st.st_mode & 07777) == 0700 &&
+              st.st_uid == geteuid(),
+          "%s was made with mode %04o, owner %u", path, (unsigned)(st.st_mode & 07777),
+          (unsigned)st.st_uid);
+    close(fd);
+    fd = dir_open_private("the test directory", path, true, &eb);
+    CHECK(fd >= 0, "an existing private directory: %d (%s)", fd, eb.msg);
+    close(fd);
+
+    /* Writable by the group or by others: refused, naming the directory and its mode. */
+    for (size_t i = 0; i < ARRAY_SIZE(unsafe); i++) {
+        CHECK(chmod(path, unsafe[i]) == 0, "chmod %s: %s", path, strerror(errno));
+        fd = dir_open_private("the test directory", path, false, &eb);
+        snprintf(mode, sizeof(mode), "mode %04o", (unsigned)unsafe[i]);
+        CHECK(fd == -EPERM && strstr(eb.msg, path) && strstr(eb.msg, "writable by others") &&
+                  strstr(eb.msg, mode),
+              "mode %04o: %d, \"%s\"", (unsigned)unsafe[i], fd, eb.msg);
+        if (fd >= 0)
+            close(fd);
+    }
+    /* Readable by others is fine: the sockets in it are 0600. */
+    CHECK(chmod(path, 0755) == 0, "chmod %s: %s", path, strerror(errno));
+    fd = dir_open_private("the test directory", path, false, &eb);
+    CHECK(fd >= 0, "mode 0755: %d (%s)", fd, eb.msg);
+    close(fd);
+
+    /* A symbolic link, even to a good directory, is refused, not followed. */
+    CHECK(symlink(path, link) == 0, "symlink: %s", strerror(errno));
+    fd = dir_open_private("the test directory", link, true, &eb);
+    CHECK(fd == -ELOOP && strstr(eb.msg, link) && strstr(eb.msg, "symbolic link"),
+          "a symbolic link: %d, \"%s\"", fd, eb.msg);
+
+    fd = open(file, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    CHECK(fd >= 0, "creating %s: %s", file, strerror(errno));
+    close(fd);
+    fd = dir_open_private("the test directory", file, true, &eb);
+    CHECK(fd == -ENOTDIR && strstr(eb.msg, file) && strstr(eb.msg, "not a directory"),
+          "a file: %d, \"%s\"", fd, eb.msg);
+
+    /* Another user's: refused, naming both owners. */
+    char owners[96];
+    snprintf(owners, sizeof(owners), "owned by uid %u, not by you (uid %u)",
+             (unsigned)c->foreign_uid, (unsigned)geteuid());
+    for (int create = 0; create < 2; create++) {
+        fd = dir_open_private("the test directory", c->foreign, create, &eb);
+        CHECK(fd == -EPERM && strstr(eb.msg, c->foreign) && strstr(eb.msg, owners),
+              "%s (another user's): %d, \"%s\"", c->foreign, fd, eb.msg);
+    }
+    if (c->foreign_private) {
+        fd = dir_open_private("the test directory", c->foreign_private, true, &eb);
+        CHECK(fd == -EACCES && strstr(eb.msg, c->foreign_private),
+              "%s (another user's, 0700): %d, \"%s\"", c->foreign_private, fd, eb.msg);
+    }
+
+    unlink(link);
+    unlink(file);
+    rmdir(path);
+    return 0;
+}
+
+/* Makes path as another user's directory (root only). */
+static void make_foreign(const char *path, mode_t mode, uid_t uid)
+{
+    assert_int_equal(mkdir(path, mode), 0);
+    assert_int_equal(chown(path, uid, uid), 0);
+    assert_int_equal(chmod(path, mode), 0);
+}
+
+/*
+ * dir_open_private() as this user, and when that is root, also as a plain
+ * user (AS_USER_VICTIM) facing directories another user (AS_USER_OTHER) made.
+ */
+static void test_dir_open_private(void **state)
+{
+    char scratch[] = "/tmp/petrel-test-util.XXXXXX", mine[64], other[64], other_private[64];
+    char msg[1024] = "";
+    (void)state;
+
+    assert_non_null(mkdtemp(scratch));
+    if (geteuid() != 0) {
+        /* A plain user: a directory another user owns is one root made. */
+        struct dir_case c = {.scratch = scratch, .foreign = "/", .foreign_uid = 0};
+        int ret = dir_battery(&c, msg, sizeof(msg));
+        scratch_remove(scratch);
+        if (ret)
+            fail_msg("as uid %u: %s", (unsigned)geteuid(), msg);
+        return;
+    }
+    assert_int_equal(chmod(scratch, 0711), 0);
+    snprintf(mine, sizeof(mine), "%s/mine", scratch);
+    snprintf(other, sizeof(other), "%s/other", scratch);
+    snprintf(other_private, sizeof(other_private), "%s/other-private", scratch);
+    make_foreign(other, 0755, AS_USER_OTHER);
+    make_foreign(other_private, 0700, AS_USER_OTHER);
+
+    struct dir_case root = {.scratch = scratch, .foreign = other, .foreign_uid = AS_USER_OTHER};
+    int ret = dir_battery(&root, msg, sizeof(msg));
+    if (ret) {
+        scratch_remove(scratch);
+        fail_msg("as root: %s", msg);
+    }
+    make_foreign(mine, 0700, AS_USER_VICTIM);
+    struct dir_case user = {.scratch = mine,
+                            .foreign = other,
+                            .foreign_uid = AS_USER_OTHER,
+                            .foreign_private = other_private};
+    ret = as_user(AS_USER_VICTIM, dir_battery, &user, msg, sizeof(msg));
+    scratch_remove(scratch);
+    if (ret)
+        fail_msg("as uid %u: %s (status %d)", AS_USER_VICTIM, msg, ret);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -234,6 +394,7 @@ int main(void)
         cmocka_unit_test(test_fmt_size_exact),
         cmocka_unit_test(test_fmt_size_truncates),
         cmocka_unit_test(test_err_set),
+        cmocka_unit_test(test_dir_open_private),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
