@@ -16,7 +16,11 @@
  *   blkcheck.reset_busy=S  first, on drive 0, a reset while the device has a
  *       request inside a host syscall (the integration test keeps the disk
  *       file's write lock, so a write to sector S waits in the host until the
- *       test lets go). A write to S and a read of sector 0 go in one kick: the
+ *       test lets go). It prints "blkcheck: 0 waiting for the host" and reads
+ *       sector S + 1 every millisecond until it starts with "GATE-SET" (the
+ *       test writes that through a shared mapping once it holds the lock; the
+ *       lock must wait until petrel has opened the drive, which fallocate()s
+ *       it). Then a write to S and a read of sector 0 go in one kick: the
  *       device hands them to its workers in order, so once the read is used
  *       the write is in a worker. Then the status is written 0 and must keep
  *       reading non-zero (the reset waits for the host); a status write and a
@@ -352,6 +356,18 @@ static int blk_reset_busy(struct blk_drive *b, uint64_t sector, unsigned cpus)
 
     if (d->accepted & VIRTIO_BIT(VIRTIO_BLK_F_RO))
         return fail(b, "reset_busy needs a read-write drive");
+    puts("blkcheck: 0 waiting for the host");
+    for (unsigned ms = 0;; ms++) {
+        int st = blk_request(b, VIRTIO_BLK_T_IN, sector + 1, data2, BLK_SECTOR, 1);
+        if (st < 0)
+            return -1;
+        if (st == VIRTIO_BLK_S_OK && !memcmp(data2, "GATE-SET", 8))
+            break;
+        if (ms == d->timeout_ms)
+            return fail(b, "reset_busy: sector %llu did not say GATE-SET within %u ms",
+                        (unsigned long long)sector + 1, d->timeout_ms);
+        acpi_delay_ms(&acpi, 1);
+    }
     for (unsigned k = 0; k < BLK_SECTOR; k++)
         data[k] = pattern_byte(0x5c, sector, k);
     hdr = (struct blk_hdr){VIRTIO_BLK_T_OUT, 0, sector};

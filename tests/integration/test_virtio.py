@@ -226,6 +226,7 @@ class WriteGate:
     (root, or vm.unprivileged_userfaultfd=1), which the nested harness has."""
 
     def __init__(self, path, offset):
+        self.uffd = -1
         libc = ctypes.CDLL(None, use_errno=True)
         self.uffd = libc.syscall(SYS_USERFAULTFD, os.O_CLOEXEC)
         expect(self.uffd >= 0, "userfaultfd: %s" % os.strerror(ctypes.get_errno()))
@@ -254,12 +255,26 @@ class WriteGate:
         os.close(self.fd)
 
 
-def reset_busy(d, path, sock, *options):
-    """blkcheck resetting drive 0 while its write to sector 100 waits behind the gate."""
-    return Running("run", "--kernel", kit("blkcheck"), "--debug-exit", "--cpus", "2",
-                   "--api-sock", sock, "--drive", "path=" + path, "--cmdline",
-                   "console=ttyS0 blkcheck.reset_busy=100 blkcheck.timeout=60000 " +
-                   " ".join(options))
+def reset_busy(path, sock, *options):
+    """blkcheck resetting drive 0 while its write to sector 100 waits behind a WriteGate.
+    The gate shuts once petrel has opened the drive (opening it fallocate()s, which the
+    gate would hold up too); then sector 101 tells the guest, through a shared mapping
+    (a store to the page cache takes no inode lock). Returns (Running, WriteGate)."""
+    r = Running("run", "--kernel", kit("blkcheck"), "--debug-exit", "--cpus", "2",
+                "--api-sock", sock, "--drive", "path=" + path, "--cmdline",
+                "console=ttyS0 blkcheck.reset_busy=100 blkcheck.timeout=60000 " +
+                " ".join(options))
+    try:
+        expect(r.wait_output("blkcheck: 0 waiting for the host"),
+               "blkcheck waits for the gate:\n" + r.output() + r.errors())
+        gate = WriteGate(path, DISK - mmap.PAGESIZE)
+    except BaseException:
+        r.proc.kill()
+        r.wait()
+        raise
+    with open(path, "r+b") as f, mmap.mmap(f.fileno(), DISK) as m:
+        m[101 * SECTOR:101 * SECTOR + 8] = b"GATE-SET"
+    return r, gate
 
 
 @case
@@ -271,10 +286,8 @@ def blk_reset_waits_for_the_host_not_the_loop_or_a_vcpu():
     the guest starts the drive over and uses it."""
     with tempfile.TemporaryDirectory() as d:
         path, sock = disk(d, "busy.img"), os.path.join(d, "api.sock")
-        gate = WriteGate(path, DISK - mmap.PAGESIZE)
-        r = None
+        r, gate = reset_busy(path, sock, "blkcheck.write=7:0x42")
         try:
-            r = reset_busy(d, path, sock, "blkcheck.write=7:0x42")
             expect(r.wait_output("blkcheck: 0 reset pending"),
                    "the guest's status write returned with the write still in the host:\n" +
                    r.output() + r.errors())
@@ -288,7 +301,7 @@ def blk_reset_waits_for_the_host_not_the_loop_or_a_vcpu():
             rc = r.wait()
         finally:
             gate.open()
-            if r is not None and r.proc.poll() is None:
+            if r.proc.poll() is None:
                 r.proc.kill()
                 r.wait()
         out = r.output()
@@ -312,10 +325,8 @@ def blk_stop_while_a_reset_waits_for_the_host():
     drive's write has left the host (VM teardown joins the drive's workers)."""
     with tempfile.TemporaryDirectory() as d:
         path, sock = disk(d, "busy.img"), os.path.join(d, "api.sock")
-        gate = WriteGate(path, DISK - mmap.PAGESIZE)
-        r = None
+        r, gate = reset_busy(path, sock)
         try:
-            r = reset_busy(d, path, sock)
             expect(r.wait_output("blkcheck: 0 reset pending"), "pending:\n" + r.output())
             status, _, body = api(sock, "PUT", "/actions", {"action_type": "Stop"})
             expect(status == 204, "Stop answers 204 with the write still in the host: " + body)
@@ -323,7 +334,7 @@ def blk_stop_while_a_reset_waits_for_the_host():
             rc = r.wait()
         finally:
             gate.open()
-            if r is not None and r.proc.poll() is None:
+            if r.proc.poll() is None:
                 r.proc.kill()
                 r.wait()
         expect(rc == 0, "a stopped petrel exits 0 (%d): %s" % (rc, r.errors()))
