@@ -20,7 +20,8 @@
  *
  * Locking: submit() and quiesce() are called with the device lock held;
  * start() and stop() without it. A backend's own lock is only ever taken
- * after the device lock, never around a call to complete(locked = false).
+ * after the device lock, never around a call to complete(locked = false) or
+ * quiesced().
  */
 #ifndef PETREL_BLK_IO_H
 #define PETREL_BLK_IO_H
@@ -80,11 +81,14 @@ struct blk_io_ops {
     /* Runs req, later or now; it comes back through io->complete(). Device lock held. */
     void (*submit)(struct blk_io *io, struct blk_req *req);
     /*
-     * Device lock held: returns once no request is inside a syscall (so none
-     * touches guest memory any more); requests not started yet are given back
-     * through complete(locked = true) with BLK_S_IOERR, unrun.
+     * Device lock held, never waits: requests not started yet are given back
+     * through complete(locked = true) with BLK_S_IOERR, unrun. Returns 0 if no
+     * request is inside a syscall (none touches guest memory any more), or
+     * -EINPROGRESS: the running ones are cancelled at their next chunk, and
+     * the backend calls io->quiesced() once the last has left its syscall
+     * (before its complete()). No request is submitted meanwhile.
      */
-    void (*quiesce)(struct blk_io *io);
+    int (*quiesce)(struct blk_io *io);
     /* Runs everything queued to completion and joins the threads (no device lock). */
     void (*stop)(struct blk_io *io);
 };
@@ -96,20 +100,22 @@ struct blk_io {
     /* What the file turned out to support: cleared on the first EOPNOTSUPP (any thread). */
     atomic_bool punch_ok, zero_range_ok;
     /*
-     * Set by quiesce() while it waits: a running request stops at its next
-     * chunk (BLK_IO_CHUNK bytes) with an I/O error, so that a reset waits for
-     * at most one chunk per worker, whatever the size the guest asked for.
+     * Set by quiesce() until the running requests are out: each stops at its
+     * next chunk (BLK_IO_CHUNK bytes) with an I/O error, so that a reset waits
+     * for at most one syscall per worker, whatever the size the guest asked for.
      */
     atomic_bool cancel;
     /* Gives a finished request back to the device; locked: the caller holds the device lock. */
     void (*complete)(struct blk_io *io, struct blk_req *req, uint8_t status, bool locked);
+    /* A quiesce() that returned -EINPROGRESS is over (a worker; no lock held). */
+    void (*quiesced)(struct blk_io *io);
 
-    /* blk_io_pool: lock guards queue, tail, active and stopping. */
+    /* blk_io_pool: lock guards queue, tail, active, quiescing and stopping. */
     pthread_mutex_t lock;
     pthread_cond_t work; /* queued work or stopping */
-    pthread_cond_t idle; /* active dropped to 0 */
     struct blk_req *queue, **tail;
     unsigned active; /* requests a worker has taken and not finished */
+    bool quiescing;  /* a quiesce() returned -EINPROGRESS: quiesced() when active is 0 */
     bool stopping;
     pthread_t threads[BLK_IO_POOL_THREADS];
     unsigned nr_threads;

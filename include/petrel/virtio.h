@@ -25,6 +25,18 @@
  * applies the driver's suppression (EVENT_IDX, NO_INTERRUPT) and fires the
  * queue's vector: masked, it waits in the PBA until the guest unmasks it.
  *
+ * Reset (4.1.4.3). The driver writes 0 to device_status; the device's reset
+ * callback runs there, on the vCPU thread, and must not wait for the host: it
+ * returns 0 when nothing of the device is left running (the usual case: the
+ * reset is then complete before the status write returns), or -EINPROGRESS
+ * while something it started is still inside a host syscall (a disk read
+ * writing guest RAM). Then the reset is pending: device_status keeps reading
+ * its old, non-zero value (4.1.4.3.2: the driver waits for 0 before it
+ * re-initializes), every other register write and every notify is ignored, and
+ * no interrupt is sent; the device calls virtio_reset_done() once it is idle,
+ * from any thread, and the loop completes the reset (queues forgotten, status
+ * 0). Nothing on the loop or a vCPU waits for the host meanwhile.
+ *
  * Threads and locks. Everything in a struct virtio_dev (the queues included)
  * is guarded by vdev->pci.dev.lock. Register accesses arrive on vCPU threads
  * with it held (pci.h). The loop takes it around queue_notify(), so a device
@@ -129,9 +141,12 @@ struct virtio_dev_ops {
     void (*queue_notify)(struct virtio_dev *vdev, unsigned q);
     /*
      * The driver reset the device (status 0; on a vCPU thread): forget every
-     * popped chain. The transport resets the queues afterwards. May be NULL.
+     * popped chain, without waiting for the host. 0: done, the transport resets
+     * the queues now; -EINPROGRESS: something is still in a host syscall, and
+     * the device calls virtio_reset_done() when it is not (see above). May be
+     * NULL (done at once).
      */
-    void (*reset)(struct virtio_dev *vdev);
+    int (*reset)(struct virtio_dev *vdev);
 };
 
 /*
@@ -180,9 +195,13 @@ struct virtio_dev {
     unsigned nr_vectors; /* nr_queues + 1 */
     uint32_t *gsi;       /* per vector */
     struct irqfd *irqfds;
-    uint64_t bar_addr; /* where the BAR decodes, or PCI_BAR_UNMAPPED */
-    bool warned;       /* a broken queue was logged */
-    bool warned_bind;  /* a notify address that would not bind was logged */
+    uint64_t bar_addr;  /* where the BAR decodes, or PCI_BAR_UNMAPPED */
+    bool reset_pending; /* the driver reset it; the device has not finished (see above) */
+    int reset_fd;       /* eventfd: virtio_reset_done() -> the loop */
+    struct event *reset_ev;
+    uint64_t resets_pending; /* resets that had to wait for the device (a counter) */
+    bool warned;             /* a broken queue was logged */
+    bool warned_bind;        /* a notify address that would not bind was logged */
 };
 
 /*
@@ -229,6 +248,12 @@ void virtio_requeue_locked(struct virtio_dev *vdev, unsigned q);
  * DEVICE_NEEDS_RESET and tells the driver.
  */
 void virtio_notify_queue_locked(struct virtio_dev *vdev, unsigned q);
+
+/*
+ * A device whose reset callback returned -EINPROGRESS is idle now (any thread,
+ * no lock needed): the loop completes the pending reset.
+ */
+void virtio_reset_done(struct virtio_dev *vdev);
 
 /* Logs a problem the guest caused, through the PCI bus's hook when there is one. */
 void virtio_warn(struct virtio_dev *vdev, const char *fmt, ...) PRINTF(2, 3);

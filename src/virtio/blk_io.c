@@ -168,24 +168,31 @@ static void sync_submit(struct blk_io *io, struct blk_req *req)
     io->complete(io, req, blk_io_execute(io, req), true);
 }
 
-static void sync_nothing(struct blk_io *io)
+static int sync_quiesce(struct blk_io *io)
 {
     (void)io; /* nothing is ever in flight */
+    return 0;
+}
+
+static void sync_stop(struct blk_io *io)
+{
+    (void)io;
 }
 
 const struct blk_io_ops blk_io_sync = {
     .name = "sync",
     .start = sync_start,
     .submit = sync_submit,
-    .quiesce = sync_nothing,
-    .stop = sync_nothing,
+    .quiesce = sync_quiesce,
+    .stop = sync_stop,
 };
 
 /* ---- blk_io_pool: worker threads ---- */
 
 /*
  * A worker: takes the oldest request, runs it with no lock held, then hands it
- * to the device, which takes its own lock. At stop it empties the queue first.
+ * to the device, which takes its own lock. The last one out of a syscall
+ * during a quiesce says so first. At stop it empties the queue first.
  */
 static void *pool_worker(void *arg)
 {
@@ -207,9 +214,14 @@ static void *pool_worker(void *arg)
         uint8_t status = blk_io_execute(io, req);
 
         pthread_mutex_lock(&io->lock);
-        if (!--io->active)
-            pthread_cond_broadcast(&io->idle);
+        bool quiesced = !--io->active && io->quiescing;
+        if (quiesced) {
+            io->quiescing = false;
+            atomic_store(&io->cancel, false);
+        }
         pthread_mutex_unlock(&io->lock);
+        if (quiesced)
+            io->quiesced(io);
         io->complete(io, req, status, false); /* takes the device lock: ours is not held */
         pthread_mutex_lock(&io->lock);
     }
@@ -227,7 +239,6 @@ static void pool_stop(struct blk_io *io)
         pthread_join(io->threads[i], NULL);
     io->nr_threads = 0;
     pthread_cond_destroy(&io->work);
-    pthread_cond_destroy(&io->idle);
     pthread_mutex_destroy(&io->lock);
 }
 
@@ -238,10 +249,10 @@ static int pool_start(struct blk_io *io)
 
     pthread_mutex_init(&io->lock, NULL);
     pthread_cond_init(&io->work, NULL);
-    pthread_cond_init(&io->idle, NULL);
     io->queue = NULL;
     io->tail = &io->queue;
     io->active = 0;
+    io->quiescing = false;
     io->stopping = false;
     io->nr_threads = 0;
 
@@ -271,26 +282,31 @@ static void pool_submit(struct blk_io *io, struct blk_req *req)
     pthread_mutex_unlock(&io->lock);
 }
 
-static void pool_quiesce(struct blk_io *io)
+/*
+ * Never waits (the caller is a vCPU holding the device lock): workers in a
+ * syscall finish it, stop at their next chunk, and the last one calls
+ * quiesced().
+ */
+static int pool_quiesce(struct blk_io *io)
 {
+    int ret = 0;
+
     pthread_mutex_lock(&io->lock);
     struct blk_req *unrun = io->queue;
     io->queue = NULL;
     io->tail = &io->queue;
-    /*
-     * Workers in a syscall finish it and stop at the next chunk; none needs the
-     * device lock (held by our caller) to.
-     */
-    atomic_store(&io->cancel, true);
-    while (io->active)
-        pthread_cond_wait(&io->idle, &io->lock);
-    atomic_store(&io->cancel, false);
+    if (io->active) {
+        atomic_store(&io->cancel, true);
+        io->quiescing = true;
+        ret = -EINPROGRESS;
+    }
     pthread_mutex_unlock(&io->lock);
     while (unrun) {
         struct blk_req *next = unrun->next;
         io->complete(io, unrun, BLK_S_IOERR, true);
         unrun = next;
     }
+    return ret;
 }
 
 const struct blk_io_ops blk_io_pool = {

@@ -16,19 +16,36 @@
  * Reset with requests in flight. A worker may be inside preadv() writing into
  * guest RAM when the driver resets the device, and may then be waiting for the
  * device lock to push its chain. Two things keep the reset clean, and each is
- * needed: (1) the reset waits, under the device lock, until no request is in
- * a syscall (quiesce: workers need no device lock to finish a syscall, so this
- * cannot deadlock; requests not started are dropped unrun), so after the
- * driver's status write returns nothing writes the buffers it may now reuse
- * (4.1.4.3.2: no buffers used after a reset); (2) a generation count, bumped
- * at reset, makes a completion that lost the race for the lock drop its chain
- * instead of pushing it into the new rings. Waiting alone cannot cover (2)
- * without the workers holding the device lock across I/O, which would stall
- * the vCPUs on the disk; generations alone would let a late read scribble on
- * memory the driver has handed to something else. The wait blocks one vCPU
- * for at most one syscall per worker: a running request is cancelled at its
- * next chunk (blk_io.h, BLK_IO_CHUNK), so a guest's gigabyte request cannot
- * stretch it; an fdatasync is the worst case, as in QEMU's drain on reset.
+ * needed: (1) the reset is not complete (device_status does not read 0) until
+ * no request is in a syscall (quiesce; requests not started are dropped
+ * unrun), so once the driver sees 0 nothing writes the buffers it may now
+ * reuse (4.1.4.3.2: the driver waits for 0 before re-initializing); (2) a
+ * generation count, bumped at reset, makes a completion that lost the race for
+ * the lock drop its chain instead of pushing it into the new rings. (1) alone
+ * cannot cover (2) without the workers holding the device lock across I/O,
+ * which would stall the vCPUs on the disk; (2) alone would let a late read
+ * scribble on memory the driver has handed to something else.
+ *
+ * Nobody waits for (1): the reset runs on a vCPU holding the device lock, and
+ * the loop takes that lock for every kick, so a wait there would hold the
+ * vCPU and the loop (API, console, signals) for as long as the host's
+ * fdatasync or read takes, unbounded on a hung disk. With nothing in a
+ * syscall (the usual case: Linux polls the status with a 1 ms sleep, so a
+ * pending reset must stay rare) the reset is done before the status write
+ * returns; otherwise it is pending (virtio.h) until the last worker leaves its
+ * syscall and calls blk_quiesced(), which hands it to the loop. A running
+ * request is cancelled at its next chunk (blk_io.h, BLK_IO_CHUNK), so a
+ * guest's gigabyte request cannot stretch the wait; an fdatasync is the worst
+ * case.
+ *
+ * The used length. A read's used element says how many bytes were written:
+ * the data and the status byte. The field is 32 bits and a chain may hold
+ * more (a disk over 4 GiB, descriptors of up to 4 GiB each), so it saturates at
+ * UINT32_MAX. That is what 2.7.8.2 allows ("the device MAY write more than len
+ * bytes"; a wrapped value would claim less than was written, and could be
+ * tiny); the driver learns the outcome from the status byte, as Linux does.
+ * Refusing such reads would fail requests a driver may legally make: petrel
+ * offers no SIZE_MAX, so nothing tells the driver of a limit.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -312,7 +329,7 @@ static bool blk_handle(struct virtio_blk *blk, struct virtq *vq, const struct vi
         req->offset = sector * VIRTIO_BLK_SECTOR_SIZE;
         if (type == VIRTIO_BLK_T_IN) {
             req->iovcnt = segs_to_iov(ch->segs + ch->nr_out, ch->nr_in, 0, len, req->iov);
-            req->written = (uint32_t)(len + 1);
+            req->written = len < UINT32_MAX ? (uint32_t)(len + 1) : UINT32_MAX; /* see the top */
             blk->reads++;
         } else {
             req->iovcnt = segs_to_iov(ch->segs, ch->nr_out, VIRTIO_BLK_HDR_SIZE, len, req->iov);
@@ -445,14 +462,23 @@ static void blk_complete(struct blk_io *io, struct blk_req *req, uint8_t status,
         virtio_unlock(vdev);
 }
 
-/* The driver reset the device (vCPU thread, lock held): see the comment at the top. */
-static void blk_reset(struct virtio_dev *vdev)
+/*
+ * The driver reset the device (vCPU thread, lock held): see the comment at the
+ * top. 0, or -EINPROGRESS until blk_quiesced().
+ */
+static int blk_reset(struct virtio_dev *vdev)
 {
     struct virtio_blk *blk = to_blk(vdev);
 
     blk->gen++;
-    blk->io.ops->quiesce(&blk->io);
     blk->starved = false;
+    return blk->io.ops->quiesce(&blk->io);
+}
+
+/* The backend's last request of a pending reset left its syscall (a worker, no lock). */
+static void blk_quiesced(struct blk_io *io)
+{
+    virtio_reset_done(&container_of(io, struct virtio_blk, io)->vdev);
 }
 
 static const struct virtio_dev_ops virtio_blk_ops = {
@@ -593,6 +619,7 @@ int virtio_blk_init(struct virtio_blk *blk, const struct blk_io_ops *io,
         return err_set(eb, ret, "cannot set up virtio-blk for %s: %s", blk->path, strerror(-ret));
 
     blk->io.complete = blk_complete;
+    blk->io.quiesced = blk_quiesced;
     ret = (io ? io : &blk_io_pool)->start(&blk->io);
     if (ret)
         return err_set(eb, ret, "cannot start the %s I/O backend for %s: %s",

@@ -186,8 +186,8 @@ static uint64_t vc_config_read(struct virtio_dev *vdev, unsigned offset, unsigne
     return x;
 }
 
-/* The driver reset the device (a vCPU thread, lock held): forget the held chain. */
-static void vc_reset(struct virtio_dev *vdev)
+/* The driver reset the device (a vCPU thread, lock held): forget the held chain. Done at once. */
+static int vc_reset(struct virtio_dev *vdev)
 {
     struct virtio_console *vc = to_vc(vdev);
 
@@ -195,6 +195,7 @@ static void vc_reset(struct virtio_dev *vdev)
     vc->tx_waiting = false;
     vc->tx_off = 0;
     /* rx_wanted stays: input still waits, and the next driver's buffers take it. */
+    return 0;
 }
 
 static const struct virtio_dev_ops virtio_console_ops = {

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/eventfd.h>
 #include <event2/event.h>
 
 #include "petrel/virtio.h"
@@ -112,7 +113,7 @@ void virtio_config_changed_locked(struct virtio_dev *vdev)
  */
 static void needs_reset(struct virtio_dev *v, unsigned q)
 {
-    if (v->status & VIRTIO_STATUS_NEEDS_RESET)
+    if ((v->status & VIRTIO_STATUS_NEEDS_RESET) || v->reset_pending)
         return;
     if (!v->warned) {
         v->warned = true;
@@ -130,6 +131,8 @@ void virtio_notify_queue_locked(struct virtio_dev *vdev, unsigned q)
 {
     struct virtio_queue *vq = &vdev->queues[q];
 
+    if (vdev->reset_pending)
+        return; /* the driver is done with these rings: it is waiting for status 0 */
     if (vq->vq.broken) {
         needs_reset(vdev, q);
         return;
@@ -154,8 +157,8 @@ static void on_kick(evutil_socket_t fd, short what, void *arg)
     ssize_t r = read(fd, &n, sizeof(n));
     (void)r;
     virtio_lock(v);
-    if ((v->status & VIRTIO_STATUS_DRIVER_OK) && !(v->status & VIRTIO_STATUS_NEEDS_RESET) &&
-        vq->vq.ready && !vq->vq.broken) {
+    if (!v->reset_pending && (v->status & VIRTIO_STATUS_DRIVER_OK) &&
+        !(v->status & VIRTIO_STATUS_NEEDS_RESET) && vq->vq.ready && !vq->vq.broken) {
         vq->kicks++;
         v->ops->queue_notify(v, q);
     }
@@ -166,10 +169,10 @@ static void on_kick(evutil_socket_t fd, short what, void *arg)
 
 /* ---- device status, features, queues ---- */
 
-static void vdev_reset(struct virtio_dev *v)
+/* The transport's half of a reset, once the device's is done (lock held). */
+static void reset_finish(struct virtio_dev *v)
 {
-    if (v->ops->reset)
-        v->ops->reset(v);
+    v->reset_pending = false;
     for (unsigned q = 0; q < v->nr_queues; q++) {
         virtq_reset(&v->queues[q].vq);
         v->queues[q].vector = VIRTIO_NO_VECTOR;
@@ -180,6 +183,44 @@ static void vdev_reset(struct virtio_dev *v)
     v->driver_features = 0;
     v->dfselect = v->gfselect = 0;
     v->queue_sel = 0;
+}
+
+/*
+ * The driver wrote 0 (vCPU thread, lock held). The device forgets its chains;
+ * if something it runs is still in a host syscall, the reset waits for
+ * virtio_reset_done() with the old status showing (virtio.h), so that the
+ * vCPU returns to the guest at once.
+ */
+static void vdev_reset(struct virtio_dev *v)
+{
+    if (v->ops->reset && v->ops->reset(v) == -EINPROGRESS) {
+        v->reset_pending = true;
+        v->resets_pending++;
+        return;
+    }
+    reset_finish(v);
+}
+
+void virtio_reset_done(struct virtio_dev *vdev)
+{
+    uint64_t one = 1;
+    ssize_t r = write(vdev->reset_fd, &one, sizeof(one));
+    (void)r; /* EAGAIN: the loop has a wakeup pending anyway */
+}
+
+/* The loop's side of virtio_reset_done(): the pending reset completes. */
+static void on_reset_done(evutil_socket_t fd, short what, void *arg)
+{
+    struct virtio_dev *v = arg;
+    uint64_t n;
+    (void)what;
+
+    ssize_t r = read(fd, &n, sizeof(n));
+    (void)r;
+    virtio_lock(v);
+    if (v->reset_pending)
+        reset_finish(v);
+    virtio_unlock(v);
 }
 
 /*
@@ -341,8 +382,8 @@ static void common_write(struct virtio_dev *v, unsigned off, uint64_t value, uns
 {
     uint8_t b[VIRTIO_PCI_COMMON_LEN];
 
-    if (off >= VIRTIO_PCI_COMMON_LEN)
-        return;
+    if (off >= VIRTIO_PCI_COMMON_LEN || v->reset_pending)
+        return; /* a pending reset: status 0 first (4.1.4.3.2), then anything else */
     common_fill(v, b);
     for (unsigned i = 0; i < size && off + i < VIRTIO_PCI_COMMON_LEN; i++)
         b[off + i] = (uint8_t)(value >> (8 * i));
@@ -393,8 +434,8 @@ static void virtio_bar_write(struct pci_dev *pdev, unsigned bar, uint64_t offset
 {
     struct virtio_dev *v = to_vdev(pdev);
 
-    if (bar != VIRTIO_PCI_BAR)
-        return;
+    if (bar != VIRTIO_PCI_BAR || v->reset_pending)
+        return; /* nothing but the status read means anything until the reset is done */
     if (offset < VIRTIO_PCI_ISR_OFF) {
         common_write(v, (unsigned)offset, value, size);
     } else if (offset >= VIRTIO_PCI_DEVICE_OFF &&
@@ -511,6 +552,7 @@ int virtio_pci_init(struct virtio_dev *vdev, const char *name, const struct virt
                             1ULL << VIRTIO_F_EVENT_IDX;
     vdev->config_vector = VIRTIO_NO_VECTOR;
     vdev->bar_addr = PCI_BAR_UNMAPPED;
+    vdev->reset_fd = -1;
     vdev->nr_queues = ops->num_queues;
     vdev->nr_vectors = ops->num_queues + 1;
 
@@ -561,6 +603,17 @@ int virtio_pci_init(struct virtio_dev *vdev, const char *name, const struct virt
         if (ret)
             goto err_destroy;
     }
+    vdev->reset_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (vdev->reset_fd < 0) {
+        ret = -errno;
+        goto err_destroy;
+    }
+    vdev->reset_ev =
+        event_new(sys->base, vdev->reset_fd, EV_READ | EV_PERSIST, on_reset_done, vdev);
+    if (!vdev->reset_ev || event_add(vdev->reset_ev, NULL)) {
+        ret = -ENOMEM;
+        goto err_destroy;
+    }
     for (unsigned q = 0; q < vdev->nr_queues; q++) {
         struct virtio_queue *vq = &vdev->queues[q];
         ret = ioeventfd_init(&vq->kick, sys->vm_fd);
@@ -599,6 +652,12 @@ void virtio_pci_destroy(struct virtio_dev *vdev)
             }
         }
     }
+    if (vdev->reset_ev)
+        event_free(vdev->reset_ev);
+    if (vdev->reset_fd >= 0)
+        close(vdev->reset_fd);
+    vdev->reset_ev = NULL;
+    vdev->reset_fd = -1;
     if (vdev->irqfds)
         for (unsigned i = 0; i < vdev->nr_vectors; i++)
             sys_irqfd_destroy(vdev, &vdev->irqfds[i]);

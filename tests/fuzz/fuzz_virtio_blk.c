@@ -8,8 +8,9 @@
  * against workers) are the unit tests' job.
  *
  * Input format: fuzz_virtio_ops.h (tests/fuzz/gen_corpus.py writes seeds in
- * it). Checked after every op: fuzz_virtio_check_locked(), no request left in
- * flight, every request slot free; at the end, the disk kept its size.
+ * it). Checked after every op: fuzz_virtio_check_locked(), no reset pending
+ * and no request left in flight, every request slot free; at the end, the
+ * disk kept its size.
  */
 #include <stdio.h>
 #include <string.h>
@@ -35,6 +36,7 @@ static void check(struct virtio_dev *v)
 
     virtio_lock(v);
     fuzz_virtio_check_locked(v);
+    FUZZ_CHECK(!v->reset_pending); /* the sync backend leaves nothing in a syscall */
     FUZZ_CHECK(blk->inflight == 0);
     for (struct blk_req *r = blk->free; r; r = r->next)
         nfree++;

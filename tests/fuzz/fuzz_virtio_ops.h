@@ -92,15 +92,17 @@ static inline void fuzz_virtio_run(struct fuzz_input *in, struct fake_virtio_hos
     check(v);
 }
 
-/* What holds for every virtio device: a broken queue of a running device comes with NEEDS_RESET;
- * a ready queue has a power-of-two size no larger than the device's maximum; the BAR sits at a
- * multiple of its size. Lock held. */
+/* What holds for every virtio device: a broken queue of a running device comes with NEEDS_RESET
+ * (unless a reset is pending: the driver is done with the queues); a pending reset reads as a
+ * non-zero status, so the driver keeps waiting (virtio.h); a ready queue has a power-of-two size
+ * no larger than the device's maximum; the BAR sits at a multiple of its size. Lock held. */
 static inline void fuzz_virtio_check_locked(struct virtio_dev *v)
 {
+    FUZZ_CHECK(!v->reset_pending || v->status);
     for (unsigned q = 0; q < v->nr_queues; q++) {
         const struct virtq *vq = &v->queues[q].vq;
         FUZZ_CHECK(!vq->broken || (v->status & VIRTIO_STATUS_NEEDS_RESET) ||
-                   !(v->status & VIRTIO_STATUS_DRIVER_OK));
+                   !(v->status & VIRTIO_STATUS_DRIVER_OK) || v->reset_pending);
         if (vq->ready) {
             FUZZ_CHECK(vq->size && (vq->size & (vq->size - 1)) == 0);
             FUZZ_CHECK(vq->size <= v->ops->queue_max_size);

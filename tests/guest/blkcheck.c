@@ -13,6 +13,23 @@
  *   blkcheck.read=S[:N][,S:N...]       reads N sectors (1-64, default 1) and
  *       prints their CRC-32 (zlib's).
  *
+ *   blkcheck.reset_busy=S  first, on drive 0, a reset while the device has a
+ *       request inside a host syscall (the integration test keeps the disk
+ *       file's write lock, so a write to sector S waits in the host until the
+ *       test lets go). It prints "blkcheck: 0 waiting for the host" and reads
+ *       sector S + 1 every millisecond until it starts with "GATE-SET" (the
+ *       test writes that through a shared mapping once it holds the lock; the
+ *       lock must wait until petrel has opened the drive, which fallocate()s
+ *       it). Then a write to S and a read of sector 0 go in one kick: the
+ *       device hands them to its workers in order, so once the read is used
+ *       the write is in a worker. Then the status is written 0 and must keep
+ *       reading non-zero (the reset waits for the host); a status write and a
+ *       notify change nothing meanwhile; with a second CPU, that CPU rings the
+ *       notify register every millisecond for as long as the reset is pending
+ *       (what would stall petrel's loop if the reset waited holding the device
+ *       lock). Waits for status 0 (virtio_reset_wait(), blkcheck.timeout) and
+ *       starts the drive over; the write's request is not used.
+ *
  * A read-only drive (VIRTIO_BLK_F_RO) must refuse each write with
  * VIRTIO_BLK_S_IOERR; the program goes on. Every drive must also refuse a
  * read of the sector at its capacity (IOERR). Every request must end with a
@@ -25,6 +42,9 @@
  * <S>+<N> crc32 <8 hex> blkcheck: <i> read past the end refused blkcheck: PASS drives <n> requests
  * <r> interrupts <k> blkcheck: poweroff
  *
+ * and for blkcheck.reset_busy: "blkcheck: 0 reset pending status 0x<st> cpus <n>",
+ * then "blkcheck: 0 reset done kicks <k>" once the status reads 0.
+ *
  * then powers off through ACPI. A failed check prints "blkcheck: FAIL <why>"
  * and exits 1; no virtio-blk: "blkcheck: no virtio-blk (1af4:1042)", exit 3;
  * a bad option "blkcheck: bad <option>", exit 2. blkcheck.timeout=<ms> limits
@@ -33,9 +53,11 @@
 #include "kit/acpi.h"
 #include "kit/cmdline.h"
 #include "kit/crc32.h"
+#include "kit/io.h"
 #include "kit/kit.h"
 #include "kit/pci.h"
 #include "kit/printf.h"
+#include "kit/smp.h"
 #include "kit/stdlib.h"
 #include "kit/string.h"
 #include "kit/virtio.h"
@@ -93,6 +115,15 @@ static struct acpi_info acpi;
 static struct blk_hdr hdr;
 static volatile uint8_t status;
 static uint8_t data[BLK_MAX_SECTORS * BLK_SECTOR];
+/* blkcheck.reset_busy's second request, and the second CPU's notify writes. */
+static struct blk_hdr hdr2;
+static volatile uint8_t status2;
+static uint8_t data2[BLK_SECTOR];
+static volatile uint64_t kick_addr; /* BSP -> AP: ring this (0: not yet) */
+static volatile int kick_stop;      /* BSP -> AP: stop ringing */
+static volatile unsigned kicks;     /* AP: notifies written */
+static uint64_t want_features = VIRTIO_BIT(VIRTIO_BLK_F_RO) | VIRTIO_BIT(VIRTIO_BLK_F_BLK_SIZE) |
+                                VIRTIO_BIT(VIRTIO_BLK_F_FLUSH) | VIRTIO_BIT(VIRTIO_BLK_F_SEG_MAX);
 
 static uint8_t pattern_byte(unsigned p, uint64_t s, unsigned k)
 {
@@ -210,9 +241,7 @@ static int blk_start(struct blk_drive *b, const struct pci_func *f, unsigned tim
     if (virtio_probe(d, f))
         return fail(b, "%s", d->error);
     d->timeout_ms = timeout;
-    uint64_t want = VIRTIO_BIT(VIRTIO_BLK_F_RO) | VIRTIO_BIT(VIRTIO_BLK_F_BLK_SIZE) |
-                    VIRTIO_BIT(VIRTIO_BLK_F_FLUSH) | VIRTIO_BIT(VIRTIO_BLK_F_SEG_MAX);
-    if (virtio_start(d, want) || virtio_queue_setup(d, 0, BLK_QSIZE) ||
+    if (virtio_start(d, want_features) || virtio_queue_setup(d, 0, BLK_QSIZE) ||
         virtio_config_read(d, BLK_CFG_CAPACITY, &b->capacity, sizeof(b->capacity)) ||
         ((d->accepted & VIRTIO_BIT(VIRTIO_BLK_F_BLK_SIZE)) &&
          virtio_config_read(d, BLK_CFG_BLK_SIZE, &blk_size, sizeof(blk_size))) ||
@@ -295,6 +324,93 @@ static int blk_read(struct blk_drive *b, const struct blk_op *op)
     return 0;
 }
 
+/* The second CPU: rings drive 0's notify register every millisecond until told to stop. */
+static void kicker(unsigned cpu)
+{
+    (void)cpu;
+    while (!kick_stop) {
+        if (kick_addr) {
+            mmio_write16(kick_addr, 0);
+            kicks++;
+        }
+        acpi_delay_ms(&acpi, 1);
+    }
+}
+
+/* Descriptors first .. first + 2: header, one sector of data, status. */
+static void chain3(struct virtq *vq, unsigned first, struct blk_hdr *h, void *buf,
+                   int device_writes, volatile uint8_t *st)
+{
+    virtq_desc_set(vq, first, (uint64_t)(uintptr_t)h, sizeof(*h), VIRTQ_DESC_F_NEXT, first + 1);
+    virtq_desc_set(vq, first + 1, (uint64_t)(uintptr_t)buf, BLK_SECTOR,
+                   VIRTQ_DESC_F_NEXT | (device_writes ? VIRTQ_DESC_F_WRITE : 0), first + 2);
+    virtq_desc_set(vq, first + 2, (uint64_t)(uintptr_t)st, 1, VIRTQ_DESC_F_WRITE, 0);
+}
+
+/* blkcheck.reset_busy (see the top): a reset while a write waits in the host. 0 or -1. */
+static int blk_reset_busy(struct blk_drive *b, uint64_t sector, unsigned cpus)
+{
+    struct virtio_dev *d = &b->dev;
+    struct virtq *vq = &d->vq[0];
+    struct virtq_used_elem e;
+
+    if (d->accepted & VIRTIO_BIT(VIRTIO_BLK_F_RO))
+        return fail(b, "reset_busy needs a read-write drive");
+    puts("blkcheck: 0 waiting for the host");
+    for (unsigned ms = 0;; ms++) {
+        int st = blk_request(b, VIRTIO_BLK_T_IN, sector + 1, data2, BLK_SECTOR, 1);
+        if (st < 0)
+            return -1;
+        if (st == VIRTIO_BLK_S_OK && !memcmp(data2, "GATE-SET", 8))
+            break;
+        if (ms == d->timeout_ms)
+            return fail(b, "reset_busy: sector %llu did not say GATE-SET within %u ms",
+                        (unsigned long long)sector + 1, d->timeout_ms);
+        acpi_delay_ms(&acpi, 1);
+    }
+    for (unsigned k = 0; k < BLK_SECTOR; k++)
+        data[k] = pattern_byte(0x5c, sector, k);
+    hdr = (struct blk_hdr){VIRTIO_BLK_T_OUT, 0, sector};
+    hdr2 = (struct blk_hdr){VIRTIO_BLK_T_IN, 0, 0};
+    status = status2 = BLK_STATUS_UNSET;
+    chain3(vq, 0, &hdr, data, 0, &status);
+    chain3(vq, 3, &hdr2, data2, 1, &status2);
+    virtq_publish(vq, 0);
+    virtq_publish(vq, 3);
+    virtq_kick(vq);
+    if (virtq_wait(vq, &e))
+        return fail(b, "reset_busy: %s", d->error);
+    if (e.id != 3)
+        return fail(b,
+                    "reset_busy: the write to sector %llu was not held in the host (used "
+                    "head %u, status 0x%02x)",
+                    (unsigned long long)sector, e.id, status);
+
+    kick_addr = vq->notify;
+    virtio_reset(d);
+    uint8_t st = virtio_status(d);
+    if (!st)
+        return fail(b, "reset_busy: the status read 0 with the write still in the host");
+    virtio_reset(d); /* again: ignored while the reset is pending, as a notify is */
+    uint8_t again = virtio_status(d);
+    virtq_kick(vq);
+    if (virtio_status(d) != st || again != st)
+        return fail(b, "reset_busy: the status went 0x%02x -> 0x%02x while the reset was pending",
+                    st, virtio_status(d));
+    printf("blkcheck: 0 reset pending status 0x%02x cpus %u\n", st, cpus);
+    if (virtio_reset_wait(d))
+        return fail(b, "reset_busy: %s", d->error);
+    kick_stop = 1;
+    if (status != BLK_STATUS_UNSET)
+        return fail(b, "reset_busy: the dropped write's status byte changed to 0x%02x", status);
+    printf("blkcheck: 0 reset done kicks %u\n", kicks);
+    b->requests = 0; /* the queue's interrupt count starts over with it */
+    if (virtio_start(d, want_features) || virtio_queue_setup(d, 0, BLK_QSIZE) ||
+        virtio_driver_ok(d))
+        return fail(b, "reset_busy: starting over: %s", d->error);
+    return 0;
+}
+
 /* Everything the command line asks, and the past-the-end read, on one drive. */
 static int blk_check(struct blk_drive *b)
 {
@@ -330,7 +446,9 @@ static int blk_check(struct blk_drive *b)
 
 int kit_main(void)
 {
-    unsigned long timeout = 20000, poweroff = 1;
+    unsigned long timeout = 20000, poweroff = 1, reset_busy = 0;
+    int busy = kit_cmdline_uint("blkcheck.reset_busy", 10, &reset_busy);
+    unsigned cpus = 1;
 
     int w = parse_ops("blkcheck.write", 1, writes), r = parse_ops("blkcheck.read", 0, reads);
     if (w < 0 || r < 0)
@@ -344,6 +462,17 @@ int kit_main(void)
     if (kit_cmdline_uint("blkcheck.poweroff", 10, &poweroff) == -2 || poweroff > 1) {
         puts("blkcheck: bad blkcheck.poweroff (want 0 or 1)");
         return 2;
+    }
+    if (busy == -2) {
+        puts("blkcheck: bad blkcheck.reset_busy (want a sector)");
+        return 2;
+    }
+    if (busy == 0) {
+        if (acpi_init(&acpi) < 0) {
+            puts("blkcheck: FAIL no ACPI tables (reset_busy times its notifies with the PM timer)");
+            return 1;
+        }
+        cpus = kit_smp_start(kicker);
     }
 
     unsigned n = pci_scan(funcs, PCI_MAX_FUNCS), ndrives = 0;
@@ -359,6 +488,8 @@ int kit_main(void)
                VIRTIO_PCI_DEVICE(VIRTIO_ID_BLOCK));
         return 3;
     }
+    if (busy == 0 && blk_reset_busy(&drives[0], reset_busy, cpus))
+        return 1;
     unsigned requests = 0, interrupts = 0;
     for (unsigned i = 0; i < ndrives; i++) {
         if (blk_check(&drives[i]))

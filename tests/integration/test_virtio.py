@@ -2,12 +2,18 @@
 """virtio-pci as a driver sees it: the guest kit's PCI enumeration and virtio 1.x driver
 (tests/guest/lib/pci.c, virtio.c) against petrel's transport and devices, interrupt-driven
 through MSI-X."""
+import ctypes
+import fcntl
+import mmap
 import os
 import re
+import select
+import struct
 import tempfile
+import threading
 import zlib
 
-from harness import case, expect, kit, main, petrel, text
+from harness import TIMEOUT, Running, api, case, expect, kit, main, petrel, text
 
 HOST_BRIDGE = "pci: 00:00.0 8086:0d57 class 060000 rev 00"
 RNG_FUNC = re.compile(r"pci: 00:([0-9a-f]{2})\.0 1af4:1044 class ff0000 rev 01")
@@ -199,6 +205,140 @@ def without_drives_the_guest_finds_no_virtio_blk():
     p = blkcheck([])
     expect(p.returncode == 3 and "blkcheck: no virtio-blk (1af4:1042)" in text(p.stdout),
            "blkcheck exits 3 without a drive", p)
+
+
+# ---- a reset while the host still runs a request ----
+
+SYS_USERFAULTFD = 323  # x86_64
+UFFD_API = 0xAA
+UFFDIO_API = 0xC018AA3F  # _IOWR(0xAA, 0x3F, struct uffdio_api)
+UFFDIO_REGISTER = 0xC020AA00  # _IOWR(0xAA, 0x00, struct uffdio_register)
+UFFDIO_REGISTER_MODE_MISSING = 1
+UFFD_EVENT_PAGEFAULT = 0x12
+
+
+class WriteGate:
+    """Makes every write to a file wait in the host kernel until open() is called: a thread
+    writes to the file from a page that userfaultfd leaves unfilled, so it faults inside
+    write(), holding the inode's lock, and every other write (petrel's pwritev) queues
+    behind it. Closing the userfaultfd lets the fault finish as an ordinary one. A real
+    hung syscall with no test hook in petrel; needs userfaultfd with kernel-mode faults
+    (root, or vm.unprivileged_userfaultfd=1), which the nested harness has."""
+
+    def __init__(self, path, offset):
+        self.uffd = -1
+        libc = ctypes.CDLL(None, use_errno=True)
+        self.uffd = libc.syscall(SYS_USERFAULTFD, os.O_CLOEXEC)
+        expect(self.uffd >= 0, "userfaultfd: %s" % os.strerror(ctypes.get_errno()))
+        fcntl.ioctl(self.uffd, UFFDIO_API, bytearray(struct.pack("QQQ", UFFD_API, 0, 0)))
+        self.page = mmap.mmap(-1, mmap.PAGESIZE)
+        self.addr = ctypes.addressof(ctypes.c_char.from_buffer(self.page))
+        fcntl.ioctl(self.uffd, UFFDIO_REGISTER, bytearray(struct.pack(
+            "QQQQ", self.addr, mmap.PAGESIZE, UFFDIO_REGISTER_MODE_MISSING, 0)))
+        self.fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        self.thread = threading.Thread(target=os.pwrite, args=(self.fd, self.page, offset),
+                                       daemon=True)
+        self.thread.start()
+        # The fault's message: the writer is inside write(), holding the lock.
+        ready, _, _ = select.select([self.uffd], [], [], TIMEOUT)
+        expect(ready, "the gate's write faulted")
+        msg = os.read(self.uffd, 32)
+        expect(msg[0] == UFFD_EVENT_PAGEFAULT, "a page fault message: %r" % msg)
+
+    def open(self):
+        if self.uffd < 0:
+            return
+        os.close(self.uffd)
+        self.uffd = -1
+        self.thread.join(TIMEOUT)
+        expect(not self.thread.is_alive(), "the gate's own write finished")
+        os.close(self.fd)
+
+
+def reset_busy(path, sock, *options):
+    """blkcheck resetting drive 0 while its write to sector 100 waits behind a WriteGate.
+    The gate shuts once petrel has opened the drive (opening it fallocate()s, which the
+    gate would hold up too); then sector 101 tells the guest, through a shared mapping
+    (a store to the page cache takes no inode lock). Returns (Running, WriteGate)."""
+    r = Running("run", "--kernel", kit("blkcheck"), "--debug-exit", "--cpus", "2",
+                "--api-sock", sock, "--drive", "path=" + path, "--cmdline",
+                "console=ttyS0 blkcheck.reset_busy=100 blkcheck.timeout=60000 " +
+                " ".join(options))
+    try:
+        expect(r.wait_output("blkcheck: 0 waiting for the host"),
+               "blkcheck waits for the gate:\n" + r.output() + r.errors())
+        gate = WriteGate(path, DISK - mmap.PAGESIZE)
+    except BaseException:
+        r.proc.kill()
+        r.wait()
+        raise
+    with open(path, "r+b") as f, mmap.mmap(f.fileno(), DISK) as m:
+        m[101 * SECTOR:101 * SECTOR + 8] = b"GATE-SET"
+    return r, gate
+
+
+@case
+def blk_reset_waits_for_the_host_not_the_loop_or_a_vcpu():
+    """A driver reset while the drive's write hangs in the host: the status write returns
+    and the status reads non-zero (the reset is pending), the guest's notifies (from its
+    second CPU, every millisecond) are ignored, and the API answers, pause and resume
+    included, while the write still hangs; when the host lets go, the reset completes,
+    the guest starts the drive over and uses it."""
+    with tempfile.TemporaryDirectory() as d:
+        path, sock = disk(d, "busy.img"), os.path.join(d, "api.sock")
+        r, gate = reset_busy(path, sock, "blkcheck.write=7:0x42")
+        try:
+            expect(r.wait_output("blkcheck: 0 reset pending"),
+                   "the guest's status write returned with the write still in the host:\n" +
+                   r.output() + r.errors())
+            status, j, body = api(sock, "GET", "/vm")
+            expect(status == 200 and j["state"] == "Running", "GET /vm answers: %s" % body)
+            for action in ("pause", "resume"):
+                p = petrel(action, "--api-sock", sock)
+                expect(p.returncode == 0, "petrel %s answers" % action, p)
+            expect("reset done" not in r.output(), "the reset waited for the host: " + r.output())
+            gate.open()
+            rc = r.wait()
+        finally:
+            gate.open()
+            if r.proc.poll() is None:
+                r.proc.kill()
+                r.wait()
+        out = r.output()
+        expect(rc == 0 and "FAIL" not in out, "blkcheck passes and powers off (%d):\n%s%s" %
+               (rc, out, r.errors()))
+        expect(re.search(r"blkcheck: 0 reset pending status 0x0f cpus 2\r?\n", out),
+               "pending with the old status, two CPUs: " + out)
+        m = re.search(r"blkcheck: 0 reset done kicks (\d+)\r?\n", out)
+        expect(m and int(m.group(1)) > 0, "the second CPU rang the notify meanwhile: " + out)
+        expect("blkcheck: 0 write 7+1 pattern 0x42 ok" in out and "blkcheck: PASS drives 1" in out,
+               "the drive works after the reset: " + out)
+        with open(path, "rb") as f:
+            img = f.read()
+        # The held write ran once the host let go (its completion was dropped).
+        expect(img[100 * SECTOR:101 * SECTOR] == pattern(0x5c, 100), "sector 100 was written")
+
+
+@case
+def blk_stop_while_a_reset_waits_for_the_host():
+    """The same pending reset, then a stop: answered at once; petrel exits once the
+    drive's write has left the host (VM teardown joins the drive's workers)."""
+    with tempfile.TemporaryDirectory() as d:
+        path, sock = disk(d, "busy.img"), os.path.join(d, "api.sock")
+        r, gate = reset_busy(path, sock)
+        try:
+            expect(r.wait_output("blkcheck: 0 reset pending"), "pending:\n" + r.output())
+            status, _, body = api(sock, "PUT", "/actions", {"action_type": "Stop"})
+            expect(status == 204, "Stop answers 204 with the write still in the host: " + body)
+            gate.open()
+            rc = r.wait()
+        finally:
+            gate.open()
+            if r.proc.poll() is None:
+                r.proc.kill()
+                r.wait()
+        expect(rc == 0, "a stopped petrel exits 0 (%d): %s" % (rc, r.errors()))
+        expect("reset done" not in r.output(), "the guest was stopped while it waited")
 
 
 # ---- a hostile driver: tests/guest/hostile.c ----

@@ -44,9 +44,14 @@ struct rig {
     int fd; /* the test's own view of the disk file */
     uint16_t avail, next_desc;
     unsigned warnings;
-    /* The gated backend: requests held until the test lets them go. */
+    /*
+     * The gated backend: requests held until the test lets them go. With
+     * in_syscall, held requests count as inside their syscalls (a hung disk):
+     * a quiesce must wait for them (quiescing until they are let go).
+     */
     struct blk_req *held[QSIZE];
     unsigned nr_held;
+    bool in_syscall, quiescing;
 };
 
 struct seg {
@@ -81,18 +86,34 @@ static void gated_submit(struct blk_io *io, struct blk_req *req)
     r->held[r->nr_held++] = req;
 }
 
-/* Held requests count as past their syscalls: quiesce has nothing to wait for. */
-static void gated_quiesce(struct blk_io *io)
+/* Held requests are past their syscalls (quiesce has nothing to wait for), or inside them. */
+static int gated_quiesce(struct blk_io *io)
 {
-    (void)io;
+    struct rig *r = io_rig(io);
+    if (!r->in_syscall || !r->nr_held)
+        return 0;
+    r->quiescing = true;
+    return -EINPROGRESS;
 }
 
-/* Lets the held requests go: each runs and completes as a worker would (no lock held). */
+/*
+ * Lets the held requests go: each runs and completes as a worker would (no
+ * lock held); a pending quiesce ends when the last has left its syscall.
+ */
 static void gated_release(struct rig *r)
 {
-    for (unsigned i = 0; i < r->nr_held; i++)
-        r->blk.io.complete(&r->blk.io, r->held[i], blk_io_execute(&r->blk.io, r->held[i]), false);
+    uint8_t st[QSIZE];
+    unsigned n = r->nr_held;
+
+    for (unsigned i = 0; i < n; i++)
+        st[i] = blk_io_execute(&r->blk.io, r->held[i]);
+    if (r->quiescing) {
+        r->quiescing = false;
+        r->blk.io.quiesced(&r->blk.io);
+    }
     r->nr_held = 0;
+    for (unsigned i = 0; i < n; i++)
+        r->blk.io.complete(&r->blk.io, r->held[i], st[i], false);
 }
 
 static void gated_stop(struct blk_io *io)
@@ -137,8 +158,12 @@ static void driver_start(struct rig *r)
     event_base_loop(r->h.base, EVLOOP_NONBLOCK);
 }
 
-/* A rig around a fresh 1 MiB disk file; spec_extra is appended to path=FILE. */
-static struct rig *rig_new(const char *spec_extra, const struct blk_io_ops *io)
+/*
+ * A rig around a fresh (sparse) disk file of disk bytes and ram bytes of guest
+ * RAM; spec_extra is appended to path=FILE.
+ */
+static struct rig *rig_new_sized(const char *spec_extra, const struct blk_io_ops *io, uint64_t disk,
+                                 size_t ram)
 {
     struct rig *r = calloc(1, sizeof(*r));
     char arg[128];
@@ -146,13 +171,13 @@ static struct rig *rig_new(const char *spec_extra, const struct blk_io_ops *io)
     struct errbuf eb = {{0}};
 
     assert_non_null(r);
-    assert_int_equal(fake_virtio_host_init(&r->h, RAM_SIZE), 0);
+    assert_int_equal(fake_virtio_host_init(&r->h, ram), 0);
     r->h.pci.warn = count_warning;
     r->h.pci.warn_ctx = r;
     snprintf(r->path, sizeof(r->path), "/tmp/petrel-blk-test-XXXXXX");
     r->fd = mkstemp(r->path);
     assert_true(r->fd >= 0);
-    assert_int_equal(ftruncate(r->fd, DISK_SECTORS * 512), 0);
+    assert_int_equal(ftruncate(r->fd, (off_t)disk), 0);
     snprintf(arg, sizeof(arg), "path=%s%s", r->path, spec_extra);
     assert_int_equal(virtio_blk_spec_parse(arg, &spec, &eb), 0);
     assert_int_equal(virtio_blk_open(&r->blk, &spec, &eb), 0);
@@ -160,6 +185,12 @@ static struct rig *rig_new(const char *spec_extra, const struct blk_io_ops *io)
     assert_int_equal(virtio_pci_add(&r->blk.vdev, &r->h.pci), 0);
     driver_start(r);
     return r;
+}
+
+/* A rig around a fresh 1 MiB disk file and 8 MiB of RAM. */
+static struct rig *rig_new(const char *spec_extra, const struct blk_io_ops *io)
+{
+    return rig_new_sized(spec_extra, io, DISK_SECTORS * 512, RAM_SIZE);
 }
 
 static void rig_free(struct rig *r)
@@ -192,6 +223,21 @@ static int setup_sync(void **state)
 static int setup_gated(void **state)
 {
     *state = rig_new("", &gated_io);
+    return 0;
+}
+
+static int setup_gated_busy(void **state)
+{
+    struct rig *r = rig_new("", &gated_io);
+    r->in_syscall = true;
+    *state = r;
+    return 0;
+}
+
+/* 4 GiB + 32 MiB of disk and 64 MiB of RAM: room for a read longer than 4 GiB. */
+static int setup_big(void **state)
+{
+    *state = rig_new_sized("", &gated_io, 4 * GiB + 32 * MiB, 64 * MiB);
     return 0;
 }
 
@@ -991,15 +1037,16 @@ static void test_reset_stale_completions(void **state)
 }
 
 /*
- * The real pool, reset while its workers are busy: after the reset returns,
- * nothing the old requests owned (data buffers, status bytes, the used ring)
- * changes any more.
+ * The real pool, reset while its workers are busy: once the status reads 0
+ * (what a driver waits for), nothing the old requests owned (data buffers,
+ * status bytes, the used ring) changes any more. The wait turns the loop until
+ * the workers' signal arrives (EVLOOP_ONCE blocks on its eventfd, no sleep).
  */
 static void test_reset_in_flight(void **state)
 {
     struct rig *r = *state;
     enum { N = 32, LEN = 32 * 1024 };
-    unsigned clean = 0;
+    unsigned clean = 0, pending = 0;
 
     for (int iter = 0; iter < 30; iter++) {
         for (unsigned i = 0; i < N; i++) {
@@ -1011,6 +1058,9 @@ static void test_reset_in_flight(void **state)
         bar_wr(r, VIRTIO_PCI_NOTIFY_OFF, 0, 2);
         event_base_loop(r->h.base, EVLOOP_NONBLOCK); /* submitted to the workers */
         bar_wr(r, VIRTIO_COMMON_STATUS, 0, 1);       /* and reset at once */
+        pending += bar_rd(r, VIRTIO_COMMON_STATUS, 1) != 0;
+        while (bar_rd(r, VIRTIO_COMMON_STATUS, 1))
+            event_base_loop(r->h.base, EVLOOP_ONCE);
 
         /* Poison what the old requests could still write. */
         memset(ram(r, USED_GPA), 0xab, virtq_used_bytes(QSIZE));
@@ -1036,10 +1086,114 @@ static void test_reset_in_flight(void **state)
     }
     assert_int_equal(clean, 30);     /* every slot came back every time */
     assert_true(r->blk.dropped > 0); /* and the resets did catch requests in flight */
+    assert_int_equal(r->blk.vdev.resets_pending, pending);
 
     /* And the device works after all that. */
     add_req(r, 0, VIRTIO_BLK_T_FLUSH, 0, 0, false);
     kick_wait(r, 1);
+    assert_int_equal(status_of(r, 0), VIRTIO_BLK_S_OK);
+}
+
+/*
+ * A reset while a request is inside a syscall that does not return (a hung
+ * disk: the gate stays shut until the test opens it). The status write
+ * returns at once, without waiting for the disk: the status reads its old
+ * value, other writes and notifies are ignored, and the loop runs freely;
+ * when the request leaves its syscall the loop completes the reset, the
+ * request is dropped (not pushed into the driver's new rings), and the device
+ * works again.
+ */
+static void test_reset_pending(void **state)
+{
+    struct rig *r = *state;
+    uint8_t st = VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK |
+                 VIRTIO_STATUS_DRIVER_OK;
+    uint8_t back[512];
+
+    fill(ram(r, data_gpa(0)), 512, 9);
+    add_req(r, 0, VIRTIO_BLK_T_OUT, 3, 512, false);
+    add_req(r, 1, VIRTIO_BLK_T_FLUSH, 0, 0, false);
+    bar_wr(r, VIRTIO_PCI_NOTIFY_OFF, 0, 2);
+    event_base_loop(r->h.base, EVLOOP_NONBLOCK);
+    assert_int_equal(r->nr_held, 2);
+
+    bar_wr(r, VIRTIO_COMMON_STATUS, 0, 1); /* returns: this test has no other thread */
+    assert_true(r->quiescing);
+    assert_int_equal(bar_rd(r, VIRTIO_COMMON_STATUS, 1), st);
+    /* A driver that does not wait for 0: its writes and notifies are ignored. */
+    bar_wr(r, VIRTIO_COMMON_STATUS, VIRTIO_STATUS_ACKNOWLEDGE, 1);
+    bar_wr(r, VIRTIO_COMMON_Q_SELECT, 0, 2);
+    bar_wr(r, VIRTIO_COMMON_Q_ENABLE, 0, 2);
+    add_req(r, 2, VIRTIO_BLK_T_IN, 0, 512, true);
+    bar_wr(r, VIRTIO_PCI_NOTIFY_OFF, 0, 2);
+    for (int i = 0; i < 3; i++)
+        event_base_loop(r->h.base, EVLOOP_NONBLOCK); /* the loop is not blocked */
+    assert_int_equal(r->nr_held, 2);
+    assert_int_equal(bar_rd(r, VIRTIO_COMMON_STATUS, 1), st);
+    assert_int_equal(used_idx(r), 0);
+
+    /* The disk answers: the write lands, its completion is dropped, the reset completes. */
+    gated_release(r);
+    assert_int_equal(bar_rd(r, VIRTIO_COMMON_STATUS, 1), st); /* the loop finishes it */
+    event_base_loop(r->h.base, EVLOOP_NONBLOCK);
+    assert_int_equal(bar_rd(r, VIRTIO_COMMON_STATUS, 1), 0);
+    assert_int_equal(used_idx(r), 0);
+    assert_int_equal(status_of(r, 0), SENTINEL);
+    assert_int_equal(status_of(r, 1), SENTINEL);
+    assert_int_equal(r->blk.dropped, 2);
+    assert_int_equal(r->blk.inflight, 0);
+    assert_int_equal(r->blk.vdev.resets_pending, 1);
+    file_read(r, 3 * 512, back, sizeof(back));
+    assert_memory_equal(back, ram(r, data_gpa(0)), sizeof(back));
+
+    /* The device works again; a reset with nothing in a syscall is done at once. */
+    driver_start(r);
+    memset(ram(r, data_gpa(1)), 0, 512);
+    add_req(r, 1, VIRTIO_BLK_T_IN, 3, 512, true);
+    bar_wr(r, VIRTIO_PCI_NOTIFY_OFF, 0, 2);
+    event_base_loop(r->h.base, EVLOOP_NONBLOCK);
+    assert_int_equal(r->nr_held, 1);
+    gated_release(r);
+    assert_int_equal(used_idx(r), 1);
+    assert_int_equal(status_of(r, 1), VIRTIO_BLK_S_OK);
+    assert_memory_equal(ram(r, data_gpa(1)), back, sizeof(back));
+    bar_wr(r, VIRTIO_COMMON_STATUS, 0, 1);
+    assert_int_equal(bar_rd(r, VIRTIO_COMMON_STATUS, 1), 0);
+    assert_int_equal(r->blk.vdev.resets_pending, 1);
+}
+
+/*
+ * A read of more than 4 GiB (86 descriptors of 48 MiB over the same RAM): the
+ * used length, a 32-bit field, saturates at UINT32_MAX instead of wrapping to
+ * a small number (virtio_blk.c, "The used length").
+ */
+static void test_read_over_4g(void **state)
+{
+    struct rig *r = *state;
+    enum { NDATA = 86 };
+    const uint32_t seg = 48 * MiB;
+    struct seg s[NDATA + 2];
+
+    put_hdr(r, 0, VIRTIO_BLK_T_IN, 0);
+    *ram(r, STATUS_GPA) = SENTINEL;
+    s[0] = (struct seg){HDR_GPA, VIRTIO_BLK_HDR_SIZE, false};
+    for (unsigned i = 1; i <= NDATA; i++)
+        s[i] = (struct seg){16 * MiB, seg, true};
+    s[NDATA + 1] = (struct seg){STATUS_GPA, 1, true};
+    assert_true((uint64_t)NDATA * seg > 4 * GiB);
+    add_chain(r, 0, s, NDATA + 2, false);
+    bar_wr(r, VIRTIO_PCI_NOTIFY_OFF, 0, 2);
+    event_base_loop(r->h.base, EVLOOP_NONBLOCK);
+    assert_false(needs_reset(r));
+    assert_int_equal(r->nr_held, 1); /* accepted */
+    assert_int_equal(r->held[0]->written, UINT32_MAX);
+
+    /* Completed as a worker would after the I/O (not run: 4 GiB of copying proves nothing). */
+    struct blk_req *req = r->held[0];
+    r->nr_held = 0;
+    r->blk.io.complete(&r->blk.io, req, VIRTIO_BLK_S_OK, false);
+    assert_int_equal(used_idx(r), 1);
+    assert_int_equal(used(r)->ring[0].len, UINT32_MAX);
     assert_int_equal(status_of(r, 0), VIRTIO_BLK_S_OK);
 }
 
@@ -1084,6 +1238,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_queue_depth, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reset_stale_completions, setup_gated, teardown),
         cmocka_unit_test_setup_teardown(test_reset_in_flight, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reset_pending, setup_gated_busy, teardown),
+        cmocka_unit_test_setup_teardown(test_read_over_4g, setup_big, teardown),
         cmocka_unit_test_setup_teardown(test_destroy_drains, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

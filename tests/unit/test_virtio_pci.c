@@ -36,6 +36,7 @@ struct tdev {
     struct virtio_dev vdev;
     unsigned notified[2];
     unsigned resets;
+    int reset_ret; /* what its reset callback returns: 0, or -EINPROGRESS (still busy) */
     uint8_t cfg[8];
     struct virtq_seg segs[TMAX];
 };
@@ -62,9 +63,10 @@ static uint64_t tdev_cfg_read(struct virtio_dev *v, unsigned off, unsigned size)
     return x;
 }
 
-static void tdev_reset(struct virtio_dev *v)
+static int tdev_reset(struct virtio_dev *v)
 {
     to_tdev(v)->resets++;
+    return to_tdev(v)->reset_ret;
 }
 
 static const struct virtio_dev_ops tdev_ops = {
@@ -300,6 +302,88 @@ static void test_reset(void **state)
     assert_int_equal(r->v->driver_features, 0);
 }
 
+/*
+ * A device still busy in the host when the driver resets it (virtio.h): the
+ * status write returns at once, the status keeps reading the old value, every
+ * other write and every notify is ignored and nothing interrupts, until the
+ * device says it is done; then the loop finishes the reset and the device
+ * starts over as usual.
+ */
+static void test_reset_pending(void **state)
+{
+    struct rig *r = *state;
+    uint8_t st = VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK |
+                 VIRTIO_STATUS_DRIVER_OK;
+
+    negotiate(r, 1ULL << VIRTIO_F_VERSION_1);
+    setup_queue(r, 0, QSIZE, 0);
+    msix_enable(r);
+    msix_unmask(r, 0);
+    driver_ok(r);
+    add_chain(r, QSIZE, BUF_GPA, 64);
+    kick(r, 0);
+    assert_int_equal(r->t.notified[0], 1);
+    assert_int_equal(irq_count(r, 0), 1);
+
+    r->t.reset_ret = -EINPROGRESS;
+    bar_wr(r, VIRTIO_COMMON_STATUS, 0, 1); /* returns: nothing here waits for the device */
+    assert_int_equal(r->t.resets, 1);
+    assert_true(r->v->reset_pending);
+    assert_int_equal(bar_rd(r, VIRTIO_COMMON_STATUS, 1), st);
+
+    /* Meanwhile: status, feature, queue and config writes change nothing... */
+    bar_wr(r, VIRTIO_COMMON_STATUS, 0, 1);
+    bar_wr(r, VIRTIO_COMMON_STATUS, VIRTIO_STATUS_ACKNOWLEDGE, 1);
+    bar_wr(r, VIRTIO_COMMON_Q_SELECT, 1, 2);
+    bar_wr(r, VIRTIO_COMMON_GFSELECT, 0, 4); /* negotiate() left it at 1 */
+    assert_int_equal(r->t.resets, 1);
+    assert_int_equal(bar_rd(r, VIRTIO_COMMON_STATUS, 1), st);
+    assert_int_equal(bar_rd(r, VIRTIO_COMMON_Q_SELECT, 2), 0);
+    assert_int_equal(bar_rd(r, VIRTIO_COMMON_GFSELECT, 4), 1);
+    assert_int_equal(bar_rd(r, VIRTIO_COMMON_Q_ENABLE, 2), 1);
+    /* ...a notify reaches no device, a push by a late worker interrupts nobody. */
+    add_chain(r, QSIZE, BUF_GPA, 64);
+    kick(r, 0);
+    assert_int_equal(r->t.notified[0], 1);
+    virtio_lock(r->v);
+    virtio_notify_queue_locked(r->v, 0);
+    virtio_unlock(r->v);
+    assert_int_equal(irq_count(r, 0), 0);
+    run_loop(r);
+    assert_true(r->v->reset_pending); /* the loop does not finish it by itself */
+
+    /* The device is done (from any thread): the loop completes the reset. */
+    virtio_reset_done(r->v);
+    assert_int_equal(bar_rd(r, VIRTIO_COMMON_STATUS, 1), st);
+    run_loop(r);
+    assert_false(r->v->reset_pending);
+    assert_int_equal(bar_rd(r, VIRTIO_COMMON_STATUS, 1), 0);
+    assert_int_equal(bar_rd(r, VIRTIO_COMMON_Q_ENABLE, 2), 0);
+    assert_int_equal(r->v->driver_features, 0);
+    assert_int_equal(r->v->resets_pending, 1);
+    /* A late or repeated signal does nothing to the next life. */
+    r->t.reset_ret = 0;
+    negotiate(r, 1ULL << VIRTIO_F_VERSION_1);
+    virtio_reset_done(r->v);
+    run_loop(r);
+    assert_int_equal(bar_rd(r, VIRTIO_COMMON_STATUS, 1) & VIRTIO_STATUS_FEATURES_OK,
+                     VIRTIO_STATUS_FEATURES_OK);
+
+    /* And it works again; a reset with nothing busy is done before the write returns. */
+    memset(r->h.ram + DESC_GPA, 0, 0x3000);
+    r->drv_avail = 0;
+    setup_queue(r, 0, QSIZE, 0);
+    driver_ok(r);
+    add_chain(r, QSIZE, BUF_GPA, 64);
+    kick(r, 0);
+    assert_int_equal(r->t.notified[0], 2);
+    assert_int_equal(used(r)->idx, 1);
+    bar_wr(r, VIRTIO_COMMON_STATUS, 0, 1);
+    assert_int_equal(bar_rd(r, VIRTIO_COMMON_STATUS, 1), 0);
+    assert_int_equal(r->t.resets, 2);
+    assert_int_equal(r->v->resets_pending, 1);
+}
+
 static void test_queue_setup(void **state)
 {
     struct rig *r = *state;
@@ -521,6 +605,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_identity_and_caps, setup, teardown),
         cmocka_unit_test_setup_teardown(test_features, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reset, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reset_pending, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_setup, setup, teardown),
         cmocka_unit_test_setup_teardown(test_notify, setup, teardown),
         cmocka_unit_test_setup_teardown(test_isr_and_interrupts, setup, teardown),

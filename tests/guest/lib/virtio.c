@@ -49,6 +49,7 @@
 #define KIT_4G           0x100000000ull
 #define GENERATION_TRIES 8
 #define WAIT_MAX_MS      60000 /* the LAPIC timer's count holds ~68 s at divide 16 */
+#define RESET_WAIT_MS    10000 /* a reset's limit when d->timeout_ms is 0 */
 
 /* Ring memory, page-aligned: desc, avail and used each start a page. */
 struct virtq_mem {
@@ -299,17 +300,37 @@ static int give_up(struct virtio_dev *d)
     return -1;
 }
 
+int virtio_reset_wait(struct virtio_dev *d)
+{
+    unsigned ms = d->timeout_ms ? d->timeout_ms : RESET_WAIT_MS;
+    uint8_t st = common_r8(d, COMMON_STATUS);
+
+    if (!st)
+        return 0; /* the usual case: done before the status write returned */
+    if (ms > WAIT_MAX_MS)
+        ms = WAIT_MAX_MS;
+    d->resets_waited++;
+    /* The device sends no interrupt for it: read the status with interrupts on
+     * until it is 0 or the one-shot timer fires. */
+    irq_set_handler(IRQ_VECTOR_WAIT, wait_timer);
+    wait_timer_fired = 0;
+    lapic_timer_oneshot(IRQ_VECTOR_WAIT, ms * LAPIC_TIMER_TICKS_PER_MS);
+    __asm__ volatile("sti" : : : "memory");
+    while ((st = common_r8(d, COMMON_STATUS)) && !wait_timer_fired)
+        cpu_relax();
+    lapic_timer_stop(); /* before cli: a tick already raised is taken now, not in a later wait */
+    __asm__ volatile("cli" : : : "memory");
+    if (st)
+        return fail(d, "status stays 0x%02x for %u ms after a reset", st, ms);
+    return 0;
+}
+
 int virtio_start(struct virtio_dev *d, uint64_t want)
 {
     irq_init();
     virtio_reset(d);
-    /* 4.1.4.3.2: the reset is done when status reads 0 (bounded: a device that never
-     * finishes is a failure, not a hang). */
-    unsigned tries = 0;
-    while (common_r8(d, COMMON_STATUS) && ++tries < 1000)
-        cpu_relax();
-    if (tries == 1000)
-        return fail(d, "status stays non-zero after a reset");
+    if (virtio_reset_wait(d))
+        return -1;
     common_w8(d, COMMON_STATUS, VIRTIO_STATUS_ACKNOWLEDGE);
     common_w8(d, COMMON_STATUS, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER);
 

@@ -7,7 +7,7 @@
  * Use:
  *
  *     virtio_probe(&d, &pci_func)       vendor capabilities, BAR, MSI-X table
- *     virtio_start(&d, features)        reset, ACKNOWLEDGE, DRIVER, features,
+ *     virtio_start(&d, features)        reset (waits for status 0), ACKNOWLEDGE, DRIVER, features,
  *                                       FEATURES_OK, MSI-X on (config vector)
  *     virtio_queue_setup(&d, q, size)   rings in kit memory, a vector, enable
  *     virtio_driver_ok(&d)
@@ -135,10 +135,11 @@ struct virtio_dev {
     uint64_t msix_table;
     unsigned msix_size; /* table entries */
     uint8_t msix_cap;
-    uint16_t num_queues; /* what the device has */
-    uint64_t features;   /* what the device offers */
-    uint64_t accepted;   /* what was negotiated */
-    unsigned timeout_ms; /* a wait's limit, 0: none; uses the LAPIC timer */
+    uint16_t num_queues;    /* what the device has */
+    uint64_t features;      /* what the device offers */
+    uint64_t accepted;      /* what was negotiated */
+    unsigned timeout_ms;    /* a wait's limit, 0: none (a reset's: 10 s); uses the LAPIC timer */
+    unsigned resets_waited; /* resets whose status did not read 0 at once */
     struct irq_msi config_msi;
     volatile unsigned config_interrupts;
     struct virtq vq[KIT_VIRTIO_QUEUES];
@@ -175,6 +176,16 @@ int virtio_driver_ok(struct virtio_dev *d);
 
 /* Writes status 0: the device forgets the queues. */
 void virtio_reset(struct virtio_dev *d);
+
+/*
+ * After virtio_reset(): waits until the status reads 0 (4.1.4.3.2: the driver
+ * must before it re-initializes). A device may take its time (petrel's
+ * virtio-blk completes a reset once the host has finished the I/O it had in
+ * flight, showing the old status meanwhile); one that never finishes is a
+ * failure, not a hang: the limit is d->timeout_ms, or 10 s when that is 0,
+ * timed by the LAPIC timer. 0 or -1 (d->error says why).
+ */
+int virtio_reset_wait(struct virtio_dev *d);
 
 uint8_t virtio_status(const struct virtio_dev *d);
 
