@@ -5,9 +5,8 @@ import os
 import signal
 import subprocess
 import tempfile
-import threading
 
-from harness import Running, api, case, expect, kit, main, petrel, text
+from harness import Running, UnixHTTP, api, case, expect, kit, main, petrel, text
 
 HELLO_DONE = "hello from the petrel guest kit (debugcon)"
 
@@ -130,44 +129,53 @@ SETTLED = {"Paused": "Paused", "Resumed": "Running"}
 
 @case
 def two_concurrent_clients():
-    """Each round two clients ask at once, one to pause and one to resume.
+    """Each round two clients ask at once: one to leave the VM's state, one to return to it.
 
-    Requests are served in arrival order and never cancel each other
-    (docs/api.md), so whichever way the race goes the answers are exact: the
-    later request always gets 204 and leaves the VM in its state, the earlier
-    gets 200 if the VM already was in the state it asked for, else 204
-    (whether the later one came during its transition or after it). The
-    state after the round says which came later.
+    petrel is stopped (SIGSTOP) while both connect and send, so when it goes
+    on it reads both requests in one pass of its loop: the second comes while
+    the first one's transition is still under way (no vCPU ack can be seen in
+    between). Requests are served in arrival order and never cancel each
+    other (docs/api.md), so whichever of the two petrel takes first the
+    answers are exact: the later request gets 204 and leaves the VM in its
+    state, the earlier one gets 200 if the VM already was in the state it
+    asked for, else 204. The state after the round says which came later.
     """
     vm = Vm("--cpus", "2")
-    settled = "Running"
     orders = set()
     for i in range(40):
-        asks = ["Paused", "Resumed"] if i % 2 == 0 else ["Resumed", "Paused"]
-        answers = [None, None]
-        line_up = threading.Barrier(2)
-
-        def client(k):
-            line_up.wait()
-            status, j, body = vm.api("PATCH", "/vm", {"state": asks[k]})
-            answers[k] = (status, j)
-
-        threads = [threading.Thread(target=client, args=(k,)) for k in (0, 1)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        start = "Running" if i % 2 == 0 else "Paused"
+        status, _, _ = vm.api("PATCH", "/vm", {"state": "Resumed" if i % 2 == 0 else "Paused"})
+        expect(status in (200, 204) and vm.state() == start, "round %d: %s first" % (i, start))
+        asks = ["Paused", "Resumed"] if start == "Running" else ["Resumed", "Paused"]
+        clients = [UnixHTTP(vm.sock), UnixHTTP(vm.sock)]
+        answers = []
+        vm.r.signal(signal.SIGSTOP)
+        try:
+            for c in clients:
+                c.connect()  # the listening socket's backlog takes it
+            for c, ask in zip(clients, asks):
+                c.request("PATCH", "/vm", body=json.dumps({"state": ask}),
+                          headers={"Content-Type": "application/json"})
+        finally:
+            vm.r.signal(signal.SIGCONT)
+        try:
+            for c in clients:
+                r = c.getresponse()
+                body = r.read().decode()
+                answers.append((r.status, json.loads(body) if body else None))
+        finally:
+            for c in clients:
+                c.close()
         now = vm.state()
         expect(now in ("Running", "Paused"), "round %d: settled, not %s" % (i, now))
         later = 0 if SETTLED[asks[0]] == now else 1
         earlier = 1 - later
-        want_earlier = ALREADY[asks[earlier]] if SETTLED[asks[earlier]] == settled else DONE
+        want_earlier = ALREADY[asks[earlier]] if SETTLED[asks[earlier]] == start else DONE
         expect(answers[later] == DONE and answers[earlier] == want_earlier,
                "round %d from %s: %s then %s should answer %r then %r, got %r then %r"
-               % (i, settled, asks[earlier], asks[later], want_earlier, DONE, answers[earlier],
+               % (i, start, asks[earlier], asks[later], want_earlier, DONE, answers[earlier],
                   answers[later]))
         orders.add(later)
-        settled = now
     print("     note: the later request came from client %s"
           % " and ".join(str(k) for k in sorted(orders)))
     vm.api("PATCH", "/vm", {"state": "Resumed"})
