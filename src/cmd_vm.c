@@ -37,8 +37,9 @@ static int target_usage(const struct target *t, FILE *f)
                 "\n"
                 "Stops the VM: its console output is drained and petrel exits with status 0,\n"
                 "paused or not. With --graceful the guest is first asked to power off (the\n"
-                "ACPI power button); if it has not within S seconds (default %u), petrel\n"
-                "says so and stops it.\n\n",
+                "ACPI power button); if it has not within S seconds (default %u), or has\n"
+                "not enabled the button at all, petrel says so and stops it. A VM that is\n"
+                "not Running cannot answer the button: that is an error.\n\n",
                 CMD_GRACEFUL_TIMEOUT_S);
     else
         fprintf(f,
@@ -250,7 +251,11 @@ static int target_wait_gone(struct target *t, unsigned timeout_s)
     return ret;
 }
 
-/* Presses the power button and waits for the guest to power off. 0, or -1 to stop it. */
+/*
+ * Presses the power button and waits for the guest to power off. 0, or -1 to
+ * stop it: it did not power off in time, or it never enabled the button (422:
+ * waiting would only run out the timeout).
+ */
 static int stop_graceful(struct target *t)
 {
     struct api_response resp;
@@ -258,6 +263,15 @@ static int stop_graceful(struct target *t)
 
     if (target_call(t, "PUT", "/actions", "{\"action_type\":\"PowerButton\"}", &resp))
         return PETREL_STATUS_ERROR;
+    if (resp.status == 422) {
+        json_t *j = json_loads(resp.body, 0, NULL);
+        const char *msg = json_string_value(json_object_get(j, "fault_message"));
+        fprintf(stderr, "petrel stop: %s: %s; stopping it\n", t->label,
+                msg ? msg : "the guest cannot be asked to power off");
+        json_decref(j);
+        api_response_free(&resp);
+        return -1;
+    }
     if (resp.status != 204) {
         ret = target_fault(t, &resp);
         api_response_free(&resp);

@@ -54,8 +54,12 @@ struct acpi_pm {
 void acpi_pm_init(struct acpi_pm *pm, struct exit_hook hook, struct irq_line *sci);
 void acpi_pm_destroy(struct acpi_pm *pm);
 
-/* Presses the power button: sets PWRBTN_STS (any thread). Returns whether the
- * guest enabled the event, i.e. whether it will see an SCI. */
+/*
+ * Presses the power button (any thread) if the guest has enabled its event:
+ * sets PWRBTN_STS, which raises the SCI, and returns true. Otherwise returns
+ * false and latches nothing: the press is petrel's request to the guest, and
+ * one it could not see is refused rather than left to surprise it later.
+ */
 bool acpi_pm_power_button(struct acpi_pm *pm);
 
 #define ACPI_PM_STATE_COMPATIBLE "petrel,acpi-pm-v1"

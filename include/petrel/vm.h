@@ -89,6 +89,7 @@ typedef void vm_done_fn(void *ctx, int err, const char *msg);
 struct vm_waiter {
     vm_done_fn *fn;
     void *ctx;
+    enum vm_state goal; /* VM_PAUSED or VM_RUNNING */
 };
 
 #define VM_MAX_WAITERS 64
@@ -126,8 +127,8 @@ struct vm {
     struct event *ev_vcpu;
     struct event *ev_signals[3];
     enum vm_state state;                      /* loop only, like everything down to the console */
-    struct vm_waiter waiters[VM_MAX_WAITERS]; /* requests waiting for the current transition */
-    unsigned nr_waiters;
+    struct vm_waiter waiters[VM_MAX_WAITERS]; /* in arrival order: the current transition's, */
+    unsigned nr_waiters;                      /* then queued ones (vm_control.c) */
     uint64_t transition_start_ns;
     uint64_t start_ns;
     uint64_t pauses, last_kick_ns, last_resume_ns;
@@ -186,13 +187,32 @@ void vm_report_exit(struct vm *vm, FILE *f);
 void vm_destroy(struct vm *vm);
 
 /*
- * Pauses every vCPU (loop only). done runs once every vCPU has parked (or at
- * once when the VM is already paused: -EALREADY), possibly before this returns.
+ * Pauses every vCPU (loop only). done runs with 0 once every vCPU has parked,
+ * possibly before this returns. Requests are served in the order they come,
+ * one transition at a time: during a transition, a request for the same state
+ * joins it, one for the other state waits for it (and for any queued before
+ * it), so none cancels another. Settled in the state asked for with nothing
+ * queued: -EALREADY at once. Stopping: -ESHUTDOWN (also for every request
+ * still waiting when a stop comes). -EBUSY when VM_MAX_WAITERS are waiting.
  */
 void vm_pause(struct vm *vm, vm_done_fn *done, void *ctx);
 
-/* Resumes a paused VM (loop only); done runs once every vCPU runs again. */
+/* Resumes a paused VM (loop only); done runs with 0 once every vCPU runs again. As vm_pause(). */
 void vm_resume(struct vm *vm, vm_done_fn *done, void *ctx);
+
+/*
+ * The state the VM settles in once every waiting request is served:
+ * VM_RUNNING, VM_PAUSED or VM_STOPPING (loop only).
+ */
+enum vm_state vm_control_goal(struct vm *vm);
+
+/*
+ * Presses the ACPI power button for a client (loop only): 0, or with msg set
+ * (and nothing pressed) -EBUSY while the VM is not Running (Pausing, Paused,
+ * Resuming: msg names the state), -ESHUTDOWN while stopping, -EOPNOTSUPP if
+ * the guest has not enabled the button (it would not see the press).
+ */
+int vm_power_button(struct vm *vm, const char **msg);
 
 /* Fills info (loop only). */
 void vm_get_info(struct vm *vm, struct vm_info *info);
@@ -234,9 +254,6 @@ int vm_platform_tables(struct vm *vm, struct errbuf *eb) MUST_CHECK;
 int vm_platform_drives(struct vm *vm, struct errbuf *eb) MUST_CHECK;
 int vm_platform_devices(struct vm *vm, struct errbuf *eb) MUST_CHECK;
 void vm_platform_destroy(struct vm *vm);
-
-/* Presses the ACPI power button (any thread); false if the guest has not enabled it. */
-bool vm_power_button(struct vm *vm);
 
 /* The exit_hook devices use to call vm_request_exit(). */
 struct exit_hook vm_exit_hook(struct vm *vm);

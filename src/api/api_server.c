@@ -150,15 +150,15 @@ static void api_put_actions(struct api_server *s, struct evhttp_request *req, js
         else
             api_no_content(req);
     } else if (!strcmp(type, "PowerButton")) {
-        /* A paused guest could not answer: say so rather than let a graceful stop time out. */
-        if (s->vm->state != VM_RUNNING)
-            api_fault(req, 409, "Conflict",
-                      s->vm->state == VM_STOPPING ? "the VM is stopping"
-                                                  : "the VM is paused: resume it first");
-        else {
-            vm_power_button(s->vm);
+        /* A press the guest cannot answer is refused: a graceful stop need not time out. */
+        const char *msg;
+        int err = vm_power_button(s->vm, &msg);
+        if (!err)
             api_no_content(req);
-        }
+        else if (err == -EOPNOTSUPP)
+            api_fault(req, 422, "Unprocessable Content", msg);
+        else
+            api_fault(req, 409, "Conflict", msg);
     } else if (!strcmp(type, "Stop")) {
         evhttp_request_set_on_complete_cb(req, api_stop_after_reply, s->vm);
         api_no_content(req);

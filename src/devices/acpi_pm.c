@@ -165,9 +165,11 @@ void acpi_pm_destroy(struct acpi_pm *pm)
 bool acpi_pm_power_button(struct acpi_pm *pm)
 {
     pthread_mutex_lock(&pm->dev.lock);
-    pm->sts |= PM1_PWRBTN_STS;
-    update_sci(pm);
     bool enabled = pm->en & PM1_PWRBTN_EN;
+    if (enabled) {
+        pm->sts |= PM1_PWRBTN_STS;
+        update_sci(pm);
+    }
     pthread_mutex_unlock(&pm->dev.lock);
     return enabled;
 }

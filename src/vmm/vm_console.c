@@ -30,6 +30,9 @@ static void vm_console_note(void *ctx, int err, const char *msg, const char *don
 
 static void vm_console_paused(void *ctx, int err, const char *msg)
 {
+    /* A Ctrl-A p that came during the pause queued a resume and said "resuming" already. */
+    if (!err && vm_control_goal(ctx) != VM_PAUSED)
+        return;
     vm_console_note(ctx, err, msg, "paused; Ctrl-A p resumes");
 }
 
@@ -48,7 +51,7 @@ static void vm_console_on_escape(void *ctx, enum escape_action action)
         outbuf_put(&vm->console.buf, "\r\n", 2);
         vm_request_exit(vm, VM_EXIT_QUIT, PETREL_STATUS_OK, -1, NULL);
     } else if (action == ESCAPE_PAUSE) {
-        if (vm->state == VM_PAUSED || vm->state == VM_PAUSING) {
+        if (vm_control_goal(vm) == VM_PAUSED) {
             /* Said before the vCPUs run again, so it precedes what they print. */
             vm_console_note(vm, 0, NULL, "resuming");
             vm_resume(vm, vm_console_resumed, vm);

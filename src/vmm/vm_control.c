@@ -3,10 +3,12 @@
  * completing each request once every vCPU has acknowledged.
  *
  *   RUNNING --pause--> PAUSING --all parked--> PAUSED --resume--> RESUMING
- *      ^                  |                                          |
- *      +------------------+--resume (cancels the pause)              |
+ *      ^                                                             |
  *      +------------------------------all running--------------------+
  *   any state --exit request--> STOPPING --all exited--> the loop ends
+ *
+ * A request that comes during a transition never changes its course: it
+ * joins it (same goal) or waits for it and the ones queued before it.
  *
  * Acks arrive as writes to vm->vcpu_notify_fd; vm_control_progress() rescans
  * every vCPU's state, so a lost or merged eventfd count cannot lose an ack.
@@ -60,34 +62,29 @@ void vm_request_exit(struct vm *vm, enum vm_exit_reason reason, int status, int 
     (void)n; /* fails only on counter overflow: the loop is awake anyway */
 }
 
-/* Ends every waiting request with err (the transition finished or was overtaken). */
-static void vm_complete_waiters(struct vm *vm, int err, const char *msg)
-{
-    /* A callback may start a new transition and wait again: work on a copy. */
-    struct vm_waiter w[VM_MAX_WAITERS];
-    unsigned n = vm->nr_waiters;
+/*
+ * Requests wait in vm->waiters in the order they came, each with the state it
+ * asks for. The VM makes one transition at a time, toward the first waiter's
+ * goal; when it settles there, every waiter at the head with that goal is
+ * answered (they joined the same transition), and the next waiter's goal, if
+ * any, starts the next transition. So no request overtakes or cancels
+ * another, and a success means the transition the caller asked for happened
+ * after the request came.
+ */
 
-    memcpy(w, vm->waiters, n * sizeof(w[0]));
-    vm->nr_waiters = 0;
+/* Answers a batch of requests taken off the queue, in order. */
+static void vm_answer(struct vm_waiter *w, unsigned n, int err, const char *msg)
+{
     for (unsigned i = 0; i < n; i++)
         w[i].fn(w[i].ctx, err, msg);
 }
 
-static void vm_add_waiter(struct vm *vm, vm_done_fn *done, void *ctx)
-{
-    if (vm->nr_waiters == VM_MAX_WAITERS) {
-        done(ctx, -EBUSY, "too many control requests are waiting");
-        return;
-    }
-    vm->waiters[vm->nr_waiters++] = (struct vm_waiter){.fn = done, .ctx = ctx};
-}
-
-/* True when every vCPU with a thread is in one of the given states (or gone). */
-static bool vm_all_vcpus(struct vm *vm, enum vcpu_state a, enum vcpu_state b)
+/* True when every vCPU with a thread is in the given state (or gone). */
+static bool vm_all_vcpus(struct vm *vm, enum vcpu_state want)
 {
     for (unsigned i = 0; i < vm->nr_vcpus; i++) {
         enum vcpu_state s = vcpu_state(&vm->vcpus[i]);
-        if (s != a && s != b && s != VCPU_EXITED && s != VCPU_CREATED)
+        if (s != want && s != VCPU_EXITED && s != VCPU_CREATED)
             return false;
     }
     return true;
@@ -108,6 +105,39 @@ static void vm_clear_all(struct vm *vm, unsigned req)
         vcpu_clear_request(&vm->vcpus[i], req);
 }
 
+/* Starts the transition from a settled state toward goal (VM_PAUSED or VM_RUNNING). */
+static void vm_start_transition(struct vm *vm, enum vm_state goal)
+{
+    vm->transition_start_ns = vm_now_ns();
+    if (goal == VM_PAUSED) {
+        vm->state = VM_PAUSING;
+        vm_request_all(vm, VCPU_REQ_PAUSE);
+    } else {
+        vm->state = VM_RESUMING;
+        vm_clear_all(vm, VCPU_REQ_PAUSE);
+    }
+}
+
+/*
+ * The VM has settled in vm->state: takes the waiters that asked for it off
+ * the head of the queue, starts the next transition if one is queued, then
+ * answers them (a callback may queue a new request: it goes to the tail).
+ */
+static void vm_settle(struct vm *vm)
+{
+    struct vm_waiter w[VM_MAX_WAITERS];
+    unsigned n = 0;
+
+    while (n < vm->nr_waiters && vm->waiters[n].goal == vm->state)
+        n++;
+    memcpy(w, vm->waiters, n * sizeof(w[0]));
+    vm->nr_waiters -= n;
+    memmove(vm->waiters, vm->waiters + n, vm->nr_waiters * sizeof(w[0]));
+    if (vm->nr_waiters)
+        vm_start_transition(vm, vm->waiters[0].goal);
+    vm_answer(w, n, 0, NULL);
+}
+
 void vm_control_progress(struct vm *vm)
 {
     pthread_mutex_lock(&vm->exit_lock);
@@ -115,85 +145,120 @@ void vm_control_progress(struct vm *vm)
     pthread_mutex_unlock(&vm->exit_lock);
 
     if (exiting && vm->state != VM_STOPPING) {
+        struct vm_waiter w[VM_MAX_WAITERS];
+        unsigned n = vm->nr_waiters;
+
         vm->state = VM_STOPPING;
-        vm_complete_waiters(vm, -ESHUTDOWN, "the VM is stopping");
+        memcpy(w, vm->waiters, n * sizeof(w[0]));
+        vm->nr_waiters = 0;
         /* A parked vCPU wakes for STOP too (vcpu_request broadcasts its condition). */
         vm_request_all(vm, VCPU_REQ_STOP);
+        vm_answer(w, n, -ESHUTDOWN, "the VM is stopping");
     }
-    switch (vm->state) {
-    case VM_PAUSING:
-        if (vm_all_vcpus(vm, VCPU_PAUSED, VCPU_PAUSED)) {
+    /* A settled transition may start the next one, which may be done at once. */
+    for (;;) {
+        switch (vm->state) {
+        case VM_PAUSING:
+            if (!vm_all_vcpus(vm, VCPU_PAUSED))
+                return;
             vm->state = VM_PAUSED;
             vm->last_kick_ns = vm_now_ns() - vm->transition_start_ns;
             vm->pauses++;
-            vm_complete_waiters(vm, 0, NULL);
-        }
-        break;
-    case VM_RESUMING:
-        if (vm_all_vcpus(vm, VCPU_RUNNING, VCPU_RUNNING)) {
+            vm_settle(vm);
+            break;
+        case VM_RESUMING:
+            if (!vm_all_vcpus(vm, VCPU_RUNNING))
+                return;
             vm->state = VM_RUNNING;
             vm->last_resume_ns = vm_now_ns() - vm->transition_start_ns;
-            vm_complete_waiters(vm, 0, NULL);
+            vm_settle(vm);
+            break;
+        case VM_STOPPING:
+            if (vm_all_vcpus(vm, VCPU_EXITED))
+                event_base_loopbreak(vm->base);
+            return;
+        default:
+            return;
         }
-        break;
-    case VM_STOPPING:
-        if (vm_all_vcpus(vm, VCPU_EXITED, VCPU_EXITED))
-            event_base_loopbreak(vm->base);
-        break;
-    default:
-        break;
+    }
+}
+
+enum vm_state vm_control_goal(struct vm *vm)
+{
+    if (vm->state == VM_STOPPING)
+        return VM_STOPPING;
+    if (vm->nr_waiters)
+        return vm->waiters[vm->nr_waiters - 1].goal;
+    /* Not reached: a transition always has a waiter. */
+    if (vm->state == VM_PAUSING)
+        return VM_PAUSED;
+    if (vm->state == VM_RESUMING)
+        return VM_RUNNING;
+    return vm->state;
+}
+
+/* Queues a request for goal (VM_PAUSED or VM_RUNNING); see the comment above vm_answer(). */
+static void vm_control_request(struct vm *vm, enum vm_state goal, vm_done_fn *done, void *ctx)
+{
+    char msg[96];
+
+    if (vm->state == VM_STOPPING) {
+        done(ctx, -ESHUTDOWN, "the VM is stopping");
+        return;
+    }
+    if (!vm->nr_waiters && vm->state == goal) {
+        done(ctx, -EALREADY,
+             goal == VM_PAUSED ? "the VM was already paused" : "the VM was not paused");
+        return;
+    }
+    if (vm->nr_waiters == VM_MAX_WAITERS) {
+        snprintf(msg, sizeof(msg), "the VM is %s and %u control requests are already waiting",
+                 vm_state_name(vm->state), VM_MAX_WAITERS);
+        done(ctx, -EBUSY, msg);
+        return;
+    }
+    vm->waiters[vm->nr_waiters++] = (struct vm_waiter){.fn = done, .ctx = ctx, .goal = goal};
+    if (vm->nr_waiters == 1) {
+        vm_start_transition(vm, goal);
+        vm_control_progress(vm); /* no vCPU thread at all: done at once */
     }
 }
 
 void vm_pause(struct vm *vm, vm_done_fn *done, void *ctx)
 {
-    switch (vm->state) {
-    case VM_STOPPING:
-        done(ctx, -ESHUTDOWN, "the VM is stopping");
-        return;
-    case VM_PAUSED:
-        done(ctx, -EALREADY, "the VM was already paused");
-        return;
-    case VM_PAUSING:
-        vm_add_waiter(vm, done, ctx);
-        return;
-    case VM_RESUMING:
-        /* The resume is overtaken: its callers see it done, this pause takes over. */
-        vm_complete_waiters(vm, 0, NULL);
-        /* fall through */
-    case VM_RUNNING:
-        vm->state = VM_PAUSING;
-        vm->transition_start_ns = vm_now_ns();
-        vm_add_waiter(vm, done, ctx);
-        vm_request_all(vm, VCPU_REQ_PAUSE);
-        vm_control_progress(vm); /* no vCPU thread at all: done at once */
-        return;
-    }
+    vm_control_request(vm, VM_PAUSED, done, ctx);
 }
 
 void vm_resume(struct vm *vm, vm_done_fn *done, void *ctx)
 {
+    vm_control_request(vm, VM_RUNNING, done, ctx);
+}
+
+int vm_power_button(struct vm *vm, const char **msg)
+{
     switch (vm->state) {
-    case VM_STOPPING:
-        done(ctx, -ESHUTDOWN, "the VM is stopping");
-        return;
     case VM_RUNNING:
-        done(ctx, -EALREADY, "the VM was not paused");
-        return;
-    case VM_RESUMING:
-        vm_add_waiter(vm, done, ctx);
-        return;
+        break;
     case VM_PAUSING:
-        vm_complete_waiters(vm, -ECANCELED, "a resume came before every vCPU had parked");
-        /* fall through */
+        *msg = "the VM is Pausing: a paused guest cannot answer the power button; resume it first";
+        return -EBUSY;
     case VM_PAUSED:
-        vm->state = VM_RESUMING;
-        vm->transition_start_ns = vm_now_ns();
-        vm_add_waiter(vm, done, ctx);
-        vm_clear_all(vm, VCPU_REQ_PAUSE);
-        vm_control_progress(vm);
-        return;
+        *msg = "the VM is Paused: a paused guest cannot answer the power button; resume it first";
+        return -EBUSY;
+    case VM_RESUMING:
+        *msg = "the VM is Resuming: press the power button once it is Running";
+        return -EBUSY;
+    case VM_STOPPING:
+        *msg = "the VM is stopping";
+        return -ESHUTDOWN;
     }
+    if (!acpi_pm_power_button(&vm->pm)) {
+        *msg = "the guest has not enabled the ACPI power button (no ACPI, or not that far in "
+               "its boot): it would not see a press, so none was made";
+        return -EOPNOTSUPP;
+    }
+    *msg = NULL;
+    return 0;
 }
 
 void vm_get_info(struct vm *vm, struct vm_info *info)

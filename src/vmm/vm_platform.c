@@ -204,8 +204,3 @@ void vm_platform_destroy(struct vm *vm)
         irq_routing_destroy(&vm->routing);
     vm->routing_ready = false;
 }
-
-bool vm_power_button(struct vm *vm)
-{
-    return acpi_pm_power_button(&vm->pm);
-}

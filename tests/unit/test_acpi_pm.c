@@ -77,10 +77,20 @@ static void test_power_button_sci(void **state)
     assert_int_equal(rd(f, STS, 2), 0);
     assert_int_equal(rd(f, CNT, 2) & PM1_SCI_EN, PM1_SCI_EN); /* ACPI mode, always */
 
-    /* Not enabled: the status is set, no SCI. */
+    /* Not enabled: refused, and nothing latched for later. */
     assert_false(acpi_pm_power_button(&f->pm));
-    assert_int_equal(rd(f, STS, 2), PM1_PWRBTN_STS);
+    assert_int_equal(rd(f, STS, 2), 0);
     assert_false(f->sci.level);
+    wr(f, EN, PM1_PWRBTN_EN, 2);
+    assert_false(f->sci.level);
+    assert_int_equal(f->sci.raises, 0);
+
+    /* Enabled: a press raises the SCI; disabling lowers it, the status stays pending. */
+    assert_true(acpi_pm_power_button(&f->pm));
+    assert_true(f->sci.level);
+    wr(f, EN, 0, 2);
+    assert_false(f->sci.level);
+    assert_int_equal(rd(f, STS, 2), PM1_PWRBTN_STS);
 
     /* Enabling it with the status pending raises the SCI; it stays up until cleared. */
     wr(f, EN, PM1_PWRBTN_EN, 2);
@@ -91,7 +101,7 @@ static void test_power_button_sci(void **state)
     wr(f, STS, PM1_PWRBTN_STS, 2);
     assert_int_equal(rd(f, STS, 2), 0);
     assert_false(f->sci.level);
-    assert_int_equal(f->sci.raises, 1);
+    assert_int_equal(f->sci.raises, 2);
 
     /* Enabled: a press raises it at once. Byte accesses work too. */
     assert_true(acpi_pm_power_button(&f->pm));
@@ -99,7 +109,7 @@ static void test_power_button_sci(void **state)
     assert_int_equal(rd(f, STS + 1, 1), PM1_PWRBTN_STS >> 8);
     wr(f, STS + 1, PM1_PWRBTN_STS >> 8, 1);
     assert_false(f->sci.level);
-    assert_int_equal(f->sci.raises, 2);
+    assert_int_equal(f->sci.raises, 3);
 
     /* Disabling the enable lowers a pending SCI. */
     acpi_pm_power_button(&f->pm);
