@@ -290,11 +290,15 @@ def console_socket_attach_detach_reattach():
     vm = Vm("--console", "socket", name="c1", ready="petrel console c1", stream=1)
     expect(vm.r.output() == "", "nothing on stdout with a socket console")
     for _ in range(3):
-        p = petrel("console", "--api-sock", vm.sock, input=b"\x01d")
-        out = text(p.stdout)
-        expect(p.returncode == 0, "detach exits 0", p)
-        expect("hello from the petrel guest kit" in out, "the history is replayed", p)
-        expect("detached" in out, "says it detached", p)
+        # Ctrl-A d only once the history has arrived: typed at once, it may detach
+        # before the replay does (the guest may not even have printed yet).
+        c = Running("console", "--api-sock", vm.sock, stdin=subprocess.PIPE)
+        expect(c.wait_output("hello from the petrel guest kit"),
+               "the history is replayed: %r %r" % (c.output(), c.errors()))
+        c.proc.stdin.write(b"\x01d")
+        c.proc.stdin.close()
+        expect(c.wait() == 0, "detach exits 0: " + c.errors())
+        expect("detached" in c.output(), "says it detached: %r" % c.output())
     expect(vm.stop() == 0, "stop")
 
 
