@@ -63,8 +63,16 @@ struct vcpu {
     pthread_mutex_t park_lock; /* with park_cond: a parked vCPU sleeps here */
     pthread_cond_t park_cond;
 
-    bool io_pending; /* vCPU thread only: a port/MMIO exit completes on the next KVM_RUN */
-    unsigned long long kicks_seen; /* vCPU thread only: KVM_RUNs cut short (statistics) */
+    /*
+     * vCPU thread only: a port/MMIO exit was handled and completes on the next
+     * KVM_RUN (which may return the next fragment's exit and set it again).
+     * A pause parks only while it is false.
+     */
+    bool io_pending;
+    /* Statistics, vCPU thread only (read once the thread is joined): */
+    unsigned long long kicks_seen;              /* KVM_RUNs cut short */
+    unsigned long long completing_runs;         /* KVM_RUNs that completed an exit before a park */
+    unsigned long long completing_runs_chained; /* ... and returned the next exit instead */
 };
 
 /* Installs the SIGRTMIN handler (idempotent, process-wide). */

@@ -71,17 +71,11 @@ static void vcpu_ack(struct vcpu *v, enum vcpu_state state)
 
 /*
  * Parks the vCPU until the loop clears VCPU_REQ_PAUSE (or asks it to stop).
- * A port/MMIO exit already handled is completed first with one KVM_RUN that
- * has immediate_exit set (KVM's documented way to finish it without entering
- * the guest), so the registers a snapshot reads are consistent.
+ * Only called with no port/MMIO exit pending (see vcpu_complete_exit()), so
+ * the registers a snapshot reads are consistent.
  */
 static void vcpu_park(struct vcpu *v)
 {
-    if (v->io_pending) {
-        v->run->immediate_exit = 1;
-        v->ops->run(v);
-        v->run->immediate_exit = 0;
-    }
     if (v->ops->parked)
         v->ops->parked(v);
     vcpu_ack(v, VCPU_PAUSED);
@@ -90,6 +84,41 @@ static void vcpu_park(struct vcpu *v)
         pthread_cond_wait(&v->park_cond, &v->park_lock);
     pthread_mutex_unlock(&v->park_lock);
     vcpu_ack(v, VCPU_RUNNING);
+}
+
+/*
+ * Completes a port/MMIO exit already handled, without entering the guest: one
+ * KVM_RUN with immediate_exit set, KVM's documented way (Cloud Hypervisor does
+ * the same before it saves a vCPU).
+ *
+ * KVM runs the completion (complete_userspace_io, in kvm_arch_vcpu_ioctl_run()
+ * of arch/x86/kvm/x86.c) *before* it looks at immediate_exit, and the
+ * completion may end in a new exit instead of -EINTR: the next 8 bytes of a
+ * 16-byte SSE access, the part of an access on the next page, the write of a
+ * read-modify-write (or, xchg) whose read just completed, the next element of
+ * a rep string instruction (movs between two MMIO addresses). That exit has
+ * been handled when this returns, and io_pending is set again: vcpu_loop()
+ * completes again, and parks only once no exit is pending.
+ *
+ * How long that goes on is KVM's to bound, and it does: one instruction's
+ * access is a few fragments (8 bytes per exit, at most two pages), and a rep
+ * string instruction goes back through guest entry, where immediate_exit
+ * stops it, at the latest every 1024 iterations (x86_emulate_insn() in
+ * arch/x86/kvm/emulate.c), with RCX/RSI/RDI at an iteration boundary: an
+ * architectural state, as when an interrupt is taken in the middle of a rep.
+ * So petrel sets no bound of its own (one could only choose between parking
+ * in the middle of an instruction and not parking at all). Each completion
+ * goes back through the loop's request check, so a STOP ends a chain at any
+ * fragment, and a resume lets the vCPU simply run on.
+ */
+static enum vcpu_step vcpu_complete_exit(struct vcpu *v)
+{
+    ((volatile struct kvm_run *)v->run)->immediate_exit = 1;
+    enum vcpu_step step = v->ops->run(v);
+    v->completing_runs++;
+    if (step != VCPU_STEP_EXIT && v->io_pending)
+        v->completing_runs_chained++;
+    return step;
 }
 
 /*
@@ -107,6 +136,13 @@ static void vcpu_park(struct vcpu *v)
  * The fence keeps the clear from being ordered after the read; without it a
  * request could be missed while the handler's store was also overwritten.
  * So no request is ever lost, with no polling, timeouts or resent signals.
+ * A completing KVM_RUN (vcpu_complete_exit()) sets immediate_exit itself: it
+ * never enters the guest, so it cannot sleep through a kick, and a request
+ * that comes during it is read by the next iteration like any other.
+ *
+ * Any step that fails (VCPU_STEP_EXIT, the VM already told why) ends the
+ * thread, a completing one included: a vCPU that could not complete its exit
+ * does not park.
  */
 static void vcpu_loop(struct vcpu *v)
 {
@@ -116,15 +152,19 @@ static void vcpu_loop(struct vcpu *v)
         unsigned req = atomic_load(&v->requests);
         if (req & VCPU_REQ_STOP)
             return;
-        if (req & VCPU_REQ_PAUSE) {
+        enum vcpu_step step;
+        if (!(req & VCPU_REQ_PAUSE)) {
+            step = v->ops->run(v);
+            if (step == VCPU_STEP_INTERRUPTED)
+                v->kicks_seen++;
+        } else if (v->io_pending) {
+            step = vcpu_complete_exit(v);
+        } else {
             vcpu_park(v);
             continue;
         }
-        enum vcpu_step step = v->ops->run(v);
         if (step == VCPU_STEP_EXIT)
             return;
-        if (step == VCPU_STEP_INTERRUPTED)
-            v->kicks_seen++;
     }
 }
 

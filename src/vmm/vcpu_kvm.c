@@ -72,7 +72,11 @@ static enum vcpu_step vcpu_kvm_run(struct vcpu *v)
     struct kvm_run *run = v->run;
 
     int ret = ioctl(v->fd, KVM_RUN, 0);
-    /* Any KVM_RUN, even one that returns -EINTR at once, completes a pending I/O exit. */
+    /*
+     * Any KVM_RUN, even one with immediate_exit set, completes a pending I/O
+     * exit; it may return the exit of the access's next fragment, which sets
+     * io_pending again below (see vcpu_complete_exit() in vcpu.c).
+     */
     v->io_pending = false;
     if (ret < 0) {
         if (errno == EINTR || errno == EAGAIN)

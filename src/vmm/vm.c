@@ -395,19 +395,23 @@ void vm_report_exit(struct vm *vm, FILE *f)
     }
     if (vm->cfg.stats) {
         char a[32];
-        unsigned long long kicks = 0;
-        for (unsigned i = 0; i < vm->nr_vcpus; i++)
+        unsigned long long kicks = 0, completing = 0, chained = 0;
+        for (unsigned i = 0; i < vm->nr_vcpus; i++) {
             kicks += vm->vcpus[i].kicks_seen;
+            completing += vm->vcpus[i].completing_runs;
+            chained += vm->vcpus[i].completing_runs_chained;
+        }
         fprintf(f,
                 "petrel: stats: guest RAM resident %s; unclaimed port reads %llu, writes %llu; "
                 "unclaimed MMIO reads %llu, writes %llu; pauses %llu (last kick %.1f us); "
-                "KVM_RUNs cut short %llu; console output dropped %llu\n",
+                "KVM_RUNs cut short %llu; KVM_RUNs completing an exit before a park %llu "
+                "(%llu ended in the next exit); console output dropped %llu\n",
                 fmt_size(gm_resident(&vm->mem), a, sizeof(a)),
                 (unsigned long long)vm->pio.unhandled_reads,
                 (unsigned long long)vm->pio.unhandled_writes,
                 (unsigned long long)vm->mmio.unhandled_reads,
                 (unsigned long long)vm->mmio.unhandled_writes, (unsigned long long)vm->pauses,
-                (double)vm->last_kick_ns / 1000.0, kicks,
+                (double)vm->last_kick_ns / 1000.0, kicks, completing, chained,
                 (unsigned long long)(vm->com1.tx_dropped + vm->debugcon.dropped));
     }
 }
