@@ -29,17 +29,19 @@ DROPPED = re.compile(r"petrel: dropped (\d+) bytes of console output")
 class Flood:
     """petrel run with the flood guest; stderr is collected by a thread."""
 
-    def __init__(self, d, console, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL):
+    def __init__(self, d, console, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                 stderr=subprocess.PIPE):
         self.sock = os.path.join(d, "f.sock")
         self.proc = subprocess.Popen(
             [PETREL, "run", "--kernel", kit("flood"), "--cmdline",
              "flood.exit=%d" % GUEST_STATUS, "--debug-exit", "--console", console,
-             "--api-sock", self.sock], stdin=stdin, stdout=stdout, stderr=subprocess.PIPE)
+             "--api-sock", self.sock], stdin=stdin, stdout=stdout, stderr=stderr)
         self._cond = threading.Condition()
         self._err = b""
-        self._eof = False
+        self._eof = self.proc.stderr is None
         self._thread = threading.Thread(target=self._reader, daemon=True)
-        self._thread.start()
+        if not self._eof:
+            self._thread.start()
 
     def _reader(self):
         while True:
@@ -96,7 +98,8 @@ class Flood:
             self.proc.wait()
             raise AssertionError("petrel did not exit within %ss; stderr: %r" %
                                  (TIMEOUT, self.errors()))
-        self._thread.join()
+        if self.proc.stderr is not None:
+            self._thread.join()
         return rc
 
     def close(self):
@@ -184,6 +187,25 @@ def stalled_pipe(how):
             vm.close()
             os.close(rfd)
             os.close(in_w)
+
+
+@case
+def one_stalled_pipe_for_stdout_and_stderr_ends_on_sigterm():
+    """2>&1 into a pipe nobody reads: what petrel says at exit blocks there too, once
+    the console is detached (the pipe is blocking again). petrel must still exit."""
+    rfd, wfd = os.pipe()
+    fcntl.fcntl(rfd, F_SETPIPE_SZ, 4096)
+    with tempfile.TemporaryDirectory() as d:
+        vm = Flood(d, "stdio", stdout=wfd, stderr=wfd)
+        os.close(wfd)
+        try:
+            vm.wait_console(lambda c: c["buffered"] == c["capacity"], "a full buffer")
+            vm.proc.send_signal(signal.SIGTERM)
+            rc = vm.wait()
+            expect(rc == 128 + signal.SIGTERM, "petrel exits 143, got %r" % rc)
+        finally:
+            vm.close()
+            os.close(rfd)
 
 
 for _setup in (full_pty, stalled_socket, stalled_pipe):
