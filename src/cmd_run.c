@@ -2,8 +2,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "cmd.h"
@@ -59,6 +61,10 @@ static void run_usage(FILE *f)
             "                        parking, dropped output)\n"
             "  -h, --help            show this help\n"
             "\n"
+            "At exit petrel waits at most %d ms for the console's reader (and --debugcon's)\n"
+            "to take the output still queued; what it has not taken by then is dropped,\n"
+            "and petrel says on standard error how many bytes were.\n"
+            "\n"
             "exit status:\n"
             "  0       the guest reset or powered off, or petrel was asked to stop\n"
             "  V       the guest wrote V to the debug-exit port (with --debug-exit)\n"
@@ -67,10 +73,42 @@ static void run_usage(FILE *f)
             "  3       the guest crashed (triple fault, failed entry, emulation failure);\n"
             "          petrel prints the vCPU's registers on standard error\n"
             "  128+N   petrel was ended by signal N (SIGINT, SIGTERM, SIGHUP)\n",
-            VM_DEFAULT_CMDLINE, VM_DEFAULT_CMDLINE_VIRTIO, VIRTIO_BLK_MAX_DRIVES);
+            VM_DEFAULT_CMDLINE, VM_DEFAULT_CMDLINE_VIRTIO, VIRTIO_BLK_MAX_DRIVES,
+            CONSOLE_EXIT_WAIT_MS);
 }
 
 static int run_bad(const char *fmt, const char *arg);
+
+/* SIGALRM at exit: does nothing; arriving interrupts a write() blocked on stderr. */
+static void run_on_alarm(int sig)
+{
+    (void)sig;
+}
+
+/*
+ * What petrel says at exit goes to stderr, which can be the very pipe or
+ * stopped terminal that stalled the console (2>&1), blocking again once the
+ * console is detached. From CONSOLE_EXIT_WAIT_MS on, SIGALRM every 100 ms
+ * (no SA_RESTART) makes a write() blocked there fail with EINTR: a message is
+ * cut short rather than petrel kept forever. Only this thread takes it: the
+ * vCPUs have been joined and every worker blocks all signals.
+ */
+static void run_exit_guard(bool on)
+{
+    struct sigaction sa = {.sa_handler = on ? run_on_alarm : SIG_DFL};
+    struct itimerval t = {{0, 0}, {0, 0}};
+
+    if (on) {
+        t.it_value.tv_sec = CONSOLE_EXIT_WAIT_MS / 1000;
+        t.it_value.tv_usec = CONSOLE_EXIT_WAIT_MS % 1000 * 1000;
+        t.it_interval.tv_usec = 100 * 1000;
+        sigaction(SIGALRM, &sa, NULL);
+        setitimer(ITIMER_REAL, &t, NULL);
+    } else {
+        setitimer(ITIMER_REAL, &t, NULL);
+        sigaction(SIGALRM, &sa, NULL);
+    }
+}
 
 /* Whether word is one of arg's comma-separated words. */
 static bool run_console_word(const char *arg, const char *word)
@@ -261,8 +299,10 @@ int cmd_run(int argc, char **argv)
         return PETREL_STATUS_ERROR;
     }
     int status = vm_run(vm, &eb);
+    run_exit_guard(true);
     api_server_stop(&api);
     vm_report_exit(vm, stderr);
+    run_exit_guard(false);
     vm_destroy(vm);
     return status;
 }

@@ -7,6 +7,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -14,6 +15,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 int err_set(struct errbuf *eb, int err, const char *fmt, ...)
@@ -93,25 +95,47 @@ const char *fmt_size(uint64_t bytes, char *buf, size_t len)
     return buf;
 }
 
-int write_all(int fd, const void *buf, size_t len)
+uint64_t now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* poll()'s timeout until deadline_ns: -1 for none, rounded up to whole ms, 0 once past. */
+static int write_poll_ms(uint64_t deadline_ns)
+{
+    if (deadline_ns == WRITE_NO_DEADLINE)
+        return -1;
+    uint64_t now = now_ns();
+    if (now >= deadline_ns)
+        return 0;
+    uint64_t ms = (deadline_ns - now + 999999) / 1000000;
+    return ms > INT_MAX ? INT_MAX : (int)ms;
+}
+
+int write_until(int fd, const void *buf, size_t len, uint64_t deadline_ns, size_t *done)
 {
     const uint8_t *p = buf;
 
-    while (len) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN) {
-                struct pollfd pfd = {.fd = fd, .events = POLLOUT};
-                if (poll(&pfd, 1, -1) < 0 && errno != EINTR)
-                    return -errno;
-                continue;
-            }
-            return -errno;
+    *done = 0;
+    while (*done < len) {
+        ssize_t n = write(fd, p + *done, len - *done);
+        if (n >= 0) {
+            *done += (size_t)n;
+            continue;
         }
-        p += n;
-        len -= (size_t)n;
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN)
+            return -errno;
+        int ms = write_poll_ms(deadline_ns);
+        if (ms == 0)
+            return -ETIMEDOUT;
+        struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+        if (poll(&pfd, 1, ms) < 0 && errno != EINTR)
+            return -errno;
     }
     return 0;
 }
@@ -162,4 +186,11 @@ int dir_open_private(const char *what, const char *path, bool create, struct err
                        what, path, (unsigned)(st.st_mode & 07777));
     }
     return fd;
+}
+
+int write_all(int fd, const void *buf, size_t len)
+{
+    size_t done;
+
+    return write_until(fd, buf, len, WRITE_NO_DEADLINE, &done);
 }

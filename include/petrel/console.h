@@ -6,6 +6,11 @@
  * output is consumed at once and only the last CONSOLE_HISTORY bytes are kept,
  * to be replayed to the next client. An fd that fails is detached: stdout with
  * one warning (output is then discarded), a console client silently.
+ *
+ * At exit, console_out_flush() gives the reader until a deadline to take what
+ * is still queued and drops the rest: a reader that stopped reading never
+ * holds petrel up. Bytes the fd did not take (there, or while running in
+ * lossy mode) are counted in dropped, for the one line petrel says at exit.
  */
 #ifndef PETREL_CONSOLE_H
 #define PETREL_CONSOLE_H
@@ -17,6 +22,8 @@
 #include "petrel/util.h"
 
 #define CONSOLE_HISTORY (64 * 1024)
+/* How long petrel waits at exit for its console readers to take what is queued. */
+#define CONSOLE_EXIT_WAIT_MS 1000
 
 struct console_out {
     struct outbuf buf;
@@ -27,6 +34,8 @@ struct console_out {
     bool warned;
     bool lossy;       /* when the fd is full, drop output instead of slowing the guest */
     const char *what; /* for the warning ("standard output", a path) */
+    /* Bytes the attached fd did not take: while lossy, and at exit (also in dropped). */
+    uint64_t dropped, dropped_at_exit;
     struct event *ev_notify;
     struct event *ev_writable;
     /* Called on the loop when the attached fd failed and was detached. */
@@ -50,8 +59,12 @@ int console_out_attach(struct console_out *c, int fd, const char *what, bool war
 /* Detaches the fd (not closed: the caller owns it). */
 void console_out_detach(struct console_out *c);
 
-/* Writes whatever is still queued, waiting for the fd if needed (at exit). */
-void console_out_flush(struct console_out *c);
+/*
+ * At exit, with no producer left: writes what is still queued, waiting for
+ * the fd while it is full but not past deadline_ns (now_ns()'s clock), then
+ * drops the rest (counted). Returns the bytes dropped here.
+ */
+uint64_t console_out_flush(struct console_out *c, uint64_t deadline_ns);
 
 void console_out_destroy(struct console_out *c);
 

@@ -50,7 +50,21 @@ const char *fmt_size(uint64_t bytes, char *buf, size_t len);
  */
 int dir_open_private(const char *what, const char *path, bool create, struct errbuf *eb) MUST_CHECK;
 
-/* Writes all of buf to fd, retrying on EINTR and waiting on EAGAIN. 0 or -errno. */
+/* CLOCK_MONOTONIC in nanoseconds: the clock of write_until()'s deadline. */
+uint64_t now_ns(void);
+
+#define WRITE_NO_DEADLINE UINT64_MAX
+
+/*
+ * Writes buf to fd, retrying on EINTR. When fd would block (it is
+ * non-blocking and full) waits for room, but not past deadline_ns (a now_ns()
+ * time, or WRITE_NO_DEADLINE). *done is the count written. Returns 0 when all
+ * of buf was written, -ETIMEDOUT when the deadline came first, or -errno. A
+ * blocking fd that is full blocks inside write(): only O_NONBLOCK bounds it.
+ */
+int write_until(int fd, const void *buf, size_t len, uint64_t deadline_ns, size_t *done) MUST_CHECK;
+
+/* write_until() without a deadline, for blocking fds (the CLI's). 0 or -errno. */
 int write_all(int fd, const void *buf, size_t len) MUST_CHECK;
 
 #endif

@@ -105,6 +105,7 @@ struct vm_info {
     uint64_t last_resume_ns; /* the last resume: request -> every vCPU running */
     size_t console_buffered; /* guest output waiting for the console reader */
     size_t console_capacity;
+    uint64_t console_dropped; /* output the console's reader did not take (a full pty) */
 };
 
 struct vm {

@@ -76,15 +76,15 @@ static void api_get_vm(struct api_server *s, struct evhttp_request *req, json_t 
     (void)body;
 
     vm_get_info(s->vm, &info);
-    api_reply_json(req, 200, "OK",
-                   json_pack("{s:s, s:s, s:i, s:I, s:f, s:{s:I, s:f, s:f}, s:{s:I, s:I}}", "id",
-                             s->name, "state", vm_state_name(info.state), "vcpu_count",
-                             (int)info.vcpus, "mem_size_mib", (json_int_t)(info.memory / MiB),
-                             "uptime_s", info.uptime_s, "pause", "count", (json_int_t)info.pauses,
-                             "last_kick_us", (double)info.last_kick_ns / 1000.0, "last_resume_us",
-                             (double)info.last_resume_ns / 1000.0, "console", "buffered",
-                             (json_int_t)info.console_buffered, "capacity",
-                             (json_int_t)info.console_capacity));
+    api_reply_json(
+        req, 200, "OK",
+        json_pack("{s:s, s:s, s:i, s:I, s:f, s:{s:I, s:f, s:f}, s:{s:I, s:I, s:I}}", "id", s->name,
+                  "state", vm_state_name(info.state), "vcpu_count", (int)info.vcpus, "mem_size_mib",
+                  (json_int_t)(info.memory / MiB), "uptime_s", info.uptime_s, "pause", "count",
+                  (json_int_t)info.pauses, "last_kick_us", (double)info.last_kick_ns / 1000.0,
+                  "last_resume_us", (double)info.last_resume_ns / 1000.0, "console", "buffered",
+                  (json_int_t)info.console_buffered, "capacity", (json_int_t)info.console_capacity,
+                  "dropped", (json_int_t)info.console_dropped));
 }
 
 /* Ends a deferred PATCH /vm when the VM's transition completes. */

@@ -59,6 +59,7 @@ static void console_out_drain(struct console_out *c)
             if (errno == EAGAIN && c->lossy) {
                 console_out_remember(c, chunk, n);
                 outbuf_consume(&c->buf, n);
+                c->dropped += n;
                 continue;
             }
             if (errno == EAGAIN) {
@@ -164,21 +165,34 @@ void console_out_detach(struct console_out *c)
     c->lossy = false;
 }
 
-void console_out_flush(struct console_out *c)
+uint64_t console_out_flush(struct console_out *c, uint64_t deadline_ns)
 {
     uint8_t chunk[CONSOLE_CHUNK];
+    uint64_t dropped = 0;
 
     for (;;) {
-        size_t n = outbuf_peek(&c->buf, chunk, sizeof(chunk));
+        size_t n = outbuf_peek(&c->buf, chunk, sizeof(chunk)), done = 0;
         if (!n)
-            return;
-        if (c->fd >= 0) {
-            int ret = write_all(c->fd, chunk, n);
-            if (ret)
-                console_out_fail(c, -ret);
+            break;
+        if (c->fd < 0) {
+            /* Nothing attached, or the fd failed (said once): as while running. */
+            outbuf_consume(&c->buf, n);
+            continue;
         }
-        outbuf_consume(&c->buf, n);
+        int ret = write_until(c->fd, chunk, n, deadline_ns, &done);
+        outbuf_consume(&c->buf, done);
+        if (ret == -ETIMEDOUT) {
+            /* No producer is left, so what is queued now is all there will be. */
+            dropped = outbuf_len(&c->buf);
+            outbuf_consume(&c->buf, dropped);
+            break;
+        }
+        if (ret)
+            console_out_fail(c, -ret);
     }
+    c->dropped += dropped;
+    c->dropped_at_exit += dropped;
+    return dropped;
 }
 
 void console_out_destroy(struct console_out *c)

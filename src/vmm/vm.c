@@ -369,18 +369,42 @@ int vm_run(struct vm *vm, struct errbuf *eb)
 
     for (unsigned i = 0; i < vm->nr_vcpus; i++)
         vcpu_join(&vm->vcpus[i]);
-    /* No producer is left: write out every byte the guest produced, then let the terminal go. */
-    console_out_flush(&vm->console);
+    /*
+     * No producer is left: write out what the guest produced, then let the
+     * terminal go. A reader that stopped reading (a pty nobody has open, a
+     * console client, a pipe) gets CONSOLE_EXIT_WAIT_MS in all, not forever:
+     * the loop that handled signals is gone, so only this limit ends the wait.
+     */
+    uint64_t deadline = now_ns() + CONSOLE_EXIT_WAIT_MS * 1000000ULL;
+    console_out_flush(&vm->console, deadline);
     vm_console_stop(vm);
     if (vm->cfg.debugcon_path)
-        console_out_flush(&vm->debugcon_file);
+        console_out_flush(&vm->debugcon_file, deadline);
     if (ret)
         return PETREL_STATUS_ERROR;
     return vm->exit_status;
 }
 
+/* Says how much of one output its reader did not take (nothing is lost silently). */
+static void vm_report_dropped(const struct console_out *c, const char *output, FILE *f)
+{
+    if (!c->dropped)
+        return;
+    fprintf(f, "petrel: dropped %llu bytes of %s output that %s did not take",
+            (unsigned long long)c->dropped, output, c->what ? c->what : "its reader");
+    if (c->dropped_at_exit == c->dropped)
+        fprintf(f, " within %d ms at exit\n", CONSOLE_EXIT_WAIT_MS);
+    else if (c->dropped_at_exit)
+        fprintf(f, " (%llu of them within %d ms at exit)\n", (unsigned long long)c->dropped_at_exit,
+                CONSOLE_EXIT_WAIT_MS);
+    else
+        fprintf(f, "\n");
+}
+
 void vm_report_exit(struct vm *vm, FILE *f)
 {
+    vm_report_dropped(&vm->console, "console", f);
+    vm_report_dropped(&vm->debugcon_file, "debugcon", f);
     switch (vm->exit_reason) {
     case VM_EXIT_CRASH:
         fprintf(f, "petrel: the guest crashed on vCPU %d: %s\n", vm->exit_vcpu, vm->exit_detail);
@@ -412,7 +436,8 @@ void vm_report_exit(struct vm *vm, FILE *f)
                 (unsigned long long)vm->mmio.unhandled_reads,
                 (unsigned long long)vm->mmio.unhandled_writes, (unsigned long long)vm->pauses,
                 (double)vm->last_kick_ns / 1000.0, kicks, completing, chained,
-                (unsigned long long)(vm->com1.tx_dropped + vm->debugcon.dropped));
+                (unsigned long long)(vm->com1.tx_dropped + vm->debugcon.dropped +
+                                     vm->console.dropped + vm->debugcon_file.dropped));
     }
 }
 

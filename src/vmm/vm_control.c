@@ -273,4 +273,5 @@ void vm_get_info(struct vm *vm, struct vm_info *info)
     info->last_resume_ns = vm->last_resume_ns;
     info->console_buffered = outbuf_len(&vm->console.buf);
     info->console_capacity = vm->console.buf.cap;
+    info->console_dropped = vm->console.dropped;
 }
