@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "petrel/bus.h"
+#include "petrel/hwdev.h"
 #include "petrel/exit.h"
 #include "petrel/irq.h"
 #include "petrel/state.h"
@@ -79,5 +80,8 @@ int acpi_pm_save(const struct acpi_pm *pm, struct state_out *out) MUST_CHECK;
  * intervals, like the TSC: it does not jump by the time the VM was away).
  */
 int acpi_pm_restore(struct acpi_pm *pm, struct state_in *in) MUST_CHECK;
+
+/* The ACPI fixed hardware (PLAT_PM1A_EVT_PORT, SCI) in the machine table (machine.c). */
+extern const struct hwdev_ops acpi_pm_fixed;
 
 #endif

@@ -13,6 +13,7 @@
 
 #include "petrel/bus.h"
 #include "petrel/exit.h"
+#include "petrel/hwdev.h"
 #include "petrel/outbuf.h"
 
 #define DEBUGCON_PORT  0xe9
@@ -34,5 +35,9 @@ void debugcon_init(struct debugcon *d, struct outbuf *out);
 void debugcon_destroy(struct debugcon *d);
 void debugexit_init(struct debugexit *d, struct exit_hook hook);
 void debugexit_destroy(struct debugexit *d);
+
+/* In the machine table (machine.c): debugcon, and debug-exit with --debug-exit. */
+extern const struct hwdev_ops debugcon_port;
+extern const struct hwdev_ops debugexit_port;
 
 #endif

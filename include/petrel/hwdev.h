@@ -26,12 +26,69 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
+#include "petrel/exit.h"
 #include "petrel/state.h"
 #include "petrel/util.h"
 
+struct bus;
+struct event_base;
+struct guest_mem;
 struct hwdev;
-struct hwdev_host;
+struct irq_routing;
+struct outbuf;
+struct pci_bus;
+struct vm_config;
+
+/* A console device as the VM's console sees it (the UART, virtio-console). */
+struct console_port {
+    void *dev;
+    /* Typed input, on the loop: returns how many bytes the device took. */
+    size_t (*receive)(void *dev, const uint8_t *buf, size_t len);
+    /* Sets what the device calls when it has room for input again (NULL: nothing). */
+    void (*set_room_hook)(void *dev, void (*hook)(void *ctx), void *ctx);
+    /* The console's output has room again (on the loop). */
+    void (*tx_space)(void *dev);
+};
+
+/* What the VM asks of whichever device plays a role; each set by that device's realize. */
+struct hwdev_roles {
+    /* Presses the ACPI power button: false if the guest has not enabled it. */
+    bool (*power_button)(void *dev);
+    void *power_button_dev;
+    /* Queues bytes from the keyboard (Ctrl-Alt-Del): 0 or -errno. */
+    int (*keys)(void *dev, const uint8_t *scancodes, size_t len);
+    void *keys_dev;
+};
+
+/*
+ * What a device may use of the machine. The VM fills it in stages: cfg is there
+ * for create; the rest (KVM, buses, the loop) from realize on.
+ */
+struct hwdev_host {
+    const struct vm_config *cfg;
+    int vm_fd;
+    struct guest_mem *mem;
+    struct bus *pio, *mmio;
+    struct pci_bus *pci; /* bus 0 */
+    struct irq_routing *routing;
+    struct event_base *base;
+    struct exit_hook exit;       /* a device ending the VM (debug-exit, reset, poweroff) */
+    struct outbuf *console_out;  /* the console's output */
+    struct outbuf *debugcon_out; /* the console's, or --debugcon FILE's */
+    struct hwdev_roles *roles;
+    /* A console device connects at realize (input: it takes typed input, the last one
+     * asking wins) and disconnects in destroy. */
+    void (*console_connect)(void *vm, const struct console_port *port, bool input);
+    void (*console_disconnect)(void *vm, const struct console_port *port);
+    void *vm;
+};
+
+/* Counters a device keeps for `petrel run --stats`. */
+struct hwdev_stats {
+    uint64_t output_dropped; /* console bytes the guest wrote that were lost */
+};
 
 struct hwdev_ops {
     const char *type;       /* "uart8250", "virtio-blk": for messages */
@@ -46,6 +103,7 @@ struct hwdev_ops {
     int (*save)(struct hwdev *dev, struct state_out *out);
     int (*restore)(struct hwdev *dev, struct state_in *in);
     void (*destroy)(struct hwdev *dev);
+    void (*stats)(struct hwdev *dev, struct hwdev_stats *st); /* adds its counters */
 };
 
 /* Embedded in each device's own struct (container_of), filled by hwdev_init(). */
@@ -56,6 +114,13 @@ struct hwdev {
     bool realized; /* realize succeeded: destroy has it to undo */
     struct hwdev *next;
 };
+
+/*
+ * What create() calls: allocates size bytes (zeroed) whose first member is the
+ * struct hwdev, initialises it and sets *out. NULL (eb says so) when out of memory.
+ */
+void *hwdev_new(size_t size, const struct hwdev_ops *ops, const struct hwdev_host *host,
+                const char *name, struct hwdev **out, struct errbuf *eb);
 
 /* What create() calls on the device it allocated. */
 void hwdev_init(struct hwdev *dev, const struct hwdev_ops *ops, const struct hwdev_host *host,
@@ -87,6 +152,9 @@ int hwdev_list_save(struct hwdev_list *l, struct state_out *out) MUST_CHECK;
 
 /* Restores every device that has state from the subnodes of in (an unknown node is refused). */
 int hwdev_list_restore(struct hwdev_list *l, struct state_in *in) MUST_CHECK;
+
+/* Sums every device's counters. */
+void hwdev_list_stats(struct hwdev_list *l, struct hwdev_stats *st);
 
 /* Destroys every device, last first; the list is empty after. */
 void hwdev_list_destroy(struct hwdev_list *l);

@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "petrel/bus.h"
+#include "petrel/hwdev.h"
 #include "petrel/exit.h"
 #include "petrel/irq.h"
 #include "petrel/state.h"
@@ -104,5 +105,8 @@ int i8042_save(const struct i8042 *k, struct state_out *out) MUST_CHECK;
  * which case k is unchanged. The IRQ lines follow the restored queue.
  */
 int i8042_restore(struct i8042 *k, struct state_in *in) MUST_CHECK;
+
+/* The i8042 (0x60-0x64, IRQs 1 and 12) in the machine table (machine.c). */
+extern const struct hwdev_ops i8042_kbc;
 
 #endif

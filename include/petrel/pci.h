@@ -79,6 +79,7 @@
 #include <stdint.h>
 
 #include "petrel/bus.h"
+#include "petrel/hwdev.h"
 #include "petrel/state.h"
 #include "petrel/util.h"
 
@@ -307,5 +308,8 @@ int pci_bus_save(const struct pci_bus *bus, struct state_out *out) MUST_CHECK;
  * each other's old places do not collide with the places they start at.
  */
 int pci_bus_restore(struct pci_bus *bus, struct state_in *in) MUST_CHECK;
+
+/* Bus 0's host bridge and configuration ports in the machine table (machine.c). */
+extern const struct hwdev_ops pci_host_bridge;
 
 #endif

@@ -56,6 +56,7 @@
 #include <stdint.h>
 
 #include "petrel/bus.h"
+#include "petrel/hwdev.h"
 #include "petrel/irq.h"
 #include "petrel/platform.h"
 #include "petrel/state.h"
@@ -241,5 +242,8 @@ int rtc_cmos_save(const struct rtc_cmos *rtc, struct state_out *out) MUST_CHECK;
  * divider holds the saved time.
  */
 int rtc_cmos_restore(struct rtc_cmos *rtc, struct state_in *in) MUST_CHECK;
+
+/* The RTC (0x70-0x71, IRQ 8) in the machine table (machine.c). */
+extern const struct hwdev_ops rtc_cmos_isa;
 
 #endif

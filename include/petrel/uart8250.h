@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "petrel/bus.h"
+#include "petrel/hwdev.h"
 #include "petrel/irq.h"
 #include "petrel/outbuf.h"
 #include "petrel/state.h"
@@ -134,5 +135,8 @@ int uart8250_save(const struct uart8250 *u, struct state_out *out) MUST_CHECK;
  * hold, in which case u is unchanged. Re-derives the line from the registers.
  */
 int uart8250_restore(struct uart8250 *u, struct state_in *in) MUST_CHECK;
+
+/* COM1 (0x3f8, IRQ 4) in the machine table (machine.c): the console's UART. */
+extern const struct hwdev_ops uart8250_com1;
 
 #endif

@@ -51,6 +51,7 @@
 #include <stdint.h>
 
 #include "petrel/guest_mem.h"
+#include "petrel/hwdev.h"
 #include "petrel/irq_routing.h"
 #include "petrel/pci.h"
 #include "petrel/util.h"
@@ -260,5 +261,15 @@ void virtio_warn(struct virtio_dev *vdev, const char *fmt, ...) PRINTF(2, 3);
 
 /* The device configuration changed: new generation, config interrupt (lock held). */
 void virtio_config_changed_locked(struct virtio_dev *vdev);
+
+/* The transport's view of the machine a device was created on (hwdev.h). */
+struct virtio_sys virtio_sys_of(const struct hwdev_host *host);
+
+/*
+ * A device's realize step (hwdev.h): plugs vdev, which virtio_pci_init() set up,
+ * into bus 0. On failure says so for name and frees the transport. 0 or -errno.
+ */
+int virtio_pci_plug(struct virtio_dev *vdev, const struct hwdev_host *host, const char *name,
+                    struct errbuf *eb) MUST_CHECK;
 
 #endif

@@ -143,4 +143,7 @@ void virtio_blk_drain(struct virtio_blk *blk);
  */
 void virtio_blk_destroy(struct virtio_blk *blk);
 
+/* One virtio-blk function per --drive in the machine table (machine.c). */
+extern const struct hwdev_ops virtio_blk_pci;
+
 #endif

@@ -71,4 +71,7 @@ size_t virtio_console_receive(struct virtio_console *vc, const uint8_t *buf, siz
 /* outbuf on_space callback (the loop): a held transmit chain may go on. */
 void virtio_console_tx_space(void *ctx);
 
+/* virtio-console (--console virtio) in the machine table (machine.c). */
+extern const struct hwdev_ops virtio_console_pci;
+
 #endif

@@ -23,4 +23,7 @@ struct virtio_rng {
 int virtio_rng_init(struct virtio_rng *rng, const struct virtio_sys *sys) MUST_CHECK;
 void virtio_rng_destroy(struct virtio_rng *rng);
 
+/* virtio-rng (--rng) in the machine table (machine.c). */
+extern const struct hwdev_ops virtio_rng_pci;
+
 #endif

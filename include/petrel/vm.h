@@ -18,59 +18,20 @@
 #include <event2/event.h>
 #include <linux/kvm.h>
 
-#include "petrel/acpi_pm.h"
 #include "petrel/bus.h"
+#include "petrel/config.h"
 #include "petrel/console.h"
 #include "petrel/console_in.h"
-#include "petrel/debugport.h"
 #include "petrel/exit.h"
 #include "petrel/guest_mem.h"
-#include "petrel/i8042.h"
+#include "petrel/hwdev.h"
 #include "petrel/irq.h"
 #include "petrel/irq_routing.h"
 #include "petrel/loader.h"
 #include "petrel/pci.h"
-#include "petrel/rtc_cmos.h"
-#include "petrel/uart8250.h"
 #include "petrel/util.h"
 #include "petrel/vcpu.h"
-#include "petrel/virtio_blk.h"
-#include "petrel/virtio_console.h"
-#include "petrel/virtio_rng.h"
 #include "petrel/x86_boot.h"
-
-#define VM_DEFAULT_MEMORY  (256 * MiB)
-#define VM_MIN_MEMORY      (8 * MiB)
-#define VM_DEFAULT_CMDLINE "console=ttyS0"
-#define VM_CONSOLE_BUFFER  (16 * KiB) /* guest output not yet written; then THRE holds the guest */
-
-/* The default command line with --console virtio. */
-#define VM_DEFAULT_CMDLINE_VIRTIO "console=hvc0"
-
-enum vm_console_mode {
-    VM_CONSOLE_STDIO,  /* this terminal (raw, escape keys) or pipes */
-    VM_CONSOLE_PTY,    /* a pseudo-terminal whose path petrel prints */
-    VM_CONSOLE_SOCKET, /* a unix socket for `petrel console NAME` (see api.h) */
-    VM_CONSOLE_FILE,   /* output only, to a file */
-};
-
-struct vm_config {
-    const char *kernel_path;
-    const char *initrd_path; /* NULL: none */
-    const char *cmdline;     /* NULL: VM_DEFAULT_CMDLINE(_VIRTIO) */
-    unsigned cpus;
-    uint64_t memory;
-    bool debug_exit;              /* port 0xf4 ends petrel with the value written */
-    bool stats;                   /* print counters on stderr at exit */
-    const char *debugcon_path;    /* NULL: debugcon joins the console output */
-    enum vm_console_mode console; /* where the console goes */
-    bool console_virtio;          /* the console is virtio-console (hvc0), not COM1 */
-    const char *console_path;     /* VM_CONSOLE_FILE: the file */
-    bool stdin_closed;            /* VM_CONSOLE_STDIO without input */
-    bool rng;                     /* a virtio-rng device on PCI (--rng) */
-    struct virtio_blk_spec drives[VIRTIO_BLK_MAX_DRIVES]; /* --drive, in order: vda, vdb, ... */
-    unsigned nr_drives;
-};
 
 enum vm_state {
     VM_RUNNING,
@@ -145,26 +106,17 @@ struct vm {
 
     struct irq_routing routing; /* GSI routes: irqchip pins and MSI vectors */
     bool routing_ready;
-    struct kvm_irq_gsi com1_irq;
-    struct kvm_irq_gsi kbd_irq;
-    struct kvm_irq_gsi aux_irq;
-    struct uart8250 com1;
-    struct debugcon debugcon;
-    struct debugexit debugexit;
-    struct i8042 i8042;
-    struct kvm_irq_gsi sci_irq;
-    struct acpi_pm pm;
-    struct pci_bus pci; /* bus 0: the host bridge, then PCI devices */
+    struct pci_bus pci; /* bus 0: the host bridge, then the PCI functions */
     bool pci_ready;
-    struct virtio_rng rng; /* --rng; rng.vdev.ops set while it exists */
-    /* --drive, in order; blk[i].path set while its file is open. */
-    struct virtio_blk blk[VIRTIO_BLK_MAX_DRIVES];
-    /* --console virtio; vcons.vdev.ops set while it exists */
-    struct virtio_console vcons;
-    struct kvm_irq_gsi rtc_irq;
-    struct rtc_cmos rtc;
-    bool rtc_ready;       /* rtc_cmos_init() succeeded */
-    struct event *ev_rtc; /* the RTC's timerfd */
+
+    /* The devices (machine.c, hwdev.h), what they may use of the VM, and their roles. */
+    struct hwdev_list devices;
+    struct hwdev_host host;
+    struct hwdev_roles roles;
+    /* The console's devices (vm_console.c): output room goes to each, input to one. */
+    const struct console_port *console_ports[4];
+    unsigned nr_console_ports;
+    const struct console_port *console_input;
 
     pthread_mutex_t exit_lock; /* guards the exit_* fields (any thread writes them once) */
     enum vm_exit_reason exit_reason;
@@ -215,6 +167,12 @@ enum vm_state vm_control_goal(struct vm *vm);
  */
 int vm_power_button(struct vm *vm, const char **msg);
 
+/*
+ * Queues keyboard scancodes (the loop): 0, -ENOSPC when the keyboard's buffer
+ * is full, -ESHUTDOWN while stopping, -ENODEV without a keyboard.
+ */
+int vm_send_keys(struct vm *vm, const uint8_t *scancodes, size_t len);
+
 /* Fills info (loop only). */
 void vm_get_info(struct vm *vm, struct vm_info *info);
 
@@ -236,8 +194,9 @@ int vm_console_setup(struct vm *vm, struct errbuf *eb) MUST_CHECK;
 int vm_console_start(struct vm *vm, struct errbuf *eb) MUST_CHECK;
 void vm_console_stop(struct vm *vm);
 void vm_console_destroy(struct vm *vm);
-/* Console input goes to virtio-console (once it exists) instead of the UART. */
-void vm_console_use_virtio(struct vm *vm);
+/* A console device connects (hwdev_host.console_connect) and disconnects. */
+void vm_console_connect(void *vm, const struct console_port *port, bool input);
+void vm_console_disconnect(void *vm, const struct console_port *port);
 
 /*
  * Attaches a console client (VM_CONSOLE_SOCKET; the loop, taking fd): it gets
@@ -245,16 +204,8 @@ void vm_console_use_virtio(struct vm *vm);
  */
 int vm_console_attach(struct vm *vm, int fd);
 
-/*
- * The platform (vm_platform.c, docs/platform.md): the irqchip's routing and
- * IOAPIC ID, the firmware tables in guest memory, the --drive files (opened
- * before KVM is touched), the platform devices.
- */
-int vm_platform_irqchip(struct vm *vm, struct errbuf *eb) MUST_CHECK;
-int vm_platform_tables(struct vm *vm, struct errbuf *eb) MUST_CHECK;
-int vm_platform_drives(struct vm *vm, struct errbuf *eb) MUST_CHECK;
-int vm_platform_devices(struct vm *vm, struct errbuf *eb) MUST_CHECK;
-void vm_platform_destroy(struct vm *vm);
+/* The ACPI and MP tables and the BIOS data area in guest memory (firmware.c). */
+int vm_firmware_tables(struct vm *vm, struct errbuf *eb) MUST_CHECK;
 
 /* The exit_hook devices use to call vm_request_exit(). */
 struct exit_hook vm_exit_hook(struct vm *vm);

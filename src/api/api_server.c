@@ -142,13 +142,15 @@ static void api_put_actions(struct api_server *s, struct evhttp_request *req, js
     if (!type) {
         api_fault(req, 400, "Bad Request", "missing field \"action_type\"");
     } else if (!strcmp(type, "SendCtrlAltDel")) {
-        if (s->vm->state == VM_STOPPING)
+        int err = vm_send_keys(s->vm, ctrl_alt_del, sizeof(ctrl_alt_del));
+        if (!err)
+            api_no_content(req);
+        else if (err == -ESHUTDOWN)
             api_fault(req, 409, "Conflict", "the VM is stopping");
-        else if (i8042_inject(&s->vm->i8042, ctrl_alt_del, sizeof(ctrl_alt_del)) !=
-                 sizeof(ctrl_alt_del))
+        else if (err == -ENOSPC)
             api_fault(req, 409, "Conflict", "the keyboard buffer is full");
         else
-            api_no_content(req);
+            api_fault(req, 409, "Conflict", "this VM has no keyboard");
     } else if (!strcmp(type, "PowerButton")) {
         /* A press the guest cannot answer is refused: a graceful stop need not time out. */
         const char *msg;

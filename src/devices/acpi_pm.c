@@ -1,6 +1,8 @@
 /* ACPI fixed hardware: PM1 event/control registers, PM timer, reset register. */
 #include "petrel/acpi_pm.h"
 
+#include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -206,3 +208,70 @@ int acpi_pm_restore(struct acpi_pm *pm, struct state_in *in)
     pthread_mutex_unlock(&pm->dev.lock);
     return 0;
 }
+
+/* The machine's ACPI fixed hardware (hwdev.h): SCI on IRQ 9, the power-button role. */
+struct acpi_pm_hw {
+    struct hwdev hw; /* first: hwdev_new() */
+    struct kvm_irq_gsi sci;
+    struct acpi_pm pm;
+};
+
+static bool acpi_pm_button(void *dev)
+{
+    return acpi_pm_power_button(dev);
+}
+
+static int acpi_pm_hw_create(const struct hwdev_host *host, unsigned index, struct hwdev **out,
+                             struct errbuf *eb)
+{
+    (void)index;
+    return hwdev_new(sizeof(struct acpi_pm_hw), &acpi_pm_fixed, host, "pm", out, eb) ? 0 : -ENOMEM;
+}
+
+static int acpi_pm_hw_realize(struct hwdev *hw, struct errbuf *eb)
+{
+    struct acpi_pm_hw *d = container_of(hw, struct acpi_pm_hw, hw);
+    const struct hwdev_host *host = hw->host;
+
+    kvm_irq_gsi_init(&d->sci, host->vm_fd, PLAT_SCI_IRQ);
+    acpi_pm_init(&d->pm, host->exit, &d->sci.line);
+    int ret = bus_register(host->pio, PLAT_PM1A_EVT_PORT, PLAT_PM_PORTS, &d->pm.dev);
+    if (ret) {
+        acpi_pm_destroy(&d->pm);
+        return err_set(eb, ret, "cannot register the ACPI PM registers: %s", strerror(-ret));
+    }
+    host->roles->power_button = acpi_pm_button;
+    host->roles->power_button_dev = &d->pm;
+    return 0;
+}
+
+static int acpi_pm_hw_save(struct hwdev *hw, struct state_out *out)
+{
+    return acpi_pm_save(&container_of(hw, struct acpi_pm_hw, hw)->pm, out);
+}
+
+static int acpi_pm_hw_restore(struct hwdev *hw, struct state_in *in)
+{
+    return acpi_pm_restore(&container_of(hw, struct acpi_pm_hw, hw)->pm, in);
+}
+
+static void acpi_pm_hw_destroy(struct hwdev *hw)
+{
+    struct acpi_pm_hw *d = container_of(hw, struct acpi_pm_hw, hw);
+    if (hw->realized) {
+        hw->host->roles->power_button = NULL;
+        (void)bus_unregister(hw->host->pio, PLAT_PM1A_EVT_PORT);
+        acpi_pm_destroy(&d->pm);
+    }
+    free(d);
+}
+
+const struct hwdev_ops acpi_pm_fixed = {
+    .type = "acpi-pm",
+    .compatible = ACPI_PM_STATE_COMPATIBLE,
+    .create = acpi_pm_hw_create,
+    .realize = acpi_pm_hw_realize,
+    .save = acpi_pm_hw_save,
+    .restore = acpi_pm_hw_restore,
+    .destroy = acpi_pm_hw_destroy,
+};

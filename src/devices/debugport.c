@@ -1,6 +1,8 @@
 /* Debug ports for test guests: debugcon output and debug-exit. */
 #include "petrel/debugport.h"
 
+#include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 static uint64_t debugcon_read(struct device *dev, uint64_t offset, unsigned size)
@@ -68,3 +70,99 @@ void debugexit_destroy(struct debugexit *d)
 {
     device_destroy(&d->dev);
 }
+
+/* The machine's debug ports (hwdev.h): debugcon always, debug-exit with --debug-exit. */
+struct debugcon_hw {
+    struct hwdev hw; /* first: hwdev_new() */
+    struct debugcon con;
+};
+
+static int debugcon_create(const struct hwdev_host *host, unsigned index, struct hwdev **out,
+                           struct errbuf *eb)
+{
+    (void)index;
+    return hwdev_new(sizeof(struct debugcon_hw), &debugcon_port, host, "debugcon", out, eb)
+               ? 0
+               : -ENOMEM;
+}
+
+static int debugcon_realize(struct hwdev *hw, struct errbuf *eb)
+{
+    struct debugcon *d = &container_of(hw, struct debugcon_hw, hw)->con;
+    debugcon_init(d, hw->host->debugcon_out);
+    int ret = bus_register(hw->host->pio, DEBUGCON_PORT, 1, &d->dev);
+    if (ret) {
+        debugcon_destroy(d);
+        return err_set(eb, ret, "cannot register debugcon: %s", strerror(-ret));
+    }
+    return 0;
+}
+
+static void debugcon_stats(struct hwdev *hw, struct hwdev_stats *st)
+{
+    struct debugcon *d = &container_of(hw, struct debugcon_hw, hw)->con;
+    pthread_mutex_lock(&d->dev.lock);
+    st->output_dropped += d->dropped;
+    pthread_mutex_unlock(&d->dev.lock);
+}
+
+static void debugcon_hw_destroy(struct hwdev *hw)
+{
+    struct debugcon *d = &container_of(hw, struct debugcon_hw, hw)->con;
+    if (hw->realized) {
+        (void)bus_unregister(hw->host->pio, DEBUGCON_PORT);
+        debugcon_destroy(d);
+    }
+    free(hw);
+}
+
+const struct hwdev_ops debugcon_port = {
+    .type = "debugcon",
+    .create = debugcon_create,
+    .realize = debugcon_realize,
+    .stats = debugcon_stats,
+    .destroy = debugcon_hw_destroy,
+};
+
+struct debugexit_hw {
+    struct hwdev hw; /* first: hwdev_new() */
+    struct debugexit port;
+};
+
+static int debugexit_create(const struct hwdev_host *host, unsigned index, struct hwdev **out,
+                            struct errbuf *eb)
+{
+    (void)index;
+    return hwdev_new(sizeof(struct debugexit_hw), &debugexit_port, host, "debugexit", out, eb)
+               ? 0
+               : -ENOMEM;
+}
+
+static int debugexit_realize(struct hwdev *hw, struct errbuf *eb)
+{
+    struct debugexit *d = &container_of(hw, struct debugexit_hw, hw)->port;
+    debugexit_init(d, hw->host->exit);
+    int ret = bus_register(hw->host->pio, DEBUGEXIT_PORT, DEBUGEXIT_LEN, &d->dev);
+    if (ret) {
+        debugexit_destroy(d);
+        return err_set(eb, ret, "cannot register debug-exit: %s", strerror(-ret));
+    }
+    return 0;
+}
+
+static void debugexit_hw_destroy(struct hwdev *hw)
+{
+    struct debugexit *d = &container_of(hw, struct debugexit_hw, hw)->port;
+    if (hw->realized) {
+        (void)bus_unregister(hw->host->pio, DEBUGEXIT_PORT);
+        debugexit_destroy(d);
+    }
+    free(hw);
+}
+
+const struct hwdev_ops debugexit_port = {
+    .type = "debug-exit",
+    .create = debugexit_create,
+    .realize = debugexit_realize,
+    .destroy = debugexit_hw_destroy,
+};

@@ -1,6 +1,8 @@
 /* PC keyboard controller with a keyboard and a minimal PS/2 mouse. */
 #include "petrel/i8042.h"
 
+#include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define KBD_ACK       0xfa
@@ -374,3 +376,71 @@ int i8042_restore(struct i8042 *k, struct state_in *in)
     pthread_mutex_unlock(&k->dev.lock);
     return 0;
 }
+
+/* The machine's i8042 (hwdev.h): keyboard IRQ 1, mouse IRQ 12, the keyboard role. */
+struct i8042_hw {
+    struct hwdev hw; /* first: hwdev_new() */
+    struct kvm_irq_gsi kbd_irq, aux_irq;
+    struct i8042 kbc;
+};
+
+static int i8042_keys(void *dev, const uint8_t *scancodes, size_t len)
+{
+    return i8042_inject(dev, scancodes, len) == len ? 0 : -ENOSPC;
+}
+
+static int i8042_hw_create(const struct hwdev_host *host, unsigned index, struct hwdev **out,
+                           struct errbuf *eb)
+{
+    (void)index;
+    return hwdev_new(sizeof(struct i8042_hw), &i8042_kbc, host, "i8042", out, eb) ? 0 : -ENOMEM;
+}
+
+static int i8042_hw_realize(struct hwdev *hw, struct errbuf *eb)
+{
+    struct i8042_hw *d = container_of(hw, struct i8042_hw, hw);
+    const struct hwdev_host *host = hw->host;
+
+    kvm_irq_gsi_init(&d->kbd_irq, host->vm_fd, I8042_KBD_IRQ);
+    kvm_irq_gsi_init(&d->aux_irq, host->vm_fd, I8042_AUX_IRQ);
+    i8042_init(&d->kbc, host->exit, &d->kbd_irq.line, &d->aux_irq.line);
+    int ret = bus_register(host->pio, I8042_DATA_PORT, I8042_RANGE_LEN, &d->kbc.dev);
+    if (ret) {
+        i8042_destroy(&d->kbc);
+        return err_set(eb, ret, "cannot register the i8042: %s", strerror(-ret));
+    }
+    host->roles->keys = i8042_keys;
+    host->roles->keys_dev = &d->kbc;
+    return 0;
+}
+
+static int i8042_hw_save(struct hwdev *hw, struct state_out *out)
+{
+    return i8042_save(&container_of(hw, struct i8042_hw, hw)->kbc, out);
+}
+
+static int i8042_hw_restore(struct hwdev *hw, struct state_in *in)
+{
+    return i8042_restore(&container_of(hw, struct i8042_hw, hw)->kbc, in);
+}
+
+static void i8042_hw_destroy(struct hwdev *hw)
+{
+    struct i8042_hw *d = container_of(hw, struct i8042_hw, hw);
+    if (hw->realized) {
+        hw->host->roles->keys = NULL;
+        (void)bus_unregister(hw->host->pio, I8042_DATA_PORT);
+        i8042_destroy(&d->kbc);
+    }
+    free(d);
+}
+
+const struct hwdev_ops i8042_kbc = {
+    .type = "i8042",
+    .compatible = I8042_STATE_COMPATIBLE,
+    .create = i8042_hw_create,
+    .realize = i8042_hw_realize,
+    .save = i8042_hw_save,
+    .restore = i8042_hw_restore,
+    .destroy = i8042_hw_destroy,
+};

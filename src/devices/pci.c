@@ -991,3 +991,47 @@ int pci_bus_restore(struct pci_bus *bus, struct state_in *in)
     }
     return 0;
 }
+
+/* The machine's PCI host bridge (hwdev.h): bus 0's configuration ports and its state. */
+static int pci_host_create(const struct hwdev_host *host, unsigned index, struct hwdev **out,
+                           struct errbuf *eb)
+{
+    (void)index;
+    return hwdev_new(sizeof(struct hwdev), &pci_host_bridge, host, "pci", out, eb) ? 0 : -ENOMEM;
+}
+
+static int pci_host_realize(struct hwdev *hw, struct errbuf *eb)
+{
+    int ret =
+        bus_register(hw->host->pio, PLAT_PCI_CONF_PORT, PLAT_PCI_CONF_LEN, &hw->host->pci->dev);
+    if (ret)
+        return err_set(eb, ret, "cannot register the PCI configuration ports: %s", strerror(-ret));
+    return 0;
+}
+
+static int pci_host_save(struct hwdev *hw, struct state_out *out)
+{
+    return pci_bus_save(hw->host->pci, out);
+}
+
+static int pci_host_restore(struct hwdev *hw, struct state_in *in)
+{
+    return pci_bus_restore(hw->host->pci, in);
+}
+
+static void pci_host_destroy(struct hwdev *hw)
+{
+    if (hw->realized)
+        (void)bus_unregister(hw->host->pio, PLAT_PCI_CONF_PORT);
+    free(hw);
+}
+
+const struct hwdev_ops pci_host_bridge = {
+    .type = "pci-host",
+    .compatible = PCI_BUS_STATE_COMPATIBLE,
+    .create = pci_host_create,
+    .realize = pci_host_realize,
+    .save = pci_host_save,
+    .restore = pci_host_restore,
+    .destroy = pci_host_destroy,
+};

@@ -3,10 +3,16 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <event2/event.h>
+
+#include "petrel/guest_mem.h"
+#include "petrel/platform.h"
 
 #define NS_PER_SEC   1000000000LL
 #define SECS_PER_DAY 86400
@@ -774,3 +780,91 @@ int rtc_cmos_restore(struct rtc_cmos *rtc, struct state_in *in)
     pthread_mutex_unlock(&rtc->dev.lock);
     return 0;
 }
+
+/* The machine's RTC (hwdev.h): ports 0x70-0x71, IRQ 8, its timer on the loop. */
+struct rtc_cmos_hw {
+    struct hwdev hw; /* first: hwdev_new() */
+    struct kvm_irq_gsi irq;
+    struct rtc_cmos rtc;
+    bool rtc_ready;
+    struct event *ev_timer;
+};
+
+static void rtc_cmos_hw_on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    rtc_cmos_on_timer(arg);
+}
+
+static int rtc_cmos_hw_create(const struct hwdev_host *host, unsigned index, struct hwdev **out,
+                              struct errbuf *eb)
+{
+    (void)index;
+    return hwdev_new(sizeof(struct rtc_cmos_hw), &rtc_cmos_isa, host, "rtc", out, eb) ? 0 : -ENOMEM;
+}
+
+/* Undoes what realize did, as far as it got. */
+static void rtc_cmos_hw_release(struct rtc_cmos_hw *d)
+{
+    if (d->ev_timer)
+        event_free(d->ev_timer);
+    d->ev_timer = NULL;
+    if (d->rtc_ready)
+        rtc_cmos_destroy(&d->rtc);
+    d->rtc_ready = false;
+}
+
+static int rtc_cmos_hw_realize(struct hwdev *hw, struct errbuf *eb)
+{
+    struct rtc_cmos_hw *d = container_of(hw, struct rtc_cmos_hw, hw);
+    const struct hwdev_host *host = hw->host;
+
+    kvm_irq_gsi_init(&d->irq, host->vm_fd, PLAT_RTC_IRQ);
+    int ret = rtc_cmos_init(&d->rtc, &d->irq.line, NULL);
+    if (ret)
+        return err_set(eb, ret, "cannot set up the RTC: %s", strerror(-ret));
+    d->rtc_ready = true;
+    uint64_t below = gm_low_end(host->mem);
+    rtc_cmos_set_memory(&d->rtc, below, host->mem->size - below);
+    d->ev_timer = event_new(host->base, rtc_cmos_timer_fd(&d->rtc), EV_READ | EV_PERSIST,
+                            rtc_cmos_hw_on_timer, &d->rtc);
+    if (!d->ev_timer || event_add(d->ev_timer, NULL)) {
+        rtc_cmos_hw_release(d);
+        return err_set(eb, -ENOMEM, "cannot watch the RTC's timer");
+    }
+    ret = bus_register(host->pio, RTC_CMOS_INDEX_PORT, RTC_CMOS_NR_PORTS, &d->rtc.dev);
+    if (ret) {
+        rtc_cmos_hw_release(d);
+        return err_set(eb, ret, "cannot register the RTC: %s", strerror(-ret));
+    }
+    return 0;
+}
+
+static int rtc_cmos_hw_save(struct hwdev *hw, struct state_out *out)
+{
+    return rtc_cmos_save(&container_of(hw, struct rtc_cmos_hw, hw)->rtc, out);
+}
+
+static int rtc_cmos_hw_restore(struct hwdev *hw, struct state_in *in)
+{
+    return rtc_cmos_restore(&container_of(hw, struct rtc_cmos_hw, hw)->rtc, in);
+}
+
+static void rtc_cmos_hw_destroy(struct hwdev *hw)
+{
+    struct rtc_cmos_hw *d = container_of(hw, struct rtc_cmos_hw, hw);
+    if (hw->realized)
+        (void)bus_unregister(hw->host->pio, RTC_CMOS_INDEX_PORT);
+    rtc_cmos_hw_release(d);
+    free(d);
+}
+
+const struct hwdev_ops rtc_cmos_isa = {
+    .type = "rtc-cmos",
+    .compatible = RTC_CMOS_STATE_COMPATIBLE,
+    .create = rtc_cmos_hw_create,
+    .realize = rtc_cmos_hw_realize,
+    .save = rtc_cmos_hw_save,
+    .restore = rtc_cmos_hw_restore,
+    .destroy = rtc_cmos_hw_destroy,
+};

@@ -1,6 +1,8 @@
 /* 8250/16550A UART: registers, FIFOs, interrupt identification, back-pressure. */
 #include "petrel/uart8250.h"
 
+#include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* The bits uart8250_write() keeps in IER, FCR and MCR, and the sticky LSR errors. */
@@ -347,3 +349,95 @@ int uart8250_restore(struct uart8250 *u, struct state_in *in)
     pthread_mutex_unlock(&u->dev.lock);
     return 0;
 }
+
+/* The machine's COM1 (hwdev.h): the UART on its port and IRQ, as the console's device. */
+struct uart8250_hw {
+    struct hwdev hw; /* first: hwdev_new() */
+    struct kvm_irq_gsi irq;
+    struct uart8250 uart;
+    struct console_port port;
+};
+
+static size_t com1_receive(void *dev, const uint8_t *buf, size_t len)
+{
+    return uart8250_receive(dev, buf, len);
+}
+
+static void com1_set_room_hook(void *dev, void (*hook)(void *ctx), void *ctx)
+{
+    struct uart8250 *u = dev;
+    pthread_mutex_lock(&u->dev.lock);
+    u->on_rx_room = hook;
+    u->on_rx_room_ctx = ctx;
+    pthread_mutex_unlock(&u->dev.lock);
+}
+
+static int com1_create(const struct hwdev_host *host, unsigned index, struct hwdev **out,
+                       struct errbuf *eb)
+{
+    (void)index;
+    struct uart8250_hw *d = hwdev_new(sizeof(*d), &uart8250_com1, host, "com1", out, eb);
+    if (!d)
+        return -ENOMEM;
+    d->port = (struct console_port){.dev = &d->uart,
+                                    .receive = com1_receive,
+                                    .set_room_hook = com1_set_room_hook,
+                                    .tx_space = uart8250_tx_space};
+    return 0;
+}
+
+static int com1_realize(struct hwdev *hw, struct errbuf *eb)
+{
+    struct uart8250_hw *d = container_of(hw, struct uart8250_hw, hw);
+    const struct hwdev_host *host = hw->host;
+
+    kvm_irq_gsi_init(&d->irq, host->vm_fd, UART_COM1_IRQ);
+    uart8250_init(&d->uart, "com1", &d->irq.line, host->console_out);
+    int ret = bus_register(host->pio, UART_COM1_BASE, UART_NR_REGS, &d->uart.dev);
+    if (ret) {
+        uart8250_destroy(&d->uart);
+        return err_set(eb, ret, "cannot register COM1: %s", strerror(-ret));
+    }
+    host->console_connect(host->vm, &d->port, true);
+    return 0;
+}
+
+static int com1_save(struct hwdev *hw, struct state_out *out)
+{
+    return uart8250_save(&container_of(hw, struct uart8250_hw, hw)->uart, out);
+}
+
+static int com1_restore(struct hwdev *hw, struct state_in *in)
+{
+    return uart8250_restore(&container_of(hw, struct uart8250_hw, hw)->uart, in);
+}
+
+static void com1_stats(struct hwdev *hw, struct hwdev_stats *st)
+{
+    struct uart8250 *u = &container_of(hw, struct uart8250_hw, hw)->uart;
+    pthread_mutex_lock(&u->dev.lock);
+    st->output_dropped += u->tx_dropped;
+    pthread_mutex_unlock(&u->dev.lock);
+}
+
+static void com1_destroy(struct hwdev *hw)
+{
+    struct uart8250_hw *d = container_of(hw, struct uart8250_hw, hw);
+    if (hw->realized) {
+        hw->host->console_disconnect(hw->host->vm, &d->port);
+        (void)bus_unregister(hw->host->pio, UART_COM1_BASE);
+        uart8250_destroy(&d->uart);
+    }
+    free(d);
+}
+
+const struct hwdev_ops uart8250_com1 = {
+    .type = "uart8250",
+    .compatible = UART8250_STATE_COMPATIBLE,
+    .create = com1_create,
+    .realize = com1_realize,
+    .save = com1_save,
+    .restore = com1_restore,
+    .stats = com1_stats,
+    .destroy = com1_destroy,
+};

@@ -61,6 +61,8 @@
 
 #include "petrel/virtio_blk.h"
 
+#include "petrel/config.h"
+
 static struct virtio_blk *to_blk(struct virtio_dev *vdev)
 {
     return container_of(vdev, struct virtio_blk, vdev);
@@ -653,3 +655,49 @@ void virtio_blk_destroy(struct virtio_blk *blk)
     free(blk->path);
     memset(blk, 0, sizeof(*blk));
 }
+
+/* The machine's drives (hwdev.h): one virtio-blk function per --drive, in order. */
+struct virtio_blk_hw {
+    struct hwdev hw; /* first: hwdev_new() */
+    struct virtio_blk blk;
+};
+
+/* Opens the drive's file here, before KVM is touched: a wrong path is reported as that. */
+static int blk_hw_create(const struct hwdev_host *host, unsigned index, struct hwdev **out,
+                         struct errbuf *eb)
+{
+    char name[16];
+    snprintf(name, sizeof(name), "vd%c", index < 26 ? 'a' + index : '?');
+    struct virtio_blk_hw *d = hwdev_new(sizeof(*d), &virtio_blk_pci, host, name, out, eb);
+    if (!d)
+        return -ENOMEM;
+    return virtio_blk_open(&d->blk, &host->cfg->drives[index], eb);
+}
+
+static int blk_hw_realize(struct hwdev *hw, struct errbuf *eb)
+{
+    struct virtio_blk *blk = &container_of(hw, struct virtio_blk_hw, hw)->blk;
+    struct virtio_sys sys = virtio_sys_of(hw->host);
+    int ret = virtio_blk_init(blk, NULL, &sys, eb);
+    if (ret)
+        return ret;
+    ret = virtio_pci_add(&blk->vdev, hw->host->pci);
+    if (ret)
+        return err_set(eb, ret, "cannot plug virtio-blk for %s into PCI: %s", blk->path,
+                       strerror(-ret));
+    return 0;
+}
+
+/* Each drive finishes what its workers hold, then closes: flushed data is on the file. */
+static void blk_hw_destroy(struct hwdev *hw)
+{
+    virtio_blk_destroy(&container_of(hw, struct virtio_blk_hw, hw)->blk);
+    free(hw);
+}
+
+const struct hwdev_ops virtio_blk_pci = {
+    .type = "virtio-blk",
+    .create = blk_hw_create,
+    .realize = blk_hw_realize,
+    .destroy = blk_hw_destroy,
+};

@@ -5,6 +5,7 @@
  * own idea of the window size, without MULTIPORT there is no control queue.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "petrel/virtio_console.h"
@@ -223,3 +224,70 @@ void virtio_console_destroy(struct virtio_console *vc)
 {
     virtio_pci_destroy(&vc->vdev);
 }
+
+/* The machine's virtio-console (hwdev.h), with --console virtio: the console's device. */
+struct virtio_console_hw {
+    struct hwdev hw; /* first: hwdev_new() */
+    struct virtio_console vc;
+    struct console_port port;
+};
+
+static size_t vc_port_receive(void *dev, const uint8_t *buf, size_t len)
+{
+    return virtio_console_receive(dev, buf, len);
+}
+
+static void vc_port_set_room_hook(void *dev, void (*hook)(void *ctx), void *ctx)
+{
+    struct virtio_console *vc = dev;
+    virtio_lock(&vc->vdev);
+    vc->on_rx_room = hook;
+    vc->on_rx_room_ctx = ctx;
+    virtio_unlock(&vc->vdev);
+}
+
+static int vc_create(const struct hwdev_host *host, unsigned index, struct hwdev **out,
+                     struct errbuf *eb)
+{
+    (void)index;
+    struct virtio_console_hw *d =
+        hwdev_new(sizeof(*d), &virtio_console_pci, host, "vcons", out, eb);
+    if (!d)
+        return -ENOMEM;
+    d->port = (struct console_port){.dev = &d->vc,
+                                    .receive = vc_port_receive,
+                                    .set_room_hook = vc_port_set_room_hook,
+                                    .tx_space = virtio_console_tx_space};
+    return 0;
+}
+
+static int vc_realize(struct hwdev *hw, struct errbuf *eb)
+{
+    struct virtio_console_hw *d = container_of(hw, struct virtio_console_hw, hw);
+    struct virtio_sys sys = virtio_sys_of(hw->host);
+    int ret = virtio_console_init(&d->vc, &sys, hw->host->console_out);
+    if (ret)
+        return err_set(eb, ret, "cannot set up virtio-console: %s", strerror(-ret));
+    ret = virtio_pci_plug(&d->vc.vdev, hw->host, "virtio-console", eb);
+    if (ret)
+        return ret;
+    hw->host->console_connect(hw->host->vm, &d->port, true);
+    return 0;
+}
+
+static void vc_destroy(struct hwdev *hw)
+{
+    struct virtio_console_hw *d = container_of(hw, struct virtio_console_hw, hw);
+    if (hw->realized) {
+        hw->host->console_disconnect(hw->host->vm, &d->port);
+        virtio_console_destroy(&d->vc);
+    }
+    free(d);
+}
+
+const struct hwdev_ops virtio_console_pci = {
+    .type = "virtio-console",
+    .create = vc_create,
+    .realize = vc_realize,
+    .destroy = vc_destroy,
+};

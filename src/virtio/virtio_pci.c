@@ -674,3 +674,24 @@ void virtio_pci_destroy(struct virtio_dev *vdev)
     vdev->irqfds = NULL;
     vdev->ops = NULL;
 }
+
+struct virtio_sys virtio_sys_of(const struct hwdev_host *host)
+{
+    return (struct virtio_sys){
+        .vm_fd = host->vm_fd,
+        .gm = host->mem,
+        .routing = host->routing,
+        .base = host->base,
+    };
+}
+
+int virtio_pci_plug(struct virtio_dev *vdev, const struct hwdev_host *host, const char *name,
+                    struct errbuf *eb)
+{
+    int ret = virtio_pci_add(vdev, host->pci);
+    if (ret) {
+        virtio_pci_destroy(vdev);
+        return err_set(eb, ret, "cannot plug %s into PCI: %s", name, strerror(-ret));
+    }
+    return 0;
+}

@@ -5,6 +5,8 @@
  * chain; before the host's pool is initialised a chain goes back short.
  */
 #include <errno.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/random.h>
 
 #include "petrel/virtio_rng.h"
@@ -88,3 +90,41 @@ void virtio_rng_destroy(struct virtio_rng *rng)
 {
     virtio_pci_destroy(&rng->vdev);
 }
+
+/* The machine's virtio-rng (hwdev.h), with --rng. */
+struct virtio_rng_hw {
+    struct hwdev hw; /* first: hwdev_new() */
+    struct virtio_rng rng;
+};
+
+static int rng_create(const struct hwdev_host *host, unsigned index, struct hwdev **out,
+                      struct errbuf *eb)
+{
+    (void)index;
+    return hwdev_new(sizeof(struct virtio_rng_hw), &virtio_rng_pci, host, "rng", out, eb) ? 0
+                                                                                          : -ENOMEM;
+}
+
+static int rng_realize(struct hwdev *hw, struct errbuf *eb)
+{
+    struct virtio_rng *rng = &container_of(hw, struct virtio_rng_hw, hw)->rng;
+    struct virtio_sys sys = virtio_sys_of(hw->host);
+    int ret = virtio_rng_init(rng, &sys);
+    if (ret)
+        return err_set(eb, ret, "cannot set up virtio-rng: %s", strerror(-ret));
+    return virtio_pci_plug(&rng->vdev, hw->host, "virtio-rng", eb);
+}
+
+static void rng_destroy(struct hwdev *hw)
+{
+    if (hw->realized)
+        virtio_rng_destroy(&container_of(hw, struct virtio_rng_hw, hw)->rng);
+    free(hw);
+}
+
+const struct hwdev_ops virtio_rng_pci = {
+    .type = "virtio-rng",
+    .create = rng_create,
+    .realize = rng_realize,
+    .destroy = rng_destroy,
+};

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <libfdt.h>
@@ -12,6 +13,19 @@ void hwdev_init(struct hwdev *dev, const struct hwdev_ops *ops, const struct hwd
 {
     *dev = (struct hwdev){.ops = ops, .host = host};
     snprintf(dev->name, sizeof(dev->name), "%s", name);
+}
+
+void *hwdev_new(size_t size, const struct hwdev_ops *ops, const struct hwdev_host *host,
+                const char *name, struct hwdev **out, struct errbuf *eb)
+{
+    struct hwdev *dev = calloc(1, size);
+    if (!dev) {
+        err_set(eb, -ENOMEM, "out of memory for %s", name);
+        return NULL;
+    }
+    hwdev_init(dev, ops, host, name);
+    *out = dev;
+    return dev;
 }
 
 void hwdev_list_init(struct hwdev_list *l)
@@ -114,6 +128,15 @@ int hwdev_list_restore(struct hwdev_list *l, struct state_in *in)
                                  name ? name : "?");
     }
     return 0;
+}
+
+void hwdev_list_stats(struct hwdev_list *l, struct hwdev_stats *st)
+{
+    *st = (struct hwdev_stats){0};
+    for (struct hwdev *d = l->head; d; d = d->next) {
+        if (d->ops->stats)
+            d->ops->stats(d, st);
+    }
 }
 
 void hwdev_list_destroy(struct hwdev_list *l)

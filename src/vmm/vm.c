@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "petrel/machine.h"
 #include "petrel/platform.h"
 #include "petrel/x86_boot.h"
 #include "petrel/x86_cpu.h"
@@ -101,6 +102,31 @@ static int vm_check_config(struct vm *vm, struct errbuf *eb)
     return 0;
 }
 
+/* KVM's IOAPIC starts with ID 0; the tables give it the first ID no vCPU has. */
+static int set_ioapic_id(struct vm *vm, struct errbuf *eb)
+{
+    struct kvm_irqchip chip = {.chip_id = KVM_IRQCHIP_IOAPIC};
+    if (ioctl(vm->vm_fd, KVM_GET_IRQCHIP, &chip) < 0)
+        return err_set(eb, -errno, "KVM_GET_IRQCHIP: %s", strerror(errno));
+    chip.chip.ioapic.id = plat_ioapic_id(vm->cfg.cpus);
+    if (ioctl(vm->vm_fd, KVM_SET_IRQCHIP, &chip) < 0)
+        return err_set(eb, -errno, "KVM_SET_IRQCHIP: %s", strerror(errno));
+    return 0;
+}
+
+/*
+ * GSI routing as on a PC (irq_routing.c): KVM's default would route the PIT's
+ * GSI 0 to IOAPIC pin 0, against the tables' IRQ 0 -> GSI 2 override.
+ */
+static int vm_setup_irqchip(struct vm *vm, struct errbuf *eb)
+{
+    int ret = irq_routing_init(&vm->routing, vm->vm_fd, NULL);
+    if (ret)
+        return err_set(eb, ret, "KVM_SET_GSI_ROUTING: %s", strerror(-ret));
+    vm->routing_ready = true;
+    return set_ioapic_id(vm, eb);
+}
+
 static int vm_setup_kvm(struct vm *vm, struct errbuf *eb)
 {
     struct kvm_pit_config pit = {.flags = KVM_PIT_SPEAKER_DUMMY};
@@ -117,7 +143,7 @@ static int vm_setup_kvm(struct vm *vm, struct errbuf *eb)
         return err_set(eb, -errno, "KVM_CREATE_IRQCHIP: %s", strerror(errno));
     if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0)
         return err_set(eb, -errno, "KVM_CREATE_PIT2: %s", strerror(errno));
-    return vm_platform_irqchip(vm, eb);
+    return vm_setup_irqchip(vm, eb);
 }
 
 static int vm_setup_memory(struct vm *vm, struct errbuf *eb)
@@ -155,7 +181,7 @@ static int vm_load_kernel(struct vm *vm, struct errbuf *eb)
     ret = x86_boot_tables(&vm->mem);
     if (ret)
         return err_set(eb, ret, "guest memory is too small for the boot page tables");
-    return vm_platform_tables(vm, eb);
+    return vm_firmware_tables(vm, eb);
 }
 
 static int vm_create_vcpus(struct vm *vm, struct errbuf *eb)
@@ -194,39 +220,34 @@ static int vm_create_vcpus(struct vm *vm, struct errbuf *eb)
     return 0;
 }
 
+/*
+ * What devices may use of the VM from realize on (hwdev.h), then the console
+ * (which the console devices connect to) and every device in machine order.
+ */
 static int vm_setup_devices(struct vm *vm, struct errbuf *eb)
 {
-    int ret;
+    vm->host.vm_fd = vm->vm_fd;
+    vm->host.mem = &vm->mem;
+    vm->host.pio = &vm->pio;
+    vm->host.mmio = &vm->mmio;
+    vm->host.routing = &vm->routing;
+    vm->host.base = vm->base;
+    vm->host.exit = vm_exit_hook(vm);
+    vm->host.console_out = &vm->console.buf;
+    vm->host.debugcon_out = vm->cfg.debugcon_path ? &vm->debugcon_file.buf : &vm->console.buf;
+    vm->host.roles = &vm->roles;
+    vm->host.console_connect = vm_console_connect;
+    vm->host.console_disconnect = vm_console_disconnect;
+    vm->host.vm = vm;
+    /* The PCI host bridge is always there: the DSDT describes it, stock kernels probe it. */
+    pci_bus_init(&vm->pci, &vm->mmio);
+    vm->pci_ready = true;
+    vm->host.pci = &vm->pci;
 
-    kvm_irq_gsi_init(&vm->com1_irq, vm->vm_fd, UART_COM1_IRQ);
-    uart8250_init(&vm->com1, "com1", &vm->com1_irq.line, &vm->console.buf);
-    ret = bus_register(&vm->pio, UART_COM1_BASE, UART_NR_REGS, &vm->com1.dev);
-    if (ret)
-        return err_set(eb, ret, "cannot register COM1: %s", strerror(-ret));
-
-    ret = vm_console_setup(vm, eb);
+    int ret = vm_console_setup(vm, eb);
     if (ret)
         return ret;
-
-    debugcon_init(&vm->debugcon, vm->cfg.debugcon_path ? &vm->debugcon_file.buf : &vm->console.buf);
-    ret = bus_register(&vm->pio, DEBUGCON_PORT, 1, &vm->debugcon.dev);
-    if (ret)
-        return err_set(eb, ret, "cannot register debugcon: %s", strerror(-ret));
-
-    kvm_irq_gsi_init(&vm->kbd_irq, vm->vm_fd, I8042_KBD_IRQ);
-    kvm_irq_gsi_init(&vm->aux_irq, vm->vm_fd, I8042_AUX_IRQ);
-    i8042_init(&vm->i8042, vm_exit_hook(vm), &vm->kbd_irq.line, &vm->aux_irq.line);
-    ret = bus_register(&vm->pio, I8042_DATA_PORT, I8042_RANGE_LEN, &vm->i8042.dev);
-    if (ret)
-        return err_set(eb, ret, "cannot register the i8042: %s", strerror(-ret));
-
-    debugexit_init(&vm->debugexit, vm_exit_hook(vm));
-    if (vm->cfg.debug_exit) {
-        ret = bus_register(&vm->pio, DEBUGEXIT_PORT, DEBUGEXIT_LEN, &vm->debugexit.dev);
-        if (ret)
-            return err_set(eb, ret, "cannot register debug-exit: %s", strerror(-ret));
-    }
-    return vm_platform_devices(vm, eb);
+    return hwdev_list_realize(&vm->devices, eb);
 }
 
 static void vm_on_signal(evutil_socket_t sig, short what, void *arg)
@@ -286,6 +307,7 @@ int vm_create(const struct vm_config *cfg, struct vm **out, struct errbuf *eb)
     vm->pty_master = vm->pty_slave = vm->console_file_fd = vm->client_fd = -1;
     vm->exit_vcpu = -1;
     pthread_mutex_init(&vm->exit_lock, NULL);
+    hwdev_list_init(&vm->devices);
     bus_init(&vm->pio, "pio");
     bus_init(&vm->mmio, "mmio");
     vm->vcpu_notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -297,7 +319,8 @@ int vm_create(const struct vm_config *cfg, struct vm **out, struct errbuf *eb)
     ret = loader_open(&vm->loader, cfg->kernel_path, cfg->initrd_path, eb);
     if (ret)
         goto err_destroy;
-    ret = vm_platform_drives(vm, eb);
+    vm->host.cfg = &vm->cfg;
+    ret = machine_create(&vm->devices, &vm->host, eb);
     if (ret)
         goto err_destroy;
     ret = vm_open_kvm(vm, eb);
@@ -419,6 +442,8 @@ void vm_report_exit(struct vm *vm, FILE *f)
     }
     if (vm->cfg.stats) {
         char a[32];
+        struct hwdev_stats st;
+        hwdev_list_stats(&vm->devices, &st);
         unsigned long long kicks = 0, completing = 0, chained = 0;
         for (unsigned i = 0; i < vm->nr_vcpus; i++) {
             kicks += vm->vcpus[i].kicks_seen;
@@ -436,8 +461,8 @@ void vm_report_exit(struct vm *vm, FILE *f)
                 (unsigned long long)vm->mmio.unhandled_reads,
                 (unsigned long long)vm->mmio.unhandled_writes, (unsigned long long)vm->pauses,
                 (double)vm->last_kick_ns / 1000.0, kicks, completing, chained,
-                (unsigned long long)(vm->com1.tx_dropped + vm->debugcon.dropped +
-                                     vm->console.dropped + vm->debugcon_file.dropped));
+                (unsigned long long)(st.output_dropped + vm->console.dropped +
+                                     vm->debugcon_file.dropped));
     }
 }
 
@@ -457,6 +482,14 @@ void vm_destroy(struct vm *vm)
     free(vm->vcpus);
     free(vm->cpuid);
     loader_close(&vm->loader);
+    /* The devices first: they disconnect from the console and free their loop events. */
+    hwdev_list_destroy(&vm->devices);
+    if (vm->pci_ready)
+        pci_bus_destroy(&vm->pci);
+    vm->pci_ready = false;
+    if (vm->routing_ready)
+        irq_routing_destroy(&vm->routing);
+    vm->routing_ready = false;
     for (unsigned i = 0; i < ARRAY_SIZE(vm->ev_signals); i++) {
         if (vm->ev_signals[i])
             event_free(vm->ev_signals[i]);
@@ -468,17 +501,8 @@ void vm_destroy(struct vm *vm)
     console_out_destroy(&vm->debugcon_file);
     if (vm->debugcon_fd >= 0)
         close(vm->debugcon_fd);
-    vm_platform_destroy(vm);
     if (vm->base)
         event_base_free(vm->base);
-    if (vm->com1.dev.ops)
-        uart8250_destroy(&vm->com1);
-    if (vm->debugcon.dev.ops)
-        debugcon_destroy(&vm->debugcon);
-    if (vm->debugexit.dev.ops)
-        debugexit_destroy(&vm->debugexit);
-    if (vm->i8042.dev.ops)
-        i8042_destroy(&vm->i8042);
     bus_destroy(&vm->pio);
     bus_destroy(&vm->mmio);
     gm_destroy(&vm->mem);

@@ -94,34 +94,51 @@ static int vm_console_open_pty(struct vm *vm, struct errbuf *eb)
     return 0;
 }
 
-/* console_in's sinks: the devices' receive calls. */
-static size_t vm_console_to_uart(void *sink, const uint8_t *buf, size_t len)
-{
-    return uart8250_receive(sink, buf, len);
-}
-
-static size_t vm_console_to_virtio(void *sink, const uint8_t *buf, size_t len)
-{
-    return virtio_console_receive(sink, buf, len);
-}
-
 /* The console outbuf has room again (on the loop): every device writing it may go on. */
 static void vm_console_on_space(void *ctx)
 {
     struct vm *vm = ctx;
 
-    uart8250_tx_space(&vm->com1);
-    if (vm->vcons.vdev.ops)
-        virtio_console_tx_space(&vm->vcons);
+    for (unsigned i = 0; i < vm->nr_console_ports; i++)
+        vm->console_ports[i]->tx_space(vm->console_ports[i]->dev);
 }
 
-void vm_console_use_virtio(struct vm *vm)
+/* Typed input goes to port (NULL: nowhere, it is read and dropped). */
+static void vm_console_input_to(struct vm *vm, const struct console_port *port)
 {
-    console_in_set_sink(&vm->console_in, vm_console_to_virtio, &vm->vcons);
-    virtio_lock(&vm->vcons.vdev);
-    vm->vcons.on_rx_room = console_in_wake;
-    vm->vcons.on_rx_room_ctx = &vm->console_in;
-    virtio_unlock(&vm->vcons.vdev);
+    if (vm->console_input)
+        vm->console_input->set_room_hook(vm->console_input->dev, NULL, NULL);
+    vm->console_input = port;
+    if (!port) {
+        console_in_set_sink(&vm->console_in, NULL, NULL);
+        return;
+    }
+    console_in_set_sink(&vm->console_in, port->receive, port->dev);
+    port->set_room_hook(port->dev, console_in_wake, &vm->console_in);
+}
+
+void vm_console_connect(void *ctx, const struct console_port *port, bool input)
+{
+    struct vm *vm = ctx;
+
+    if (vm->nr_console_ports < ARRAY_SIZE(vm->console_ports))
+        vm->console_ports[vm->nr_console_ports++] = port;
+    if (input)
+        vm_console_input_to(vm, port);
+}
+
+void vm_console_disconnect(void *ctx, const struct console_port *port)
+{
+    struct vm *vm = ctx;
+
+    if (vm->console_input == port)
+        vm_console_input_to(vm, NULL);
+    for (unsigned i = 0; i < vm->nr_console_ports; i++) {
+        if (vm->console_ports[i] == port) {
+            vm->console_ports[i] = vm->console_ports[--vm->nr_console_ports];
+            break;
+        }
+    }
 }
 
 int vm_console_setup(struct vm *vm, struct errbuf *eb)
@@ -132,12 +149,7 @@ int vm_console_setup(struct vm *vm, struct errbuf *eb)
         return err_set(eb, ret, "cannot set up console input: %s", strerror(-ret));
     vm->console.buf.on_space = vm_console_on_space;
     vm->console.buf.on_space_ctx = vm;
-    /* The UART until virtio-console takes over (vm_console_use_virtio()). */
-    console_in_set_sink(&vm->console_in, vm_console_to_uart, &vm->com1);
-    pthread_mutex_lock(&vm->com1.dev.lock);
-    vm->com1.on_rx_room = console_in_wake;
-    vm->com1.on_rx_room_ctx = &vm->console_in;
-    pthread_mutex_unlock(&vm->com1.dev.lock);
+    /* Input goes to the console device that connects last (vm_console_connect()). */
     vm->console_in.on_action = vm_console_on_escape;
     vm->console_in.ctx = vm;
     vm->console.on_detach_ctx = vm;
@@ -201,20 +213,9 @@ void vm_console_stop(struct vm *vm)
 void vm_console_destroy(struct vm *vm)
 {
     vm_console_client_gone(vm);
-    if (vm->console_in.ev_room) {
-        /* The devices outlive console_in: their hooks must not reach its eventfd. */
-        if (vm->com1.dev.ops) {
-            pthread_mutex_lock(&vm->com1.dev.lock);
-            vm->com1.on_rx_room = NULL;
-            pthread_mutex_unlock(&vm->com1.dev.lock);
-        }
-        if (vm->vcons.vdev.ops) {
-            virtio_lock(&vm->vcons.vdev);
-            vm->vcons.on_rx_room = NULL;
-            virtio_unlock(&vm->vcons.vdev);
-        }
+    /* The devices disconnected first (their destroy): no hook reaches console_in's eventfd. */
+    if (vm->console_in.ev_room)
         console_in_destroy(&vm->console_in);
-    }
     if (vm->pty_slave >= 0)
         close(vm->pty_slave);
     if (vm->pty_master >= 0)

@@ -252,13 +252,22 @@ int vm_power_button(struct vm *vm, const char **msg)
         *msg = "the VM is stopping";
         return -ESHUTDOWN;
     }
-    if (!acpi_pm_power_button(&vm->pm)) {
+    if (!vm->roles.power_button || !vm->roles.power_button(vm->roles.power_button_dev)) {
         *msg = "the guest has not enabled the ACPI power button (no ACPI, or not that far in "
                "its boot): it would not see a press, so none was made";
         return -EOPNOTSUPP;
     }
     *msg = NULL;
     return 0;
+}
+
+int vm_send_keys(struct vm *vm, const uint8_t *scancodes, size_t len)
+{
+    if (vm->state == VM_STOPPING)
+        return -ESHUTDOWN;
+    if (!vm->roles.keys)
+        return -ENODEV;
+    return vm->roles.keys(vm->roles.keys_dev, scancodes, len);
 }
 
 void vm_get_info(struct vm *vm, struct vm_info *info)

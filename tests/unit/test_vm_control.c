@@ -24,6 +24,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "petrel/acpi_pm.h"
 #include "petrel/platform.h"
 #include "petrel/vm.h"
 #include "fake_irq.h"
@@ -48,6 +49,7 @@ struct fixture {
     struct vm *vm;
     struct vcpu vcpus[NR_VCPUS];
     struct fake_irq sci;
+    struct acpi_pm pm; /* the power-button role's device */
     unsigned answers;
     struct reply r[MAX_REPLY];
 };
@@ -67,6 +69,11 @@ static void done(void *ctx, int err, const char *msg)
 static void on_exit_request(void *ctx, enum vm_exit_reason reason, int status)
 {
     vm_request_exit(ctx, reason, status, -1, NULL);
+}
+
+static bool press_pm(void *dev)
+{
+    return acpi_pm_power_button(dev);
 }
 
 static int setup(void **state)
@@ -90,7 +97,9 @@ static int setup(void **state)
         atomic_store(&f->vcpus[i].state, VCPU_RUNNING); /* as vcpu_start() leaves it */
     }
     fake_irq_init(&f->sci);
-    acpi_pm_init(&vm->pm, (struct exit_hook){.fn = on_exit_request, .ctx = vm}, &f->sci.line);
+    acpi_pm_init(&f->pm, (struct exit_hook){.fn = on_exit_request, .ctx = vm}, &f->sci.line);
+    vm->roles.power_button = press_pm;
+    vm->roles.power_button_dev = &f->pm;
     for (unsigned i = 0; i < MAX_REPLY; i++)
         f->r[i].f = f;
     vm->state = VM_RUNNING;
@@ -104,7 +113,7 @@ static int teardown(void **state)
 
     for (unsigned i = 0; i < MAX_REPLY; i++)
         assert_true(f->r[i].calls <= 1);
-    acpi_pm_destroy(&f->vm->pm);
+    acpi_pm_destroy(&f->pm);
     for (unsigned i = 0; i < NR_VCPUS; i++)
         vcpu_destroy_common(&f->vcpus[i]);
     event_base_free(f->vm->base);
@@ -514,12 +523,12 @@ static void press(struct fixture *f, int err, const char *words)
 /* The guest's PM1_EN write, as its ACPI driver makes it. */
 static void guest_enables_power_button(struct fixture *f)
 {
-    f->vm->pm.dev.ops->write(&f->vm->pm.dev, 2, PM1_PWRBTN_EN, 2);
+    f->pm.dev.ops->write(&f->pm.dev, 2, PM1_PWRBTN_EN, 2);
 }
 
 static uint64_t pm1_sts(struct fixture *f)
 {
-    return f->vm->pm.dev.ops->read(&f->vm->pm.dev, 0, 2);
+    return f->pm.dev.ops->read(&f->pm.dev, 0, 2);
 }
 
 /* A press the guest never enabled is refused, and nothing is latched for later. */
