@@ -12,54 +12,73 @@
 #include "petrel/api.h"
 #include "petrel/vm.h"
 
+#define RUN_STR(x)     RUN_STR_(x)
+#define RUN_STR_(x)    #x
+#define RUN_MAX_DRIVES RUN_STR(VIRTIO_BLK_MAX_DRIVES) /* "16", for --help */
+
+/* The keys of the options without a short form. */
+enum {
+    RUN_DEBUG_EXIT = CMD_OPT_LONG,
+    RUN_DEBUGCON,
+    RUN_CONSOLE,
+    RUN_API_SOCK,
+    RUN_RNG,
+    RUN_DRIVE,
+    RUN_STATS,
+};
+
+/* petrel run's options, in the order --help lists them. */
+static const struct cmd_opt run_opts[] = {
+    {'k', "kernel", "FILE",
+     "the kernel to boot (required): a bzImage (/boot/vmlinuz-*), or an uncompressed ELF "
+     "vmlinux, which skips the kernel's decompressor"},
+    {'i', "initrd", "FILE", "an initial ramdisk to load with it"},
+    {'a', "cmdline", "TEXT",
+     "the kernel command line, passed exactly as given (default: \"" VM_DEFAULT_CMDLINE
+     "\";\nwith --console virtio: \"" VM_DEFAULT_CMDLINE_VIRTIO "\")"},
+    {'c', "cpus", "N", "vCPUs (default 1; at most 254, or what KVM allows)"},
+    {'m', "memory", "SIZE",
+     "guest RAM, e.g. 512M, 2G; a bare number is MiB\n(default 256M, at least 8M)"},
+    {RUN_DEBUG_EXIT, "debug-exit", NULL, "a write of V to port 0xf4 ends petrel with status V"},
+    {RUN_DEBUGCON, "debugcon", "FILE", "write port 0xe9 output to FILE instead of the console"},
+    {RUN_CONSOLE, "console", "[DEVICE,]WHERE",
+     "WHERE: stdio (default): this terminal or pipes; pty: a pseudo-terminal (its path is "
+     "printed); socket: attach later with 'petrel console NAME'; file=PATH: output only.\n"
+     "DEVICE: serial (default): COM1, the guest's ttyS0; virtio: a virtio console, the "
+     "guest's hvc0, which gets the input (ttyS0 output still shows).\n"
+     "'virtio' alone means virtio,stdio"},
+    {'n', "name", "NAME",
+     "the VM's name for petrel pause/resume/stop/status (default: vm-PID); a name runs once "
+     "at a time"},
+    {RUN_API_SOCK, "api-sock", "PATH",
+     "serve the control API here instead of $XDG_RUNTIME_DIR/petrel/NAME.sock (root: "
+     "/run/petrel)"},
+    {RUN_RNG, "rng", NULL,
+     "a virtio-rng device (the guest's /dev/hwrng, fed by the host's getrandom())"},
+    {RUN_DRIVE, "drive", "path=FILE[,ro][,id=NAME]",
+     "a virtio-blk disk backed by FILE, a raw image (its size a multiple of 512 bytes) or a "
+     "block device; repeat for more (at most " RUN_MAX_DRIVES "): the first is the guest's "
+     "/dev/vda.\n"
+     "ro: read-only. id: the serial the guest reads (at most 20 bytes; default: the file's "
+     "name). FILE is locked: one petrel writes it, or any number read it. Write ',,' for a "
+     "comma in FILE or NAME"},
+    {RUN_STATS, "stats", NULL,
+     "print counters at exit (guest RAM resident, unclaimed port and MMIO accesses, pauses, "
+     "exits completed before parking, dropped output)"},
+    {'h', "help", NULL, "show this help"},
+};
+
 static void run_usage(FILE *f)
 {
+    fprintf(f, "usage: petrel run --kernel KERNEL [OPTIONS]\n"
+               "\n"
+               "Boots an x86-64 Linux kernel (or a petrel guest-kit program) under KVM with\n"
+               "the guest's console on this terminal: its serial port (COM1, ttyS0), or with\n"
+               "--console virtio a virtio console (hvc0).\n"
+               "\n"
+               "options:\n");
+    cmd_opts_print(f, run_opts, ARRAY_SIZE(run_opts));
     fprintf(f,
-            "usage: petrel run --kernel KERNEL [OPTIONS]\n"
-            "\n"
-            "Boots an x86-64 Linux kernel (or a petrel guest-kit program) under KVM with\n"
-            "the guest's console on this terminal: its serial port (COM1, ttyS0), or with\n"
-            "--console virtio a virtio console (hvc0).\n"
-            "\n"
-            "options:\n"
-            "  -k, --kernel FILE     the kernel to boot (required): a bzImage\n"
-            "                        (/boot/vmlinuz-*), or an uncompressed ELF vmlinux,\n"
-            "                        which skips the kernel's decompressor\n"
-            "  -i, --initrd FILE     an initial ramdisk to load with it\n"
-            "  -a, --cmdline TEXT    the kernel command line, passed exactly as given\n"
-            "                        (default: \"%s\";\n"
-            "                        with --console virtio: \"%s\")\n"
-            "  -c, --cpus N          number of vCPUs (default 1; at most 254, or what KVM allows)\n"
-            "  -m, --memory SIZE     guest RAM, e.g. 512M, 2G; a bare number is MiB\n"
-            "                        (default 256M, at least 8M)\n"
-            "      --debug-exit      a write of V to port 0xf4 ends petrel with status V\n"
-            "      --debugcon FILE   write port 0xe9 output to FILE instead of the console\n"
-            "      --console [DEVICE,]WHERE\n"
-            "                        WHERE: stdio (default): this terminal or pipes; pty: a\n"
-            "                        pseudo-terminal (its path is printed); socket: attach\n"
-            "                        later with 'petrel console NAME'; file=PATH: output\n"
-            "                        only. DEVICE: serial (default): COM1, the guest's\n"
-            "                        ttyS0; virtio: a virtio console, the guest's hvc0,\n"
-            "                        which gets the input (ttyS0 output still shows).\n"
-            "                        'virtio' alone means virtio,stdio\n"
-            "  -n, --name NAME       the VM's name for petrel pause/resume/stop/status\n"
-            "                        (default: vm-PID); a name runs once at a time\n"
-            "      --api-sock PATH   serve the control API here instead of\n"
-            "                        $XDG_RUNTIME_DIR/petrel/NAME.sock (root: /run/petrel)\n"
-            "      --rng             a virtio-rng device (the guest's /dev/hwrng, fed by\n"
-            "                        the host's getrandom())\n"
-            "      --drive path=FILE[,ro][,id=NAME]\n"
-            "                        a virtio-blk disk backed by FILE, a raw image (its size\n"
-            "                        a multiple of 512 bytes) or a block device; repeat for\n"
-            "                        more (at most %d): the first is the guest's /dev/vda.\n"
-            "                        ro: read-only. id: the serial the guest reads (at most\n"
-            "                        20 bytes; default: the file's name). FILE is locked:\n"
-            "                        one petrel writes it, or any number read it. Write ',,'\n"
-            "                        for a comma in FILE or NAME\n"
-            "      --stats           print counters at exit (guest RAM resident, unclaimed\n"
-            "                        port and MMIO accesses, pauses, exits completed before\n"
-            "                        parking, dropped output)\n"
-            "  -h, --help            show this help\n"
             "\n"
             "At exit petrel waits at most %d ms for the console's reader (and --debugcon's)\n"
             "to take the output still queued; what it has not taken by then is dropped,\n"
@@ -73,7 +92,6 @@ static void run_usage(FILE *f)
             "  3       the guest crashed (triple fault, failed entry, emulation failure);\n"
             "          petrel prints the vCPU's registers on standard error\n"
             "  128+N   petrel was ended by signal N (SIGINT, SIGTERM, SIGHUP)\n",
-            VM_DEFAULT_CMDLINE, VM_DEFAULT_CMDLINE_VIRTIO, VIRTIO_BLK_MAX_DRIVES,
             CONSOLE_EXIT_WAIT_MS);
 }
 
@@ -163,137 +181,144 @@ static int run_bad(const char *fmt, const char *arg)
     return PETREL_STATUS_USAGE;
 }
 
-int cmd_run(int argc, char **argv)
-{
-    enum {
-        OPT_DEBUG_EXIT = 256,
-        OPT_DEBUGCON,
-        OPT_API_SOCK,
-        OPT_CONSOLE,
-        OPT_STATS,
-        OPT_RNG,
-        OPT_DRIVE
-    };
-    static const struct option opts[] = {
-        {"kernel", required_argument, NULL, 'k'},
-        {"initrd", required_argument, NULL, 'i'},
-        {"cmdline", required_argument, NULL, 'a'},
-        {"cpus", required_argument, NULL, 'c'},
-        {"memory", required_argument, NULL, 'm'},
-        {"debug-exit", no_argument, NULL, OPT_DEBUG_EXIT},
-        {"debugcon", required_argument, NULL, OPT_DEBUGCON},
-        {"name", required_argument, NULL, 'n'},
-        {"api-sock", required_argument, NULL, OPT_API_SOCK},
-        {"console", required_argument, NULL, OPT_CONSOLE},
-        {"stats", no_argument, NULL, OPT_STATS},
-        {"rng", no_argument, NULL, OPT_RNG},
-        {"drive", required_argument, NULL, OPT_DRIVE},
-        {"help", no_argument, NULL, 'h'},
-        {0},
-    };
-    struct vm_config cfg = {
-        .cpus = 1,
-        .memory = VM_DEFAULT_MEMORY,
-        .console = VM_CONSOLE_STDIO,
-    };
-    unsigned long n;
-    char a[32], default_name[32];
-    const char *name = NULL, *api_sock = NULL;
-    int c;
+/* What petrel run's command line says: the VM's configuration, and how to reach it. */
+struct run_args {
+    struct vm_config cfg;
+    const char *name;     /* NULL: vm-PID */
+    const char *api_sock; /* NULL: found by name */
+};
 
+/* Takes one option (a key of run_opts) into a. 0, or an exit status. */
+static int run_option(int key, char *arg, struct run_args *a)
+{
+    struct vm_config *cfg = &a->cfg;
+    unsigned long n;
+    char s[32];
+
+    switch (key) {
+    case 'k':
+        cfg->kernel_path = arg;
+        break;
+    case 'i':
+        cfg->initrd_path = arg;
+        break;
+    case 'a':
+        cfg->cmdline = arg;
+        break;
+    case 'c':
+        if (parse_uint(arg, 1, 4096, &n))
+            return run_bad("--cpus '%s' must be a number from 1 up to what KVM allows", arg);
+        cfg->cpus = (unsigned)n;
+        break;
+    case 'm':
+        if (parse_size(arg, &cfg->memory))
+            return run_bad("--memory '%s' is not a size (say 512M or 2G)", arg);
+        if (cfg->memory % (4 * KiB))
+            return run_bad("--memory %s is not a whole number of 4 KiB pages", arg);
+        if (cfg->memory < VM_MIN_MEMORY)
+            return run_bad("--memory %s is too small: petrel needs at least 8 MiB",
+                           fmt_size(cfg->memory, s, sizeof(s)));
+        if (cfg->memory > 1024 * GiB)
+            return run_bad("--memory %s is too large: at most 1 TiB",
+                           fmt_size(cfg->memory, s, sizeof(s)));
+        break;
+    case RUN_DEBUG_EXIT:
+        cfg->debug_exit = true;
+        break;
+    case RUN_STATS:
+        cfg->stats = true;
+        break;
+    case RUN_RNG:
+        cfg->rng = true;
+        break;
+    case RUN_DRIVE: {
+        struct errbuf eb = {{0}};
+        if (cfg->nr_drives == VIRTIO_BLK_MAX_DRIVES)
+            return run_bad("at most %s --drive options", RUN_MAX_DRIVES);
+        if (virtio_blk_spec_parse(arg, &cfg->drives[cfg->nr_drives], &eb))
+            return run_bad("%s", eb.msg);
+        cfg->nr_drives++;
+        break;
+    }
+    case RUN_DEBUGCON:
+        cfg->debugcon_path = arg;
+        break;
+    case 'n':
+        if (!api_name_valid(arg))
+            return run_bad("--name '%s' must be 1-64 letters, digits, '.', '_' or '-'", arg);
+        a->name = arg;
+        break;
+    case RUN_API_SOCK:
+        a->api_sock = arg;
+        break;
+    case RUN_CONSOLE:
+        if (run_parse_console(arg, cfg))
+            return PETREL_STATUS_USAGE;
+        break;
+    default: /* in run_opts, but not here: a bug, which test_cli finds */
+        fprintf(stderr, "petrel run: option key %d is not handled\n", key);
+        return PETREL_STATUS_ERROR;
+    }
+    return 0;
+}
+
+/* Parses the command line into a. -1 when the VM is to run, else an exit status. */
+static int run_parse(int argc, char **argv, struct run_args *a)
+{
+    struct cmd_getopt g;
+    int c, ret;
+
+    if (cmd_opts_getopt(run_opts, ARRAY_SIZE(run_opts), &g)) {
+        fprintf(stderr, "petrel run: bad option table\n"); /* a bug, which test_cli finds */
+        return PETREL_STATUS_ERROR;
+    }
     optind = 1;
-    while ((c = getopt_long(argc, argv, "k:i:a:c:m:n:h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'k':
-            cfg.kernel_path = optarg;
-            break;
-        case 'i':
-            cfg.initrd_path = optarg;
-            break;
-        case 'a':
-            cfg.cmdline = optarg;
-            break;
-        case 'c':
-            if (parse_uint(optarg, 1, 4096, &n))
-                return run_bad("--cpus '%s' must be a number from 1 up to what KVM allows", optarg);
-            cfg.cpus = (unsigned)n;
-            break;
-        case 'm':
-            if (parse_size(optarg, &cfg.memory))
-                return run_bad("--memory '%s' is not a size (say 512M or 2G)", optarg);
-            if (cfg.memory % (4 * KiB))
-                return run_bad("--memory %s is not a whole number of 4 KiB pages", optarg);
-            if (cfg.memory < VM_MIN_MEMORY)
-                return run_bad("--memory %s is too small: petrel needs at least 8 MiB",
-                               fmt_size(cfg.memory, a, sizeof(a)));
-            if (cfg.memory > 1024 * GiB)
-                return run_bad("--memory %s is too large: at most 1 TiB",
-                               fmt_size(cfg.memory, a, sizeof(a)));
-            break;
-        case OPT_DEBUG_EXIT:
-            cfg.debug_exit = true;
-            break;
-        case OPT_STATS:
-            cfg.stats = true;
-            break;
-        case OPT_RNG:
-            cfg.rng = true;
-            break;
-        case OPT_DRIVE: {
-            struct errbuf eb = {{0}};
-            if (cfg.nr_drives == VIRTIO_BLK_MAX_DRIVES) {
-                snprintf(a, sizeof(a), "%d", VIRTIO_BLK_MAX_DRIVES);
-                return run_bad("at most %s --drive options", a);
-            }
-            if (virtio_blk_spec_parse(optarg, &cfg.drives[cfg.nr_drives], &eb))
-                return run_bad("%s", eb.msg);
-            cfg.nr_drives++;
-            break;
-        }
-        case OPT_DEBUGCON:
-            cfg.debugcon_path = optarg;
-            break;
-        case 'n':
-            if (!api_name_valid(optarg))
-                return run_bad("--name '%s' must be 1-64 letters, digits, '.', '_' or '-'", optarg);
-            name = optarg;
-            break;
-        case OPT_API_SOCK:
-            api_sock = optarg;
-            break;
-        case OPT_CONSOLE:
-            if (run_parse_console(optarg, &cfg))
-                return PETREL_STATUS_USAGE;
-            break;
-        case 'h':
+    while ((c = getopt_long(argc, argv, g.shortopts, g.longopts, NULL)) != -1) {
+        if (c == 'h') {
             run_usage(stdout);
             return 0;
-        default:
+        }
+        if (c == '?') {
             fprintf(stderr, "Try 'petrel run --help'.\n");
             return PETREL_STATUS_USAGE;
         }
+        ret = run_option(c, optarg, a);
+        if (ret)
+            return ret;
     }
     if (optind < argc)
         return run_bad("unexpected argument '%s'", argv[optind]);
-    if (!cfg.kernel_path)
+    if (!a->cfg.kernel_path)
         return run_bad("%s", "--kernel FILE is required");
+    return -1;
+}
 
+int cmd_run(int argc, char **argv)
+{
+    struct run_args a = {
+        .cfg = {.cpus = 1, .memory = VM_DEFAULT_MEMORY, .console = VM_CONSOLE_STDIO},
+    };
+    char default_name[32];
+    int ret = run_parse(argc, argv, &a);
+
+    if (ret >= 0)
+        return ret;
     /* A closed stdin just means no console input. */
     if (fcntl(STDIN_FILENO, F_GETFD) < 0)
-        cfg.stdin_closed = true;
+        a.cfg.stdin_closed = true;
 
     struct errbuf eb = {{0}};
     struct vm *vm;
-    if (vm_create(&cfg, &vm, &eb)) {
+    if (vm_create(&a.cfg, &vm, &eb)) {
         fprintf(stderr, "petrel: %s\n", eb.msg);
         return PETREL_STATUS_ERROR;
     }
-    if (!name) {
+    if (!a.name) {
         snprintf(default_name, sizeof(default_name), "vm-%d", (int)getpid());
-        name = default_name;
+        a.name = default_name;
     }
     struct api_server api;
-    if (api_server_start(&api, vm, name, api_sock, &eb)) {
+    if (api_server_start(&api, vm, a.name, a.api_sock, &eb)) {
         fprintf(stderr, "petrel: %s\n", eb.msg);
         vm_destroy(vm);
         return PETREL_STATUS_ERROR;

@@ -18,15 +18,55 @@
 #define CMD_TIMEOUT_MS         10000
 #define CMD_GRACEFUL_TIMEOUT_S 30
 
+#define CMD_STR(x)               CMD_STR_(x)
+#define CMD_STR_(x)              #x
+#define CMD_GRACEFUL_TIMEOUT_STR CMD_STR(CMD_GRACEFUL_TIMEOUT_S) /* "30", for --help */
+
+/* The keys of the options without a short form. */
+enum {
+    TARGET_API_SOCK = CMD_OPT_LONG,
+    TARGET_JSON,
+    TARGET_GRACEFUL,
+    TARGET_TIMEOUT,
+};
+
+#define TARGET_API_SOCK_HELP "the VM's API socket, instead of finding it by NAME"
+
+/* Each command's own options, so that getopt names one that is not its own. */
+static const struct cmd_opt pause_opts[] = {
+    {TARGET_API_SOCK, "api-sock", "PATH", TARGET_API_SOCK_HELP},
+    {TARGET_JSON, "json", NULL, "no effect here (petrel status prints JSON with it)"},
+    {'h', "help", NULL, "show this help"},
+};
+
+static const struct cmd_opt status_opts[] = {
+    {TARGET_API_SOCK, "api-sock", "PATH", TARGET_API_SOCK_HELP},
+    {TARGET_JSON, "json", NULL, "print the API's answer (GET /vm) as JSON"},
+    {'h', "help", NULL, "show this help"},
+};
+
+static const struct cmd_opt stop_opts[] = {
+    {TARGET_API_SOCK, "api-sock", "PATH", TARGET_API_SOCK_HELP},
+    {TARGET_GRACEFUL, "graceful", NULL, "first ask the guest to power off (ACPI power button)"},
+    {TARGET_TIMEOUT, "timeout", "S",
+     "with --graceful: how long the guest gets to power off, 1 to 86400 seconds "
+     "(default " CMD_GRACEFUL_TIMEOUT_STR ")"},
+    {'h', "help", NULL, "show this help"},
+};
+
 struct target {
     const char *cmd;   /* "petrel pause": the prefix of every message */
     const char *label; /* the name, or the socket path */
     char sock[API_PATH_MAX];
+    const struct cmd_opt *opts; /* the command's: pause_opts, status_opts, stop_opts */
+    size_t nr_opts;
     bool json;
     bool is_stop;       /* petrel stop: --graceful and --timeout */
     bool graceful;      /* ask the guest to power off first */
     unsigned timeout_s; /* how long the guest gets to power off */
 };
+
+#define TARGET_OPTS(o) .opts = (o), .nr_opts = ARRAY_SIZE(o)
 
 static int target_usage(const struct target *t, FILE *f)
 {
@@ -47,7 +87,10 @@ static int target_usage(const struct target *t, FILE *f)
                 "       %s --api-sock PATH [--json]\n\n",
                 t->cmd, t->cmd);
     fprintf(f, "NAME is the --name the VM was started with; its API socket is found in\n"
-               "$XDG_RUNTIME_DIR/petrel, /run/petrel (root) or /tmp/petrel-UID.\n");
+               "$XDG_RUNTIME_DIR/petrel, /run/petrel (root) or /tmp/petrel-UID.\n"
+               "\n"
+               "options:\n");
+    cmd_opts_print(f, t->opts, t->nr_opts);
     return f == stdout ? 0 : PETREL_STATUS_USAGE;
 }
 
@@ -77,38 +120,29 @@ static int target_check_dir(const struct target *t)
  */
 static int target_parse(struct target *t, int argc, char **argv)
 {
-    /* Each command's own options, so that getopt names one that is not its own. */
-    static const struct option opts[] = {
-        {"api-sock", required_argument, NULL, 's'},
-        {"json", no_argument, NULL, 'j'},
-        {"help", no_argument, NULL, 'h'},
-        {0},
-    };
-    static const struct option stop_opts[] = {
-        {"api-sock", required_argument, NULL, 's'},
-        {"graceful", no_argument, NULL, 'g'},
-        {"timeout", required_argument, NULL, 't'},
-        {"help", no_argument, NULL, 'h'},
-        {0},
-    };
+    struct cmd_getopt g;
     const char *sock = NULL, *timeout = NULL;
     int c;
 
     t->cmd = argv[0];
     t->timeout_s = CMD_GRACEFUL_TIMEOUT_S;
+    if (cmd_opts_getopt(t->opts, t->nr_opts, &g)) {
+        fprintf(stderr, "%s: bad option table\n", t->cmd); /* a bug, which test_cli finds */
+        return PETREL_STATUS_ERROR;
+    }
     optind = 1;
-    while ((c = getopt_long(argc, argv, "h", t->is_stop ? stop_opts : opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, g.shortopts, g.longopts, NULL)) != -1) {
         switch (c) {
-        case 's':
+        case TARGET_API_SOCK:
             sock = optarg;
             break;
-        case 'j':
+        case TARGET_JSON:
             t->json = true;
             break;
-        case 'g':
+        case TARGET_GRACEFUL:
             t->graceful = true;
             break;
-        case 't':
+        case TARGET_TIMEOUT:
             timeout = optarg;
             break;
         case 'h':
@@ -188,7 +222,7 @@ static int target_fault(struct target *t, struct api_response *resp)
 /* pause / resume: PATCH /vm; a no-op answers 200 with a message. */
 static int cmd_set_state(int argc, char **argv, const char *state, const char *done)
 {
-    struct target t = {0};
+    struct target t = {TARGET_OPTS(pause_opts)};
     struct api_response resp;
     char body[64];
     int ret = target_parse(&t, argc, argv);
@@ -289,7 +323,7 @@ static int stop_graceful(struct target *t)
 
 int cmd_stop(int argc, char **argv)
 {
-    struct target t = {.is_stop = true};
+    struct target t = {.is_stop = true, TARGET_OPTS(stop_opts)};
     struct api_response resp;
     int ret = target_parse(&t, argc, argv);
 
@@ -320,7 +354,7 @@ int cmd_stop(int argc, char **argv)
 
 int cmd_status(int argc, char **argv)
 {
-    struct target t = {0};
+    struct target t = {TARGET_OPTS(status_opts)};
     struct api_response resp;
     int ret = target_parse(&t, argc, argv);
 

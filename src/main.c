@@ -23,8 +23,8 @@ static void usage(FILE *f)
                "petrel is a virtual machine monitor for Linux KVM.\n\ncommands:\n");
     for (size_t i = 0; i < ARRAY_SIZE(cmds); i++)
         fprintf(f, "  %-10s %s\n", cmds[i].name, cmds[i].summary);
-    fprintf(f, "\n'petrel COMMAND --help' describes a command. 'petrel --version' prints the "
-               "version.\n");
+    fprintf(f, "\n'petrel COMMAND --help' describes a command.\n"
+               "'petrel --version' prints the version.\n");
 }
 
 int main(int argc, char **argv)

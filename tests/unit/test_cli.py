@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
-"""The petrel command where no VM and no KVM is needed: option errors, and the
-socket directory the clients refuse to trust (as root, also as a plain user
-facing a /tmp/petrel-UID another user made). Runs in the unit suite."""
+"""The petrel command where no VM and no KVM is needed: --help and option errors,
+every documented option being taken, and the socket directory the clients
+refuse to trust (as root, also as a plain user facing a /tmp/petrel-UID another
+user made). Runs in the unit suite."""
 import ctypes
+import difflib
 import fcntl
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -17,6 +20,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from harness import PETREL, case, expect, main, petrel, text  # noqa: E402
 
 COMMANDS = ["run", "pause", "resume", "stop", "status", "console", "list"]
+HERE = os.path.dirname(os.path.abspath(__file__))
+SOURCE = os.path.join(HERE, "..", "..")
+# Each command's --help as it is meant to read: tests/unit/cli-help/CMD.txt (petrel.txt:
+# 'petrel --help'). A change to a help shows in review as a change to its file.
+HELP_DIR = os.path.join(HERE, "cli-help")
 
 
 def first_line(p):
@@ -73,6 +81,180 @@ def unknown_command():
     p = petrel("frobnicate")
     expect(p.returncode == 2 and first_line(p) == "petrel: unknown command 'frobnicate'",
            "an unknown command", p)
+
+
+def help_of(cmd):
+    p = petrel(cmd, "--help") if cmd else petrel("--help")
+    expect(p.returncode == 0 and text(p.stderr) == "", "petrel %s --help: status 0" % cmd, p)
+    return text(p.stdout)
+
+
+# An option line of a --help: "  -k, --kernel FILE     ..." or "      --stats    ...".
+OPTION = re.compile(r"^  (?:-(\w), |    )--([a-z][a-z0-9-]*)(?: (\S+))?(?:  |$)")
+
+
+def documented(cmd):
+    """The options in the options section of petrel CMD --help: {name: (short, arg)}."""
+    lines = help_of(cmd).splitlines()
+    expect("options:" in lines, "petrel %s --help has an options section" % cmd)
+    opts = {}
+    for line in lines[lines.index("options:") + 1:]:
+        if not line:
+            break
+        m = OPTION.match(line)
+        if m:
+            opts[m.group(2)] = (m.group(1), m.group(3))
+        else:
+            expect(line.startswith(" " * 24), "petrel %s --help: an option line or its help "
+                   "in column 24: %r" % (cmd, line))
+    return opts
+
+
+@case
+def every_help_is_as_written_and_fits_80_columns():
+    for cmd in [""] + COMMANDS:
+        out = help_of(cmd)
+        for line in out.splitlines():
+            expect(len(line) < 80, "petrel %s --help: a line of %d columns: %r" %
+                   (cmd, len(line), line))
+            expect(line == line.rstrip(), "petrel %s --help: blanks at the end of %r" %
+                   (cmd, line))
+        expect(help_of(cmd) == out, "petrel %s --help: the same twice" % cmd)
+        name = os.path.join(HELP_DIR, (cmd or "petrel") + ".txt")
+        with open(name) as f:
+            want = f.read()
+        diff = "".join(difflib.unified_diff(want.splitlines(True), out.splitlines(True),
+                                            name, "petrel %s --help" % cmd))
+        expect(out == want, "petrel %s --help differs from %s (if the change is meant, "
+               "write the new help there):\n%s" % (cmd, name, diff))
+
+
+def samples(d):
+    """A plausible argument for every option of every command (no argument: None), with
+    any option it needs besides. Every option a --help documents must have one here, and
+    nothing else: a new option is tested as soon as it exists."""
+    f = os.path.join(d, "file")
+    with open(f, "wb") as out:
+        out.write(bytes(512))
+    sock = os.path.join(d, "x.sock")
+    target = {"api-sock": [sock], "json": [None]}
+    return {
+        "run": {"kernel": [os.path.join(d, "no-kernel")], "initrd": [f],
+                "cmdline": ["console=ttyS0 quiet"], "cpus": ["2"], "memory": ["512M"],
+                "debug-exit": [None], "debugcon": [os.path.join(d, "debugcon")],
+                "console": ["virtio,pty"], "name": ["test-cli"],
+                "api-sock": [os.path.join(d, "api.sock")], "rng": [None],
+                "drive": ["path=%s,ro,id=disk0" % f], "stats": [None]},
+        "pause": target, "resume": target, "status": target,
+        "stop": {"api-sock": [sock], "graceful": [None], "timeout": ["5", "--graceful"]},
+        "list": {"json": [None]},
+        "console": {"api-sock": [sock]},
+    }
+
+
+# What each command is run with to fail in a known way once the options are taken: no
+# kernel for run, no VM for the clients (list: none to list).
+def baseline(cmd, d):
+    return {"run": ["run", "--kernel", os.path.join(d, "no-kernel")],
+            "list": ["list"]}.get(cmd, [cmd, "--api-sock", os.path.join(d, "x.sock")])
+
+
+@case
+def every_documented_option_is_taken():
+    # Each option of a --help, long and short, with a plausible argument, added to a command
+    # line that fails on something else (a missing kernel, a missing VM): it fails the same
+    # way, not as a bad command line (status 2).
+    d = tempfile.mkdtemp(prefix="petrel-test-cli.")
+    try:
+        env = env_with(d)
+        all_samples = samples(d)
+        for cmd in COMMANDS:
+            opts = documented(cmd)
+            want = all_samples[cmd]
+            expect(set(opts) == set(want) | {"help"},
+                   "petrel %s --help documents %s; this test has samples for %s" %
+                   (cmd, sorted(opts), sorted(set(want) | {"help"})))
+            base = baseline(cmd, d)
+            b = run_as(None, base, env)
+            expect(b.returncode == (0 if cmd == "list" else 1), "petrel %s: status" % cmd, b)
+            if cmd == "run":
+                expect("no-kernel" in text(b.stderr), "run: the error is the kernel", b)
+            for name, (short, arg) in sorted(opts.items()):
+                if name == "help":
+                    continue
+                value, extra = want[name][0], want[name][1:]
+                expect((arg is None) == (value is None),
+                       "petrel %s --%s: takes an argument (%s) as the sample does" %
+                       (cmd, name, arg))
+                for form in ["--" + name] + (["-" + short] if short else []):
+                    args = base + [form] + ([value] if value is not None else []) + extra
+                    p = run_as(None, args, env)
+                    expect(p.returncode == b.returncode and p.stderr == b.stderr,
+                           "petrel %s: %s is taken (the same failure as without it)" %
+                           (" ".join(args[1:] if cmd != "run" else args), form), p)
+    finally:
+        shutil.rmtree(d)
+
+
+@case
+def short_options_are_the_documented_ones():
+    # The letters a short option would likely be: any command's short options and the
+    # first letter of any long one (the getopt keys of long-only options were letters).
+    opts = {cmd: documented(cmd) for cmd in COMMANDS}
+    letters = set()
+    for o in opts.values():
+        letters |= {name[0] for name in o} | {short for short, _ in o.values() if short}
+    letters |= {c.upper() for c in letters}
+    for cmd in COMMANDS:
+        shorts = {short for short, _ in opts[cmd].values() if short}
+        for c in sorted(letters):
+            if c in shorts:
+                continue
+            p = petrel(cmd, "-" + c)
+            expect(p.returncode == 2 and
+                   first_line(p) == "petrel %s: invalid option -- '%s'" % (cmd, c),
+                   "petrel %s -%s is not an option" % (cmd, c), p)
+
+
+def commands_in(path):
+    """The petrel command lines in path's code blocks: (command, line), a line that starts
+    with blanks continuing the one before it."""
+    found, block, last = [], False, None
+    with open(path) as f:
+        for line in f:
+            if line.startswith("```"):
+                block, last = not block, None
+                continue
+            if not block:
+                continue
+            m = re.match(r"(?:\S*/)?petrel (\w+)(.*)", line)
+            if m:
+                last = m.group(1)
+                found.append((last, m.group(2)))
+            elif last and line[:1].isspace():
+                found.append((last, line))
+            else:
+                last = None
+    return found
+
+
+@case
+def readme_and_docs_name_real_options():
+    # The usage lines of README.md and docs/*.md use only options petrel has.
+    docs = os.path.join(SOURCE, "docs")
+    paths = [os.path.join(SOURCE, "README.md")] + sorted(
+        os.path.join(docs, n) for n in os.listdir(docs) if n.endswith(".md"))
+    opts, seen = {}, 0
+    for path in paths:
+        for cmd, line in commands_in(path):
+            if cmd not in COMMANDS:
+                continue
+            opts.setdefault(cmd, documented(cmd))
+            for name in re.findall(r"(?<![\w-])--([a-z][a-z0-9-]*)", line):
+                seen += 1
+                expect(name in opts[cmd], "%s: petrel %s has no --%s: %r" %
+                       (os.path.relpath(path, SOURCE), cmd, name, line.strip()))
+    expect(seen >= 10, "the docs' command lines were found (%d options)" % seen)
 
 
 # Every client that finds a VM's sockets by name.
