@@ -80,9 +80,9 @@ static void run_usage(FILE *f)
     cmd_opts_print(f, run_opts, ARRAY_SIZE(run_opts));
     fprintf(f,
             "\n"
-            "At exit petrel waits at most %d ms for the console's reader (and --debugcon's)\n"
-            "to take the output still queued; what it has not taken by then is dropped,\n"
-            "and petrel says on standard error how many bytes were.\n"
+            "At exit petrel waits at most %d ms for the console's reader (and\n"
+            "--debugcon's) to take the output still queued; what it has not taken by\n"
+            "then is dropped, and petrel says on standard error how many bytes were.\n"
             "\n"
             "exit status:\n"
             "  0       the guest reset or powered off, or petrel was asked to stop\n"
