@@ -114,6 +114,7 @@ static void vm_start_transition(struct vm *vm, enum vm_state goal)
         vm_request_all(vm, VCPU_REQ_PAUSE);
     } else {
         vm->state = VM_RESUMING;
+        hwdev_list_resume(&vm->devices); /* before a vCPU can touch them */
         vm_clear_all(vm, VCPU_REQ_PAUSE);
     }
 }
@@ -164,6 +165,7 @@ void vm_control_progress(struct vm *vm)
             vm->state = VM_PAUSED;
             vm->last_kick_ns = vm_now_ns() - vm->transition_start_ns;
             vm->pauses++;
+            hwdev_list_pause(&vm->devices); /* hooks return at once: nothing waits for I/O */
             vm_settle(vm);
             break;
         case VM_RESUMING:

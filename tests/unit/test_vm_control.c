@@ -313,6 +313,65 @@ static void test_paused_resume_wakes_every_vcpu(void **state)
     assert_answer(f, 1, 0, NULL, 2);
 }
 
+/* A device's pause hook runs once every vCPU is parked; its resume hook before any runs. */
+struct hook_dev {
+    struct hwdev hw;
+    struct fixture *f;
+    unsigned pauses, resumes;
+    enum vm_state seen_at_pause, seen_at_resume;
+};
+
+static void hook_pause(struct hwdev *hw)
+{
+    struct hook_dev *d = container_of(hw, struct hook_dev, hw);
+    d->pauses++;
+    d->seen_at_pause = d->f->vm->state;
+    assert_int_equal(atomic_load(&d->f->vcpus[0].state), VCPU_PAUSED);
+    assert_int_equal(atomic_load(&d->f->vcpus[1].state), VCPU_PAUSED);
+}
+
+static void hook_resume(struct hwdev *hw)
+{
+    struct hook_dev *d = container_of(hw, struct hook_dev, hw);
+    d->resumes++;
+    d->seen_at_resume = d->f->vm->state;
+    /* No vCPU has been let go yet: the pause request is still up on both. */
+    assert_pause_bits(d->f, true);
+}
+
+static void hook_destroy(struct hwdev *hw)
+{
+    (void)hw;
+}
+
+static const struct hwdev_ops hook_ops = {
+    .type = "hooks", .pause = hook_pause, .resume = hook_resume, .destroy = hook_destroy};
+
+static void test_device_hooks_follow_the_vcpus(void **state)
+{
+    struct fixture *f = *state;
+    struct hook_dev d = {.f = f};
+
+    hwdev_list_init(&f->vm->devices);
+    hwdev_init(&d.hw, &hook_ops, NULL, "hooks");
+    hwdev_list_add(&f->vm->devices, &d.hw);
+    pause_(f, 0);
+    park(f, 0);
+    assert_int_equal(d.pauses, 0); /* vCPU 1 still runs */
+    park(f, 1);
+    assert_int_equal(d.pauses, 1);
+    assert_int_equal(d.seen_at_pause, VM_PAUSED);
+    resume(f, 1);
+    assert_int_equal(d.resumes, 1);
+    assert_int_equal(d.seen_at_resume, VM_RESUMING);
+    wake(f, 0);
+    wake(f, 1);
+    assert_int_equal(f->vm->state, VM_RUNNING);
+    assert_int_equal(d.pauses, 1);
+    assert_int_equal(d.resumes, 1);
+    hwdev_list_init(&f->vm->devices);
+}
+
 /* --- Resuming --- */
 
 static void test_resuming_resume_joins_the_resume(void **state)
@@ -668,6 +727,7 @@ int main(void)
         T(test_a_callback_may_request_again),
         T(test_vcpus_without_a_thread_do_not_hold_it_up),
         T(test_info_counts_transitions),
+        T(test_device_hooks_follow_the_vcpus),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
