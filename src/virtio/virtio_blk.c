@@ -393,41 +393,35 @@ static bool blk_handle(struct virtio_blk *blk, struct virtq *vq, const struct vi
     return true;
 }
 
+/* Before each pop: a free slot, or the queue waits for a completion to requeue it. */
+static bool blk_ready(struct virtio_dev *vdev, struct virtq *vq)
+{
+    struct virtio_blk *blk = to_blk(vdev);
+    (void)vq;
+
+    if (blk->free)
+        return true;
+    /* Slots held by completions dropped after a reset: the last one requeues us. */
+    blk->starved = true;
+    return false;
+}
+
+static enum virtio_chain_ret blk_chain(struct virtio_dev *vdev, struct virtq *vq,
+                                       struct virtq_chain *ch)
+{
+    return blk_handle(to_blk(vdev), vq, ch) ? VIRTIO_CHAIN_DONE : VIRTIO_CHAIN_BROKEN;
+}
+
+static const struct virtio_queue_handler blk_handler = {.ready = blk_ready, .chain = blk_chain};
+
 /* On the loop, with the device lock held (virtio.h). */
 static void blk_queue_notify(struct virtio_dev *vdev, unsigned q)
 {
     struct virtio_blk *blk = to_blk(vdev);
-    struct virtq *vq = virtio_vq(vdev, q);
-    unsigned budget = VIRTIO_BLK_QUEUE_SIZE; /* chains per call: the loop has other work */
-    int r = 0;
+    struct virtq_chain ch = {.segs = blk->segs, .cap = VIRTIO_BLK_QUEUE_SIZE};
 
-    for (;;) {
-        virtq_disable_notify(vq);
-        while (budget) {
-            if (!blk->free) {
-                /* Slots held by completions dropped after a reset: the last one requeues us. */
-                blk->starved = true;
-                goto out;
-            }
-            struct virtq_chain ch = {.segs = blk->segs, .cap = VIRTIO_BLK_QUEUE_SIZE};
-            r = virtq_pop(vq, &ch);
-            if (r <= 0)
-                break;
-            budget--;
-            if (!blk_handle(blk, vq, &ch)) {
-                r = -EIO;
-                break;
-            }
-        }
-        if (!budget) {
-            virtio_requeue_locked(vdev, q); /* more may be waiting: later */
-            break;
-        }
-        if (r < 0 || vq->broken || !virtq_enable_notify(vq))
-            break;
-    }
-out:
-    virtio_notify_queue_locked(vdev, q);
+    /* A queue's worth of chains per call: the loop has other work. */
+    virtio_serve_queue_locked(vdev, q, &ch, VIRTIO_BLK_QUEUE_SIZE, &blk_handler);
 }
 
 /* blk_io's completion: from a worker (locked false) or inside submit/quiesce (locked true). */

@@ -167,6 +167,40 @@ static void on_kick(evutil_socket_t fd, short what, void *arg)
     virtio_unlock(v);
 }
 
+void virtio_serve_queue_locked(struct virtio_dev *vdev, unsigned q, struct virtq_chain *ch,
+                               unsigned budget, const struct virtio_queue_handler *h)
+{
+    struct virtq *vq = virtio_vq(vdev, q);
+    int r = 0;
+
+    for (;;) {
+        virtq_disable_notify(vq);
+        while (budget) {
+            if (h->ready && !h->ready(vdev, vq))
+                goto out;
+            r = virtq_pop(vq, ch);
+            if (r <= 0)
+                break;
+            budget--;
+            enum virtio_chain_ret ret = h->chain(vdev, vq, ch);
+            if (ret == VIRTIO_CHAIN_WAIT)
+                goto out;
+            if (ret == VIRTIO_CHAIN_BROKEN) {
+                r = -EIO;
+                break;
+            }
+        }
+        if (!budget) {
+            virtio_requeue_locked(vdev, q); /* more may be waiting: later */
+            break;
+        }
+        if (r < 0 || vq->broken || !virtq_enable_notify(vq))
+            break;
+    }
+out:
+    virtio_notify_queue_locked(vdev, q);
+}
+
 /* ---- device status, features, queues ---- */
 
 /* The transport's half of a reset, once the device's is done (lock held). */
