@@ -243,6 +243,42 @@ static inline struct virtq *virtio_vq(struct virtio_dev *vdev, unsigned q)
  */
 void virtio_requeue_locked(struct virtio_dev *vdev, unsigned q);
 
+/* What a device's chain handler tells virtio_serve_queue_locked(). */
+enum virtio_chain_ret {
+    VIRTIO_CHAIN_DONE,   /* pushed, or handed on to finish later: the next one */
+    VIRTIO_CHAIN_WAIT,   /* the device cannot go on now: stop (see below) */
+    VIRTIO_CHAIN_BROKEN, /* the chain broke the queue (virtq_break()), or a push failed: stop */
+};
+
+/* How a device serves one of its queues. */
+struct virtio_queue_handler {
+    /*
+     * Before each pop, may be NULL: whether the device can take a chain now.
+     * It may first finish work it kept from an earlier call (a chain whose
+     * sink was full). false stops the round as VIRTIO_CHAIN_WAIT does.
+     */
+    bool (*ready)(struct virtio_dev *vdev, struct virtq *vq);
+    /* A chain just popped into ch; the device pushes it now or later. */
+    enum virtio_chain_ret (*chain)(struct virtio_dev *vdev, struct virtq *vq,
+                                   struct virtq_chain *ch);
+};
+
+/*
+ * The service loop of queue q, what a device's queue_notify() calls (on the
+ * loop, lock held): with the driver's kicks suppressed, pops chains into ch
+ * (its segs and cap set by the device) and hands each to h->chain, at most
+ * budget of them; then asks for kicks again and looks once more, since work
+ * that arrived before the request was visible may never be kicked
+ * (virtq_enable_notify(); with EVENT_IDX that is avail_event), and goes on
+ * if there is some. A spent budget requeues the queue (virtio_requeue_locked())
+ * so the loop serves others first. VIRTIO_CHAIN_WAIT (or ready() false) stops
+ * without asking for kicks: the device calls virtio_requeue_locked() when it
+ * can go on (a completion freed a slot, its sink drained). Ends with
+ * virtio_notify_queue_locked(): one interrupt decision for the round.
+ */
+void virtio_serve_queue_locked(struct virtio_dev *vdev, unsigned q, struct virtq_chain *ch,
+                               unsigned budget, const struct virtio_queue_handler *h);
+
 /*
  * After a batch of pushes on queue q (lock held, any thread): interrupts the
  * driver if it wants it (virtq_need_interrupt), and if the queue broke, sets

@@ -6,7 +6,9 @@
  * ring addresses from the driver's register writes while the queue is not
  * ready, calls virtq_enable() when the driver enables the queue and
  * virtq_reset() when the device is reset. The device pops chains of buffers,
- * works on them and pushes them back, then asks whether to interrupt:
+ * works on them and pushes them back, then asks whether to interrupt (a
+ * virtio-pci device does not write this loop: virtio_serve_queue_locked() in
+ * virtio.h is it, with a budget):
  *
  *     for (;;) {
  *         virtq_disable_notify(vq);

@@ -242,9 +242,82 @@ static void finish(struct virtio_blk *blk, struct virtq *vq, uint16_t head, uint
     (void)virtq_push(vq, head, written);
 }
 
+/* What a parser returns instead of a status: the request is filled in, for the backend. */
+#define BLK_SUBMIT 0xff
+
+/* A request's header (a copy) and its data sizes, the header and the status byte left out. */
+struct blk_hdr {
+    uint32_t type;
+    uint64_t sector;
+    uint64_t out_data; /* device-readable bytes after the header */
+    uint64_t in_data;  /* device-writable bytes before the status byte */
+};
+
+/*
+ * The parsers, one per request type: each checks its request and returns a
+ * status to answer at once (req->written says the used length, 1 unless set),
+ * or BLK_SUBMIT with req filled in for the backend.
+ */
+
+/* IN and OUT: whole sectors on the disk, the data the right way. */
+static uint8_t blk_parse_rw(struct virtio_blk *blk, const struct virtq_chain *ch,
+                            const struct blk_hdr *h, struct blk_req *req)
+{
+    bool in = h->type == VIRTIO_BLK_T_IN;
+    uint64_t len = in ? h->in_data : h->out_data;
+
+    /* Data the wrong way: an IN with readable data, an OUT with writable data. */
+    if ((in ? h->out_data : h->in_data) || len % VIRTIO_BLK_SECTOR_SIZE ||
+        !in_range(blk, h->sector, len / VIRTIO_BLK_SECTOR_SIZE)) {
+        blk_warn(blk, "%s of %llu+%llu bytes at sector %llu (capacity %llu sectors)",
+                 in ? "read" : "write", (unsigned long long)h->out_data,
+                 (unsigned long long)h->in_data, (unsigned long long)h->sector,
+                 (unsigned long long)blk->capacity);
+        return VIRTIO_BLK_S_IOERR;
+    }
+    if (blk->ro && !in)
+        return VIRTIO_BLK_S_IOERR;
+    req->op = in ? BLK_OP_READ : BLK_OP_WRITE;
+    req->offset = h->sector * VIRTIO_BLK_SECTOR_SIZE;
+    if (in) {
+        req->iovcnt = segs_to_iov(ch->segs + ch->nr_out, ch->nr_in, 0, len, req->iov);
+        req->written = len < UINT32_MAX ? (uint32_t)(len + 1) : UINT32_MAX; /* see the top */
+        blk->reads++;
+    } else {
+        req->iovcnt = segs_to_iov(ch->segs, ch->nr_out, VIRTIO_BLK_HDR_SIZE, len, req->iov);
+        blk->writes++;
+    }
+    return BLK_SUBMIT;
+}
+
+/* FLUSH: no data either way. */
+static uint8_t blk_parse_flush(struct virtio_blk *blk, const struct blk_hdr *h, struct blk_req *req)
+{
+    if (h->out_data || h->in_data) {
+        blk_warn(blk, "flush with %llu+%llu bytes of data", (unsigned long long)h->out_data,
+                 (unsigned long long)h->in_data);
+        return VIRTIO_BLK_S_IOERR;
+    }
+    req->op = BLK_OP_FLUSH;
+    blk->flushes++;
+    return BLK_SUBMIT;
+}
+
+/* GET_ID, answered at once: the id cut to the buffer, the status byte after it. */
+static uint8_t blk_get_id(struct virtio_blk *blk, const struct virtq_chain *ch,
+                          const struct blk_hdr *h, struct blk_req *req)
+{
+    if (h->out_data)
+        return VIRTIO_BLK_S_IOERR;
+    uint64_t n = h->in_data < blk->id_len ? h->in_data : blk->id_len;
+    (void)virtq_chain_write(ch, 0, blk->id, (size_t)n);
+    req->written = (uint32_t)n + 1;
+    return VIRTIO_BLK_S_OK;
+}
+
 /*
  * Reads and checks a discard or write-zeroes request's ranges (5.2.6) into
- * req; returns a status, or 0xff when they are good.
+ * req; returns a status, or BLK_SUBMIT when they are good.
  */
 static uint8_t parse_ranges(struct virtio_blk *blk, const struct virtq_chain *ch, uint32_t type,
                             uint64_t bytes, struct blk_req *req)
@@ -279,157 +352,117 @@ static uint8_t parse_ranges(struct virtio_blk *blk, const struct virtq_chain *ch
         };
     }
     req->nr_ranges = n;
-    return 0xff;
+    return BLK_SUBMIT;
 }
 
-/*
- * Checks the chain and either answers it or hands it to the backend (lock
- * held; a free slot is there). Returns false if it broke the queue.
- */
-static bool blk_handle(struct virtio_blk *blk, struct virtq *vq, const struct virtq_chain *ch)
+/* DISCARD and WRITE_ZEROES: a writable drive (that can discard), ranges and no data back. */
+static uint8_t blk_parse_dwz(struct virtio_blk *blk, const struct virtq_chain *ch,
+                             const struct blk_hdr *h, struct blk_req *req)
+{
+    bool discard = h->type == VIRTIO_BLK_T_DISCARD;
+
+    if (blk->ro)
+        return VIRTIO_BLK_S_IOERR;
+    if (discard && !blk->discard)
+        return VIRTIO_BLK_S_UNSUPP;
+    if (h->in_data)
+        return VIRTIO_BLK_S_IOERR;
+    uint8_t st = parse_ranges(blk, ch, h->type, h->out_data, req);
+    if (st != BLK_SUBMIT)
+        return st;
+    req->op = discard ? BLK_OP_DISCARD : BLK_OP_WRITE_ZEROES;
+    blk->writes++;
+    return st;
+}
+
+/* The request in a chain with its status byte, parsed by its type's parser. */
+static uint8_t blk_parse(struct virtio_blk *blk, const struct virtq_chain *ch, struct blk_req *req)
 {
     uint8_t hdr[VIRTIO_BLK_HDR_SIZE];
 
+    if (ch->out_bytes < VIRTIO_BLK_HDR_SIZE) {
+        blk_warn(blk, "request with a %llu-byte header", (unsigned long long)ch->out_bytes);
+        return VIRTIO_BLK_S_IOERR;
+    }
+    (void)virtq_chain_read(ch, 0, hdr, sizeof(hdr)); /* a copy: the guest may change it */
+    struct blk_hdr h = {
+        .type = (uint32_t)get_le(hdr, 4),
+        .sector = get_le(hdr + 8, 8),
+        .out_data = ch->out_bytes - VIRTIO_BLK_HDR_SIZE,
+        .in_data = ch->in_bytes - 1,
+    };
+    switch (h.type) {
+    case VIRTIO_BLK_T_IN:
+    case VIRTIO_BLK_T_OUT:
+        return blk_parse_rw(blk, ch, &h, req);
+    case VIRTIO_BLK_T_FLUSH:
+        return blk_parse_flush(blk, &h, req);
+    case VIRTIO_BLK_T_GET_ID:
+        return blk_get_id(blk, ch, &h, req);
+    case VIRTIO_BLK_T_DISCARD:
+    case VIRTIO_BLK_T_WRITE_ZEROES:
+        return blk_parse_dwz(blk, ch, &h, req);
+    default:
+        return VIRTIO_BLK_S_UNSUPP; /* a type the device does not know */
+    }
+}
+
+/* Before each pop: a free slot, or the queue waits for a completion to requeue it. */
+static bool blk_ready(struct virtio_dev *vdev, struct virtq *vq)
+{
+    struct virtio_blk *blk = to_blk(vdev);
+    (void)vq;
+
+    if (blk->free)
+        return true;
+    /* Slots held by completions dropped after a reset: the last one requeues us. */
+    blk->starved = true;
+    return false;
+}
+
+/*
+ * A chain (lock held; blk_ready() saw a free slot): answered at once, or
+ * handed to the backend in that slot. Without a writable byte for the status
+ * it breaks the queue.
+ */
+static enum virtio_chain_ret blk_chain(struct virtio_dev *vdev, struct virtq *vq,
+                                       struct virtq_chain *ch)
+{
+    struct virtio_blk *blk = to_blk(vdev);
+    struct blk_req *req = blk->free;
+
     if (!ch->nr_in) {
         virtq_break(vq, "request at head %u has no device-writable status byte", ch->head);
-        return false;
+        return VIRTIO_CHAIN_BROKEN;
     }
     const struct virtq_seg *last = &ch->segs[ch->nr_out + ch->nr_in - 1];
     uint8_t *status = (uint8_t *)last->addr + last->len - 1;
-    uint64_t in_data = ch->in_bytes - 1;
 
-    if (ch->out_bytes < VIRTIO_BLK_HDR_SIZE) {
-        blk_warn(blk, "request with a %llu-byte header", (unsigned long long)ch->out_bytes);
-        finish(blk, vq, ch->head, status, VIRTIO_BLK_S_IOERR, 1);
-        return true;
+    req->written = 1;
+    uint8_t st = blk_parse(blk, ch, req);
+    if (st != BLK_SUBMIT) {
+        finish(blk, vq, ch->head, status, st, req->written);
+        return VIRTIO_CHAIN_DONE;
     }
-    (void)virtq_chain_read(ch, 0, hdr, sizeof(hdr)); /* a copy: the guest may change it */
-    uint32_t type = (uint32_t)get_le(hdr, 4);
-    uint64_t sector = get_le(hdr + 8, 8);
-    uint64_t out_data = ch->out_bytes - VIRTIO_BLK_HDR_SIZE;
-    uint64_t len = type == VIRTIO_BLK_T_IN ? in_data : out_data;
-    struct blk_req *req = blk->free;
-
-    switch (type) {
-    case VIRTIO_BLK_T_IN:
-    case VIRTIO_BLK_T_OUT:
-        /* Data the wrong way: an IN with readable data, an OUT with writable data. */
-        if ((type == VIRTIO_BLK_T_IN ? out_data : in_data) || len % VIRTIO_BLK_SECTOR_SIZE ||
-            !in_range(blk, sector, len / VIRTIO_BLK_SECTOR_SIZE)) {
-            blk_warn(blk, "%s of %llu+%llu bytes at sector %llu (capacity %llu sectors)",
-                     type == VIRTIO_BLK_T_IN ? "read" : "write", (unsigned long long)out_data,
-                     (unsigned long long)in_data, (unsigned long long)sector,
-                     (unsigned long long)blk->capacity);
-            finish(blk, vq, ch->head, status, VIRTIO_BLK_S_IOERR, 1);
-            return true;
-        }
-        if (blk->ro && type == VIRTIO_BLK_T_OUT) {
-            finish(blk, vq, ch->head, status, VIRTIO_BLK_S_IOERR, 1);
-            return true;
-        }
-        req->op = type == VIRTIO_BLK_T_IN ? BLK_OP_READ : BLK_OP_WRITE;
-        req->offset = sector * VIRTIO_BLK_SECTOR_SIZE;
-        if (type == VIRTIO_BLK_T_IN) {
-            req->iovcnt = segs_to_iov(ch->segs + ch->nr_out, ch->nr_in, 0, len, req->iov);
-            req->written = len < UINT32_MAX ? (uint32_t)(len + 1) : UINT32_MAX; /* see the top */
-            blk->reads++;
-        } else {
-            req->iovcnt = segs_to_iov(ch->segs, ch->nr_out, VIRTIO_BLK_HDR_SIZE, len, req->iov);
-            req->written = 1;
-            blk->writes++;
-        }
-        break;
-    case VIRTIO_BLK_T_FLUSH:
-        if (out_data || in_data) {
-            blk_warn(blk, "flush with %llu+%llu bytes of data", (unsigned long long)out_data,
-                     (unsigned long long)in_data);
-            finish(blk, vq, ch->head, status, VIRTIO_BLK_S_IOERR, 1);
-            return true;
-        }
-        req->op = BLK_OP_FLUSH;
-        req->written = 1;
-        blk->flushes++;
-        break;
-    case VIRTIO_BLK_T_GET_ID: {
-        if (out_data) {
-            finish(blk, vq, ch->head, status, VIRTIO_BLK_S_IOERR, 1);
-            return true;
-        }
-        /* The id, cut to the buffer; the status byte is written after it. */
-        uint64_t n = in_data < blk->id_len ? in_data : blk->id_len;
-        (void)virtq_chain_write(ch, 0, blk->id, (size_t)n);
-        finish(blk, vq, ch->head, status, VIRTIO_BLK_S_OK, (uint32_t)n + 1);
-        return true;
-    }
-    case VIRTIO_BLK_T_DISCARD:
-    case VIRTIO_BLK_T_WRITE_ZEROES: {
-        if (blk->ro) {
-            finish(blk, vq, ch->head, status, VIRTIO_BLK_S_IOERR, 1);
-            return true;
-        }
-        if (type == VIRTIO_BLK_T_DISCARD && !blk->discard) {
-            finish(blk, vq, ch->head, status, VIRTIO_BLK_S_UNSUPP, 1);
-            return true;
-        }
-        uint8_t st = in_data ? VIRTIO_BLK_S_IOERR : parse_ranges(blk, ch, type, out_data, req);
-        if (st != 0xff) {
-            finish(blk, vq, ch->head, status, st, 1);
-            return true;
-        }
-        req->op = type == VIRTIO_BLK_T_DISCARD ? BLK_OP_DISCARD : BLK_OP_WRITE_ZEROES;
-        req->written = 1;
-        blk->writes++;
-        break;
-    }
-    default:
-        finish(blk, vq, ch->head, status, VIRTIO_BLK_S_UNSUPP, 1);
-        return true;
-    }
-
     blk->free = req->next;
     req->head = ch->head;
     req->gen = blk->gen;
     req->status = status;
     blk->inflight++;
     blk->io.ops->submit(&blk->io, req);
-    return true;
+    return VIRTIO_CHAIN_DONE;
 }
+
+static const struct virtio_queue_handler blk_handler = {.ready = blk_ready, .chain = blk_chain};
 
 /* On the loop, with the device lock held (virtio.h). */
 static void blk_queue_notify(struct virtio_dev *vdev, unsigned q)
 {
     struct virtio_blk *blk = to_blk(vdev);
-    struct virtq *vq = virtio_vq(vdev, q);
-    unsigned budget = VIRTIO_BLK_QUEUE_SIZE; /* chains per call: the loop has other work */
-    int r = 0;
+    struct virtq_chain ch = {.segs = blk->segs, .cap = VIRTIO_BLK_QUEUE_SIZE};
 
-    for (;;) {
-        virtq_disable_notify(vq);
-        while (budget) {
-            if (!blk->free) {
-                /* Slots held by completions dropped after a reset: the last one requeues us. */
-                blk->starved = true;
-                goto out;
-            }
-            struct virtq_chain ch = {.segs = blk->segs, .cap = VIRTIO_BLK_QUEUE_SIZE};
-            r = virtq_pop(vq, &ch);
-            if (r <= 0)
-                break;
-            budget--;
-            if (!blk_handle(blk, vq, &ch)) {
-                r = -EIO;
-                break;
-            }
-        }
-        if (!budget) {
-            virtio_requeue_locked(vdev, q); /* more may be waiting: later */
-            break;
-        }
-        if (r < 0 || vq->broken || !virtq_enable_notify(vq))
-            break;
-    }
-out:
-    virtio_notify_queue_locked(vdev, q);
+    /* A queue's worth of chains per call: the loop has other work. */
+    virtio_serve_queue_locked(vdev, q, &ch, VIRTIO_BLK_QUEUE_SIZE, &blk_handler);
 }
 
 /* blk_io's completion: from a worker (locked false) or inside submit/quiesce (locked true). */
@@ -496,6 +529,25 @@ static const struct virtio_dev_ops virtio_blk_ops = {
 
 /* ---- set-up ---- */
 
+/* The drive's size in bytes, a whole number of sectors. 0 or -errno with a message. */
+static int drive_size(int fd, const struct stat *st, const char *path, uint64_t *bytes,
+                      struct errbuf *eb)
+{
+    if (S_ISBLK(st->st_mode)) {
+        if (ioctl(fd, BLKGETSIZE64, bytes) < 0)
+            return err_set(eb, -errno, "cannot size drive %s: %s", path, strerror(errno));
+    } else {
+        *bytes = (uint64_t)st->st_size;
+    }
+    if (*bytes % VIRTIO_BLK_SECTOR_SIZE)
+        return err_set(eb, -EINVAL,
+                       "drive %s is %llu bytes, not a multiple of %d: round it up "
+                       "(truncate -s %%%d FILE) or down",
+                       path, (unsigned long long)*bytes, VIRTIO_BLK_SECTOR_SIZE,
+                       VIRTIO_BLK_SECTOR_SIZE);
+    return 0;
+}
+
 /* Opens, checks, locks and sizes the drive; fills blk's constant fields. */
 static int blk_open(struct virtio_blk *blk, const struct virtio_blk_spec *spec, struct errbuf *eb)
 {
@@ -534,22 +586,9 @@ static int blk_open(struct virtio_blk *blk, const struct virtio_blk_spec *spec, 
             ret = err_set(eb, -errno, "cannot lock drive %s: %s", path, strerror(errno));
         goto err_close;
     }
-    if (S_ISBLK(st.st_mode)) {
-        if (ioctl(fd, BLKGETSIZE64, &bytes) < 0) {
-            ret = err_set(eb, -errno, "cannot size drive %s: %s", path, strerror(errno));
-            goto err_close;
-        }
-    } else {
-        bytes = (uint64_t)st.st_size;
-    }
-    if (bytes % VIRTIO_BLK_SECTOR_SIZE) {
-        ret = err_set(eb, -EINVAL,
-                      "drive %s is %llu bytes, not a multiple of %d: round it up "
-                      "(truncate -s %%%d FILE) or down",
-                      path, (unsigned long long)bytes, VIRTIO_BLK_SECTOR_SIZE,
-                      VIRTIO_BLK_SECTOR_SIZE);
+    ret = drive_size(fd, &st, path, &bytes, eb);
+    if (ret)
         goto err_close;
-    }
 
     blk->path = strdup(path);
     if (!blk->path) {

@@ -52,54 +52,53 @@ static bool vc_tx_copy(struct virtio_console *vc)
 }
 
 /*
- * Guest output: a bounded batch of transmit chains per call (on the loop,
- * lock held). A chain the outbuf cannot take whole is held, and the queue
- * waits for virtio_console_tx_space() instead of a kick.
+ * Copies the rest of the held chain into the outbuf and gives it back; WAIT
+ * (tx_waiting) while the outbuf is full: the queue then waits for
+ * virtio_console_tx_space() instead of a kick.
  */
+static enum virtio_chain_ret vc_tx_finish(struct virtio_console *vc, struct virtq *vq)
+{
+    if (!vc_tx_copy(vc)) {
+        vc->tx_waiting = true; /* the outbuf is full: wait for its reader */
+        return VIRTIO_CHAIN_WAIT;
+    }
+    vc->tx_held = false;
+    return virtq_push(vq, vc->tx_chain.head, 0) ? VIRTIO_CHAIN_BROKEN : VIRTIO_CHAIN_DONE;
+}
+
+/* Before each pop: a chain held from an earlier call goes first. */
+static bool vc_tx_ready(struct virtio_dev *vdev, struct virtq *vq)
+{
+    struct virtio_console *vc = to_vc(vdev);
+
+    return !vc->tx_held || vc_tx_finish(vc, vq) == VIRTIO_CHAIN_DONE;
+}
+
+/* A transmit chain just popped (into vc->tx_chain). */
+static enum virtio_chain_ret vc_tx_chain(struct virtio_dev *vdev, struct virtq *vq,
+                                         struct virtq_chain *ch)
+{
+    struct virtio_console *vc = to_vc(vdev);
+
+    if (ch->nr_in) {
+        virtq_break(vq, "transmitq chain %u has a device-writable buffer", ch->head);
+        return VIRTIO_CHAIN_BROKEN;
+    }
+    vc->tx_held = true;
+    vc->tx_off = 0;
+    return vc_tx_finish(vc, vq);
+}
+
+static const struct virtio_queue_handler vc_tx_handler = {.ready = vc_tx_ready,
+                                                          .chain = vc_tx_chain};
+
+/* Guest output: a bounded batch of transmit chains per call (on the loop, lock held). */
 static void vc_transmit(struct virtio_console *vc)
 {
-    struct virtio_dev *v = &vc->vdev;
-    struct virtq *vq = virtio_vq(v, VIRTIO_CONSOLE_TX);
-    unsigned budget = VIRTIO_CONSOLE_TX_BUDGET;
-    int r = 0;
-
-    for (;;) {
-        virtq_disable_notify(vq);
-        while (budget) {
-            if (!vc->tx_held) {
-                vc->tx_chain =
-                    (struct virtq_chain){.segs = vc->tx_segs, .cap = VIRTIO_CONSOLE_QUEUE_SIZE};
-                r = virtq_pop(vq, &vc->tx_chain);
-                if (r <= 0)
-                    break;
-                if (vc->tx_chain.nr_in) {
-                    r = virtq_break(vq, "transmitq chain %u has a device-writable buffer",
-                                    vc->tx_chain.head);
-                    break;
-                }
-                vc->tx_held = true;
-                vc->tx_off = 0;
-            }
-            if (!vc_tx_copy(vc)) {
-                vc->tx_waiting = true; /* the outbuf is full: wait for its reader */
-                goto out;
-            }
-            vc->tx_held = false;
-            budget--;
-            if (virtq_push(vq, vc->tx_chain.head, 0)) {
-                r = -EIO;
-                break;
-            }
-        }
-        if (!budget) {
-            virtio_requeue_locked(v, VIRTIO_CONSOLE_TX); /* more may be waiting: later */
-            break;
-        }
-        if (r < 0 || vq->broken || !virtq_enable_notify(vq))
-            break;
-    }
-out:
-    virtio_notify_queue_locked(v, VIRTIO_CONSOLE_TX);
+    vc->tx_chain.segs = vc->tx_segs; /* the rest of a held chain stays */
+    vc->tx_chain.cap = VIRTIO_CONSOLE_QUEUE_SIZE;
+    virtio_serve_queue_locked(&vc->vdev, VIRTIO_CONSOLE_TX, &vc->tx_chain, VIRTIO_CONSOLE_TX_BUDGET,
+                              &vc_tx_handler);
 }
 
 /* On the loop, with the device lock held (virtio.h). */

@@ -167,6 +167,40 @@ static void on_kick(evutil_socket_t fd, short what, void *arg)
     virtio_unlock(v);
 }
 
+void virtio_serve_queue_locked(struct virtio_dev *vdev, unsigned q, struct virtq_chain *ch,
+                               unsigned budget, const struct virtio_queue_handler *h)
+{
+    struct virtq *vq = virtio_vq(vdev, q);
+    int r = 0;
+
+    for (;;) {
+        virtq_disable_notify(vq);
+        while (budget) {
+            if (h->ready && !h->ready(vdev, vq))
+                goto out;
+            r = virtq_pop(vq, ch);
+            if (r <= 0)
+                break;
+            budget--;
+            enum virtio_chain_ret ret = h->chain(vdev, vq, ch);
+            if (ret == VIRTIO_CHAIN_WAIT)
+                goto out;
+            if (ret == VIRTIO_CHAIN_BROKEN) {
+                r = -EIO;
+                break;
+            }
+        }
+        if (!budget) {
+            virtio_requeue_locked(vdev, q); /* more may be waiting: later */
+            break;
+        }
+        if (r < 0 || vq->broken || !virtq_enable_notify(vq))
+            break;
+    }
+out:
+    virtio_notify_queue_locked(vdev, q);
+}
+
 /* ---- device status, features, queues ---- */
 
 /* The transport's half of a reset, once the device's is done (lock held). */
@@ -529,6 +563,70 @@ static bool ops_valid(const struct virtio_dev_ops *ops)
            ops->queue_notify;
 }
 
+/* The function's BAR, its virtio capabilities and MSI-X. */
+static int init_bar(struct virtio_dev *vdev)
+{
+    const struct virtio_dev_ops *ops = vdev->ops;
+    int ret = pci_bar_set(&vdev->pci, VIRTIO_PCI_BAR, VIRTIO_PCI_BAR_SIZE, 0);
+    if (!ret)
+        ret = add_cap(&vdev->pci, VIRTIO_PCI_CAP_COMMON_CFG, VIRTIO_PCI_COMMON_OFF,
+                      VIRTIO_PCI_COMMON_LEN, 0);
+    if (!ret)
+        ret = add_cap(&vdev->pci, VIRTIO_PCI_CAP_NOTIFY_CFG, VIRTIO_PCI_NOTIFY_OFF,
+                      VIRTIO_PCI_NOTIFY_MULT * vdev->nr_queues, VIRTIO_PCI_NOTIFY_MULT);
+    if (!ret)
+        ret = add_cap(&vdev->pci, VIRTIO_PCI_CAP_ISR_CFG, VIRTIO_PCI_ISR_OFF, 1, 0);
+    if (!ret && ops->config_size)
+        ret = add_cap(&vdev->pci, VIRTIO_PCI_CAP_DEVICE_CFG, VIRTIO_PCI_DEVICE_OFF,
+                      ops->config_size, 0);
+    if (ret)
+        return ret;
+    ret = pci_msix_init(&vdev->pci, vdev->nr_vectors, VIRTIO_PCI_BAR, VIRTIO_PCI_MSIX_TABLE,
+                        VIRTIO_PCI_MSIX_PBA);
+    return ret < 0 ? ret : 0;
+}
+
+/* A GSI and an irqfd per vector. */
+static int init_vectors(struct virtio_dev *vdev)
+{
+    for (unsigned i = 0; i < vdev->nr_vectors; i++) {
+        if (vdev->sys.routing) {
+            int ret = irq_routing_msi_alloc(vdev->sys.routing, &vdev->gsi[i]);
+            if (ret) {
+                vdev->gsi[i] = GSI_NONE;
+                return ret;
+            }
+        }
+        int ret = sys_irqfd_init(vdev, &vdev->irqfds[i], vdev->gsi[i]);
+        if (ret)
+            return ret;
+    }
+    return 0;
+}
+
+/* The loop's events: virtio_reset_done()'s eventfd and each queue's kick. */
+static int init_events(struct virtio_dev *vdev)
+{
+    struct event_base *base = vdev->sys.base;
+
+    vdev->reset_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (vdev->reset_fd < 0)
+        return -errno;
+    vdev->reset_ev = event_new(base, vdev->reset_fd, EV_READ | EV_PERSIST, on_reset_done, vdev);
+    if (!vdev->reset_ev || event_add(vdev->reset_ev, NULL))
+        return -ENOMEM;
+    for (unsigned q = 0; q < vdev->nr_queues; q++) {
+        struct virtio_queue *vq = &vdev->queues[q];
+        int ret = ioeventfd_init(&vq->kick, vdev->sys.vm_fd);
+        if (ret)
+            return ret;
+        vq->ev = event_new(base, vq->kick.fd, EV_READ | EV_PERSIST, on_kick, vq);
+        if (!vq->ev || event_add(vq->ev, NULL))
+            return -ENOMEM;
+    }
+    return 0;
+}
+
 int virtio_pci_init(struct virtio_dev *vdev, const char *name, const struct virtio_dev_ops *ops,
                     uint64_t features, const struct virtio_sys *sys)
 {
@@ -571,60 +669,13 @@ int virtio_pci_init(struct virtio_dev *vdev, const char *name, const struct virt
         vdev->queues[q].kick.fd = -1;
         virtq_init(&vdev->queues[q].vq, sys->gm, ops->queue_max_size);
     }
-
-    ret = pci_bar_set(&vdev->pci, VIRTIO_PCI_BAR, VIRTIO_PCI_BAR_SIZE, 0);
+    ret = init_bar(vdev);
     if (!ret)
-        ret = add_cap(&vdev->pci, VIRTIO_PCI_CAP_COMMON_CFG, VIRTIO_PCI_COMMON_OFF,
-                      VIRTIO_PCI_COMMON_LEN, 0);
+        ret = init_vectors(vdev);
     if (!ret)
-        ret = add_cap(&vdev->pci, VIRTIO_PCI_CAP_NOTIFY_CFG, VIRTIO_PCI_NOTIFY_OFF,
-                      VIRTIO_PCI_NOTIFY_MULT * vdev->nr_queues, VIRTIO_PCI_NOTIFY_MULT);
-    if (!ret)
-        ret = add_cap(&vdev->pci, VIRTIO_PCI_CAP_ISR_CFG, VIRTIO_PCI_ISR_OFF, 1, 0);
-    if (!ret && ops->config_size)
-        ret = add_cap(&vdev->pci, VIRTIO_PCI_CAP_DEVICE_CFG, VIRTIO_PCI_DEVICE_OFF,
-                      ops->config_size, 0);
+        ret = init_events(vdev);
     if (ret)
         goto err_destroy;
-    ret = pci_msix_init(&vdev->pci, vdev->nr_vectors, VIRTIO_PCI_BAR, VIRTIO_PCI_MSIX_TABLE,
-                        VIRTIO_PCI_MSIX_PBA);
-    if (ret < 0)
-        goto err_destroy;
-
-    for (unsigned i = 0; i < vdev->nr_vectors; i++) {
-        if (sys->routing) {
-            ret = irq_routing_msi_alloc(sys->routing, &vdev->gsi[i]);
-            if (ret) {
-                vdev->gsi[i] = GSI_NONE;
-                goto err_destroy;
-            }
-        }
-        ret = sys_irqfd_init(vdev, &vdev->irqfds[i], vdev->gsi[i]);
-        if (ret)
-            goto err_destroy;
-    }
-    vdev->reset_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (vdev->reset_fd < 0) {
-        ret = -errno;
-        goto err_destroy;
-    }
-    vdev->reset_ev =
-        event_new(sys->base, vdev->reset_fd, EV_READ | EV_PERSIST, on_reset_done, vdev);
-    if (!vdev->reset_ev || event_add(vdev->reset_ev, NULL)) {
-        ret = -ENOMEM;
-        goto err_destroy;
-    }
-    for (unsigned q = 0; q < vdev->nr_queues; q++) {
-        struct virtio_queue *vq = &vdev->queues[q];
-        ret = ioeventfd_init(&vq->kick, sys->vm_fd);
-        if (ret)
-            goto err_destroy;
-        vq->ev = event_new(sys->base, vq->kick.fd, EV_READ | EV_PERSIST, on_kick, vq);
-        if (!vq->ev || event_add(vq->ev, NULL)) {
-            ret = -ENOMEM;
-            goto err_destroy;
-        }
-    }
     return 0;
 
 err_destroy:

@@ -42,32 +42,28 @@ static uint32_t rng_fill(const struct virtq_chain *ch)
     return done;
 }
 
+/* One chain: random bytes into its writable part, and back to the driver. */
+static enum virtio_chain_ret rng_chain(struct virtio_dev *vdev, struct virtq *vq,
+                                       struct virtq_chain *ch)
+{
+    uint32_t len = rng_fill(ch);
+
+    if (virtq_push(vq, ch->head, len))
+        return VIRTIO_CHAIN_BROKEN;
+    to_rng(vdev)->bytes += len;
+    return VIRTIO_CHAIN_DONE;
+}
+
+static const struct virtio_queue_handler rng_handler = {.chain = rng_chain};
+
 /* On the loop, with the device lock held (virtio.h). */
 static void rng_queue_notify(struct virtio_dev *vdev, unsigned q)
 {
     struct virtio_rng *rng = to_rng(vdev);
-    struct virtq *vq = virtio_vq(vdev, q);
     struct virtq_chain ch = {.segs = rng->segs, .cap = VIRTIO_RNG_QUEUE_SIZE};
-    unsigned budget = VIRTIO_RNG_QUEUE_SIZE; /* chains per call: the loop has other work */
-    int r;
 
-    for (;;) {
-        virtq_disable_notify(vq);
-        while (budget && (r = virtq_pop(vq, &ch)) > 0) {
-            budget--;
-            uint32_t len = rng_fill(&ch);
-            if (virtq_push(vq, ch.head, len))
-                break;
-            rng->bytes += len;
-        }
-        if (!budget) {
-            virtio_requeue_locked(vdev, q); /* more may be waiting: later */
-            break;
-        }
-        if (r < 0 || vq->broken || !virtq_enable_notify(vq))
-            break;
-    }
-    virtio_notify_queue_locked(vdev, q);
+    /* A queue's worth of chains per call: the loop has other work. */
+    virtio_serve_queue_locked(vdev, q, &ch, VIRTIO_RNG_QUEUE_SIZE, &rng_handler);
 }
 
 static const struct virtio_dev_ops virtio_rng_ops = {

@@ -39,6 +39,11 @@ struct tdev {
     int reset_ret; /* what its reset callback returns: 0, or -EINPROGRESS (still busy) */
     uint8_t cfg[8];
     struct virtq_seg segs[TMAX];
+    unsigned budget; /* chains per queue_notify() */
+    unsigned chains; /* chains handled */
+    /* Called with each chain before it is pushed (the driver racing the device). */
+    void (*on_chain)(struct tdev *t, struct virtq *vq);
+    void *ctx;
 };
 
 static struct tdev *to_tdev(struct virtio_dev *v)
@@ -46,14 +51,24 @@ static struct tdev *to_tdev(struct virtio_dev *v)
     return container_of(v, struct tdev, vdev);
 }
 
+static enum virtio_chain_ret tdev_chain(struct virtio_dev *v, struct virtq *vq,
+                                        struct virtq_chain *ch)
+{
+    struct tdev *t = to_tdev(v);
+    t->chains++;
+    if (t->on_chain)
+        t->on_chain(t, vq);
+    return virtq_push(vq, ch->head, 0) ? VIRTIO_CHAIN_BROKEN : VIRTIO_CHAIN_DONE;
+}
+
+static const struct virtio_queue_handler tdev_handler = {.chain = tdev_chain};
+
 static void tdev_notify(struct virtio_dev *v, unsigned q)
 {
     struct tdev *t = to_tdev(v);
     struct virtq_chain ch = {.segs = t->segs, .cap = TMAX};
     t->notified[q]++;
-    while (virtq_pop(virtio_vq(v, q), &ch) > 0)
-        (void)virtq_push(virtio_vq(v, q), ch.head, 0);
-    virtio_notify_queue_locked(v, q);
+    virtio_serve_queue_locked(v, q, &ch, t->budget, &tdev_handler);
 }
 
 static uint64_t tdev_cfg_read(struct virtio_dev *v, unsigned off, unsigned size)
@@ -95,6 +110,7 @@ static int setup(void **state)
     struct rig *r = calloc(1, sizeof(*r));
     assert_int_equal(fake_virtio_host_init(&r->h, RAM_SIZE), 0);
     assert_int_equal(virtio_pci_init(&r->t.vdev, "vtest", &tdev_ops, 1ULL << 0, &r->h.sys), 0);
+    r->t.budget = TMAX;
     assert_int_equal(virtio_pci_add(&r->t.vdev, &r->h.pci), 0);
     r->v = &r->t.vdev;
     *state = r;
@@ -552,6 +568,95 @@ static void test_broken_queue(void **state)
     assert_int_equal(bar_rd(r, VIRTIO_COMMON_CFGGENERATION, 1), (uint8_t)(gen + 1));
 }
 
+/* The driver, while the device works: what it finds in used->flags and avail_event. */
+struct race {
+    struct rig *r;
+    unsigned add; /* chains to add from inside the round */
+    uint16_t flags_seen, event_seen;
+};
+
+static uint16_t *avail_event(struct rig *r)
+{
+    return (uint16_t *)&used(r)->ring[QSIZE];
+}
+
+static void add_chain(struct rig *r, uint16_t size, uint64_t addr, uint32_t len);
+
+static void race_add(struct tdev *t, struct virtq *vq)
+{
+    struct race *x = t->ctx;
+    (void)vq;
+    x->flags_seen = used(x->r)->flags;
+    x->event_seen = *avail_event(x->r);
+    if (x->add) {
+        x->add--;
+        add_chain(x->r, QSIZE, BUF_GPA, 64); /* no kick: the device asked for none */
+    }
+}
+
+/*
+ * The service loop (virtio_serve_queue_locked()): kicks are off while the
+ * device works; a chain the driver adds before they are back on is served in
+ * the same round without a kick; at the end the device asks for kicks again
+ * (used->flags 0, or with EVENT_IDX avail_event at the next entry); a spent
+ * budget comes back through the loop; and one interrupt covers the round.
+ */
+static void serve_queue(struct rig *r, bool event_idx)
+{
+    struct race x = {.r = r, .add = 2};
+    uint64_t f = 1ULL << VIRTIO_F_VERSION_1 | (event_idx ? 1ULL << VIRTIO_F_EVENT_IDX : 0);
+
+    r->t.on_chain = race_add;
+    r->t.ctx = &x;
+    negotiate(r, f);
+    setup_queue(r, 0, QSIZE, 0);
+    msix_enable(r);
+    msix_unmask(r, 0);
+    driver_ok(r);
+    run_loop(r);
+    assert_int_equal(r->t.notified[0], 1);
+
+    add_chain(r, QSIZE, BUF_GPA, 64);
+    kick(r, 0);
+    assert_int_equal(r->t.notified[0], 2);
+    assert_int_equal(r->t.chains, 3);
+    assert_int_equal(used(r)->idx, 3);
+    if (event_idx) {
+        assert_int_equal(x.event_seen, 0); /* left behind while working */
+        assert_int_equal(*avail_event(r), 3);
+    } else {
+        assert_int_equal(x.flags_seen, VIRTQ_USED_F_NO_NOTIFY);
+    }
+    assert_int_equal(used(r)->flags, 0);
+    assert_int_equal(irq_count(r, 0), 1);
+
+    /* A budget of 2 and 5 chains: 2, 2 and 1 chains in three calls, the last two requeued. */
+    r->t.budget = 2;
+    x.add = 0;
+    for (int i = 0; i < 5; i++)
+        add_chain(r, QSIZE, BUF_GPA, 64);
+    bar_wr(r, VIRTIO_PCI_NOTIFY_OFF, 0, 2);
+    unsigned calls = r->t.notified[0];
+    for (int i = 0; i < 5 && used(r)->idx != 8; i++)
+        run_loop(r);
+    assert_int_equal(used(r)->idx, 8);
+    assert_int_equal(r->t.notified[0] - calls, 3);
+    if (event_idx)
+        assert_int_equal(*avail_event(r), 8);
+    else
+        assert_int_equal(used(r)->flags, 0);
+}
+
+static void test_serve_queue(void **state)
+{
+    serve_queue(*state, false);
+}
+
+static void test_serve_queue_event_idx(void **state)
+{
+    serve_queue(*state, true);
+}
+
 static void test_rng(void **state)
 {
     struct rig *r = *state;
@@ -610,6 +715,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_notify, setup, teardown),
         cmocka_unit_test_setup_teardown(test_isr_and_interrupts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_broken_queue, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_serve_queue, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_serve_queue_event_idx, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rng, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
