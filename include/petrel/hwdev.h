@@ -36,6 +36,7 @@ struct bus;
 struct event_base;
 struct guest_mem;
 struct hwdev;
+struct hwdev_list;
 struct irq_routing;
 struct outbuf;
 struct pci_bus;
@@ -93,9 +94,11 @@ struct hwdev_stats {
 struct hwdev_ops {
     const char *type;       /* "uart8250", "virtio-blk": for messages */
     const char *compatible; /* its state node's, versioned: "petrel,uart8250-v1" */
-    /* The instance number index of its kind (a drive's place on the command line). */
-    int (*create)(const struct hwdev_host *host, unsigned index, struct hwdev **out,
-                  struct errbuf *eb);
+    size_t size;            /* the instance's struct, whose first member is the struct hwdev */
+    const char *name;       /* the instance's name, unless create sets another */
+    /* Optional: the instance number index of its kind (a drive's place on the command
+     * line), allocated and zeroed; a failure still ends in destroy. */
+    int (*create)(struct hwdev *dev, unsigned index, struct errbuf *eb);
     int (*realize)(struct hwdev *dev, struct errbuf *eb);
     void (*reset)(struct hwdev *dev);
     void (*pause)(struct hwdev *dev);
@@ -116,11 +119,11 @@ struct hwdev {
 };
 
 /*
- * What create() calls: allocates size bytes (zeroed) whose first member is the
- * struct hwdev, initialises it and sets *out. NULL (eb says so) when out of memory.
+ * Allocates an instance of ops (ops->size bytes, zeroed), initialises it as ops->name
+ * and runs ops->create; either way it is on l, for hwdev_list_destroy(). 0 or -errno.
  */
-void *hwdev_new(size_t size, const struct hwdev_ops *ops, const struct hwdev_host *host,
-                const char *name, struct hwdev **out, struct errbuf *eb);
+int hwdev_list_create(struct hwdev_list *l, const struct hwdev_ops *ops,
+                      const struct hwdev_host *host, unsigned index, struct errbuf *eb) MUST_CHECK;
 
 /* What create() calls on the device it allocated. */
 void hwdev_init(struct hwdev *dev, const struct hwdev_ops *ops, const struct hwdev_host *host,

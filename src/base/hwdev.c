@@ -15,19 +15,6 @@ void hwdev_init(struct hwdev *dev, const struct hwdev_ops *ops, const struct hwd
     snprintf(dev->name, sizeof(dev->name), "%s", name);
 }
 
-void *hwdev_new(size_t size, const struct hwdev_ops *ops, const struct hwdev_host *host,
-                const char *name, struct hwdev **out, struct errbuf *eb)
-{
-    struct hwdev *dev = calloc(1, size);
-    if (!dev) {
-        err_set(eb, -ENOMEM, "out of memory for %s", name);
-        return NULL;
-    }
-    hwdev_init(dev, ops, host, name);
-    *out = dev;
-    return dev;
-}
-
 void hwdev_list_init(struct hwdev_list *l)
 {
     *l = (struct hwdev_list){.tail = &l->head};
@@ -39,6 +26,17 @@ void hwdev_list_add(struct hwdev_list *l, struct hwdev *dev)
     *l->tail = dev;
     l->tail = &dev->next;
     l->count++;
+}
+
+int hwdev_list_create(struct hwdev_list *l, const struct hwdev_ops *ops,
+                      const struct hwdev_host *host, unsigned index, struct errbuf *eb)
+{
+    struct hwdev *dev = calloc(1, ops->size);
+    if (!dev)
+        return err_set(eb, -ENOMEM, "out of memory for %s", ops->name);
+    hwdev_init(dev, ops, host, ops->name);
+    hwdev_list_add(l, dev);
+    return ops->create ? ops->create(dev, index, eb) : 0;
 }
 
 struct hwdev *hwdev_list_find(const struct hwdev_list *l, const char *name)

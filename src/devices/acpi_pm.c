@@ -211,7 +211,7 @@ int acpi_pm_restore(struct acpi_pm *pm, struct state_in *in)
 
 /* The machine's ACPI fixed hardware (hwdev.h): SCI on IRQ 9, the power-button role. */
 struct acpi_pm_hw {
-    struct hwdev hw; /* first: hwdev_new() */
+    struct hwdev hw; /* first (hwdev_ops.size) */
     struct kvm_irq_gsi sci;
     struct acpi_pm pm;
 };
@@ -219,13 +219,6 @@ struct acpi_pm_hw {
 static bool acpi_pm_button(void *dev)
 {
     return acpi_pm_power_button(dev);
-}
-
-static int acpi_pm_hw_create(const struct hwdev_host *host, unsigned index, struct hwdev **out,
-                             struct errbuf *eb)
-{
-    (void)index;
-    return hwdev_new(sizeof(struct acpi_pm_hw), &acpi_pm_fixed, host, "pm", out, eb) ? 0 : -ENOMEM;
 }
 
 static int acpi_pm_hw_realize(struct hwdev *hw, struct errbuf *eb)
@@ -269,7 +262,8 @@ static void acpi_pm_hw_destroy(struct hwdev *hw)
 const struct hwdev_ops acpi_pm_fixed = {
     .type = "acpi-pm",
     .compatible = ACPI_PM_STATE_COMPATIBLE,
-    .create = acpi_pm_hw_create,
+    .size = sizeof(struct acpi_pm_hw),
+    .name = "pm",
     .realize = acpi_pm_hw_realize,
     .save = acpi_pm_hw_save,
     .restore = acpi_pm_hw_restore,

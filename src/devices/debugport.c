@@ -73,18 +73,9 @@ void debugexit_destroy(struct debugexit *d)
 
 /* The machine's debug ports (hwdev.h): debugcon always, debug-exit with --debug-exit. */
 struct debugcon_hw {
-    struct hwdev hw; /* first: hwdev_new() */
+    struct hwdev hw; /* first (hwdev_ops.size) */
     struct debugcon con;
 };
-
-static int debugcon_create(const struct hwdev_host *host, unsigned index, struct hwdev **out,
-                           struct errbuf *eb)
-{
-    (void)index;
-    return hwdev_new(sizeof(struct debugcon_hw), &debugcon_port, host, "debugcon", out, eb)
-               ? 0
-               : -ENOMEM;
-}
 
 static int debugcon_realize(struct hwdev *hw, struct errbuf *eb)
 {
@@ -118,25 +109,17 @@ static void debugcon_hw_destroy(struct hwdev *hw)
 
 const struct hwdev_ops debugcon_port = {
     .type = "debugcon",
-    .create = debugcon_create,
+    .size = sizeof(struct debugcon_hw),
+    .name = "debugcon",
     .realize = debugcon_realize,
     .stats = debugcon_stats,
     .destroy = debugcon_hw_destroy,
 };
 
 struct debugexit_hw {
-    struct hwdev hw; /* first: hwdev_new() */
+    struct hwdev hw; /* first (hwdev_ops.size) */
     struct debugexit port;
 };
-
-static int debugexit_create(const struct hwdev_host *host, unsigned index, struct hwdev **out,
-                            struct errbuf *eb)
-{
-    (void)index;
-    return hwdev_new(sizeof(struct debugexit_hw), &debugexit_port, host, "debugexit", out, eb)
-               ? 0
-               : -ENOMEM;
-}
 
 static int debugexit_realize(struct hwdev *hw, struct errbuf *eb)
 {
@@ -162,7 +145,8 @@ static void debugexit_hw_destroy(struct hwdev *hw)
 
 const struct hwdev_ops debugexit_port = {
     .type = "debug-exit",
-    .create = debugexit_create,
+    .size = sizeof(struct debugexit_hw),
+    .name = "debugexit",
     .realize = debugexit_realize,
     .destroy = debugexit_hw_destroy,
 };

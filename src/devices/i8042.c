@@ -379,7 +379,7 @@ int i8042_restore(struct i8042 *k, struct state_in *in)
 
 /* The machine's i8042 (hwdev.h): keyboard IRQ 1, mouse IRQ 12, the keyboard role. */
 struct i8042_hw {
-    struct hwdev hw; /* first: hwdev_new() */
+    struct hwdev hw; /* first (hwdev_ops.size) */
     struct kvm_irq_gsi kbd_irq, aux_irq;
     struct i8042 kbc;
 };
@@ -387,13 +387,6 @@ struct i8042_hw {
 static int i8042_keys(void *dev, const uint8_t *scancodes, size_t len)
 {
     return i8042_inject(dev, scancodes, len) == len ? 0 : -ENOSPC;
-}
-
-static int i8042_hw_create(const struct hwdev_host *host, unsigned index, struct hwdev **out,
-                           struct errbuf *eb)
-{
-    (void)index;
-    return hwdev_new(sizeof(struct i8042_hw), &i8042_kbc, host, "i8042", out, eb) ? 0 : -ENOMEM;
 }
 
 static int i8042_hw_realize(struct hwdev *hw, struct errbuf *eb)
@@ -438,7 +431,8 @@ static void i8042_hw_destroy(struct hwdev *hw)
 const struct hwdev_ops i8042_kbc = {
     .type = "i8042",
     .compatible = I8042_STATE_COMPATIBLE,
-    .create = i8042_hw_create,
+    .size = sizeof(struct i8042_hw),
+    .name = "i8042",
     .realize = i8042_hw_realize,
     .save = i8042_hw_save,
     .restore = i8042_hw_restore,

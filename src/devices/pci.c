@@ -993,13 +993,6 @@ int pci_bus_restore(struct pci_bus *bus, struct state_in *in)
 }
 
 /* The machine's PCI host bridge (hwdev.h): bus 0's configuration ports and its state. */
-static int pci_host_create(const struct hwdev_host *host, unsigned index, struct hwdev **out,
-                           struct errbuf *eb)
-{
-    (void)index;
-    return hwdev_new(sizeof(struct hwdev), &pci_host_bridge, host, "pci", out, eb) ? 0 : -ENOMEM;
-}
-
 static int pci_host_realize(struct hwdev *hw, struct errbuf *eb)
 {
     int ret =
@@ -1029,7 +1022,8 @@ static void pci_host_destroy(struct hwdev *hw)
 const struct hwdev_ops pci_host_bridge = {
     .type = "pci-host",
     .compatible = PCI_BUS_STATE_COMPATIBLE,
-    .create = pci_host_create,
+    .size = sizeof(struct hwdev),
+    .name = "pci",
     .realize = pci_host_realize,
     .save = pci_host_save,
     .restore = pci_host_restore,

@@ -783,7 +783,7 @@ int rtc_cmos_restore(struct rtc_cmos *rtc, struct state_in *in)
 
 /* The machine's RTC (hwdev.h): ports 0x70-0x71, IRQ 8, its timer on the loop. */
 struct rtc_cmos_hw {
-    struct hwdev hw; /* first: hwdev_new() */
+    struct hwdev hw; /* first (hwdev_ops.size) */
     struct kvm_irq_gsi irq;
     struct rtc_cmos rtc;
     bool rtc_ready;
@@ -794,13 +794,6 @@ static void rtc_cmos_hw_on_timer(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     rtc_cmos_on_timer(arg);
-}
-
-static int rtc_cmos_hw_create(const struct hwdev_host *host, unsigned index, struct hwdev **out,
-                              struct errbuf *eb)
-{
-    (void)index;
-    return hwdev_new(sizeof(struct rtc_cmos_hw), &rtc_cmos_isa, host, "rtc", out, eb) ? 0 : -ENOMEM;
 }
 
 /* Undoes what realize did, as far as it got. */
@@ -862,7 +855,8 @@ static void rtc_cmos_hw_destroy(struct hwdev *hw)
 const struct hwdev_ops rtc_cmos_isa = {
     .type = "rtc-cmos",
     .compatible = RTC_CMOS_STATE_COMPATIBLE,
-    .create = rtc_cmos_hw_create,
+    .size = sizeof(struct rtc_cmos_hw),
+    .name = "rtc",
     .realize = rtc_cmos_hw_realize,
     .save = rtc_cmos_hw_save,
     .restore = rtc_cmos_hw_restore,

@@ -352,7 +352,7 @@ int uart8250_restore(struct uart8250 *u, struct state_in *in)
 
 /* The machine's COM1 (hwdev.h): the UART on its port and IRQ, as the console's device. */
 struct uart8250_hw {
-    struct hwdev hw; /* first: hwdev_new() */
+    struct hwdev hw; /* first (hwdev_ops.size) */
     struct kvm_irq_gsi irq;
     struct uart8250 uart;
     struct console_port port;
@@ -372,13 +372,10 @@ static void com1_set_room_hook(void *dev, void (*hook)(void *ctx), void *ctx)
     pthread_mutex_unlock(&u->dev.lock);
 }
 
-static int com1_create(const struct hwdev_host *host, unsigned index, struct hwdev **out,
-                       struct errbuf *eb)
+static int com1_create(struct hwdev *hw, unsigned index, struct errbuf *eb)
 {
-    (void)index;
-    struct uart8250_hw *d = hwdev_new(sizeof(*d), &uart8250_com1, host, "com1", out, eb);
-    if (!d)
-        return -ENOMEM;
+    struct uart8250_hw *d = container_of(hw, struct uart8250_hw, hw);
+    (void)index, (void)eb;
     d->port = (struct console_port){.dev = &d->uart,
                                     .receive = com1_receive,
                                     .set_room_hook = com1_set_room_hook,
@@ -434,6 +431,8 @@ static void com1_destroy(struct hwdev *hw)
 const struct hwdev_ops uart8250_com1 = {
     .type = "uart8250",
     .compatible = UART8250_STATE_COMPATIBLE,
+    .size = sizeof(struct uart8250_hw),
+    .name = "com1",
     .create = com1_create,
     .realize = com1_realize,
     .save = com1_save,

@@ -697,20 +697,16 @@ void virtio_blk_destroy(struct virtio_blk *blk)
 
 /* The machine's drives (hwdev.h): one virtio-blk function per --drive, in order. */
 struct virtio_blk_hw {
-    struct hwdev hw; /* first: hwdev_new() */
+    struct hwdev hw; /* first (hwdev_ops.size) */
     struct virtio_blk blk;
 };
 
 /* Opens the drive's file here, before KVM is touched: a wrong path is reported as that. */
-static int blk_hw_create(const struct hwdev_host *host, unsigned index, struct hwdev **out,
-                         struct errbuf *eb)
+static int blk_hw_create(struct hwdev *hw, unsigned index, struct errbuf *eb)
 {
-    char name[16];
-    snprintf(name, sizeof(name), "vd%c", index < 26 ? 'a' + index : '?');
-    struct virtio_blk_hw *d = hwdev_new(sizeof(*d), &virtio_blk_pci, host, name, out, eb);
-    if (!d)
-        return -ENOMEM;
-    return virtio_blk_open(&d->blk, &host->cfg->drives[index], eb);
+    snprintf(hw->name, sizeof(hw->name), "vd%c", index < 26 ? 'a' + index : '?');
+    return virtio_blk_open(&container_of(hw, struct virtio_blk_hw, hw)->blk,
+                           &hw->host->cfg->drives[index], eb);
 }
 
 static int blk_hw_realize(struct hwdev *hw, struct errbuf *eb)
@@ -736,6 +732,8 @@ static void blk_hw_destroy(struct hwdev *hw)
 
 const struct hwdev_ops virtio_blk_pci = {
     .type = "virtio-blk",
+    .size = sizeof(struct virtio_blk_hw),
+    .name = "vda",
     .create = blk_hw_create,
     .realize = blk_hw_realize,
     .destroy = blk_hw_destroy,

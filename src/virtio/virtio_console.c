@@ -226,7 +226,7 @@ void virtio_console_destroy(struct virtio_console *vc)
 
 /* The machine's virtio-console (hwdev.h), with --console virtio: the console's device. */
 struct virtio_console_hw {
-    struct hwdev hw; /* first: hwdev_new() */
+    struct hwdev hw; /* first (hwdev_ops.size) */
     struct virtio_console vc;
     struct console_port port;
 };
@@ -245,14 +245,10 @@ static void vc_port_set_room_hook(void *dev, void (*hook)(void *ctx), void *ctx)
     virtio_unlock(&vc->vdev);
 }
 
-static int vc_create(const struct hwdev_host *host, unsigned index, struct hwdev **out,
-                     struct errbuf *eb)
+static int vc_create(struct hwdev *hw, unsigned index, struct errbuf *eb)
 {
-    (void)index;
-    struct virtio_console_hw *d =
-        hwdev_new(sizeof(*d), &virtio_console_pci, host, "vcons", out, eb);
-    if (!d)
-        return -ENOMEM;
+    struct virtio_console_hw *d = container_of(hw, struct virtio_console_hw, hw);
+    (void)index, (void)eb;
     d->port = (struct console_port){.dev = &d->vc,
                                     .receive = vc_port_receive,
                                     .set_room_hook = vc_port_set_room_hook,
@@ -286,6 +282,8 @@ static void vc_destroy(struct hwdev *hw)
 
 const struct hwdev_ops virtio_console_pci = {
     .type = "virtio-console",
+    .size = sizeof(struct virtio_console_hw),
+    .name = "vcons",
     .create = vc_create,
     .realize = vc_realize,
     .destroy = vc_destroy,

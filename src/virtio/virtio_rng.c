@@ -89,17 +89,9 @@ void virtio_rng_destroy(struct virtio_rng *rng)
 
 /* The machine's virtio-rng (hwdev.h), with --rng. */
 struct virtio_rng_hw {
-    struct hwdev hw; /* first: hwdev_new() */
+    struct hwdev hw; /* first (hwdev_ops.size) */
     struct virtio_rng rng;
 };
-
-static int rng_create(const struct hwdev_host *host, unsigned index, struct hwdev **out,
-                      struct errbuf *eb)
-{
-    (void)index;
-    return hwdev_new(sizeof(struct virtio_rng_hw), &virtio_rng_pci, host, "rng", out, eb) ? 0
-                                                                                          : -ENOMEM;
-}
 
 static int rng_realize(struct hwdev *hw, struct errbuf *eb)
 {
@@ -120,7 +112,8 @@ static void rng_destroy(struct hwdev *hw)
 
 const struct hwdev_ops virtio_rng_pci = {
     .type = "virtio-rng",
-    .create = rng_create,
+    .size = sizeof(struct virtio_rng_hw),
+    .name = "rng",
     .realize = rng_realize,
     .destroy = rng_destroy,
 };

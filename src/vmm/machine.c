@@ -67,11 +67,9 @@ int machine_create(struct hwdev_list *l, const struct hwdev_host *host, struct e
     for (unsigned i = 0; i < ARRAY_SIZE(pc_machine); i++) {
         unsigned n = pc_machine[i].count(host->cfg);
         for (unsigned k = 0; k < n; k++) {
-            struct hwdev *dev = NULL;
-            int ret = pc_machine[i].ops->create(host, k, &dev, eb);
+            int ret = hwdev_list_create(l, pc_machine[i].ops, host, k, eb);
             if (ret)
                 return ret;
-            hwdev_list_add(l, dev);
         }
     }
     return 0;

@@ -213,13 +213,48 @@ static void test_restore_refusal(void **unused)
     hwdev_list_destroy(&l);
 }
 
+static int toy_create(struct hwdev *dev, unsigned index, struct errbuf *eb)
+{
+    snprintf(dev->name, sizeof(dev->name), "toy%u", index);
+    record("create", dev);
+    return index == 1 ? err_set(eb, -ENOENT, "toy%u has no file", index) : 0;
+}
+
+static const struct hwdev_ops made_ops = {
+    .type = "toy",
+    .size = sizeof(struct toy),
+    .name = "toy",
+    .create = toy_create,
+    .realize = toy_realize,
+    .destroy = toy_destroy,
+};
+
+/* Instances come zeroed, named by create; one whose create failed is still torn down. */
+static void test_list_create(void **unused)
+{
+    (void)unused;
+    struct hwdev_list l;
+    struct errbuf eb = {0};
+    calls[0] = 0;
+    hwdev_list_init(&l);
+    assert_int_equal(hwdev_list_create(&l, &made_ops, NULL, 0, &eb), 0);
+    struct toy *t = container_of(l.head, struct toy, dev);
+    assert_int_equal(t->reg, 0);
+    assert_ptr_equal(t->dev.ops, &made_ops);
+    assert_int_equal(hwdev_list_create(&l, &made_ops, NULL, 1, &eb), -ENOENT);
+    assert_string_equal(eb.msg, "toy1 has no file");
+    assert_int_equal(l.count, 2);
+    hwdev_list_destroy(&l);
+    assert_string_equal(calls, "create:toy0 create:toy1 destroy-created:toy1 "
+                               "destroy-created:toy0 ");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_order),
-        cmocka_unit_test(test_failed_realize_tears_down),
-        cmocka_unit_test(test_save_restore),
-        cmocka_unit_test(test_restore_refusal),
+        cmocka_unit_test(test_order),        cmocka_unit_test(test_failed_realize_tears_down),
+        cmocka_unit_test(test_save_restore), cmocka_unit_test(test_restore_refusal),
+        cmocka_unit_test(test_list_create),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
