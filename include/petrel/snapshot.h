@@ -1,0 +1,54 @@
+/*
+ * Snapshot files (docs/snapshot-format.md): the state file is a flattened
+ * device tree whose root says what it is (SNAPSHOT_COMPATIBLE) and holds the
+ * machine's configuration, the KVM VM's and each vCPU's state and each
+ * device's node; the memory file is guest RAM (guest_mem.h).
+ *
+ * A state file is hostile input: it is read whole (at most SNAPSHOT_MAX_STATE
+ * bytes), checked by libfdt from end to end, and every value is checked by
+ * whoever takes it.
+ */
+#ifndef PETREL_SNAPSHOT_H
+#define PETREL_SNAPSHOT_H
+
+#include <stddef.h>
+
+#include "petrel/config.h"
+#include "petrel/state.h"
+#include "petrel/util.h"
+
+#define SNAPSHOT_COMPATIBLE "petrel,snapshot-v1"
+#define SNAPSHOT_MAX_STATE  (64 * MiB)
+
+/* Writes the configuration a restore rebuilds the machine from: the node "config". */
+void snapshot_config_put(const struct vm_config *cfg, const char *mem_path, struct state_out *out);
+
+/*
+ * Reads the node "config" into cfg (its strings point into the tree, which must
+ * outlive cfg) and the memory file's path. 0 or in->err with the message.
+ */
+int snapshot_config_take(struct state_in *root, struct vm_config *cfg, const char **mem_path);
+
+/*
+ * Builds a finished tree whose root fill writes (after the root's compatible),
+ * growing the buffer until it fits. *buf is malloc()ed. 0 or -errno with eb.
+ */
+int snapshot_build(void (*fill)(struct state_out *out, void *ctx), void *ctx, void **buf,
+                   size_t *len, struct errbuf *eb) MUST_CHECK;
+
+/*
+ * Writes len bytes to path so that path holds either its old content or all of
+ * buf, never a part: a temporary file beside it, fsync, rename, fsync of the
+ * directory. 0 or -errno with eb.
+ */
+int snapshot_write_atomic(const char *path, const void *buf, size_t len,
+                          struct errbuf *eb) MUST_CHECK;
+
+/*
+ * Reads and checks a state file (path, or path/state for a directory): its
+ * size, the tree's structure, the root's compatible. *buf is malloc()ed. 0 or
+ * -errno with eb.
+ */
+int snapshot_read(const char *path, void **buf, struct errbuf *eb) MUST_CHECK;
+
+#endif
