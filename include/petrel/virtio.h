@@ -53,6 +53,7 @@
 #include "petrel/guest_mem.h"
 #include "petrel/irq_routing.h"
 #include "petrel/pci.h"
+#include "petrel/state.h"
 #include "petrel/util.h"
 #include "petrel/virtqueue.h"
 
@@ -296,5 +297,44 @@ void virtio_warn(struct virtio_dev *vdev, const char *fmt, ...) PRINTF(2, 3);
 
 /* The device configuration changed: new generation, config interrupt (lock held). */
 void virtio_config_changed_locked(struct virtio_dev *vdev);
+
+/*
+ * Snapshots. The transport's state is a subnode "virtio" of the device's node
+ * (VIRTIO_PCI_STATE_COMPATIBLE): the device status, the features offered
+ * and accepted, the feature and queue selectors, the configuration
+ * generation, the ISR and the configuration vector; a subnode "pci" with the
+ * PCI function (pci_dev_save()); and a subnode per queue, "queue0", ...
+ * (VIRTIO_QUEUE_STATE_COMPATIBLE) with its MSI-X vector and its struct
+ * virtq_state (virtqueue.h). A device's own properties sit beside "virtio"
+ * in its node. Device configuration is not saved: a device derives it from
+ * its own state.
+ */
+#define VIRTIO_PCI_STATE_COMPATIBLE   "petrel,virtio-pci-v1"
+#define VIRTIO_QUEUE_STATE_COMPATIBLE "petrel,virtqueue-v1"
+
+/*
+ * Writes the transport's state as a subnode "virtio" of the node the caller
+ * began, with the VM paused (on the loop). A reset still waiting for the
+ * device (virtio_reset_done()) cannot be saved: -EBUSY, with a message in
+ * out->eb. Returns out->err.
+ */
+int virtio_pci_save(const struct virtio_dev *vdev, struct state_out *out) MUST_CHECK;
+
+/*
+ * Loads the subnode "virtio" of in, as virtio_pci_save() wrote it, into a
+ * transport set up the same way (the same device type, queues and offered
+ * features) and plugged in, with guest memory in place. held (NULL: none) is,
+ * per queue, how many chains the device restores as popped and not pushed;
+ * an enabled queue must have exactly that many in flight. Every value is
+ * checked first (the queues as virtq_restore() checks them, against guest
+ * memory); a refusal (in->err, the property named in in->eb) leaves vdev
+ * unchanged. Then, as after the driver's writes: the BAR decodes and the kick
+ * eventfds are bound where the restored registers say, the MSI-X routes are
+ * set (pci_dev_restore()), and with DRIVER_OK every enabled queue is looked
+ * at once, as a kick lost with the old process would have asked. Without
+ * the lock.
+ */
+int virtio_pci_restore(struct virtio_dev *vdev, struct state_in *in,
+                       const uint16_t *held) MUST_CHECK;
 
 #endif

@@ -222,3 +222,71 @@ void virtio_console_destroy(struct virtio_console *vc)
 {
     virtio_pci_destroy(&vc->vdev);
 }
+
+int virtio_console_save(const struct virtio_console *vc, struct state_out *out)
+{
+    state_put_bool(out, "tx-held", vc->tx_held);
+    state_put_u32(out, "tx-head", vc->tx_held ? vc->tx_chain.head : 0);
+    state_put_u64(out, "tx-off", vc->tx_held ? vc->tx_off : 0);
+    return virtio_pci_save(&vc->vdev, out);
+}
+
+/*
+ * Takes the held chain again (lock held, the transport restored): head's
+ * chain must walk, be output only, and hold more than off bytes.
+ */
+static int vc_tx_rehold(struct virtio_console *vc, uint16_t head, uint64_t off, struct state_in *in)
+{
+    struct virtq *vq = virtio_vq(&vc->vdev, VIRTIO_CONSOLE_TX);
+    struct virtq_chain *ch = &vc->tx_chain;
+
+    if (vq->broken)
+        return 0; /* nothing goes out of a broken queue: the driver's reset forgets the chain */
+    ch->segs = vc->tx_segs;
+    ch->cap = VIRTIO_CONSOLE_QUEUE_SIZE;
+    int ret = virtq_get_chain(vq, head, ch);
+    if (!ret && !ch->nr_in && off <= ch->out_bytes) {
+        vc->tx_held = true;
+        vc->tx_off = off;
+        return 0;
+    }
+    const char *what = ret == -EIO ? vq->broken_reason
+                       : ret       ? "the held chain's head is beyond the queue's size"
+                       : ch->nr_in ? "the held chain has device-writable buffers"
+                                   : "the held chain is shorter than 'tx-off'";
+    state_invalid(in, "properties 'tx-head' %u and 'tx-off' %llu: %s", head,
+                  (unsigned long long)off, what);
+    if (!vq->broken)
+        virtq_break(vq, "after a restore, %s", what);
+    virtio_notify_queue_locked(&vc->vdev, VIRTIO_CONSOLE_TX); /* DEVICE_NEEDS_RESET */
+    return in->err;
+}
+
+int virtio_console_restore(struct virtio_console *vc, struct state_in *in)
+{
+    uint16_t head, held[2] = {0, 0};
+    uint64_t off;
+    bool tx_held;
+
+    state_get_bool(in, "tx-held", &tx_held);
+    state_get_u16(in, "tx-head", &head);
+    state_get_u64(in, "tx-off", &off);
+    if (!tx_held && (head || off))
+        state_invalid(in, "properties 'tx-head' and 'tx-off' are not 0 without 'tx-held'");
+    if (head >= VIRTIO_CONSOLE_QUEUE_SIZE)
+        state_invalid(in, "property 'tx-head' is %u, beyond the queue's %u entries", head,
+                      VIRTIO_CONSOLE_QUEUE_SIZE);
+    held[VIRTIO_CONSOLE_TX] = tx_held;
+    if (in->err || virtio_pci_restore(&vc->vdev, in, held))
+        return in->err;
+
+    virtio_lock(&vc->vdev);
+    vc->tx_held = false;
+    vc->tx_off = 0;
+    /* The new process's outbuf has room: the transport's look at the queue goes on with it. */
+    vc->tx_waiting = false;
+    if (tx_held)
+        (void)vc_tx_rehold(vc, head, off, in);
+    virtio_unlock(&vc->vdev);
+    return in->err;
+}

@@ -84,3 +84,13 @@ void virtio_rng_destroy(struct virtio_rng *rng)
 {
     virtio_pci_destroy(&rng->vdev);
 }
+
+int virtio_rng_save(const struct virtio_rng *rng, struct state_out *out)
+{
+    return virtio_pci_save(&rng->vdev, out);
+}
+
+int virtio_rng_restore(struct virtio_rng *rng, struct state_in *in)
+{
+    return virtio_pci_restore(&rng->vdev, in, NULL);
+}
