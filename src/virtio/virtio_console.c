@@ -251,7 +251,7 @@ static int vc_tx_rehold(struct virtio_console *vc, uint16_t head, uint64_t off, 
         return 0;
     }
     const char *what = ret == -EIO ? vq->broken_reason
-                       : ret       ? "the held chain's head is beyond the queue's size"
+                       : ret       ? "the transmit queue has no such chain in flight"
                        : ch->nr_in ? "the held chain has device-writable buffers"
                                    : "the held chain is shorter than 'tx-off'";
     state_invalid(in, "properties 'tx-head' %u and 'tx-off' %llu: %s", head,
