@@ -14,6 +14,7 @@
  *   save      write the device's state properties (its node is begun and ended by
  *             the caller, named after the instance, with ops->compatible)
  *   restore   read them back into a realized device, validating every value
+ *   drain     (a snapshot) wait, on a worker, until no host I/O is in flight
  *   destroy   undo whatever create and realize did (dev->realized says how far it
  *             got) and free the instance: the one teardown path, from any point of
  *             a failed set-up
@@ -107,6 +108,9 @@ struct hwdev_ops {
     int (*restore)(struct hwdev *dev, struct state_in *in);
     void (*destroy)(struct hwdev *dev);
     void (*stats)(struct hwdev *dev, struct hwdev_stats *st); /* adds its counters */
+    /* Optional: waits until no host I/O it started is in flight (a snapshot, with the
+     * VM paused). It blocks: it runs on a worker, never on the loop or a vCPU. */
+    void (*drain)(struct hwdev *dev);
 };
 
 /* Embedded in each device's own struct (container_of), filled by hwdev_init(). */
@@ -155,6 +159,9 @@ int hwdev_list_save(struct hwdev_list *l, struct state_out *out) MUST_CHECK;
 
 /* Restores every device that has state from the subnodes of in (an unknown node is refused). */
 int hwdev_list_restore(struct hwdev_list *l, struct state_in *in) MUST_CHECK;
+
+/* Drains every device (on a worker, the VM paused: see drain). */
+void hwdev_list_drain(struct hwdev_list *l);
 
 /* Sums every device's counters. */
 void hwdev_list_stats(struct hwdev_list *l, struct hwdev_stats *st);

@@ -27,7 +27,8 @@
 /* A node being written. fdt is a libfdt sequential-write tree (fdt_create()). */
 struct state_out {
     void *fdt;
-    int err; /* the first failure, -errno (-ENOSPC: the buffer is full) */
+    int err;           /* the first failure, -errno (-ENOSPC: the buffer is full) */
+    struct errbuf *eb; /* NULL, or where a device says why it refuses (state_refuse()) */
 };
 
 /* Opens a subnode named name (a device: its instance name) with its compatible. */
@@ -41,6 +42,13 @@ void state_put_bytes(struct state_out *out, const char *name, const void *buf, s
 void state_put_string(struct state_out *out, const char *name, const char *s);
 /* n u32 cells (a table of registers, shown as <...> by dtc). */
 void state_put_u32_array(struct state_out *out, const char *name, const uint32_t *v, size_t n);
+
+/*
+ * A device that cannot be saved as it is (work in flight that the snapshot
+ * should have let finish): records err with the message in out->eb, unless an
+ * error is already recorded. Returns out->err.
+ */
+int state_refuse(struct state_out *out, int err, const char *fmt, ...) PRINTF(3, 4);
 
 /* A node being read. */
 struct state_in {
@@ -66,6 +74,8 @@ void state_get_u8(struct state_in *in, const char *name, uint8_t *v);   /* a u32
 void state_get_u16(struct state_in *in, const char *name, uint16_t *v); /* a u32 cell <= 0xffff */
 /* Exactly len bytes. */
 void state_get_bytes(struct state_in *in, const char *name, void *buf, size_t len);
+/* A string with its NUL, in at most size bytes (size >= 1); "" on failure. */
+void state_get_string(struct state_in *in, const char *name, char *buf, size_t size);
 /* Exactly n u32 cells. */
 void state_get_u32_array(struct state_in *in, const char *name, uint32_t *v, size_t n);
 /* A u32 cell with no bit outside mask (the bits a register can hold). */

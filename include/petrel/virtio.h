@@ -54,6 +54,7 @@
 #include "petrel/hwdev.h"
 #include "petrel/irq_routing.h"
 #include "petrel/pci.h"
+#include "petrel/state.h"
 #include "petrel/util.h"
 #include "petrel/virtqueue.h"
 
@@ -198,6 +199,7 @@ struct virtio_dev {
     struct irqfd *irqfds;
     uint64_t bar_addr;  /* where the BAR decodes, or PCI_BAR_UNMAPPED */
     bool reset_pending; /* the driver reset it; the device has not finished (see above) */
+    bool paused;        /* the VM is paused: kicks wait for virtio_pci_resume() */
     int reset_fd;       /* eventfd: virtio_reset_done() -> the loop */
     struct event *reset_ev;
     uint64_t resets_pending; /* resets that had to wait for the device (a counter) */
@@ -216,6 +218,15 @@ int virtio_pci_init(struct virtio_dev *vdev, const char *name, const struct virt
 
 /* Plugs it into the bus (the first free slot): BAR placed, kicks bound. 0 or -errno. */
 int virtio_pci_add(struct virtio_dev *vdev, struct pci_bus *bus) MUST_CHECK;
+
+/*
+ * The VM's pause and resume (the loop; hwdev pause/resume hooks): while paused the
+ * device takes nothing from its queues, so guest memory and the queues stay as
+ * a snapshot saves them; the resume looks at every ready queue once (a kick
+ * that came meanwhile was consumed). In-flight host I/O still completes.
+ */
+void virtio_pci_pause(struct virtio_dev *vdev);
+void virtio_pci_resume(struct virtio_dev *vdev);
 
 /* Frees everything virtio_pci_init() made (the vCPUs are gone; on the loop's thread). */
 void virtio_pci_destroy(struct virtio_dev *vdev);
@@ -307,5 +318,43 @@ struct virtio_sys virtio_sys_of(const struct hwdev_host *host);
  */
 int virtio_pci_plug(struct virtio_dev *vdev, const struct hwdev_host *host, const char *name,
                     struct errbuf *eb) MUST_CHECK;
+/*
+ * Snapshots. The transport's state is a subnode "virtio" of the device's node
+ * (VIRTIO_PCI_STATE_COMPATIBLE): the device status, the features offered
+ * and accepted, the feature and queue selectors, the configuration
+ * generation, the ISR and the configuration vector; a subnode "pci" with the
+ * PCI function (pci_dev_save()); and a subnode per queue, "queue0", ...
+ * (VIRTIO_QUEUE_STATE_COMPATIBLE) with its MSI-X vector and its struct
+ * virtq_state (virtqueue.h). A device's own properties sit beside "virtio"
+ * in its node. Device configuration is not saved: a device derives it from
+ * its own state.
+ */
+#define VIRTIO_PCI_STATE_COMPATIBLE   "petrel,virtio-pci-v1"
+#define VIRTIO_QUEUE_STATE_COMPATIBLE "petrel,virtqueue-v1"
+
+/*
+ * Writes the transport's state as a subnode "virtio" of the node the caller
+ * began, with the VM paused (on the loop). A reset still waiting for the
+ * device (virtio_reset_done()) cannot be saved: -EBUSY, with a message in
+ * out->eb. Returns out->err.
+ */
+int virtio_pci_save(const struct virtio_dev *vdev, struct state_out *out) MUST_CHECK;
+
+/*
+ * Loads the subnode "virtio" of in, as virtio_pci_save() wrote it, into a
+ * transport set up the same way (the same device type, queues and offered
+ * features) and plugged in, with guest memory in place. held (NULL: none) is,
+ * per queue, how many chains the device restores as popped and not pushed;
+ * an enabled queue must have exactly that many in flight. Every value is
+ * checked first (the queues as virtq_restore() checks them, against guest
+ * memory); a refusal (in->err, the property named in in->eb) leaves vdev
+ * unchanged. Then, as after the driver's writes: the BAR decodes and the kick
+ * eventfds are bound where the restored registers say, the MSI-X routes are
+ * set (pci_dev_restore()), and with DRIVER_OK every enabled queue is looked
+ * at once, as a kick lost with the old process would have asked. Without
+ * the lock.
+ */
+int virtio_pci_restore(struct virtio_dev *vdev, struct state_in *in,
+                       const uint16_t *held) MUST_CHECK;
 
 #endif

@@ -137,6 +137,24 @@ int virtio_blk_init(struct virtio_blk *blk, const struct blk_io_ops *io,
 void virtio_blk_drain(struct virtio_blk *blk);
 
 /*
+ * Snapshots: the drive's identity ('path', 'capacity' in sectors,
+ * 'read-only'), so that a restore onto another disk, or one whose size
+ * changed, is refused, and the transport's state. The configuration follows
+ * from the drive. Requests in flight cannot be saved: the snapshot waits for
+ * them first (virtio_blk_drain()), so that the queue's indexes in the
+ * snapshot agree with guest memory and the guest never waits for a request
+ * the old process took.
+ */
+#define VIRTIO_BLK_STATE_COMPATIBLE "petrel,virtio-blk-v1"
+
+/* Writes the state into a node the caller began (VM paused); -EBUSY with requests in flight. */
+int virtio_blk_save(const struct virtio_blk *blk, struct state_out *out) MUST_CHECK;
+
+/* Loads it into a device set up and plugged in the same way, on the same drive; refused: unchanged.
+ */
+int virtio_blk_restore(struct virtio_blk *blk, struct state_in *in) MUST_CHECK;
+
+/*
  * Finishes every queued request, stops the backend, then frees the transport
  * and closes the file (on the loop's thread, the vCPUs gone). Does nothing to
  * a drive never opened; undoes a failed virtio_blk_init().

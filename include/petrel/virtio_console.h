@@ -73,5 +73,25 @@ void virtio_console_tx_space(void *ctx);
 
 /* virtio-console (--console virtio) in the machine table (machine.c). */
 extern const struct hwdev_ops virtio_console_pci;
+/*
+ * Snapshots: besides the transport, the transmit chain held while the outbuf
+ * was full ('tx-held', its head 'tx-head' and the bytes already written
+ * 'tx-off'): it is walked again after a restore and goes on from there, to
+ * the new process's console. Input is not the device's: what it could not
+ * take stays with the console's input (console_in.h).
+ */
+#define VIRTIO_CONSOLE_STATE_COMPATIBLE "petrel,virtio-console-v1"
+
+/* Writes the state into a node the caller began (VM paused). Returns out->err. */
+int virtio_console_save(const struct virtio_console *vc, struct state_out *out) MUST_CHECK;
+
+/*
+ * Loads it into a device set up and plugged in the same way. A refusal from
+ * the checks leaves the device unchanged; a held chain that no longer walks
+ * (its descriptors in guest memory changed) is refused once the transport is
+ * restored, with the transmit queue broken, so that the device asks the
+ * driver for a reset.
+ */
+int virtio_console_restore(struct virtio_console *vc, struct state_in *in) MUST_CHECK;
 
 #endif

@@ -25,5 +25,16 @@ void virtio_rng_destroy(struct virtio_rng *rng);
 
 /* virtio-rng (--rng) in the machine table (machine.c). */
 extern const struct hwdev_ops virtio_rng_pci;
+/*
+ * Snapshots: the device has no state of its own (every chain is finished in
+ * queue_notify), so its node holds only the transport's (virtio_pci_save()).
+ */
+#define VIRTIO_RNG_STATE_COMPATIBLE "petrel,virtio-rng-v1"
+
+/* Writes the state into a node the caller began (VM paused). Returns out->err. */
+int virtio_rng_save(const struct virtio_rng *rng, struct state_out *out) MUST_CHECK;
+
+/* Loads it into a device set up and plugged in the same way; refused: unchanged. */
+int virtio_rng_restore(struct virtio_rng *rng, struct state_in *in) MUST_CHECK;
 
 #endif

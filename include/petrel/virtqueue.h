@@ -180,6 +180,21 @@ struct virtq_chain {
     uint16_t head; /* give it back to virtq_push() */
 };
 
+/*
+ * A queue's state for a snapshot: the driver's configuration and the
+ * device's position in the rings (virtio_pci.c saves it; each field is a
+ * property of the same name).
+ */
+struct virtq_state {
+    uint16_t size;                          /* 'size' */
+    bool ready;                             /* 'enabled' */
+    uint64_t desc_gpa, avail_gpa, used_gpa; /* 'desc-addr', 'avail-addr', 'used-addr' */
+    uint16_t last_avail_idx, used_idx;      /* 'last-avail-idx', 'used-idx' */
+    uint16_t signalled_used;                /* 'signalled-used' */
+    bool signalled_used_valid;              /* 'signalled-used-valid' */
+    bool broken;                            /* 'broken' (the reason is not kept) */
+};
+
 /* Sets up a queue in its reset state; the device offers max_size entries (a power of 2). */
 void virtq_init(struct virtq *vq, const struct guest_mem *gm, uint16_t max_size);
 
@@ -201,6 +216,26 @@ void virtq_reset(struct virtq *vq);
  */
 int virtq_enable(struct virtq *vq, uint64_t features) MUST_CHECK;
 
+/* The queue's state, for a snapshot (the device's lock held, or the VM paused). */
+void virtq_save(const struct virtq *vq, struct virtq_state *st);
+
+/*
+ * Loads a snapshot's state into a queue in its reset state, as if the driver
+ * had written the configuration and enabled the queue with features, and the
+ * device had then worked up to st's indexes. Everything is checked before
+ * anything changes: a queue that is not enabled has its indexes at 0 (its
+ * size and addresses are what the driver may write, checked at enable); an
+ * enabled one has a size and rings virtq_enable() would take and, unless it
+ * is broken, indexes that agree with its rings in guest memory (at most size
+ * chains in flight between used_idx and last_avail_idx, at most size
+ * available past last_avail_idx, used->idx as the device last published it).
+ * Nothing is written to guest memory: the rings (used->flags, avail_event)
+ * hold what the device last wrote. Returns 0, or -EINVAL with vq unchanged
+ * and the reason, naming the property, in why[n].
+ */
+int virtq_restore(struct virtq *vq, const struct virtq_state *st, uint64_t features, char *why,
+                  size_t n) MUST_CHECK;
+
 /*
  * Takes the next available chain into ch. Returns 1 with ch filled, 0 if
  * there is none (or the queue is not ready), -EIO if the queue is or has just
@@ -209,6 +244,15 @@ int virtq_enable(struct virtq *vq, uint64_t features) MUST_CHECK;
  * the device advertises (seg_max) plus its headers.
  */
 int virtq_pop(struct virtq *vq, struct virtq_chain *ch) MUST_CHECK;
+
+/*
+ * Takes the chain at head, which the device popped and has not pushed, again
+ * into ch, as virtq_pop() did: for a device that held a chain across a
+ * snapshot. 0; -EINVAL if the queue is not ready, head is out of range or no
+ * chain is in flight; -EIO if the chain is not one virtq_pop() would take
+ * (the queue is then broken, as a pop would leave it).
+ */
+int virtq_get_chain(struct virtq *vq, uint16_t head, struct virtq_chain *ch) MUST_CHECK;
 
 /*
  * Returns the chain that started at head to the driver, having written len

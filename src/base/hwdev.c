@@ -128,6 +128,14 @@ int hwdev_list_restore(struct hwdev_list *l, struct state_in *in)
     return 0;
 }
 
+void hwdev_list_drain(struct hwdev_list *l)
+{
+    for (struct hwdev *d = l->head; d; d = d->next) {
+        if (d->ops->drain)
+            d->ops->drain(d);
+    }
+}
+
 void hwdev_list_stats(struct hwdev_list *l, struct hwdev_stats *st)
 {
     *st = (struct hwdev_stats){0};

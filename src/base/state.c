@@ -85,6 +85,22 @@ void state_put_u32_array(struct state_out *out, const char *name, const uint32_t
     }
 }
 
+int state_refuse(struct state_out *out, int err, const char *fmt, ...)
+{
+    if (out->err)
+        return out->err;
+    out->err = err;
+    if (out->eb) {
+        char what[384];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(what, sizeof(what), fmt, ap);
+        va_end(ap);
+        err_set(out->eb, err, "%s", what);
+    }
+    return out->err;
+}
+
 /* The node's name for messages ("?" if the tree cannot say). */
 static const char *node_name(const struct state_in *in)
 {
@@ -195,6 +211,24 @@ void state_get_bytes(struct state_in *in, const char *name, void *buf, size_t le
         memcpy(buf, p, len);
     else
         memset(buf, 0, len);
+}
+
+void state_get_string(struct state_in *in, const char *name, char *buf, size_t size)
+{
+    int len = 0;
+    const char *p = in->err ? NULL : fdt_getprop(in->fdt, in->node, name, &len);
+
+    buf[0] = '\0';
+    if (in->err)
+        return;
+    if (!p)
+        in_fail(in, -EINVAL, "no property '%s'", name);
+    else if (len < 1 || memchr(p, '\0', (size_t)len) != p + len - 1)
+        in_fail(in, -EINVAL, "property '%s' is not a string", name);
+    else if ((size_t)len > size)
+        in_fail(in, -EINVAL, "property '%s' has %d bytes, more than %zu", name, len, size);
+    else
+        memcpy(buf, p, (size_t)len);
 }
 
 void state_get_u32_array(struct state_in *in, const char *name, uint32_t *v, size_t n)

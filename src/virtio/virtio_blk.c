@@ -49,6 +49,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/fs.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -677,6 +678,49 @@ void virtio_blk_drain(struct virtio_blk *blk)
     virtio_unlock(&blk->vdev);
 }
 
+int virtio_blk_save(const struct virtio_blk *blk, struct state_out *out)
+{
+    /* The lock for the count only: a worker may still be finishing (the object is not const). */
+    struct virtio_dev *vdev = (struct virtio_dev *)&blk->vdev;
+    virtio_lock(vdev);
+    unsigned inflight = blk->inflight;
+    virtio_unlock(vdev);
+
+    if (inflight)
+        return state_refuse(out, -EBUSY,
+                            "%s: %u requests are in flight; a snapshot waits for them to "
+                            "complete first",
+                            blk->name, inflight);
+    state_put_string(out, "path", blk->path);
+    state_put_u64(out, "capacity", blk->capacity);
+    state_put_bool(out, "read-only", blk->ro);
+    return virtio_pci_save(&blk->vdev, out);
+}
+
+int virtio_blk_restore(struct virtio_blk *blk, struct state_in *in)
+{
+    char path[PATH_MAX];
+    uint64_t capacity;
+    bool ro;
+
+    state_get_string(in, "path", path, sizeof(path));
+    if (!in->err && strcmp(path, blk->path))
+        state_invalid(in, "property 'path' is %s, but this drive is %s", path, blk->path);
+    state_get_u64(in, "capacity", &capacity);
+    if (!in->err && capacity != blk->capacity)
+        state_invalid(in,
+                      "property 'capacity' is %llu sectors, but %s has %llu now: the disk "
+                      "changed size",
+                      (unsigned long long)capacity, blk->path, (unsigned long long)blk->capacity);
+    state_get_bool(in, "read-only", &ro);
+    if (!in->err && ro != blk->ro)
+        state_invalid(in, "property 'read-only' is %s, but %s is opened %s", ro ? "set" : "clear",
+                      blk->path, blk->ro ? "read-only" : "read-write");
+    if (in->err)
+        return in->err;
+    return virtio_pci_restore(&blk->vdev, in, NULL);
+}
+
 void virtio_blk_destroy(struct virtio_blk *blk)
 {
     if (!blk->path)
@@ -723,6 +767,36 @@ static int blk_hw_realize(struct hwdev *hw, struct errbuf *eb)
     return 0;
 }
 
+static struct virtio_blk *blk_of(struct hwdev *hw)
+{
+    return &container_of(hw, struct virtio_blk_hw, hw)->blk;
+}
+
+static void blk_hw_pause(struct hwdev *hw)
+{
+    virtio_pci_pause(&blk_of(hw)->vdev);
+}
+
+static void blk_hw_resume(struct hwdev *hw)
+{
+    virtio_pci_resume(&blk_of(hw)->vdev);
+}
+
+static void blk_hw_drain(struct hwdev *hw)
+{
+    virtio_blk_drain(blk_of(hw));
+}
+
+static int blk_hw_save(struct hwdev *hw, struct state_out *out)
+{
+    return virtio_blk_save(blk_of(hw), out);
+}
+
+static int blk_hw_restore(struct hwdev *hw, struct state_in *in)
+{
+    return virtio_blk_restore(blk_of(hw), in);
+}
+
 /* Each drive finishes what its workers hold, then closes: flushed data is on the file. */
 static void blk_hw_destroy(struct hwdev *hw)
 {
@@ -732,9 +806,15 @@ static void blk_hw_destroy(struct hwdev *hw)
 
 const struct hwdev_ops virtio_blk_pci = {
     .type = "virtio-blk",
+    .compatible = VIRTIO_BLK_STATE_COMPATIBLE,
     .size = sizeof(struct virtio_blk_hw),
     .name = "vda",
     .create = blk_hw_create,
     .realize = blk_hw_realize,
+    .pause = blk_hw_pause,
+    .resume = blk_hw_resume,
+    .drain = blk_hw_drain,
+    .save = blk_hw_save,
+    .restore = blk_hw_restore,
     .destroy = blk_hw_destroy,
 };

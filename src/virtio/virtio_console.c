@@ -21,8 +21,8 @@ static bool vc_live(struct virtio_console *vc, unsigned q)
     struct virtio_dev *v = &vc->vdev;
     struct virtq *vq = virtio_vq(v, q);
 
-    return (v->status & VIRTIO_STATUS_DRIVER_OK) && !(v->status & VIRTIO_STATUS_NEEDS_RESET) &&
-           vq->ready && !vq->broken;
+    return !v->paused && (v->status & VIRTIO_STATUS_DRIVER_OK) &&
+           !(v->status & VIRTIO_STATUS_NEEDS_RESET) && vq->ready && !vq->broken;
 }
 
 /*
@@ -270,6 +270,32 @@ static int vc_realize(struct hwdev *hw, struct errbuf *eb)
     return 0;
 }
 
+static struct virtio_console *vc_of(struct hwdev *hw)
+{
+    return &container_of(hw, struct virtio_console_hw, hw)->vc;
+}
+
+static void vc_pause(struct hwdev *hw)
+{
+    virtio_pci_pause(&vc_of(hw)->vdev);
+}
+
+/* The resume's look at receiveq calls for input refused while paused. */
+static void vc_resume(struct hwdev *hw)
+{
+    virtio_pci_resume(&vc_of(hw)->vdev);
+}
+
+static int vc_save(struct hwdev *hw, struct state_out *out)
+{
+    return virtio_console_save(vc_of(hw), out);
+}
+
+static int vc_restore(struct hwdev *hw, struct state_in *in)
+{
+    return virtio_console_restore(vc_of(hw), in);
+}
+
 static void vc_destroy(struct hwdev *hw)
 {
     struct virtio_console_hw *d = container_of(hw, struct virtio_console_hw, hw);
@@ -282,9 +308,81 @@ static void vc_destroy(struct hwdev *hw)
 
 const struct hwdev_ops virtio_console_pci = {
     .type = "virtio-console",
+    .compatible = VIRTIO_CONSOLE_STATE_COMPATIBLE,
     .size = sizeof(struct virtio_console_hw),
     .name = "vcons",
     .create = vc_create,
     .realize = vc_realize,
+    .pause = vc_pause,
+    .resume = vc_resume,
+    .save = vc_save,
+    .restore = vc_restore,
     .destroy = vc_destroy,
 };
+int virtio_console_save(const struct virtio_console *vc, struct state_out *out)
+{
+    state_put_bool(out, "tx-held", vc->tx_held);
+    state_put_u32(out, "tx-head", vc->tx_held ? vc->tx_chain.head : 0);
+    state_put_u64(out, "tx-off", vc->tx_held ? vc->tx_off : 0);
+    return virtio_pci_save(&vc->vdev, out);
+}
+
+/*
+ * Takes the held chain again (lock held, the transport restored): head's
+ * chain must walk, be output only, and hold more than off bytes.
+ */
+static int vc_tx_rehold(struct virtio_console *vc, uint16_t head, uint64_t off, struct state_in *in)
+{
+    struct virtq *vq = virtio_vq(&vc->vdev, VIRTIO_CONSOLE_TX);
+    struct virtq_chain *ch = &vc->tx_chain;
+
+    if (vq->broken)
+        return 0; /* nothing goes out of a broken queue: the driver's reset forgets the chain */
+    ch->segs = vc->tx_segs;
+    ch->cap = VIRTIO_CONSOLE_QUEUE_SIZE;
+    int ret = virtq_get_chain(vq, head, ch);
+    if (!ret && !ch->nr_in && off <= ch->out_bytes) {
+        vc->tx_held = true;
+        vc->tx_off = off;
+        return 0;
+    }
+    const char *what = ret == -EIO ? vq->broken_reason
+                       : ret       ? "the transmit queue has no such chain in flight"
+                       : ch->nr_in ? "the held chain has device-writable buffers"
+                                   : "the held chain is shorter than 'tx-off'";
+    state_invalid(in, "properties 'tx-head' %u and 'tx-off' %llu: %s", head,
+                  (unsigned long long)off, what);
+    if (!vq->broken)
+        virtq_break(vq, "after a restore, %s", what);
+    virtio_notify_queue_locked(&vc->vdev, VIRTIO_CONSOLE_TX); /* DEVICE_NEEDS_RESET */
+    return in->err;
+}
+
+int virtio_console_restore(struct virtio_console *vc, struct state_in *in)
+{
+    uint16_t head, held[2] = {0, 0};
+    uint64_t off;
+    bool tx_held;
+
+    state_get_bool(in, "tx-held", &tx_held);
+    state_get_u16(in, "tx-head", &head);
+    state_get_u64(in, "tx-off", &off);
+    if (!tx_held && (head || off))
+        state_invalid(in, "properties 'tx-head' and 'tx-off' are not 0 without 'tx-held'");
+    if (head >= VIRTIO_CONSOLE_QUEUE_SIZE)
+        state_invalid(in, "property 'tx-head' is %u, beyond the queue's %u entries", head,
+                      VIRTIO_CONSOLE_QUEUE_SIZE);
+    held[VIRTIO_CONSOLE_TX] = tx_held;
+    if (in->err || virtio_pci_restore(&vc->vdev, in, held))
+        return in->err;
+
+    virtio_lock(&vc->vdev);
+    vc->tx_held = false;
+    vc->tx_off = 0;
+    /* The new process's outbuf has room: the transport's look at the queue goes on with it. */
+    vc->tx_waiting = false;
+    if (tx_held)
+        (void)vc_tx_rehold(vc, head, off, in);
+    virtio_unlock(&vc->vdev);
+    return in->err;
+}

@@ -157,7 +157,7 @@ static void on_kick(evutil_socket_t fd, short what, void *arg)
     ssize_t r = read(fd, &n, sizeof(n));
     (void)r;
     virtio_lock(v);
-    if (!v->reset_pending && (v->status & VIRTIO_STATUS_DRIVER_OK) &&
+    if (!v->reset_pending && !v->paused && (v->status & VIRTIO_STATUS_DRIVER_OK) &&
         !(v->status & VIRTIO_STATUS_NEEDS_RESET) && vq->vq.ready && !vq->vq.broken) {
         vq->kicks++;
         v->ops->queue_notify(v, q);
@@ -257,6 +257,14 @@ static void on_reset_done(evutil_socket_t fd, short what, void *arg)
     virtio_unlock(v);
 }
 
+/* Has the device look at every enabled queue once, as if the driver had kicked each. */
+static void kick_ready_queues(struct virtio_dev *v)
+{
+    for (unsigned q = 0; q < v->nr_queues; q++)
+        if (v->queues[q].vq.ready)
+            kick_write(&v->queues[q]);
+}
+
 /*
  * 3.1.1: the driver only adds bits, or writes 0 to reset. FEATURES_OK sticks
  * only for a subset of what was offered that includes VERSION_1 (a legacy
@@ -280,9 +288,7 @@ static void status_write(struct virtio_dev *v, uint8_t val)
     v->status = now;
     /* Buffers made available before DRIVER_OK were not looked at: look now. */
     if ((now & VIRTIO_STATUS_DRIVER_OK) && !(old & VIRTIO_STATUS_DRIVER_OK))
-        for (unsigned q = 0; q < v->nr_queues; q++)
-            if (v->queues[q].vq.ready)
-                kick_write(&v->queues[q]);
+        kick_ready_queues(v);
 }
 
 static void queue_enable(struct virtio_dev *v, unsigned q)
@@ -726,6 +732,21 @@ void virtio_pci_destroy(struct virtio_dev *vdev)
     vdev->ops = NULL;
 }
 
+void virtio_pci_pause(struct virtio_dev *vdev)
+{
+    virtio_lock(vdev);
+    vdev->paused = true;
+    virtio_unlock(vdev);
+}
+
+void virtio_pci_resume(struct virtio_dev *vdev)
+{
+    virtio_lock(vdev);
+    vdev->paused = false;
+    kick_ready_queues(vdev);
+    virtio_unlock(vdev);
+}
+
 struct virtio_sys virtio_sys_of(const struct hwdev_host *host)
 {
     return (struct virtio_sys){
@@ -745,4 +766,198 @@ int virtio_pci_plug(struct virtio_dev *vdev, const struct hwdev_host *host, cons
         return err_set(eb, ret, "cannot plug %s into PCI: %s", name, strerror(-ret));
     }
     return 0;
+}
+
+/* ---- saving and restoring ---- */
+
+#define STATUS_BITS                                                                                \
+    (VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_DRIVER_OK |                  \
+     VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_NEEDS_RESET | VIRTIO_STATUS_FAILED)
+
+static void queue_save(const struct virtio_queue *vq, unsigned q, struct state_out *out)
+{
+    struct virtq_state st;
+    char name[16];
+
+    virtq_save(&vq->vq, &st);
+    snprintf(name, sizeof(name), "queue%u", q);
+    state_begin(out, name, VIRTIO_QUEUE_STATE_COMPATIBLE);
+    state_put_u32(out, "size", st.size);
+    state_put_bool(out, "enabled", st.ready);
+    state_put_u32(out, "vector", vq->vector);
+    state_put_u64(out, "desc-addr", st.desc_gpa);
+    state_put_u64(out, "avail-addr", st.avail_gpa);
+    state_put_u64(out, "used-addr", st.used_gpa);
+    state_put_u32(out, "last-avail-idx", st.last_avail_idx);
+    state_put_u32(out, "used-idx", st.used_idx);
+    state_put_u32(out, "signalled-used", st.signalled_used);
+    state_put_bool(out, "signalled-used-valid", st.signalled_used_valid);
+    state_put_bool(out, "broken", st.broken);
+    state_end(out);
+}
+
+int virtio_pci_save(const struct virtio_dev *vdev, struct state_out *out)
+{
+    if (vdev->reset_pending)
+        return state_refuse(out, -EBUSY,
+                            "%s: the driver's reset is still waiting for host I/O to finish; a "
+                            "snapshot can be taken once it has",
+                            vdev->pci.dev.name);
+    state_begin(out, "virtio", VIRTIO_PCI_STATE_COMPATIBLE);
+    state_put_u32(out, "num-queues", vdev->nr_queues);
+    state_put_u32(out, "status", vdev->status);
+    state_put_u64(out, "device-features", vdev->device_features);
+    state_put_u64(out, "driver-features", vdev->driver_features);
+    state_put_u32(out, "device-feature-select", vdev->dfselect);
+    state_put_u32(out, "driver-feature-select", vdev->gfselect);
+    state_put_u32(out, "queue-select", vdev->queue_sel);
+    state_put_u32(out, "config-vector", vdev->config_vector);
+    state_put_u32(out, "config-generation", vdev->config_generation);
+    state_put_u32(out, "isr", vdev->isr);
+    state_begin(out, "pci", PCI_DEV_STATE_COMPATIBLE);
+    if (pci_dev_save(&vdev->pci, out) == 0)
+        state_end(out);
+    for (unsigned q = 0; q < vdev->nr_queues; q++)
+        queue_save(&vdev->queues[q], q, out);
+    state_end(out);
+    return out->err;
+}
+
+/* The transport's registers as a snapshot has them, checked. */
+struct saved_regs {
+    uint32_t status, isr, dfselect, gfselect;
+    uint64_t device_features, driver_features;
+    uint16_t config_vector, queue_sel;
+    uint8_t config_generation;
+};
+
+/* A vector a register can hold: one of the table's, or none. */
+static void vector_get(const struct virtio_dev *v, struct state_in *in, const char *name,
+                       uint16_t *vector)
+{
+    state_get_u16(in, name, vector);
+    if (*vector != VIRTIO_NO_VECTOR && *vector >= v->nr_vectors)
+        state_invalid(in, "property '%s' is %u: the device has vectors 0 to %u and 0xffff (none)",
+                      name, *vector, v->nr_vectors - 1);
+}
+
+static void regs_get(const struct virtio_dev *v, struct state_in *in, struct saved_regs *r)
+{
+    uint32_t nq;
+
+    state_get_u32(in, "num-queues", &nq);
+    if (!in->err && nq != v->nr_queues)
+        state_invalid(in, "property 'num-queues' is %u; this device has %u", nq, v->nr_queues);
+    state_get_u64(in, "device-features", &r->device_features);
+    if (!in->err && r->device_features != v->device_features)
+        state_invalid(in, "property 'device-features' is %#llx; this device offers %#llx",
+                      (unsigned long long)r->device_features,
+                      (unsigned long long)v->device_features);
+    state_get_u64(in, "driver-features", &r->driver_features);
+    if (!in->err && (r->driver_features & ~v->device_features))
+        state_invalid(in, "property 'driver-features' has bits %#llx the device does not offer",
+                      (unsigned long long)(r->driver_features & ~v->device_features));
+    state_get_bits(in, "status", STATUS_BITS, &r->status);
+    /* status_write() sets FEATURES_OK only for a modern driver. */
+    if ((r->status & VIRTIO_STATUS_FEATURES_OK) &&
+        !(r->driver_features & (1ULL << VIRTIO_F_VERSION_1)))
+        state_invalid(in, "property 'status' has FEATURES_OK without VERSION_1 in "
+                          "'driver-features'");
+    state_get_u32(in, "device-feature-select", &r->dfselect);
+    state_get_u32(in, "driver-feature-select", &r->gfselect);
+    state_get_u16(in, "queue-select", &r->queue_sel);
+    vector_get(v, in, "config-vector", &r->config_vector);
+    state_get_u8(in, "config-generation", &r->config_generation);
+    state_get_bits(in, "isr", VIRTIO_ISR_QUEUE | VIRTIO_ISR_CONFIG, &r->isr);
+}
+
+/* Queue q's subnode into vq (a reset queue) and *vector, checked; held: chains the device holds. */
+static void queue_get(const struct virtio_dev *v, struct state_in *in, unsigned q,
+                      const struct saved_regs *r, uint16_t held, struct virtq *vq, uint16_t *vector)
+{
+    struct virtq_state st;
+    struct state_in qin;
+    char name[16], why[256];
+
+    snprintf(name, sizeof(name), "queue%u", q);
+    if (state_open(in, name, VIRTIO_QUEUE_STATE_COMPATIBLE, &qin)) {
+        in->err = qin.err;
+        return;
+    }
+    state_get_u16(&qin, "size", &st.size);
+    state_get_bool(&qin, "enabled", &st.ready);
+    vector_get(v, &qin, "vector", vector);
+    state_get_u64(&qin, "desc-addr", &st.desc_gpa);
+    state_get_u64(&qin, "avail-addr", &st.avail_gpa);
+    state_get_u64(&qin, "used-addr", &st.used_gpa);
+    state_get_u16(&qin, "last-avail-idx", &st.last_avail_idx);
+    state_get_u16(&qin, "used-idx", &st.used_idx);
+    state_get_u16(&qin, "signalled-used", &st.signalled_used);
+    state_get_bool(&qin, "signalled-used-valid", &st.signalled_used_valid);
+    state_get_bool(&qin, "broken", &st.broken);
+    /* queue_enable() takes a queue only after FEATURES_OK. */
+    if (st.ready && !(r->status & VIRTIO_STATUS_FEATURES_OK))
+        state_invalid(&qin, "property 'enabled' is set, but 'status' has no FEATURES_OK");
+    if (st.ready && !st.broken && (uint16_t)(st.last_avail_idx - st.used_idx) != held)
+        state_invalid(&qin,
+                      "properties 'last-avail-idx' %u and 'used-idx' %u have %u chains in "
+                      "flight; the device holds %u",
+                      st.last_avail_idx, st.used_idx, (uint16_t)(st.last_avail_idx - st.used_idx),
+                      held);
+    if (!qin.err && virtq_restore(vq, &st, r->driver_features, why, sizeof(why)))
+        state_invalid(&qin, "%s", why);
+    in->err = qin.err;
+}
+
+/* The checked state goes in (lock held). */
+static void regs_apply(struct virtio_dev *v, const struct saved_regs *r, const struct virtq *vqs,
+                       const uint16_t *vectors)
+{
+    v->status = (uint8_t)r->status;
+    v->driver_features = r->driver_features;
+    v->dfselect = r->dfselect;
+    v->gfselect = r->gfselect;
+    v->queue_sel = r->queue_sel;
+    v->config_vector = r->config_vector;
+    v->config_generation = r->config_generation;
+    v->isr = (uint8_t)r->isr;
+    for (unsigned q = 0; q < v->nr_queues; q++) {
+        v->queues[q].vq = vqs[q];
+        v->queues[q].vector = vectors[q];
+    }
+    /* Kicks pending in the old process (the driver's, a device's requeue) are not in the state. */
+    if (v->status & VIRTIO_STATUS_DRIVER_OK)
+        kick_ready_queues(v);
+}
+
+int virtio_pci_restore(struct virtio_dev *vdev, struct state_in *parent, const uint16_t *held)
+{
+    struct saved_regs r;
+    struct state_in in, pci;
+    uint16_t vectors[VIRTIO_MAX_QUEUES];
+
+    if (state_open(parent, "virtio", VIRTIO_PCI_STATE_COMPATIBLE, &in))
+        return parent->err = in.err;
+    struct virtq *vqs = calloc(vdev->nr_queues, sizeof(*vqs));
+    if (!vqs)
+        return parent->err = err_set(in.eb, -ENOMEM, "out of memory for virtqueue state");
+    regs_get(vdev, &in, &r);
+    for (unsigned q = 0; q < vdev->nr_queues && !in.err; q++) {
+        vqs[q] = vdev->queues[q].vq;
+        virtq_reset(&vqs[q]);
+        queue_get(vdev, &in, q, &r, held ? held[q] : 0, &vqs[q], &vectors[q]);
+    }
+    /* The function last: it applies itself (BARs, kicks bound, MSI-X routes) when it passes. */
+    if (!in.err) {
+        if (state_open(&in, "pci", PCI_DEV_STATE_COMPATIBLE, &pci) == 0)
+            pci.err = pci_dev_restore(&vdev->pci, &pci);
+        in.err = pci.err;
+    }
+    if (!in.err) {
+        virtio_lock(vdev);
+        regs_apply(vdev, &r, vqs, vectors);
+        virtio_unlock(vdev);
+    }
+    free(vqs);
+    return parent->err = in.err;
 }

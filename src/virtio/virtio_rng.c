@@ -103,6 +103,31 @@ static int rng_realize(struct hwdev *hw, struct errbuf *eb)
     return virtio_pci_plug(&rng->vdev, hw->host, "virtio-rng", eb);
 }
 
+static struct virtio_rng *rng_of(struct hwdev *hw)
+{
+    return &container_of(hw, struct virtio_rng_hw, hw)->rng;
+}
+
+static void rng_pause(struct hwdev *hw)
+{
+    virtio_pci_pause(&rng_of(hw)->vdev);
+}
+
+static void rng_resume(struct hwdev *hw)
+{
+    virtio_pci_resume(&rng_of(hw)->vdev);
+}
+
+static int rng_save(struct hwdev *hw, struct state_out *out)
+{
+    return virtio_rng_save(rng_of(hw), out);
+}
+
+static int rng_restore(struct hwdev *hw, struct state_in *in)
+{
+    return virtio_rng_restore(rng_of(hw), in);
+}
+
 static void rng_destroy(struct hwdev *hw)
 {
     if (hw->realized)
@@ -112,8 +137,22 @@ static void rng_destroy(struct hwdev *hw)
 
 const struct hwdev_ops virtio_rng_pci = {
     .type = "virtio-rng",
+    .compatible = VIRTIO_RNG_STATE_COMPATIBLE,
     .size = sizeof(struct virtio_rng_hw),
     .name = "rng",
     .realize = rng_realize,
+    .pause = rng_pause,
+    .resume = rng_resume,
+    .save = rng_save,
+    .restore = rng_restore,
     .destroy = rng_destroy,
 };
+int virtio_rng_save(const struct virtio_rng *rng, struct state_out *out)
+{
+    return virtio_pci_save(&rng->vdev, out);
+}
+
+int virtio_rng_restore(struct virtio_rng *rng, struct state_in *in)
+{
+    return virtio_pci_restore(&rng->vdev, in, NULL);
+}

@@ -123,13 +123,14 @@ static void *map_ring(struct virtq *vq, const char *what, uint64_t gpa, uint64_t
     return p;
 }
 
-int virtq_enable(struct virtq *vq, uint64_t features)
+/*
+ * Checks the driver's configuration (size, ring addresses) and maps the
+ * rings, writing nothing: 0, or -EINVAL with the queue broken.
+ */
+static int rings_map(struct virtq *vq, uint64_t features)
 {
     unsigned size = vq->size;
 
-    if (vq->broken)
-        return -EIO;
-    vq->ready = false;
     if (!(features & (1ULL << VIRTIO_F_VERSION_1))) {
         /* Legacy rings are guest-endian with a different layout; petrel is modern only. */
         virtq_break(vq, "VIRTIO_F_VERSION_1 was not negotiated");
@@ -170,6 +171,16 @@ int virtq_enable(struct virtq *vq, uint64_t features)
     vq->features = features;
     vq->indirect = features & (1ULL << VIRTIO_F_INDIRECT_DESC);
     vq->event_idx = features & (1ULL << VIRTIO_F_EVENT_IDX);
+    return 0;
+}
+
+int virtq_enable(struct virtq *vq, uint64_t features)
+{
+    if (vq->broken)
+        return -EIO;
+    vq->ready = false;
+    if (rings_map(vq, features))
+        return -EINVAL;
     vq->avail_idx = vq->last_avail_idx;
     vq->signalled_used = vq->used_idx;
     vq->signalled_used_valid = false;
@@ -178,6 +189,91 @@ int virtq_enable(struct virtq *vq, uint64_t features)
     if (vq->event_idx)
         store16_relaxed(avail_event(vq), vq->last_avail_idx);
     vq->ready = true;
+    return 0;
+}
+
+void virtq_save(const struct virtq *vq, struct virtq_state *st)
+{
+    *st = (struct virtq_state){
+        .size = vq->size,
+        .ready = vq->ready,
+        .desc_gpa = vq->desc_gpa,
+        .avail_gpa = vq->avail_gpa,
+        .used_gpa = vq->used_gpa,
+        .last_avail_idx = vq->last_avail_idx,
+        .used_idx = vq->used_idx,
+        .signalled_used = vq->signalled_used,
+        .signalled_used_valid = vq->signalled_used_valid,
+        .broken = vq->broken,
+    };
+}
+
+static int PRINTF(3, 4) refuse(char *why, size_t n, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, n, fmt, ap);
+    va_end(ap);
+    return -EINVAL;
+}
+
+/* A ready queue's indexes against its rings in guest memory (q mapped). */
+static int indexes_check(struct virtq *q, char *why, size_t n)
+{
+    uint16_t avail = load16_acquire(&q->avail->idx), used = load16_relaxed(&q->used->idx);
+    uint16_t in_flight = q->last_avail_idx - q->used_idx;
+
+    if (in_flight > q->num)
+        return refuse(why, n,
+                      "property 'last-avail-idx' is %u, %u chains past 'used-idx' %u: more than "
+                      "the size %u",
+                      q->last_avail_idx, in_flight, q->used_idx, q->num);
+    if ((uint16_t)(avail - q->last_avail_idx) > q->num)
+        return refuse(why, n,
+                      "property 'last-avail-idx' is %u, not within the size %u behind the "
+                      "available index %u in guest memory",
+                      q->last_avail_idx, q->num, avail);
+    if (used != q->used_idx)
+        return refuse(why, n, "property 'used-idx' is %u, not the used index %u in guest memory",
+                      q->used_idx, used);
+    return 0;
+}
+
+int virtq_restore(struct virtq *vq, const struct virtq_state *st, uint64_t features, char *why,
+                  size_t n)
+{
+    struct virtq q;
+
+    virtq_init(&q, vq->gm, vq->max_size);
+    q.size = st->size;
+    q.desc_gpa = st->desc_gpa;
+    q.avail_gpa = st->avail_gpa;
+    q.used_gpa = st->used_gpa;
+    if (!st->ready) {
+        /* What the driver may write before enabling it; the position is the reset one. */
+        if (st->last_avail_idx || st->used_idx || st->signalled_used || st->signalled_used_valid)
+            return refuse(why, n,
+                          "properties 'last-avail-idx', 'used-idx', 'signalled-used', "
+                          "'signalled-used-valid' are not 0 in a queue that is not enabled");
+    } else {
+        if (!st->size || st->size > vq->max_size || (st->size & (st->size - 1)))
+            return refuse(why, n, "property 'size' is %u, not a power of 2 in [1, %u]", st->size,
+                          vq->max_size);
+        if (rings_map(&q, features))
+            return refuse(why, n, "properties 'desc-addr', 'avail-addr', 'used-addr': %s",
+                          q.broken_reason);
+        q.last_avail_idx = q.avail_idx = st->last_avail_idx;
+        q.used_idx = st->used_idx;
+        q.signalled_used = st->signalled_used;
+        q.signalled_used_valid = st->signalled_used_valid;
+        /* A broken queue's indexes may be what broke it; it will not use them. */
+        if (!st->broken && indexes_check(&q, why, n))
+            return -EINVAL;
+        q.ready = true;
+    }
+    if (st->broken)
+        virtq_break(&q, "broken before the snapshot");
+    *vq = q;
     return 0;
 }
 
@@ -280,11 +376,29 @@ static int walk_chain(struct virtq *vq, uint16_t head, struct virtq_chain *ch)
     }
 }
 
-int virtq_pop(struct virtq *vq, struct virtq_chain *ch)
+/* Empties ch: nothing taken. */
+static void chain_clear(struct virtq_chain *ch)
 {
     ch->nr_out = ch->nr_in = 0;
     ch->out_bytes = ch->in_bytes = 0;
     ch->head = 0;
+}
+
+/* Walks the chain at head into ch: 0, or -EIO (the queue broken) with ch empty. */
+static int take_chain(struct virtq *vq, uint16_t head, struct virtq_chain *ch)
+{
+    int ret = walk_chain(vq, head, ch);
+    if (ret < 0) {
+        chain_clear(ch);
+        return ret;
+    }
+    ch->head = head;
+    return 0;
+}
+
+int virtq_pop(struct virtq *vq, struct virtq_chain *ch)
+{
+    chain_clear(ch);
     if (vq->broken)
         return -EIO;
     if (!vq->ready)
@@ -309,15 +423,21 @@ int virtq_pop(struct virtq *vq, struct virtq_chain *ch)
     if (head >= vq->num)
         return virtq_break(vq, "available ring entry %u holds head %u, beyond the size %u",
                            vq->last_avail_idx, head, vq->num);
-    int ret = walk_chain(vq, head, ch);
-    if (ret < 0) {
-        ch->nr_out = ch->nr_in = 0;
-        ch->out_bytes = ch->in_bytes = 0;
+    int ret = take_chain(vq, head, ch);
+    if (ret < 0)
         return ret;
-    }
-    ch->head = head;
     vq->last_avail_idx++;
     return 1;
+}
+
+int virtq_get_chain(struct virtq *vq, uint16_t head, struct virtq_chain *ch)
+{
+    chain_clear(ch);
+    if (vq->broken)
+        return -EIO;
+    if (!vq->ready || head >= vq->num || vq->used_idx == vq->last_avail_idx)
+        return -EINVAL;
+    return take_chain(vq, head, ch);
 }
 
 int virtq_push(struct virtq *vq, uint16_t head, uint32_t len)

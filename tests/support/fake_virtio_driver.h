@@ -145,6 +145,59 @@ static inline void fake_virtio_msix_unmask(struct bus *mmio, struct virtio_dev *
     fake_virtio_bar_wr(mmio, v, e + 12, 0, 4);
 }
 
+#define FAKE_VIRTIO_REGS 1024
+
+/*
+ * Everything a driver can read of the device into r[FAKE_VIRTIO_REGS], in a
+ * fixed order, for comparing two devices: the configuration space, the common
+ * configuration with each queue selected (queue_select put back after), the
+ * device configuration, the MSI-X table and PBA, and last the ISR, which the
+ * read clears. Returns how many values.
+ */
+static inline unsigned fake_virtio_read_regs(struct bus *mmio, struct virtio_dev *v, uint32_t *r)
+{
+    unsigned n = 0;
+
+    for (unsigned off = 0; off < PCI_CFG_SIZE; off += 4)
+        r[n++] = pci_config_read(&v->pci, off, 4);
+    uint64_t sel = fake_virtio_bar_rd(mmio, v, VIRTIO_COMMON_Q_SELECT, 2);
+    for (unsigned q = 0; q < v->nr_queues && n + 16 < FAKE_VIRTIO_REGS; q++) {
+        fake_virtio_bar_wr(mmio, v, VIRTIO_COMMON_Q_SELECT, q, 2);
+        for (unsigned off = 0; off < VIRTIO_PCI_COMMON_LEN; off += 4)
+            r[n++] = (uint32_t)fake_virtio_bar_rd(mmio, v, off, 4);
+    }
+    fake_virtio_bar_wr(mmio, v, VIRTIO_COMMON_Q_SELECT, sel, 2);
+    for (unsigned off = 0; off + 4 <= v->ops->config_size && n < FAKE_VIRTIO_REGS; off += 4)
+        r[n++] = (uint32_t)fake_virtio_bar_rd(mmio, v, VIRTIO_PCI_DEVICE_OFF + off, 4);
+    for (unsigned i = 0; i < 4 * v->nr_vectors && n + 2 < FAKE_VIRTIO_REGS; i++)
+        r[n++] = (uint32_t)fake_virtio_bar_rd(mmio, v, VIRTIO_PCI_MSIX_TABLE + 4 * i, 4);
+    r[n++] = (uint32_t)fake_virtio_bar_rd(mmio, v, VIRTIO_PCI_MSIX_PBA, 4);
+    r[n++] = (uint32_t)fake_virtio_bar_rd(mmio, v, VIRTIO_PCI_ISR_OFF, 1);
+    return n;
+}
+
+/*
+ * Compares what a driver reads of two devices (fake_virtio_read_regs(), so
+ * both ISRs are cleared): -1 if the same, else the index of the first
+ * difference, with the two values in *va and *vb.
+ */
+static inline int fake_virtio_regs_differ(struct bus *mmio_a, struct virtio_dev *a,
+                                          struct bus *mmio_b, struct virtio_dev *b, uint32_t *va,
+                                          uint32_t *vb)
+{
+    static uint32_t ra[FAKE_VIRTIO_REGS], rb[FAKE_VIRTIO_REGS];
+    unsigned na = fake_virtio_read_regs(mmio_a, a, ra), nb = fake_virtio_read_regs(mmio_b, b, rb);
+
+    for (unsigned i = 0; i < na || i < nb; i++) {
+        if (i >= na || i >= nb || ra[i] != rb[i]) {
+            *va = i < na ? ra[i] : 0;
+            *vb = i < nb ? rb[i] : 0;
+            return (int)i;
+        }
+    }
+    return -1;
+}
+
 /* Interrupts sent on a vector since the last call (fake irqfds are eventfds). */
 static inline uint64_t fake_virtio_irq_count(struct virtio_dev *v, unsigned vector)
 {

@@ -173,6 +173,48 @@ static void test_u64_alignment(void **unused)
     assert_true(y == 0x8877665544332211ULL);
 }
 
+/* Strings, and a device refusing to be saved. */
+static void fill_strings(struct state_out *out, void *ctx)
+{
+    state_begin(out, "dev", "petrel,test-v1");
+    state_put_string(out, "path", "/var/disk.img");
+    state_put_bytes(out, "unterminated", "abc", 3);
+    state_put_bytes(out, "two", "a\0b", 4);
+    state_end(out);
+    if (ctx) {
+        out->eb = ctx;
+        state_refuse(out, -EBUSY, "dev: %u requests in flight", 2u);
+        state_refuse(out, -EIO, "not this one");
+    }
+}
+
+static void test_strings_and_refusal(void **unused)
+{
+    (void)unused;
+    struct errbuf eb = {0};
+    char s[14];
+    assert_int_equal(state_test_write(tree, sizeof(tree), fill_strings, NULL), 0);
+    struct state_in root = state_test_root(tree, &eb), in;
+    assert_int_equal(state_open(&root, "dev", "petrel,test-v1", &in), 0);
+    state_get_string(&in, "path", s, sizeof(s));
+    assert_int_equal(in.err, 0);
+    assert_string_equal(s, "/var/disk.img");
+    state_get_string(&in, "path", s, 13);
+    assert_int_equal(in.err, -EINVAL);
+    assert_string_equal(s, "");
+    assert_non_null(strstr(eb.msg, "property 'path' has 14 bytes, more than 13"));
+    assert_int_equal(state_open(&root, "dev", "petrel,test-v1", &in), 0);
+    state_get_string(&in, "unterminated", s, sizeof(s));
+    assert_non_null(strstr(eb.msg, "property 'unterminated' is not a string"));
+    assert_int_equal(state_open(&root, "dev", "petrel,test-v1", &in), 0);
+    state_get_string(&in, "two", s, sizeof(s));
+    assert_non_null(strstr(eb.msg, "property 'two' is not a string"));
+
+    memset(&eb, 0, sizeof(eb));
+    assert_int_equal(state_test_write(tree, sizeof(tree), fill_strings, &eb), -EBUSY);
+    assert_string_equal(eb.msg, "dev: 2 requests in flight");
+}
+
 static void test_full_buffer(void **unused)
 {
     (void)unused;
@@ -183,9 +225,13 @@ static void test_full_buffer(void **unused)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_round_trip),    cmocka_unit_test(test_missing_and_wrong_size),
-        cmocka_unit_test(test_bounds),        cmocka_unit_test(test_open_refuses),
-        cmocka_unit_test(test_u64_alignment), cmocka_unit_test(test_full_buffer),
+        cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_missing_and_wrong_size),
+        cmocka_unit_test(test_bounds),
+        cmocka_unit_test(test_open_refuses),
+        cmocka_unit_test(test_u64_alignment),
+        cmocka_unit_test(test_full_buffer),
+        cmocka_unit_test(test_strings_and_refusal),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

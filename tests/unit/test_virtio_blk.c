@@ -21,6 +21,7 @@
 #include <event2/event.h>
 
 #include "petrel/virtio_blk.h"
+#include "fake_state.h"
 #include "fake_virtio_driver.h"
 
 #define RAM_SIZE     (8 * MiB)
@@ -1219,6 +1220,175 @@ static void test_destroy_drains(void **state)
     }
 }
 
+/* ---- save and restore ---- */
+
+static uint8_t tree[STATE_TEST_TREE], edited[STATE_TEST_TREE];
+
+struct save_ctx {
+    struct virtio_blk *blk;
+    struct errbuf *eb;
+};
+
+static void save_vda(struct state_out *out, void *ctx)
+{
+    struct save_ctx *c = ctx;
+    out->eb = c->eb;
+    state_begin(out, "vda", VIRTIO_BLK_STATE_COMPATIBLE);
+    if (virtio_blk_save(c->blk, out) == 0)
+        state_end(out);
+}
+
+static int restore_vda(const void *t, struct virtio_blk *blk, struct errbuf *eb)
+{
+    struct state_in root = state_test_root(t, eb), in;
+    if (state_open(&root, "vda", VIRTIO_BLK_STATE_COMPATIBLE, &in))
+        return in.err;
+    return virtio_blk_restore(blk, &in);
+}
+
+/*
+ * A new process on the same disk: a fresh device on the same file (spec_extra
+ * as the old one's), in a host with a copy of old's RAM, not started by any
+ * driver. old's device is gone first, and its lock on the file with it.
+ */
+static struct rig *rig_reopen(struct rig *old, const char *spec_extra)
+{
+    struct rig *r = calloc(1, sizeof(*r));
+    struct virtio_blk_spec spec;
+    struct errbuf eb = {{0}};
+    char arg[128];
+
+    assert_non_null(r);
+    assert_int_equal(fake_virtio_host_init(&r->h, old->h.ram_size), 0);
+    memcpy(r->h.ram, old->h.ram, old->h.ram_size);
+    r->h.pci.warn = count_warning;
+    r->h.pci.warn_ctx = r;
+    memcpy(r->path, old->path, sizeof(r->path));
+    r->fd = old->fd;
+    r->avail = old->avail;
+    r->next_desc = old->next_desc;
+    virtio_blk_destroy(&old->blk);
+    fake_virtio_host_destroy(&old->h);
+    free(old);
+    snprintf(arg, sizeof(arg), "path=%s%s", r->path, spec_extra);
+    assert_int_equal(virtio_blk_spec_parse(arg, &spec, &eb), 0);
+    assert_int_equal(virtio_blk_open(&r->blk, &spec, &eb), 0);
+    assert_int_equal(virtio_blk_init(&r->blk, NULL, &r->h.sys, &eb), 0);
+    assert_int_equal(virtio_pci_add(&r->blk.vdev, &r->h.pci), 0);
+    return r;
+}
+
+/*
+ * Writes, a read and a flush done; saved; the old device gone; a fresh one on
+ * the same disk restored: every register reads as before, and the next request
+ * completes (the queue's indexes agree with the rings in guest memory), with
+ * its interrupt.
+ */
+static void test_save_restore(void **state)
+{
+    struct rig *r = *state;
+    struct errbuf eb = {{0}};
+    static uint32_t before[FAKE_VIRTIO_REGS], after[FAKE_VIRTIO_REGS];
+
+    fill(ram(r, data_gpa(0)), 1024, 5);
+    add_req(r, 0, VIRTIO_BLK_T_OUT, 20, 1024, false);
+    add_req(r, 1, VIRTIO_BLK_T_FLUSH, 0, 0, false);
+    kick_wait(r, 2);
+    add_req(r, 2, VIRTIO_BLK_T_IN, 20, 512, true);
+    kick_wait(r, 3);
+    assert_int_equal(status_of(r, 2), VIRTIO_BLK_S_OK);
+    struct save_ctx c = {&r->blk, &eb};
+    assert_int_equal(state_test_write(tree, sizeof(tree), save_vda, &c), 0);
+    unsigned n = fake_virtio_read_regs(&r->h.mmio, &r->blk.vdev, before);
+
+    r = *state = rig_reopen(r, "");
+    int ret = restore_vda(tree, &r->blk, &eb);
+    if (ret)
+        fail_msg("%s", eb.msg);
+    assert_int_equal(fake_virtio_read_regs(&r->h.mmio, &r->blk.vdev, after), n);
+    assert_memory_equal(before, after, n * sizeof(before[0]));
+
+    /* The next request: the second sector written before the snapshot, read back. */
+    event_base_loop(r->h.base, EVLOOP_NONBLOCK); /* the restore's look at the queue: nothing */
+    assert_int_equal(used_idx(r), 3);
+    (void)fake_virtio_irq_count(&r->blk.vdev, 0);
+    add_req(r, 3, VIRTIO_BLK_T_IN, 21, 512, true);
+    kick_wait(r, 4);
+    assert_int_equal(status_of(r, 3), VIRTIO_BLK_S_OK);
+    assert_int_equal(used(r)->ring[3].len, 513);
+    assert_memory_equal(ram(r, data_gpa(3)), ram(r, data_gpa(0)) + 512, 512);
+    /* EVENT_IDX as before the snapshot: used_event is still 0, so no interrupt... */
+    assert_int_equal(fake_virtio_irq_count(&r->blk.vdev, 0), 0);
+    /* ...until the driver asks for one at entry 4. */
+    uint16_t used_event = 4;
+    memcpy(ram(r, AVAIL_GPA + 4 + 2 * QSIZE), &used_event, 2);
+    add_req(r, 4, VIRTIO_BLK_T_FLUSH, 0, 0, false);
+    kick_wait(r, 5);
+    assert_int_equal(fake_virtio_irq_count(&r->blk.vdev, 0), 1);
+}
+
+/* Requests in flight cannot be saved; once they completed, the device can. */
+static void test_save_refuses_in_flight(void **state)
+{
+    struct rig *r = *state;
+    struct errbuf eb = {{0}};
+    struct save_ctx c = {&r->blk, &eb};
+
+    add_req(r, 0, VIRTIO_BLK_T_IN, 0, 512, true);
+    bar_wr(r, VIRTIO_PCI_NOTIFY_OFF, 0, 2);
+    event_base_loop(r->h.base, EVLOOP_NONBLOCK);
+    assert_int_equal(r->nr_held, 1);
+    assert_int_equal(state_test_write(tree, sizeof(tree), save_vda, &c), -EBUSY);
+    assert_non_null(strstr(eb.msg, ": 1 requests are in flight; a snapshot waits for them"));
+    gated_release(r);
+    assert_int_equal(used_idx(r), 1);
+    assert_int_equal(state_test_write(tree, sizeof(tree), save_vda, &c), 0);
+}
+
+/* Restores onto a drive that is not the one saved, or a changed one, are refused. */
+static void test_restore_refuses_another_disk(void **state)
+{
+    struct rig *r = *state;
+    struct errbuf eb = {{0}};
+    struct save_ctx c = {&r->blk, &eb};
+    int len;
+
+    add_req(r, 0, VIRTIO_BLK_T_FLUSH, 0, 0, false);
+    kick_wait(r, 1);
+    assert_int_equal(state_test_write(tree, sizeof(tree), save_vda, &c), 0);
+    r = *state = rig_reopen(r, "");
+
+    memcpy(edited, tree, sizeof(tree));
+    assert_int_equal(state_test_set_u64(edited, "/vda", "capacity", DISK_SECTORS + 8), 0);
+    assert_int_equal(restore_vda(edited, &r->blk, &eb), -EINVAL);
+    assert_non_null(strstr(eb.msg, "property 'capacity' is 2056 sectors, but"));
+    assert_non_null(strstr(eb.msg, "has 2048 now: the disk changed size"));
+
+    memcpy(edited, tree, sizeof(tree));
+    char *path = state_test_prop(edited, "/vda", "path", &len);
+    path[len - 2] ^= 1;
+    assert_int_equal(restore_vda(edited, &r->blk, &eb), -EINVAL);
+    assert_non_null(strstr(eb.msg, "property 'path' is /tmp/petrel-blk-test-"));
+
+    memcpy(edited, tree, sizeof(tree));
+    assert_int_equal(state_test_set_u32(edited, "/vda", "read-only", 1), 0);
+    assert_int_equal(restore_vda(edited, &r->blk, &eb), -EINVAL);
+    assert_non_null(strstr(eb.msg, "property 'read-only' is set, but"));
+
+    /* A request in flight in the saved queue: none is, for virtio-blk. */
+    memcpy(edited, tree, sizeof(tree));
+    assert_int_equal(state_test_set_u32(edited, "/vda/virtio/queue0", "last-avail-idx", 2), 0);
+    assert_int_equal(restore_vda(edited, &r->blk, &eb), -EINVAL);
+    assert_non_null(strstr(eb.msg, "have 1 chains in flight; the device holds 0"));
+
+    /* Nothing was applied: the device is as made; the real state restores and works. */
+    assert_int_equal(bar_rd(r, VIRTIO_COMMON_STATUS, 1), 0);
+    assert_int_equal(restore_vda(tree, &r->blk, &eb), 0);
+    add_req(r, 1, VIRTIO_BLK_T_FLUSH, 0, 0, false);
+    kick_wait(r, 2);
+    assert_int_equal(status_of(r, 1), VIRTIO_BLK_S_OK);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1241,6 +1411,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reset_pending, setup_gated_busy, teardown),
         cmocka_unit_test_setup_teardown(test_read_over_4g, setup_big, teardown),
         cmocka_unit_test_setup_teardown(test_destroy_drains, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_save_restore, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_save_refuses_in_flight, setup_gated, teardown),
+        cmocka_unit_test_setup_teardown(test_restore_refuses_another_disk, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

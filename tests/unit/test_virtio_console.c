@@ -21,6 +21,7 @@
 
 #include "petrel/console_in.h"
 #include "petrel/virtio_console.h"
+#include "fake_state.h"
 #include "fake_virtio_driver.h"
 
 #define RAM_SIZE (1 * MiB)
@@ -306,6 +307,33 @@ static void test_receive_waits_for_driver_ok(void **state)
     assert_memory_equal(r->h.ram + BUF_GPA, "early", 5);
 }
 
+/* While the VM is paused the device takes nothing: no input written, no output read. */
+static void test_paused_takes_nothing(void **state)
+{
+    struct rig *r = *state;
+    char buf[OUT_CAP];
+
+    bring_up(r, 0);
+    add_rx(r, BUF_GPA, 8);
+    kick(r, VIRTIO_CONSOLE_RX);
+    virtio_pci_pause(vdev(r));
+    assert_int_equal(virtio_console_receive(&r->vc, (const uint8_t *)"typed", 5), 0);
+    assert_true(r->vc.rx_wanted);
+    add_tx(r, BUF_GPA + 0x200, "out", 3);
+    kick(r, VIRTIO_CONSOLE_TX);
+    assert_int_equal(drain(r, buf, sizeof(buf)), 0);
+    assert_memory_equal(r->h.ram + BUF_GPA, "\0\0\0\0\0", 5);
+    unsigned rooms = r->rooms;
+
+    virtio_pci_resume(vdev(r));
+    run_loop(r);
+    assert_int_equal(r->rooms, rooms + 1); /* the resume's look at receiveq calls for it */
+    assert_int_equal(drain(r, buf, sizeof(buf)), 3);
+    assert_memory_equal(buf, "out", 3);
+    assert_int_equal(virtio_console_receive(&r->vc, (const uint8_t *)"typed", 5), 5);
+    assert_memory_equal(r->h.ram + BUF_GPA, "typed", 5);
+}
+
 static void test_transmit_waits_for_the_reader(void **state)
 {
     struct rig *r = *state;
@@ -369,16 +397,24 @@ static void test_transmit_budget_per_call(void **state)
     outbuf_destroy(&big);
 }
 
-static void test_reset_forgets_a_held_chain(void **state)
+/* The driver up, and a 100-byte transmit chain held: the 64-byte outbuf is full. */
+static void hold_a_chain(struct rig *r)
 {
-    struct rig *r = *state;
-    char text[100], buf[OUT_CAP];
+    char text[100];
 
     memset(text, 'q', sizeof(text));
     bring_up(r, 0);
     add_tx(r, BUF_GPA, text, sizeof(text));
     kick(r, VIRTIO_CONSOLE_TX);
     assert_true(r->vc.tx_held);
+}
+
+static void test_reset_forgets_a_held_chain(void **state)
+{
+    struct rig *r = *state;
+    char buf[OUT_CAP];
+
+    hold_a_chain(r);
     reset(r);
     assert_false(r->vc.tx_held);
     assert_int_equal(status(r), 0);
@@ -567,6 +603,143 @@ static void test_console_in_queues_bounded_and_in_order(void **state)
     close(p[1]);
 }
 
+/* ---- save and restore ---- */
+
+static uint8_t tree[STATE_TEST_TREE], edited[STATE_TEST_TREE];
+
+static void save_vcons(struct state_out *out, void *ctx)
+{
+    state_begin(out, "vcons", VIRTIO_CONSOLE_STATE_COMPATIBLE);
+    if (virtio_console_save(ctx, out) == 0)
+        state_end(out);
+}
+
+/* A new process: a fresh device (as setup() makes it) with a copy of r's RAM and driver. */
+static struct rig *twin(struct rig *r)
+{
+    void *p;
+    setup(&p);
+    struct rig *w = p;
+    memcpy(w->h.ram, r->h.ram, RAM_SIZE);
+    memcpy(w->avail, r->avail, sizeof(r->avail));
+    memcpy(w->next_desc, r->next_desc, sizeof(r->next_desc));
+    memcpy(w->used_seen, r->used_seen, sizeof(r->used_seen));
+    memcpy(w->qsize, r->qsize, sizeof(r->qsize));
+    return w;
+}
+
+static int restore_vcons(const void *t, struct rig *w, struct errbuf *eb)
+{
+    struct state_in root = state_test_root(t, eb), in;
+    if (state_open(&root, "vcons", VIRTIO_CONSOLE_STATE_COMPATIBLE, &in))
+        return in.err;
+    return virtio_console_restore(&w->vc, &in);
+}
+
+/*
+ * Input delivered, and output stopped mid-chain by a full outbuf (the chain
+ * held, a second one waiting): saved, restored into a fresh device with an
+ * empty outbuf. The registers read the same; the held chain goes on from the
+ * byte it stopped at, then the next; input fills the next posted buffer.
+ */
+static void test_save_restore(void **state)
+{
+    struct rig *r = *state;
+    struct errbuf eb = {{0}};
+    char text[100], buf[OUT_CAP], got[OUT_CAP];
+    uint32_t va, vb;
+
+    for (unsigned i = 0; i < sizeof(text); i++)
+        text[i] = (char)('a' + i % 26);
+    bring_up(r, 1ULL << VIRTIO_F_EVENT_IDX);
+    add_rx(r, BUF_GPA + 0x1000, 8);
+    add_rx(r, BUF_GPA + 0x1100, 8);
+    kick(r, VIRTIO_CONSOLE_RX);
+    assert_int_equal(virtio_console_receive(&r->vc, (const uint8_t *)"ab", 2), 2);
+    add_tx(r, BUF_GPA, text, sizeof(text));
+    add_tx(r, BUF_GPA + 0x200, "zz", 2);
+    kick(r, VIRTIO_CONSOLE_TX);
+    assert_true(r->vc.tx_held);
+    assert_int_equal(r->vc.tx_off, OUT_CAP);
+    assert_int_equal(drain(r, buf, sizeof(buf)), OUT_CAP);
+
+    assert_int_equal(state_test_write(tree, sizeof(tree), save_vcons, &r->vc), 0);
+    struct rig *w = twin(r);
+    int ret = restore_vcons(tree, w, &eb);
+    if (ret)
+        fail_msg("%s", eb.msg);
+    int i = fake_virtio_regs_differ(&r->h.mmio, vdev(r), &w->h.mmio, vdev(w), &va, &vb);
+    if (i >= 0)
+        fail_msg("register read %d: %#x, then %#x", i, va, vb);
+    assert_true(w->vc.tx_held);
+    assert_false(w->vc.tx_waiting);
+
+    /* The restore looks at the queues: the rest of the held chain, then the next one. */
+    run_loop(w);
+    size_t n = drain(w, got, sizeof(got));
+    assert_int_equal(n, sizeof(text) - OUT_CAP + 2);
+    assert_memory_equal(got, text + OUT_CAP, sizeof(text) - OUT_CAP);
+    assert_memory_equal(got + sizeof(text) - OUT_CAP, "zz", 2);
+    assert_int_equal(used_idx(w, VIRTIO_CONSOLE_TX), 2);
+    assert_int_equal(fake_virtio_irq_count(vdev(w), VEC_TX), 1);
+    assert_int_equal(virtio_console_receive(&w->vc, (const uint8_t *)"cd", 2), 2);
+    assert_int_equal(used_idx(w, VIRTIO_CONSOLE_RX), 2);
+    assert_memory_equal(w->h.ram + BUF_GPA + 0x1100, "cd", 2);
+    teardown((void **)&w);
+}
+
+/*
+ * Hostile nodes: refused with the property named. What the checks catch
+ * leaves the fresh device as it was; a held chain that does not walk is
+ * found after the transport is in, and breaks the transmit queue so the
+ * driver resets the device, which then works.
+ */
+static void test_restore_refuses_hostile(void **state)
+{
+    struct rig *r = *state;
+    struct errbuf eb = {{0}};
+    char buf[OUT_CAP];
+
+    hold_a_chain(r);
+    assert_int_equal(state_test_write(tree, sizeof(tree), save_vcons, &r->vc), 0);
+    struct rig *w = twin(r);
+
+    memcpy(edited, tree, sizeof(tree));
+    assert_int_equal(state_test_set_u32(edited, "/vcons", "tx-head", 300), 0);
+    assert_int_equal(restore_vcons(edited, w, &eb), -EINVAL);
+    assert_non_null(strstr(eb.msg, "property 'tx-head' is 300, beyond the queue's 256 entries"));
+
+    memcpy(edited, tree, sizeof(tree));
+    assert_int_equal(state_test_set_u32(edited, "/vcons", "tx-held", 0), 0);
+    assert_int_equal(restore_vcons(edited, w, &eb), -EINVAL);
+    assert_non_null(strstr(eb.msg, "'tx-head' and 'tx-off' are not 0 without 'tx-held'"));
+
+    memcpy(edited, tree, sizeof(tree));
+    assert_int_equal(state_test_set_u32(edited, "/vcons", "tx-held", 0), 0);
+    assert_int_equal(state_test_set_u64(edited, "/vcons", "tx-off", 0), 0);
+    assert_int_equal(restore_vcons(edited, w, &eb), -EINVAL);
+    assert_non_null(strstr(eb.msg, "have 1 chains in flight; the device holds 0"));
+    assert_int_equal(status(w), 0);
+    assert_false(w->vc.tx_held);
+
+    /* More bytes written than the chain has: found once the transport is restored. */
+    memcpy(edited, tree, sizeof(tree));
+    assert_int_equal(state_test_set_u64(edited, "/vcons", "tx-off", 101), 0);
+    assert_int_equal(restore_vcons(edited, w, &eb), -EINVAL);
+    assert_non_null(strstr(eb.msg, "'tx-head' 0 and 'tx-off' 101: the held chain is shorter"));
+    assert_false(w->vc.tx_held);
+    assert_true(status(w) & VIRTIO_STATUS_NEEDS_RESET);
+
+    /* The driver resets it and starts over: it works. */
+    reset(w);
+    bring_up(w, 0);
+    add_tx(w, BUF_GPA, "ok", 2);
+    kick(w, VIRTIO_CONSOLE_TX);
+    assert_int_equal(drain(w, buf, sizeof(buf)), 2);
+    assert_memory_equal(buf, "ok", 2);
+    teardown((void **)&w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -574,6 +747,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_transmit_reaches_the_output, setup, teardown),
         cmocka_unit_test_setup_teardown(test_receive_fills_posted_buffers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_receive_waits_for_driver_ok, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_paused_takes_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_transmit_waits_for_the_reader, setup, teardown),
         cmocka_unit_test_setup_teardown(test_transmit_budget_per_call, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reset_forgets_a_held_chain, setup, teardown),
@@ -586,6 +760,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_broken_rings_on_either_queue, setup, teardown),
         cmocka_unit_test_setup_teardown(test_console_in_queues_bounded_and_in_order, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_save_restore, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restore_refuses_hostile, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -20,6 +20,7 @@
 #include "petrel/platform.h"
 #include "petrel/virtio.h"
 #include "petrel/virtio_rng.h"
+#include "fake_state.h"
 #include "fake_virtio_driver.h"
 
 #define RAM_SIZE  (1 * MiB)
@@ -188,16 +189,22 @@ static void msix_unmask(struct rig *r, unsigned v)
     fake_virtio_msix_unmask(&r->h.mmio, r->v, v);
 }
 
-/* The driver puts a one-descriptor writable chain of len bytes at BUF_GPA on queue 0. */
-static void add_chain(struct rig *r, uint16_t size, uint64_t addr, uint32_t len)
+/* The driver puts a one-descriptor writable chain of len bytes at addr on the queue in ram. */
+static void ram_add_chain(uint8_t *ram, uint16_t *drv_avail, uint16_t size, uint64_t addr,
+                          uint32_t len)
 {
     struct virtq_desc d = {.addr = addr, .len = len, .flags = VIRTQ_DESC_F_WRITE};
-    uint16_t i = r->drv_avail & (size - 1);
-    memcpy(r->h.ram + DESC_GPA + 16 * i, &d, sizeof(d));
-    struct virtq_avail *av = (struct virtq_avail *)(r->h.ram + AVAIL_GPA);
+    uint16_t i = *drv_avail & (size - 1);
+    memcpy(ram + DESC_GPA + 16 * i, &d, sizeof(d));
+    struct virtq_avail *av = (struct virtq_avail *)(ram + AVAIL_GPA);
     av->ring[i] = i;
-    r->drv_avail++;
-    __atomic_store_n(&av->idx, r->drv_avail, __ATOMIC_RELEASE);
+    ++*drv_avail;
+    __atomic_store_n(&av->idx, *drv_avail, __ATOMIC_RELEASE);
+}
+
+static void add_chain(struct rig *r, uint16_t size, uint64_t addr, uint32_t len)
+{
+    ram_add_chain(r->h.ram, &r->drv_avail, size, addr, len);
 }
 
 static struct virtq_used *used(struct rig *r)
@@ -580,8 +587,6 @@ static uint16_t *avail_event(struct rig *r)
     return (uint16_t *)&used(r)->ring[QSIZE];
 }
 
-static void add_chain(struct rig *r, uint16_t size, uint64_t addr, uint32_t len);
-
 static void race_add(struct tdev *t, struct virtq *vq)
 {
     struct race *x = t->ctx;
@@ -704,6 +709,320 @@ static void test_rng(void **state)
     r->v = &r->t.vdev;
 }
 
+/* ---- save and restore ---- */
+
+static uint8_t tree[STATE_TEST_TREE], edited[STATE_TEST_TREE];
+
+/* Another host with a copy of the first one's RAM: a new process restoring a snapshot. */
+static void twin_init(struct fake_virtio_host *w, const struct rig *r)
+{
+    assert_int_equal(fake_virtio_host_init(w, RAM_SIZE), 0);
+    memcpy(w->ram, r->h.ram, RAM_SIZE);
+}
+
+/* A fresh test device, set up as the rig's was. */
+static void tdev_fresh(struct tdev *t, struct fake_virtio_host *h)
+{
+    memset(t, 0, sizeof(*t));
+    assert_int_equal(virtio_pci_init(&t->vdev, "vtest", &tdev_ops, 1ULL << 0, &h->sys), 0);
+    assert_int_equal(virtio_pci_add(&t->vdev, &h->pci), 0);
+    t->budget = TMAX;
+}
+
+struct save_ctx {
+    struct virtio_dev *v;
+    struct errbuf *eb;
+};
+
+/* The device's node, as the device model writes it: "vtest" with the transport inside. */
+static void save_vtest(struct state_out *out, void *ctx)
+{
+    struct save_ctx *c = ctx;
+    out->eb = c->eb;
+    state_begin(out, "vtest", "petrel,test-device-v1");
+    if (virtio_pci_save(c->v, out) == 0)
+        state_end(out);
+}
+
+static int restore_vtest(const void *t, struct virtio_dev *v, struct errbuf *eb)
+{
+    struct state_in root = state_test_root(t, eb), in;
+    if (state_open(&root, "vtest", "petrel,test-device-v1", &in))
+        return in.err;
+    return virtio_pci_restore(v, &in, NULL);
+}
+
+static void assert_same_regs(struct bus *mmio_a, struct virtio_dev *a, struct bus *mmio_b,
+                             struct virtio_dev *b)
+{
+    uint32_t va, vb;
+    int i = fake_virtio_regs_differ(mmio_a, a, mmio_b, b, &va, &vb);
+    if (i >= 0)
+        fail_msg("register read %d: %#x, then %#x", i, va, vb);
+}
+
+/*
+ * The driver brings the test device up and uses queue 0 (EVENT_IDX); queue 1
+ * is configured and not enabled, its vector masked; the configuration
+ * changed once; the last chain is made available without a kick, as if the
+ * snapshot came before the loop read the kick.
+ */
+static void make_busy(struct rig *r)
+{
+    negotiate(r, 1ULL << VIRTIO_F_VERSION_1 | 1ULL << VIRTIO_F_EVENT_IDX | 1);
+    bar_wr(r, VIRTIO_COMMON_MSIX, 2, 2);
+    setup_queue(r, 0, QSIZE, 0);
+    bar_wr(r, VIRTIO_COMMON_Q_SELECT, 1, 2);
+    bar_wr(r, VIRTIO_COMMON_Q_SIZE, 8, 2);
+    bar_wr(r, VIRTIO_COMMON_Q_DESC, 0x30000, 8);
+    bar_wr(r, VIRTIO_COMMON_Q_MSIX, 1, 2);
+    msix_enable(r);
+    msix_unmask(r, 0);
+    msix_unmask(r, 2);
+    driver_ok(r);
+    run_loop(r);
+    for (int i = 0; i < 3; i++) {
+        add_chain(r, QSIZE, BUF_GPA, 64);
+        kick(r, 0);
+    }
+    assert_int_equal(used(r)->idx, 3);
+    virtio_lock(r->v);
+    virtio_config_changed_locked(r->v);
+    virtio_unlock(r->v);
+    bar_wr(r, VIRTIO_COMMON_DFSELECT, 1, 4);
+    add_chain(r, QSIZE, BUF_GPA, 64);
+    (void)irq_count(r, 0);
+    (void)irq_count(r, 2);
+}
+
+/*
+ * Saved and restored into a fresh device in another host with the same RAM:
+ * every register reads the same, the BAR decodes where it did with the kicks
+ * bound and the MSI-X routes set, the chain the lost kick announced is served,
+ * and the next request completes with the interrupt EVENT_IDX asks for.
+ */
+static void test_save_restore(void **state)
+{
+    struct rig *r = *state;
+    struct errbuf eb = {{0}};
+    struct fake_virtio_host w;
+    struct tdev t;
+
+    make_busy(r);
+    struct save_ctx c = {r->v, &eb};
+    assert_int_equal(state_test_write(tree, sizeof(tree), save_vtest, &c), 0);
+    twin_init(&w, r);
+    tdev_fresh(&t, &w);
+    assert_int_equal(restore_vtest(tree, &t.vdev, &eb), 0);
+    assert_same_regs(&r->h.mmio, r->v, &w.mmio, &t.vdev);
+
+    assert_int_equal(t.vdev.bar_addr, r->v->bar_addr);
+    assert_true(t.vdev.queues[0].kick.bound);
+    assert_int_equal(t.vdev.queues[0].kick.addr, r->v->queues[0].kick.addr);
+    struct irq_msi_route *rt = &w.rt.msi[t.vdev.gsi[0] - IRQ_ROUTING_FIRST_MSI];
+    assert_true(rt->valid);
+    assert_int_equal(rt->data, 0x40);
+    assert_int_equal(t.vdev.queues[0].vq.last_avail_idx, 3);
+
+    /* The restore looks at the enabled queue once: the unkicked chain is served. */
+    struct virtq_used *u = (struct virtq_used *)(w.ram + USED_GPA);
+    event_base_loop(w.base, EVLOOP_NONBLOCK);
+    assert_int_equal(u->idx, 4);
+    assert_int_equal(t.notified[0], 1);
+    assert_int_equal(fake_virtio_irq_count(&t.vdev, 0), 0); /* used_event is still 0 */
+    /* The driver wants an interrupt for the next one. */
+    uint16_t drv = r->drv_avail;
+    ((struct virtq_avail *)(w.ram + AVAIL_GPA))->ring[QSIZE] = 4;
+    ram_add_chain(w.ram, &drv, QSIZE, BUF_GPA, 64);
+    fake_virtio_bar_wr(&w.mmio, &t.vdev, VIRTIO_PCI_NOTIFY_OFF, 0, 2);
+    event_base_loop(w.base, EVLOOP_NONBLOCK);
+    assert_int_equal(u->idx, 5);
+    assert_int_equal(u->ring[4].id, 4);
+    assert_int_equal(fake_virtio_irq_count(&t.vdev, 0), 1);
+    uint16_t avail_event;
+    memcpy(&avail_event, w.ram + USED_GPA + 4 + 8 * QSIZE, 2);
+    assert_int_equal(avail_event, 5); /* kick for entry 5 */
+
+    virtio_pci_destroy(&t.vdev);
+    fake_virtio_host_destroy(&w);
+}
+
+/* One hostile edit of the saved tree: a u32 or u64 property, or a byte of a byte string. */
+struct edit {
+    const char *node, *prop;
+    uint64_t v;
+    int size; /* 4, 8, or 1: byte v >> 8 of the property set to v & 0xff */
+};
+
+/* Applies the edits to a copy of tree; the restore must refuse it with want in the message. */
+static void refused(struct tdev *t, const struct edit *e, unsigned n, const char *want)
+{
+    struct errbuf eb = {{0}};
+    memcpy(edited, tree, sizeof(tree));
+    for (unsigned i = 0; i < n; i++) {
+        if (e[i].size == 4) {
+            assert_int_equal(state_test_set_u32(edited, e[i].node, e[i].prop, (uint32_t)e[i].v), 0);
+        } else if (e[i].size == 8) {
+            assert_int_equal(state_test_set_u64(edited, e[i].node, e[i].prop, e[i].v), 0);
+        } else {
+            int len;
+            uint8_t *p = state_test_prop(edited, e[i].node, e[i].prop, &len);
+            assert_non_null(p);
+            p[e[i].v >> 8] = (uint8_t)e[i].v;
+        }
+    }
+    assert_int_equal(restore_vtest(edited, &t->vdev, &eb), -EINVAL);
+    if (!strstr(eb.msg, want))
+        fail_msg("the refusal \"%s\" does not say \"%s\"", eb.msg, want);
+}
+
+/*
+ * A state node is hostile: each bad value is refused with the property
+ * named, and the device is left as it was made (every register as a fresh
+ * one's), ready for a driver.
+ */
+static void test_restore_refuses_hostile(void **state)
+{
+    struct rig *r = *state;
+    struct errbuf eb = {{0}};
+    struct fake_virtio_host w, fw;
+    struct tdev t, fresh;
+    const char *v = "/vtest/virtio", *q0 = "/vtest/virtio/queue0", *q1 = "/vtest/virtio/queue1";
+    uint64_t features = 1ULL << VIRTIO_F_VERSION_1 | 1ULL << VIRTIO_F_EVENT_IDX | 1;
+
+    make_busy(r);
+    struct save_ctx c = {r->v, &eb};
+    assert_int_equal(state_test_write(tree, sizeof(tree), save_vtest, &c), 0);
+    twin_init(&w, r);
+    tdev_fresh(&t, &w);
+    twin_init(&fw, r);
+    tdev_fresh(&fresh, &fw);
+
+    refused(&t, &(struct edit){q0, "size", 3, 4}, 1, "property 'size' is 3, not a power of 2");
+    refused(&t, &(struct edit){q0, "size", 2 * TMAX, 4}, 1, "property 'size' is 128");
+    refused(
+        &t, &(struct edit){q0, "desc-addr", RAM_SIZE - 16, 8}, 1,
+        "'desc-addr', 'avail-addr', 'used-addr': descriptor ring [0xffff0, +0x100) is not in RAM");
+    refused(&t, &(struct edit){q0, "used-addr", AVAIL_GPA, 8}, 1, "overlap");
+    refused(&t, &(struct edit){v, "driver-features", features | 1ULL << 5, 8}, 1,
+            "property 'driver-features' has bits 0x20 the device does not offer");
+    refused(&t, &(struct edit){v, "device-features", features, 8}, 1, "property 'device-features'");
+    /* last_avail_idx far ahead: more in flight than the device holds, or than the ring has. */
+    refused(&t, &(struct edit){q0, "last-avail-idx", 1000, 4}, 1,
+            "properties 'last-avail-idx' 1000 and 'used-idx' 3 have 997 chains in flight");
+    refused(&t, (struct edit[]){{q0, "last-avail-idx", 9, 4}, {q0, "used-idx", 9, 4}}, 2,
+            "property 'last-avail-idx' is 9, not within the size 16 behind the available index 4");
+    refused(&t, (struct edit[]){{q0, "last-avail-idx", 2, 4}, {q0, "used-idx", 2, 4}}, 2,
+            "property 'used-idx' is 2, not the used index 3 in guest memory");
+    refused(&t, &(struct edit){q1, "last-avail-idx", 1, 4}, 1, "not 0 in a queue that is not");
+    refused(&t, &(struct edit){q0, "vector", 3, 4}, 1, "property 'vector' is 3");
+    refused(&t, &(struct edit){v, "config-vector", 7, 4}, 1, "property 'config-vector' is 7");
+    refused(&t, &(struct edit){v, "status", 0x30, 4}, 1, "property 'status'");
+    refused(&t, &(struct edit){v, "status", 0x3, 4}, 1,
+            "property 'enabled' is set, but 'status' has no FEATURES_OK");
+    refused(&t, &(struct edit){v, "isr", 4, 4}, 1, "property 'isr'");
+    refused(&t, &(struct edit){v, "num-queues", 3, 4}, 1, "property 'num-queues' is 3");
+    refused(&t, &(struct edit){"/vtest/virtio/pci", "config", 0x0042, 1}, 1,
+            "property 'config': byte 0");
+    assert_same_regs(&w.mmio, &t.vdev, &fw.mmio, &fresh.vdev);
+    assert_int_equal(fake_virtio_bar_rd(&w.mmio, &t.vdev, VIRTIO_COMMON_STATUS, 1), 0);
+
+    /* And a driver can use it. */
+    memset(w.ram + DESC_GPA, 0, 0x3000);
+    uint16_t drv = 0;
+    fake_virtio_negotiate(&w.mmio, &t.vdev, 1ULL << VIRTIO_F_VERSION_1);
+    fake_virtio_setup_queue(&w.mmio, &t.vdev, 0, QSIZE, 0, DESC_GPA, AVAIL_GPA, USED_GPA);
+    fake_virtio_driver_ok(&w.mmio, &t.vdev);
+    ram_add_chain(w.ram, &drv, QSIZE, BUF_GPA, 64);
+    fake_virtio_bar_wr(&w.mmio, &t.vdev, VIRTIO_PCI_NOTIFY_OFF, 0, 2);
+    event_base_loop(w.base, EVLOOP_NONBLOCK);
+    assert_int_equal(((struct virtq_used *)(w.ram + USED_GPA))->idx, 1);
+
+    virtio_pci_destroy(&t.vdev);
+    virtio_pci_destroy(&fresh.vdev);
+    fake_virtio_host_destroy(&w);
+    fake_virtio_host_destroy(&fw);
+}
+
+/* A reset waiting for the device's host I/O cannot be saved; once it is done, it can. */
+static void test_save_refuses_pending_reset(void **state)
+{
+    struct rig *r = *state;
+    struct errbuf eb = {{0}};
+    struct save_ctx c = {r->v, &eb};
+
+    negotiate(r, 1ULL << VIRTIO_F_VERSION_1);
+    r->t.reset_ret = -EINPROGRESS;
+    bar_wr(r, VIRTIO_COMMON_STATUS, 0, 1);
+    assert_true(r->v->reset_pending);
+    assert_int_equal(state_test_write(tree, sizeof(tree), save_vtest, &c), -EBUSY);
+    assert_non_null(strstr(eb.msg, "vtest: the driver's reset is still waiting for host I/O"));
+    virtio_reset_done(r->v);
+    run_loop(r);
+    assert_int_equal(state_test_write(tree, sizeof(tree), save_vtest, &c), 0);
+}
+
+static void save_rng(struct state_out *out, void *ctx)
+{
+    state_begin(out, "rng", VIRTIO_RNG_STATE_COMPATIBLE);
+    if (virtio_rng_save(ctx, out) == 0)
+        state_end(out);
+}
+
+/* virtio-rng: only the transport's state; the restored device goes on filling buffers. */
+static void test_rng_save_restore(void **state)
+{
+    struct rig *r = *state;
+    struct errbuf eb = {{0}};
+    struct fake_virtio_host w;
+    struct virtio_rng rng2;
+
+    assert_int_equal(virtio_rng_init(&r->rng, &r->h.sys), 0);
+    assert_int_equal(virtio_pci_add(&r->rng.vdev, &r->h.pci), 0);
+    r->v = &r->rng.vdev;
+    negotiate(r, 1ULL << VIRTIO_F_VERSION_1 | 1ULL << VIRTIO_F_EVENT_IDX);
+    setup_queue(r, 0, QSIZE, 0);
+    msix_enable(r);
+    msix_unmask(r, 0);
+    driver_ok(r);
+    run_loop(r);
+    add_chain(r, QSIZE, BUF_GPA, 100);
+    kick(r, 0);
+    assert_int_equal(used(r)->idx, 1);
+    assert_int_equal(state_test_write(tree, sizeof(tree), save_rng, &r->rng), 0);
+
+    twin_init(&w, r);
+    assert_int_equal(virtio_rng_init(&rng2, &w.sys), 0);
+    /* The same slot and BAR as in the first host: the test device is not in this one. */
+    assert_int_equal(virtio_pci_add(&rng2.vdev, &w.pci), 0);
+    struct state_in root = state_test_root(tree, &eb), in;
+    assert_int_equal(state_open(&root, "rng", VIRTIO_RNG_STATE_COMPATIBLE, &in), 0);
+    int ret = virtio_rng_restore(&rng2, &in);
+    if (ret)
+        fail_msg("%s", eb.msg);
+    /* The test device took slot 1 in the first host, so the BAR differs: compare the rest. */
+    assert_int_equal(fake_virtio_bar_rd(&w.mmio, &rng2.vdev, VIRTIO_COMMON_STATUS, 1),
+                     bar_rd(r, VIRTIO_COMMON_STATUS, 1));
+    fake_virtio_bar_wr(&w.mmio, &rng2.vdev, VIRTIO_COMMON_Q_SELECT, 0, 2);
+    assert_int_equal(fake_virtio_bar_rd(&w.mmio, &rng2.vdev, VIRTIO_COMMON_Q_ENABLE, 2), 1);
+    assert_int_equal(fake_virtio_bar_rd(&w.mmio, &rng2.vdev, VIRTIO_COMMON_Q_DESC, 8), DESC_GPA);
+
+    uint16_t drv = r->drv_avail;
+    uint8_t zero[32] = {0};
+    memset(w.ram + BUF_GPA, 0, 0x1000);
+    ram_add_chain(w.ram, &drv, QSIZE, BUF_GPA, 32);
+    fake_virtio_bar_wr(&w.mmio, &rng2.vdev, VIRTIO_PCI_NOTIFY_OFF, 0, 2);
+    event_base_loop(w.base, EVLOOP_NONBLOCK);
+    struct virtq_used *u = (struct virtq_used *)(w.ram + USED_GPA);
+    assert_int_equal(u->idx, 2);
+    assert_int_equal(u->ring[1].len, 32);
+    assert_memory_not_equal(w.ram + BUF_GPA, zero, sizeof(zero));
+
+    virtio_rng_destroy(&rng2);
+    fake_virtio_host_destroy(&w);
+    r->v = &r->t.vdev;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -718,6 +1037,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_serve_queue, setup, teardown),
         cmocka_unit_test_setup_teardown(test_serve_queue_event_idx, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rng, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_save_restore, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restore_refuses_hostile, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_save_refuses_pending_reset, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rng_save_restore, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
