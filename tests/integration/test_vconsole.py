@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """--console virtio: the console on virtio-console (hvc0), driven by the guest kit's
-vconsole (tests/guest/vconsole.c), with the serial console's terminal handling, escape
+vconsole (subprojects/petrel-kit/vconsole.c), with the serial console's terminal handling, escape
 keys, backends and input queueing."""
 import os
 import re

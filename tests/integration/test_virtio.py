@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """virtio-pci as a driver sees it: the guest kit's PCI enumeration and virtio 1.x driver
-(tests/guest/lib/pci.c, virtio.c) against petrel's transport and devices, interrupt-driven
-through MSI-X."""
+(subprojects/petrel-kit/lib/pci.c, virtio.c) against petrel's transport and devices,
+interrupt-driven through MSI-X."""
 import ctypes
 import fcntl
 import mmap
@@ -84,7 +84,7 @@ def without_rng_the_guest_finds_no_device():
            "bus 0 holds the host bridge alone", p)
 
 
-# ---- virtio-blk: tests/guest/blkcheck.c ----
+# ---- virtio-blk: subprojects/petrel-kit/blkcheck.c ----
 
 SECTOR = 512
 DISK = 2048 * SECTOR
@@ -341,7 +341,7 @@ def blk_stop_while_a_reset_waits_for_the_host():
         expect("reset done" not in r.output(), "the guest was stopped while it waited")
 
 
-# ---- a hostile driver: tests/guest/hostile.c ----
+# ---- a hostile driver: subprojects/petrel-kit/hostile.c ----
 
 # How petrel answers each malformed request (src/virtio/virtqueue.c, virtio_blk.c): a chain
 # it cannot walk, or one with nowhere to put a status byte, breaks the queue
