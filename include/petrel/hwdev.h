@@ -16,8 +16,8 @@
  *   restore   read them back into a realized device, validating every value
  *   drain     (a snapshot) wait, on a worker, until no host I/O is in flight
  *   destroy   undo whatever create and realize did (dev->realized says how far it
- *             got) and free the instance: the one teardown path, from any point of
- *             a failed set-up
+ *             got); the list then frees the instance: the one teardown path, from
+ *             any point of a failed set-up
  *
  * Devices reach the VM only through struct hwdev_host: what a device may use
  * of the machine, not the VM itself.
@@ -166,7 +166,7 @@ void hwdev_list_drain(struct hwdev_list *l);
 /* Sums every device's counters. */
 void hwdev_list_stats(struct hwdev_list *l, struct hwdev_stats *st);
 
-/* Destroys every device, last first; the list is empty after. */
+/* Destroys and frees every device (allocated with malloc), last first; the list is empty after. */
 void hwdev_list_destroy(struct hwdev_list *l);
 
 #endif

@@ -156,6 +156,7 @@ void hwdev_list_destroy(struct hwdev_list *l)
         *pp = NULL;
         l->count--;
         d->ops->destroy(d);
+        free(d);
     }
     hwdev_list_init(l);
 }

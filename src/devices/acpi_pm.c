@@ -256,7 +256,6 @@ static void acpi_pm_hw_destroy(struct hwdev *hw)
         (void)bus_unregister(hw->host->pio, PLAT_PM1A_EVT_PORT);
         acpi_pm_destroy(&d->pm);
     }
-    free(d);
 }
 
 const struct hwdev_ops acpi_pm_fixed = {

@@ -104,7 +104,6 @@ static void debugcon_hw_destroy(struct hwdev *hw)
         (void)bus_unregister(hw->host->pio, DEBUGCON_PORT);
         debugcon_destroy(d);
     }
-    free(hw);
 }
 
 const struct hwdev_ops debugcon_port = {
@@ -140,7 +139,6 @@ static void debugexit_hw_destroy(struct hwdev *hw)
         (void)bus_unregister(hw->host->pio, DEBUGEXIT_PORT);
         debugexit_destroy(d);
     }
-    free(hw);
 }
 
 const struct hwdev_ops debugexit_port = {

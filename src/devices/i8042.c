@@ -425,7 +425,6 @@ static void i8042_hw_destroy(struct hwdev *hw)
         (void)bus_unregister(hw->host->pio, I8042_DATA_PORT);
         i8042_destroy(&d->kbc);
     }
-    free(d);
 }
 
 const struct hwdev_ops i8042_kbc = {

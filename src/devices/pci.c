@@ -1016,7 +1016,6 @@ static void pci_host_destroy(struct hwdev *hw)
 {
     if (hw->realized)
         (void)bus_unregister(hw->host->pio, PLAT_PCI_CONF_PORT);
-    free(hw);
 }
 
 const struct hwdev_ops pci_host_bridge = {

@@ -849,7 +849,6 @@ static void rtc_cmos_hw_destroy(struct hwdev *hw)
     if (hw->realized)
         (void)bus_unregister(hw->host->pio, RTC_CMOS_INDEX_PORT);
     rtc_cmos_hw_release(d);
-    free(d);
 }
 
 const struct hwdev_ops rtc_cmos_isa = {

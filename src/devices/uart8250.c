@@ -425,7 +425,6 @@ static void com1_destroy(struct hwdev *hw)
         (void)bus_unregister(hw->host->pio, UART_COM1_BASE);
         uart8250_destroy(&d->uart);
     }
-    free(d);
 }
 
 const struct hwdev_ops uart8250_com1 = {

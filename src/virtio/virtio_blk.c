@@ -801,7 +801,6 @@ static int blk_hw_restore(struct hwdev *hw, struct state_in *in)
 static void blk_hw_destroy(struct hwdev *hw)
 {
     virtio_blk_destroy(&container_of(hw, struct virtio_blk_hw, hw)->blk);
-    free(hw);
 }
 
 const struct hwdev_ops virtio_blk_pci = {

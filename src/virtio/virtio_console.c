@@ -303,7 +303,6 @@ static void vc_destroy(struct hwdev *hw)
         hw->host->console_disconnect(hw->host->vm, &d->port);
         virtio_console_destroy(&d->vc);
     }
-    free(d);
 }
 
 const struct hwdev_ops virtio_console_pci = {

@@ -132,7 +132,6 @@ static void rng_destroy(struct hwdev *hw)
 {
     if (hw->realized)
         virtio_rng_destroy(&container_of(hw, struct virtio_rng_hw, hw)->rng);
-    free(hw);
 }
 
 const struct hwdev_ops virtio_rng_pci = {

@@ -76,7 +76,6 @@ static int toy_restore(struct hwdev *dev, struct state_in *in)
 static void toy_destroy(struct hwdev *dev)
 {
     record(dev->realized ? "destroy-realized" : "destroy-created", dev);
-    free(container_of(dev, struct toy, dev));
 }
 
 static const struct hwdev_ops toy_ops = {
