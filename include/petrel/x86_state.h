@@ -16,7 +16,7 @@
  *   4. x86_vcpu_state_set() on each vCPU, then x86_vcpu_kvmclock_ctrl() before
  *      its first KVM_RUN.
  *
- * The structs are plain (no pointers) and large (an x86_vcpu_state is ~90 KiB):
+ * The structs are plain (no pointers) and large (an x86_vcpu_state is ~45 KiB):
  * allocate them, do not put them on a thread's stack.
  */
 #ifndef PETREL_X86_STATE_H

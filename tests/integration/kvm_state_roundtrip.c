@@ -325,7 +325,9 @@ static int compare(int kvm, const struct vm *vm, const struct x86_vcpu_state *sa
     for (size_t i = 0; i < ARRAY_SIZE(same); i++)
         CHECK(msr_of(now, same[i]) == msr_of(saved, same[i]), "MSR %#x: %#" PRIx64 " not %#" PRIx64,
               same[i], msr_of(now, same[i]), msr_of(saved, same[i]));
-    CHECK(msr_of(now, X86_MSR_IA32_TSC) >= msr_of(saved, X86_MSR_IA32_TSC), "the TSC went back");
+    CHECK(msr_of(now, X86_MSR_IA32_TSC) >= msr_of(saved, X86_MSR_IA32_TSC),
+          "the TSC went back: %" PRIu64 " < %" PRIu64, msr_of(now, X86_MSR_IA32_TSC),
+          msr_of(saved, X86_MSR_IA32_TSC));
     /* The LAPIC's timer registers: LVT timer, initial count (the current count moves). */
     CHECK(memcmp(now->lapic.regs + 0x320, saved->lapic.regs + 0x320, 4) == 0 &&
               memcmp(now->lapic.regs + 0x380, saved->lapic.regs + 0x380, 4) == 0 &&

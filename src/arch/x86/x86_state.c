@@ -39,7 +39,8 @@
  *      travel in the sregs, not in the MSR list.
  *   4. the MSRs, all but IA32_TSC_DEADLINE, in one KVM_SET_MSRS; KVM returns
  *      how many it took, so a refusal names the MSR. kvmclock, steal time and
- *      async PF point into guest memory, which must be in place.
+ *      async PF point into guest memory, which must be in place. A young TSC
+ *      needs a write before it: see x86_tsc_unmatch().
  *   5. regs, then XSAVE (or FPU), then XCRs (QEMU's order).
  *   6. KVM_SET_LAPIC.
  *   7. IA32_TSC_DEADLINE after the LAPIC: KVM drops a write to it unless the
@@ -408,6 +409,38 @@ static int x86_msrs_set(int vcpu_fd, const union x86_msr_table *t, bool deadline
     return ret;
 }
 
+/*
+ * KVM takes a host write to IA32_TSC that lands within a second (at the TSC's
+ * rate) of the VM's last TSC write as an attempt to synchronize the vCPUs, and
+ * gives the vCPU that last write's offset instead of the value written
+ * (kvm_synchronize_tsc() in arch/x86/kvm/x86.c). Creating a vCPU writes 0, so
+ * before Linux 6.8 (which stopped matching user writes against it) a guest
+ * saved within about a second of its start came back with its TSC reset, going
+ * backwards (seen under Debian 6.1's kvm-amd). A write first of a value far
+ * from any TSC breaks the match, and the saved value that follows is taken as
+ * it is. Only for a TSC that young: vCPUs saved later still match each other
+ * on a restore, which keeps their offsets equal as KVM intends.
+ */
+static int x86_tsc_unmatch(int vcpu_fd, const union x86_msr_table *t, struct errbuf *eb)
+{
+    int khz = ioctl(vcpu_fd, KVM_GET_TSC_KHZ, 0);
+
+    for (uint32_t i = 0; i < t->hdr.nmsrs && i < X86_STATE_MAX_MSRS; i++) {
+        const struct kvm_msr_entry *e = &t->hdr.entries[i];
+        if (e->index != X86_MSR_IA32_TSC)
+            continue;
+        if (khz > 0 && e->data >= 2000ULL * (uint64_t)khz) /* 2 s of ticks */
+            return 0;
+        struct {
+            struct kvm_msrs hdr;
+            struct kvm_msr_entry e;
+        } far = {.hdr.nmsrs = 1, .e = {.index = X86_MSR_IA32_TSC, .data = e->data + (1ULL << 62)}};
+        if (ioctl(vcpu_fd, KVM_SET_MSRS, &far) != 1)
+            return err_set(eb, -EINVAL, "KVM refused a write to IA32_TSC");
+    }
+    return 0;
+}
+
 /* XSAVE (or FPU), then XCRs. */
 static int x86_fpu_set(int vcpu_fd, const struct x86_vcpu_state *st, struct errbuf *eb)
 {
@@ -448,6 +481,8 @@ int x86_vcpu_state_set(int vcpu_fd, const struct x86_vcpu_state *st, struct errb
         ret = x86_tsc_khz_set(vcpu_fd, st->tsc_khz, eb);
     if (!ret)
         ret = x86_sregs_set(vcpu_fd, &st->sregs, eb);
+    if (!ret)
+        ret = x86_tsc_unmatch(vcpu_fd, &st->msrs, eb);
     if (!ret)
         ret = x86_msrs_set(vcpu_fd, &st->msrs, false, eb);
     if (ret)
