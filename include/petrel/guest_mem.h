@@ -5,6 +5,13 @@
  * rest, [4 GiB, 4 GiB + rest). Nothing else in petrel turns a guest physical
  * address into a host pointer: every address that comes from the guest goes
  * through gm_ptr(), which refuses ranges that leave RAM or overflow.
+ *
+ * The memory file (a snapshot's guest RAM, docs/snapshot-format.md "Memory
+ * file") is the regions back to back in guest-physical order: region 0 at file
+ * offset 0, region 1 at offset regions[0].size (3 GiB when RAM reaches past the
+ * hole), and nothing else, so the file's length is exactly the RAM size and
+ * each region can be mapped from the file at its offset. Pages that read as
+ * zeros may be holes. gm_save() writes one; gm_init_file() maps one.
  */
 #ifndef PETREL_GUEST_MEM_H
 #define PETREL_GUEST_MEM_H
@@ -28,7 +35,16 @@ struct guest_mem {
     struct gm_region regions[GM_MAX_REGIONS];
     unsigned nr;
     uint64_t size; /* total RAM */
-    bool owned;    /* regions were mmap()ed by gm_init() */
+    bool owned;    /* regions were mmap()ed by gm_init() or gm_init_file() */
+    int fd;        /* gm_init_file(): the memory file the regions map (ours), else -1 */
+};
+
+/* What gm_save() did. */
+struct gm_save_stats {
+    uint64_t ram_bytes;     /* the RAM size: the file's length */
+    uint64_t scanned_bytes; /* pages that might hold data, read and checked for zeros */
+    uint64_t written_bytes; /* pages that held data, written to the file */
+    uint64_t ns;            /* from start to the end of fdatasync() */
 };
 
 /* Maps size bytes of anonymous RAM laid out around the hole. 0 or -errno. */
@@ -36,6 +52,33 @@ int gm_init(struct guest_mem *gm, uint64_t size) MUST_CHECK;
 
 /* Uses caller-provided host buffers (unit tests): one region at gpa 0. */
 void gm_init_fake(struct guest_mem *gm, void *host, uint64_t size);
+
+/*
+ * Maps a memory file as RAM of size bytes: each region of gm_init()'s layout
+ * MAP_PRIVATE from the file at its offset. Nothing is read now: pages come in
+ * from the file when first touched, and a write copies the page, so the file
+ * never changes and restoring costs the same whatever the RAM size. The file
+ * must not be changed or truncated while mapped (a truncated file's pages
+ * fault with SIGBUS). fd is duplicated (the caller keeps its own); path only
+ * names it in messages. 0 or -errno with a message: -EINVAL when the file's
+ * length is not size ("the memory file X has N bytes, the state says M") or
+ * it is not a regular file.
+ */
+int gm_init_file(struct guest_mem *gm, uint64_t size, int fd, const char *path,
+                 struct errbuf *eb) MUST_CHECK;
+
+/*
+ * Writes RAM to fd as a memory file (the format above), blocking: it runs on a
+ * worker, with the vCPUs parked (nothing may write RAM meanwhile). The file
+ * is emptied and sized to the RAM, then only pages that hold data are
+ * written, in large batches, leaving holes for the rest; it is on disk
+ * (fdatasync) when this returns 0. Works on gm_init_file() RAM too (a restored
+ * VM snapshotted again), as long as fd is another file than the one mapped.
+ * path names the file in messages. stats may be NULL. 0 or -errno with a
+ * message: -EINVAL not a regular file, -ENOSPC, -EIO, ...
+ */
+int gm_save(const struct guest_mem *gm, int fd, const char *path, struct gm_save_stats *stats,
+            struct errbuf *eb) MUST_CHECK;
 
 void gm_destroy(struct guest_mem *gm);
 
