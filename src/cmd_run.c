@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
@@ -10,6 +11,7 @@
 
 #include "cmd.h"
 #include "petrel/api.h"
+#include "petrel/snapshot.h"
 #include "petrel/vm.h"
 
 #define RUN_STR(x)     RUN_STR_(x)
@@ -25,6 +27,8 @@ enum {
     RUN_RNG,
     RUN_DRIVE,
     RUN_STATS,
+    RUN_RESTORE,
+    RUN_RESTORE_CLOCK,
 };
 
 /* petrel run's options, in the order --help lists them. */
@@ -65,12 +69,22 @@ static const struct cmd_opt run_opts[] = {
     {RUN_STATS, "stats", NULL,
      "print counters at exit (guest RAM resident, unclaimed port and MMIO accesses, pauses, "
      "exits completed before parking, dropped output)"},
+    {RUN_RESTORE, "restore", "PATH",
+     "bring back a snapshot (petrel snapshot; PATH: its directory, or its state file) "
+     "instead of booting a kernel: the machine (vCPUs, memory, drives, devices) is the "
+     "snapshot's, so --kernel, --initrd, --cmdline, --cpus, --memory, --drive, --rng and "
+     "--debug-exit do not go with it; the console's WHERE, --name and --api-sock do"},
+    {RUN_RESTORE_CLOCK, "restore-clock", "MODE",
+     "with --restore: catch-up (default): the guest's clock moves on by the time the "
+     "snapshot was away; frozen: it goes on from where it stopped (for a guest that runs "
+     "NTP)"},
     {'h', "help", NULL, "show this help"},
 };
 
 static void run_usage(FILE *f)
 {
     fprintf(f, "usage: petrel run --kernel KERNEL [OPTIONS]\n"
+               "       petrel run --restore PATH [--console WHERE] [--name NAME] [...]\n"
                "\n"
                "Boots an x86-64 Linux kernel (or a petrel guest-kit program) under KVM with\n"
                "the guest's console on this terminal: its serial port (COM1, ttyS0), or with\n"
@@ -184,8 +198,12 @@ static int run_bad(const char *fmt, const char *arg)
 /* What petrel run's command line says: the VM's configuration, and how to reach it. */
 struct run_args {
     struct vm_config cfg;
-    const char *name;     /* NULL: vm-PID */
-    const char *api_sock; /* NULL: found by name */
+    const char *name;         /* NULL: vm-PID */
+    const char *api_sock;     /* NULL: found by name */
+    const char *restore;      /* --restore PATH */
+    const char *machine_opt;  /* the first option that shapes the machine ("--cpus") */
+    bool console_device;      /* --console named its device (serial or virtio) */
+    bool restore_clock_given; /* --restore-clock */
 };
 
 /* Takes one option (a key of run_opts) into a. 0, or an exit status. */
@@ -195,7 +213,27 @@ static int run_option(int key, char *arg, struct run_args *a)
     unsigned long n;
     char s[32];
 
+    static const struct {
+        int key;
+        const char *name;
+    } machine_opts[] = {{'k', "--kernel"},  {'i', "--initrd"},
+                        {'a', "--cmdline"}, {'c', "--cpus"},
+                        {'m', "--memory"},  {RUN_DRIVE, "--drive"},
+                        {RUN_RNG, "--rng"}, {RUN_DEBUG_EXIT, "--debug-exit"}};
+    for (unsigned i = 0; i < ARRAY_SIZE(machine_opts); i++) {
+        if (key == machine_opts[i].key && !a->machine_opt)
+            a->machine_opt = machine_opts[i].name;
+    }
     switch (key) {
+    case RUN_RESTORE:
+        a->restore = arg;
+        break;
+    case RUN_RESTORE_CLOCK:
+        if (strcmp(arg, "catch-up") && strcmp(arg, "frozen"))
+            return run_bad("--restore-clock '%s' must be catch-up or frozen", arg);
+        cfg->restore_clock_frozen = !strcmp(arg, "frozen");
+        a->restore_clock_given = true;
+        break;
     case 'k':
         cfg->kernel_path = arg;
         break;
@@ -254,6 +292,7 @@ static int run_option(int key, char *arg, struct run_args *a)
     case RUN_CONSOLE:
         if (run_parse_console(arg, cfg))
             return PETREL_STATUS_USAGE;
+        a->console_device = !strncmp(arg, "virtio", 6) || !strncmp(arg, "serial", 6);
         break;
     default: /* in run_opts, but not here: a bug, which test_cli finds */
         fprintf(stderr, "petrel run: option key %d is not handled\n", key);
@@ -288,9 +327,56 @@ static int run_parse(int argc, char **argv, struct run_args *a)
     }
     if (optind < argc)
         return run_bad("unexpected argument '%s'", argv[optind]);
-    if (!a->cfg.kernel_path)
-        return run_bad("%s", "--kernel FILE is required");
+    if (a->restore && a->machine_opt)
+        return run_bad("%s does not go with --restore: the machine is the snapshot's",
+                       a->machine_opt);
+    if (!a->restore && a->restore_clock_given)
+        return run_bad("%s", "--restore-clock goes with --restore");
+    if (!a->restore && !a->cfg.kernel_path)
+        return run_bad("%s", "--kernel FILE (or --restore PATH) is required");
     return -1;
+}
+
+/*
+ * --restore: the machine's configuration from the snapshot's state file (its
+ * tree, which *tree keeps, outlives the VM), the console's WHERE and the rest
+ * from the command line. 0, or an exit status after saying why.
+ */
+static int run_restore_config(struct run_args *a, void **tree)
+{
+    struct errbuf eb = {{0}};
+    struct vm_config *cfg = &a->cfg;
+    struct vm_config saved = {0};
+    const char *mem;
+
+    if (snapshot_read(a->restore, tree, &eb)) {
+        fprintf(stderr, "petrel run: %s\n", eb.msg);
+        return PETREL_STATUS_ERROR;
+    }
+    struct state_in root = {.fdt = *tree, .node = 0, .eb = &eb};
+    if (snapshot_config_take(&root, &saved, &mem)) {
+        fprintf(stderr, "petrel run: %s: %s\n", a->restore, eb.msg);
+        return PETREL_STATUS_ERROR;
+    }
+    if (a->console_device && cfg->console_virtio != saved.console_virtio) {
+        fprintf(stderr,
+                "petrel run: the snapshot's console device is %s, not %s (give --console "
+                "WHERE alone)\n",
+                saved.console_virtio ? "virtio" : "serial",
+                cfg->console_virtio ? "virtio" : "serial");
+        return PETREL_STATUS_USAGE;
+    }
+    cfg->kernel_path = saved.kernel_path;
+    cfg->cpus = saved.cpus;
+    cfg->memory = saved.memory;
+    cfg->console_virtio = saved.console_virtio;
+    cfg->rng = saved.rng;
+    cfg->debug_exit = saved.debug_exit;
+    memcpy(cfg->drives, saved.drives, sizeof(cfg->drives));
+    cfg->nr_drives = saved.nr_drives;
+    cfg->restore = *tree;
+    cfg->restore_mem_path = mem;
+    return 0;
 }
 
 int cmd_run(int argc, char **argv)
@@ -300,9 +386,14 @@ int cmd_run(int argc, char **argv)
     };
     char default_name[32];
     int ret = run_parse(argc, argv, &a);
+    void *tree = NULL;
 
     if (ret >= 0)
         return ret;
+    if (a.restore && (ret = run_restore_config(&a, &tree)) != 0) {
+        free(tree);
+        return ret;
+    }
     /* A closed stdin just means no console input. */
     if (fcntl(STDIN_FILENO, F_GETFD) < 0)
         a.cfg.stdin_closed = true;
@@ -311,6 +402,7 @@ int cmd_run(int argc, char **argv)
     struct vm *vm;
     if (vm_create(&a.cfg, &vm, &eb)) {
         fprintf(stderr, "petrel: %s\n", eb.msg);
+        free(tree);
         return PETREL_STATUS_ERROR;
     }
     if (!a.name) {
@@ -321,6 +413,7 @@ int cmd_run(int argc, char **argv)
     if (api_server_start(&api, vm, a.name, a.api_sock, &eb)) {
         fprintf(stderr, "petrel: %s\n", eb.msg);
         vm_destroy(vm);
+        free(tree);
         return PETREL_STATUS_ERROR;
     }
     int status = vm_run(vm, &eb);
@@ -329,5 +422,6 @@ int cmd_run(int argc, char **argv)
     vm_report_exit(vm, stderr);
     run_exit_guard(false);
     vm_destroy(vm);
+    free(tree);
     return status;
 }

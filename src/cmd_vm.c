@@ -1,4 +1,4 @@
-/* petrel pause | resume | stop | status NAME: thin clients of a running VM's API. */
+/* petrel pause | resume | stop | status | snapshot NAME: thin clients of a running VM's API. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -6,7 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -15,8 +17,9 @@
 #include "petrel/api.h"
 #include "petrel/exit.h"
 
-#define CMD_TIMEOUT_MS         10000
-#define CMD_GRACEFUL_TIMEOUT_S 30
+#define CMD_TIMEOUT_MS          10000
+#define CMD_SNAPSHOT_TIMEOUT_MS (30 * 60 * 1000) /* writing guest RAM: minutes for a large one */
+#define CMD_GRACEFUL_TIMEOUT_S  30
 
 #define CMD_STR(x)               CMD_STR_(x)
 #define CMD_STR_(x)              #x
@@ -28,6 +31,7 @@ enum {
     TARGET_JSON,
     TARGET_GRACEFUL,
     TARGET_TIMEOUT,
+    TARGET_RESUME,
 };
 
 #define TARGET_API_SOCK_HELP "the VM's API socket, instead of finding it by NAME"
@@ -54,6 +58,12 @@ static const struct cmd_opt stop_opts[] = {
     {'h', "help", NULL, "show this help"},
 };
 
+static const struct cmd_opt snapshot_opts[] = {
+    {TARGET_API_SOCK, "api-sock", "PATH", TARGET_API_SOCK_HELP},
+    {TARGET_RESUME, "resume", NULL, "resume the VM once the snapshot is written (or failed)"},
+    {'h', "help", NULL, "show this help"},
+};
+
 struct target {
     const char *cmd;   /* "petrel pause": the prefix of every message */
     const char *label; /* the name, or the socket path */
@@ -62,6 +72,9 @@ struct target {
     size_t nr_opts;
     bool json;
     bool is_stop;       /* petrel stop: --graceful and --timeout */
+    bool is_snapshot;   /* petrel snapshot: DIR after NAME, --resume */
+    bool resume;        /* resume after the snapshot */
+    const char *dir;    /* the snapshot's directory */
     bool graceful;      /* ask the guest to power off first */
     unsigned timeout_s; /* how long the guest gets to power off */
 };
@@ -70,7 +83,15 @@ struct target {
 
 static int target_usage(const struct target *t, FILE *f)
 {
-    if (t->is_stop)
+    if (t->is_snapshot)
+        fprintf(f, "usage: petrel snapshot NAME DIR [--resume]\n"
+                   "       petrel snapshot --api-sock PATH DIR [--resume]\n"
+                   "\n"
+                   "Pauses the VM (through the kick: every vCPU parked) and writes its snapshot:\n"
+                   "DIR/state (every register and device; dtc -I dtb -O dts shows it) and\n"
+                   "DIR/mem (guest RAM, sparse). DIR is made if missing. The VM stays paused\n"
+                   "unless --resume. 'petrel run --restore DIR' brings it back.\n\n");
+    else if (t->is_stop)
         fprintf(f,
                 "usage: petrel stop NAME [--graceful [--timeout S]]\n"
                 "       petrel stop --api-sock PATH [--graceful [--timeout S]]\n"
@@ -145,6 +166,9 @@ static int target_parse(struct target *t, int argc, char **argv)
         case TARGET_TIMEOUT:
             timeout = optarg;
             break;
+        case TARGET_RESUME:
+            t->resume = true;
+            break;
         case 'h':
             return target_usage(t, stdout);
         default:
@@ -164,6 +188,11 @@ static int target_parse(struct target *t, int argc, char **argv)
             return PETREL_STATUS_USAGE;
         }
         t->timeout_s = (unsigned)v;
+    }
+    if (t->is_snapshot) { /* DIR comes last */
+        if (optind >= argc)
+            return target_usage(t, stderr);
+        t->dir = argv[--argc];
     }
     if (sock && optind == argc) {
         if (strlen(sock) >= sizeof(t->sock)) {
@@ -244,6 +273,87 @@ static int cmd_set_state(int argc, char **argv, const char *state, const char *d
     }
     api_response_free(&resp);
     return ret < 0 ? 0 : ret;
+}
+
+/* Makes DIR (one level) and names the two files in it, absolute: the VM writes them. */
+static int snapshot_paths(const struct target *t, char *state, char *mem, size_t len)
+{
+    char dir[PATH_MAX];
+
+    if (mkdir(t->dir, 0755) < 0 && errno != EEXIST) {
+        fprintf(stderr, "%s: cannot make %s: %s\n", t->cmd, t->dir, strerror(errno));
+        return PETREL_STATUS_ERROR;
+    }
+    if (!realpath(t->dir, dir)) {
+        fprintf(stderr, "%s: %s: %s\n", t->cmd, t->dir, strerror(errno));
+        return PETREL_STATUS_ERROR;
+    }
+    if (snprintf(state, len, "%s/state", dir) >= (int)len ||
+        snprintf(mem, len, "%s/mem", dir) >= (int)len) {
+        fprintf(stderr, "%s: %s: the path is too long\n", t->cmd, dir);
+        return PETREL_STATUS_USAGE;
+    }
+    return -1;
+}
+
+/* One PATCH /vm; 0, or an exit status after saying why. */
+static int snapshot_set_state(struct target *t, const char *state)
+{
+    struct api_response resp;
+    char body[64];
+    snprintf(body, sizeof(body), "{\"state\":\"%s\"}", state);
+    if (target_call(t, "PATCH", "/vm", body, &resp))
+        return PETREL_STATUS_ERROR;
+    int ret = resp.status == 204 || resp.status == 200 ? 0 : target_fault(t, &resp);
+    api_response_free(&resp);
+    return ret;
+}
+
+int cmd_snapshot(int argc, char **argv)
+{
+    struct target t = {TARGET_OPTS(snapshot_opts), .is_snapshot = true};
+    char state[PATH_MAX], mem[PATH_MAX];
+    struct api_response resp;
+    struct errbuf eb;
+    int ret = target_parse(&t, argc, argv);
+
+    if (ret >= 0)
+        return ret;
+    ret = snapshot_paths(&t, state, mem, sizeof(state));
+    if (ret >= 0)
+        return ret;
+    ret = snapshot_set_state(&t, "Paused");
+    if (ret)
+        return ret;
+    json_t *j = json_pack("{s:s, s:s}", "snapshot_path", state, "mem_file_path", mem);
+    char *body = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (!body) {
+        fprintf(stderr, "%s: out of memory\n", t.cmd);
+        return PETREL_STATUS_ERROR;
+    }
+    ret = api_client_call(t.sock, "PUT", "/snapshot/create", body, CMD_SNAPSHOT_TIMEOUT_MS, &resp,
+                          &eb);
+    free(body);
+    if (ret) {
+        fprintf(stderr, "%s: %s: %s\n", t.cmd, t.label, eb.msg);
+        ret = PETREL_STATUS_ERROR;
+    } else if (resp.status != 204) {
+        ret = target_fault(&t, &resp);
+        api_response_free(&resp);
+    } else {
+        printf("%s: snapshot written to %s and %s\n", t.label, state, mem);
+        api_response_free(&resp);
+    }
+    if (t.resume) {
+        int r = snapshot_set_state(&t, "Resumed");
+        if (!r)
+            printf("%s: resumed\n", t.label);
+        return ret ? ret : r;
+    }
+    if (ret)
+        fprintf(stderr, "%s: %s is still paused ('petrel resume' goes on)\n", t.cmd, t.label);
+    return ret;
 }
 
 int cmd_pause(int argc, char **argv)

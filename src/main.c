@@ -13,6 +13,7 @@ static const struct cmd cmds[] = {
     {"resume", "resume a paused VM", cmd_resume},
     {"stop", "stop a VM (its console is drained; works when paused)", cmd_stop},
     {"status", "show a VM's state, vCPUs, memory, uptime", cmd_status},
+    {"snapshot", "pause a VM and write its snapshot to a directory", cmd_snapshot},
     {"list", "list running VMs", cmd_list},
     {"console", "attach this terminal to a VM started with --console socket", cmd_console},
 };

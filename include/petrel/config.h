@@ -42,6 +42,11 @@ struct vm_config {
     bool rng;                     /* a virtio-rng device on PCI (--rng) */
     struct virtio_blk_spec drives[VIRTIO_BLK_MAX_DRIVES]; /* --drive, in order: vda, vdb, ... */
     unsigned nr_drives;
+    /* --restore: the machine above comes from this checked state tree (snapshot.h), which
+     * outlives the VM; its memory file, and whether the guest clock stays where it stopped. */
+    const void *restore;
+    const char *restore_mem_path;
+    bool restore_clock_frozen;
 };
 
 #endif

@@ -44,6 +44,13 @@ int snapshot_build(void (*fill)(struct state_out *out, void *ctx), void *ctx, vo
 int snapshot_write_atomic(const char *path, const void *buf, size_t len,
                           struct errbuf *eb) MUST_CHECK;
 
+/* Writes len bytes to a new file at path and syncs it (a failure removes it). 0 or -errno. */
+int snapshot_write_file(const char *path, const void *buf, size_t len,
+                        struct errbuf *eb) MUST_CHECK;
+
+/* Syncs the directory path is in: a rename into it is on disk. 0 or -errno with eb. */
+int snapshot_sync_dir(const char *path, struct errbuf *eb) MUST_CHECK;
+
 /*
  * Reads and checks a state file (path, or path/state for a directory): its
  * size, the tree's structure, the root's compatible. *buf is malloc()ed. 0 or

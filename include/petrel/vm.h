@@ -69,6 +69,8 @@ struct vm_info {
     uint64_t console_dropped; /* output the console's reader did not take (a full pty) */
 };
 
+struct vm_snap;
+
 struct vm {
     struct vm_config cfg;
     int kvm_fd;
@@ -117,6 +119,9 @@ struct vm {
     const struct console_port *console_ports[4];
     unsigned nr_console_ports;
     const struct console_port *console_input;
+
+    struct vm_snap *snapshot;    /* a snapshot being written (snapshot.c), or NULL */
+    uint64_t restore_advance_ns; /* a restore: how far the clock moved on (vm_restore_kvm) */
 
     pthread_mutex_t exit_lock; /* guards the exit_* fields (any thread writes them once) */
     enum vm_exit_reason exit_reason;
@@ -203,6 +208,22 @@ void vm_console_disconnect(void *vm, const struct console_port *port);
  * the recent output, then the live console. -EBUSY if one is attached.
  */
 int vm_console_attach(struct vm *vm, int fd);
+
+/*
+ * Writes a snapshot of a Paused VM (the loop; snapshot.c): the state file and the memory file,
+ * each under a temporary name until both are on disk. done runs on the loop when it is written
+ * (err 0) or failed (the VM stays paused either way); at once if the VM is not Paused (-EBUSY).
+ */
+void vm_snapshot(struct vm *vm, const char *state_path, const char *mem_path, vm_done_fn *done,
+                 void *ctx);
+/* Teardown: waits for a snapshot being written, drops it unanswered. */
+void vm_snapshot_cancel(struct vm *vm);
+
+/* A restore's steps (snapshot.c), called by vm_create() in this order. */
+int vm_restore_memory(struct vm *vm, struct errbuf *eb) MUST_CHECK;
+int vm_restore_kvm(struct vm *vm, struct errbuf *eb) MUST_CHECK;
+int vm_restore_vcpu(struct vm *vm, unsigned i, struct errbuf *eb) MUST_CHECK;
+int vm_restore_devices(struct vm *vm, struct errbuf *eb) MUST_CHECK;
 
 /* The ACPI and MP tables and the BIOS data area in guest memory (firmware.c). */
 int vm_firmware_tables(struct vm *vm, struct errbuf *eb) MUST_CHECK;

@@ -125,6 +125,39 @@ static void api_patch_vm(struct api_server *s, struct evhttp_request *req, json_
         api_fault(req, 400, "Bad Request", "\"state\" must be \"Paused\" or \"Resumed\"");
 }
 
+/* Ends a deferred PUT /snapshot/create. */
+static void api_snapshot_done(void *ctx, int err, const char *msg)
+{
+    struct evhttp_request *req = ctx;
+
+    if (!err)
+        api_no_content(req);
+    else if (err == -EBUSY)
+        api_fault(req, 409, "Conflict", msg);
+    else
+        api_fault(req, 400, "Bad Request", msg);
+}
+
+/*
+ * PUT /snapshot/create {"snapshot_path", "mem_file_path"} (Firecracker's body; its
+ * "snapshot_type" may only be "Full"): 204 once both files are on disk; the VM must be
+ * Paused and stays so.
+ */
+static void api_put_snapshot(struct api_server *s, struct evhttp_request *req, json_t *body)
+{
+    const char *state = json_string_value(json_object_get(body, "snapshot_path"));
+    const char *mem = json_string_value(json_object_get(body, "mem_file_path"));
+    json_t *type = json_object_get(body, "snapshot_type");
+
+    if (!state || !mem)
+        api_fault(req, 400, "Bad Request",
+                  "\"snapshot_path\" and \"mem_file_path\" must be strings");
+    else if (type && (!json_is_string(type) || strcmp(json_string_value(type), "Full")))
+        api_fault(req, 400, "Bad Request", "\"snapshot_type\" must be \"Full\"");
+    else
+        vm_snapshot(s->vm, state, mem, api_snapshot_done, req);
+}
+
 /* Stops the VM once the 204 has been written out. */
 static void api_stop_after_reply(struct evhttp_request *req, void *arg)
 {
@@ -183,6 +216,8 @@ static const struct api_route {
     {EVHTTP_REQ_GET, "/vm", api_get_vm, NULL},
     {EVHTTP_REQ_PATCH, "/vm", api_patch_vm, (const char *const[]){"state", NULL}},
     {EVHTTP_REQ_PUT, "/actions", api_put_actions, (const char *const[]){"action_type", NULL}},
+    {EVHTTP_REQ_PUT, "/snapshot/create", api_put_snapshot,
+     (const char *const[]){"snapshot_path", "mem_file_path", "snapshot_type", NULL}},
 };
 
 static void api_handle(struct evhttp_request *req, void *arg)

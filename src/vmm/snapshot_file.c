@@ -135,29 +135,45 @@ static int sync_parent(const char *path)
     return ret;
 }
 
-int snapshot_write_atomic(const char *path, const void *buf, size_t len, struct errbuf *eb)
+int snapshot_write_file(const char *path, const void *buf, size_t len, struct errbuf *eb)
 {
-    char tmp[PATH_MAX];
-    if (snprintf(tmp, sizeof(tmp), "%s.tmp-%d", path, (int)getpid()) >= (int)sizeof(tmp))
-        return err_set(eb, -ENAMETOOLONG, "%s: the path is too long", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0)
-        return err_set(eb, -errno, "cannot create %s: %s", tmp, strerror(errno));
+        return err_set(eb, -errno, "cannot create %s: %s", path, strerror(errno));
     int ret = write_all(fd, buf, len);
     if (!ret && fsync(fd) < 0)
         ret = -errno;
     if (close(fd) < 0 && !ret)
         ret = -errno;
-    if (!ret && rename(tmp, path) < 0)
-        ret = -errno;
     if (ret) {
-        unlink(tmp);
+        unlink(path);
         return err_set(eb, ret, "cannot write %s: %s", path, strerror(-ret));
     }
-    ret = sync_parent(path);
+    return 0;
+}
+
+int snapshot_sync_dir(const char *path, struct errbuf *eb)
+{
+    int ret = sync_parent(path);
     if (ret)
         return err_set(eb, ret, "cannot sync the directory of %s: %s", path, strerror(-ret));
     return 0;
+}
+
+int snapshot_write_atomic(const char *path, const void *buf, size_t len, struct errbuf *eb)
+{
+    char tmp[PATH_MAX];
+    if (snprintf(tmp, sizeof(tmp), "%s.tmp-%d", path, (int)getpid()) >= (int)sizeof(tmp))
+        return err_set(eb, -ENAMETOOLONG, "%s: the path is too long", path);
+    int ret = snapshot_write_file(tmp, buf, len, eb);
+    if (ret)
+        return ret;
+    if (rename(tmp, path) < 0) {
+        ret = -errno;
+        unlink(tmp);
+        return err_set(eb, ret, "cannot write %s: %s", path, strerror(-ret));
+    }
+    return snapshot_sync_dir(path, eb);
 }
 
 int snapshot_read(const char *path, void **buf, struct errbuf *eb)

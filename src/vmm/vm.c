@@ -146,14 +146,20 @@ static int vm_setup_kvm(struct vm *vm, struct errbuf *eb)
     return vm_setup_irqchip(vm, eb);
 }
 
+/* Guest RAM (a restore's: its memory file, mapped copy-on-write) and its KVM memory slots. */
 static int vm_setup_memory(struct vm *vm, struct errbuf *eb)
 {
     char a[32];
-    int ret = gm_init(&vm->mem, vm->cfg.memory);
+    int ret;
 
-    if (ret)
+    if (vm->cfg.restore) {
+        ret = vm_restore_memory(vm, eb);
+        if (ret)
+            return ret;
+    } else if ((ret = gm_init(&vm->mem, vm->cfg.memory))) {
         return err_set(eb, ret, "cannot map %s of guest memory: %s",
                        fmt_size(vm->cfg.memory, a, sizeof(a)), strerror(-ret));
+    }
     for (unsigned i = 0; i < vm->mem.nr; i++) {
         struct kvm_userspace_memory_region r = {
             .slot = i,
@@ -211,9 +217,13 @@ static int vm_create_vcpus(struct vm *vm, struct errbuf *eb)
             v->run = NULL;
             return err_set(eb, -errno, "mmap of vCPU %u: %s", i, strerror(errno));
         }
-        /* The APIC ID is the vCPU index: KVM's default, and what the MADT will say. */
-        x86_cpuid_patch(vm->cpuid, i, vm->cfg.cpus);
-        ret = x86_vcpu_setup(v->fd, vm->cpuid, i == 0, vm->entry, eb);
+        if (vm->cfg.restore) {
+            ret = vm_restore_vcpu(vm, i, eb);
+        } else {
+            /* The APIC ID is the vCPU index: KVM's default, and what the MADT will say. */
+            x86_cpuid_patch(vm->cpuid, i, vm->cfg.cpus);
+            ret = x86_vcpu_setup(v->fd, vm->cpuid, i == 0, vm->entry, eb);
+        }
         if (ret)
             return ret;
     }
@@ -316,9 +326,11 @@ int vm_create(const struct vm_config *cfg, struct vm **out, struct errbuf *eb)
         goto err_destroy;
     }
 
-    ret = loader_open(&vm->loader, cfg->kernel_path, cfg->initrd_path, eb);
-    if (ret)
-        goto err_destroy;
+    if (!cfg->restore) {
+        ret = loader_open(&vm->loader, cfg->kernel_path, cfg->initrd_path, eb);
+        if (ret)
+            goto err_destroy;
+    }
     vm->host.cfg = &vm->cfg;
     ret = machine_create(&vm->devices, &vm->host, eb);
     if (ret)
@@ -335,7 +347,10 @@ int vm_create(const struct vm_config *cfg, struct vm **out, struct errbuf *eb)
     ret = vm_setup_memory(vm, eb);
     if (ret)
         goto err_destroy;
-    ret = vm_load_kernel(vm, eb);
+    if (cfg->restore)
+        ret = vm_restore_kvm(vm, eb);
+    else
+        ret = vm_load_kernel(vm, eb);
     if (ret)
         goto err_destroy;
     loader_close(&vm->loader);
@@ -348,6 +363,11 @@ int vm_create(const struct vm_config *cfg, struct vm **out, struct errbuf *eb)
     ret = vm_setup_devices(vm, eb);
     if (ret)
         goto err_destroy;
+    if (cfg->restore) {
+        ret = vm_restore_devices(vm, eb);
+        if (ret)
+            goto err_destroy;
+    }
     *out = vm;
     return 0;
 
@@ -482,6 +502,7 @@ void vm_destroy(struct vm *vm)
     free(vm->vcpus);
     free(vm->cpuid);
     loader_close(&vm->loader);
+    vm_snapshot_cancel(vm); /* its worker drains the devices and reads guest memory */
     /* The devices first: they disconnect from the console and free their loop events. */
     hwdev_list_destroy(&vm->devices);
     if (vm->pci_ready)

@@ -208,6 +208,10 @@ static void vm_control_request(struct vm *vm, enum vm_state goal, vm_done_fn *do
         done(ctx, -ESHUTDOWN, "the VM is stopping");
         return;
     }
+    if (goal == VM_RUNNING && vm->snapshot) {
+        done(ctx, -EBUSY, "a snapshot is being written: resume once it is done");
+        return;
+    }
     if (!vm->nr_waiters && vm->state == goal) {
         done(ctx, -EALREADY,
              goal == VM_PAUSED ? "the VM was already paused" : "the VM was not paused");

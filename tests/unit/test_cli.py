@@ -19,7 +19,7 @@ import traceback
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 from harness import PETREL, case, expect, main, petrel, text  # noqa: E402
 
-COMMANDS = ["run", "pause", "resume", "stop", "status", "console", "list"]
+COMMANDS = ["run", "pause", "resume", "stop", "status", "snapshot", "console", "list"]
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE = os.path.join(HERE, "..", "..")
 # Each command's --help as it is meant to read: tests/unit/cli-help/CMD.txt (petrel.txt:
@@ -144,11 +144,14 @@ def samples(d):
                 "debug-exit": [None], "debugcon": [os.path.join(d, "debugcon")],
                 "console": ["virtio,pty"], "name": ["test-cli"],
                 "api-sock": [os.path.join(d, "api.sock")], "rng": [None],
-                "drive": ["path=%s,ro,id=disk0" % f], "stats": [None]},
+                "drive": ["path=%s,ro,id=disk0" % f], "stats": [None],
+                "restore": [os.path.join(d, "no-snapshot")],
+                "restore-clock": ["frozen", "--restore", os.path.join(d, "no-snapshot")]},
         "pause": target, "resume": target, "status": target,
         "stop": {"api-sock": [sock], "graceful": [None], "timeout": ["5", "--graceful"]},
         "list": {"json": [None]},
         "console": {"api-sock": [sock]},
+        "snapshot": {"api-sock": [sock], "resume": [None]},
     }
 
 
@@ -156,7 +159,16 @@ def samples(d):
 # kernel for run, no VM for the clients (list: none to list).
 def baseline(cmd, d):
     return {"run": ["run", "--kernel", os.path.join(d, "no-kernel")],
-            "list": ["list"]}.get(cmd, [cmd, "--api-sock", os.path.join(d, "x.sock")])
+            "list": ["list"],
+            "snapshot": ["snapshot", "--api-sock", os.path.join(d, "x.sock"), d],
+            }.get(cmd, [cmd, "--api-sock", os.path.join(d, "x.sock")])
+
+
+# Options that replace what the baseline fails on: each with its own baseline and failure.
+def option_baseline(cmd, name, d):
+    if cmd == "run" and name in ("restore", "restore-clock"):
+        return ["run", "--restore", os.path.join(d, "no-snapshot")], "no-snapshot"
+    return None, None
 
 
 @case
@@ -175,7 +187,7 @@ def every_documented_option_is_taken():
                    "petrel %s --help documents %s; this test has samples for %s" %
                    (cmd, sorted(opts), sorted(set(want) | {"help"})))
             base = baseline(cmd, d)
-            b = run_as(None, base, env)
+            b = base_run = run_as(None, base, env)
             expect(b.returncode == (0 if cmd == "list" else 1), "petrel %s: status" % cmd, b)
             if cmd == "run":
                 expect("no-kernel" in text(b.stderr), "run: the error is the kernel", b)
@@ -183,6 +195,14 @@ def every_documented_option_is_taken():
                 if name == "help":
                     continue
                 value, extra = want[name][0], want[name][1:]
+                base, b = baseline(cmd, d), base_run
+                own, words = option_baseline(cmd, name, d)
+                if own:
+                    base, b = own, run_as(None, own, env)
+                    expect(b.returncode == 1 and words in text(b.stderr),
+                           "petrel %s: status and error" % " ".join(own), b)
+                    if name == "restore":
+                        continue  # the baseline is this option
                 expect((arg is None) == (value is None),
                        "petrel %s --%s: takes an argument (%s) as the sample does" %
                        (cmd, name, arg))
