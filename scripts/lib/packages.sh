@@ -10,8 +10,8 @@ PETREL_PACKAGES=(
     # runtime, and setup installs without recommends), the nested KVM harness
     clang clang-format libclang-rt-14-dev qemu-system-x86 busybox-static cpio gzip xz-utils
     zstd kmod e2fsprogs util-linux
-    # tests: ACPI table disassembly (iasl -d)
-    acpica-tools
+    # tests: ACPI table disassembly (iasl -d); snapshot state files shown as text (dtc)
+    acpica-tools device-tree-compiler
 )
 
 # Prints, one a line, the packages among "$@" that dpkg does not list as installed.

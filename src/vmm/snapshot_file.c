@@ -28,8 +28,11 @@ void snapshot_config_put(const struct vm_config *cfg, const char *mem_path, stru
     for (unsigned i = 0; i < cfg->nr_drives; i++) {
         char name[16];
         snprintf(name, sizeof(name), "drive%u", i);
+        /* Absolute: a restore may run from another directory. */
+        char abs[PATH_MAX];
+        const char *path = realpath(cfg->drives[i].path, abs) ? abs : cfg->drives[i].path;
         state_begin(out, name, "petrel,drive-v1");
-        state_put_string(out, "path", cfg->drives[i].path);
+        state_put_string(out, "path", path);
         state_put_bool(out, "ro", cfg->drives[i].ro);
         if (cfg->drives[i].id)
             state_put_string(out, "id", cfg->drives[i].id);
