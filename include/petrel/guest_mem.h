@@ -73,9 +73,9 @@ int gm_init_file(struct guest_mem *gm, uint64_t size, int fd, const char *path,
  * is emptied and sized to the RAM, then only pages that hold data are
  * written, in large batches, leaving holes for the rest; it is on disk
  * (fdatasync) when this returns 0. Works on gm_init_file() RAM too (a restored
- * VM snapshotted again), as long as fd is another file than the one mapped.
- * path names the file in messages. stats may be NULL. 0 or -errno with a
- * message: -EINVAL not a regular file, -ENOSPC, -EIO, ...
+ * VM snapshotted again) into another file. path names the file in messages.
+ * stats may be NULL. 0 or -errno with a message: -EINVAL not a regular file
+ * or the file the RAM is mapped from, -ENOSPC, -EIO, ...
  */
 int gm_save(const struct guest_mem *gm, int fd, const char *path, struct gm_save_stats *stats,
             struct errbuf *eb) MUST_CHECK;

@@ -208,6 +208,12 @@ int gm_save(const struct guest_mem *gm, int fd, const char *path, struct gm_save
         return err_set(eb, -errno, "cannot stat the memory file %s: %s", path, strerror(errno));
     if (!S_ISREG(st.st_mode))
         return err_set(eb, -EINVAL, "the memory file %s is not a regular file", path);
+    /* Emptying the file RAM is mapped from would pull the pages from under it (SIGBUS). */
+    struct stat mapped;
+    if (gm->fd >= 0 && fstat(gm->fd, &mapped) == 0 && mapped.st_dev == st.st_dev &&
+        mapped.st_ino == st.st_ino)
+        return err_set(eb, -EINVAL, "the memory file %s is the one this VM's RAM was restored from",
+                       path);
 
     /* s->pm is 32 KiB: off the (worker's) stack. */
     s = calloc(1, sizeof(*s));

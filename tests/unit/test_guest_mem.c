@@ -557,6 +557,18 @@ static void test_resave_restored(void **state)
     assert_int_equal(gm_init_file(&again, SMALL_RAM, t2.fd, t2.path, &eb), 0);
     assert_ram_equal(&gm, &again);
 
+    /* Not into the file it was restored from: emptying it would pull the RAM away. */
+    int same = dup(t1.fd);
+    assert_true(same >= 0);
+    assert_int_equal(gm_save(&back, same, "mem", NULL, &eb), -EINVAL);
+    assert_string_equal(eb.msg, "the memory file mem is the one this VM's RAM was restored from");
+    close(same);
+    struct stat st1;
+    assert_int_equal(fstat(t1.fd, &st1), 0);
+    assert_int_equal(st1.st_size, SMALL_RAM);
+    assert_int_equal(*(uint8_t *)gm_ptr(&back, SMALL_RAM - 1, 1),
+                     *(uint8_t *)gm_ptr(&gm, SMALL_RAM - 1, 1));
+
     gm_destroy(&again);
     gm_destroy(&back);
     gm_destroy(&gm);
