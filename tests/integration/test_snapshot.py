@@ -4,16 +4,19 @@ process, that process stopped, and a new one going on exactly where the guest wa
 (its counter, its console, its drive); snapshots of resumed and of restored VMs;
 busy vCPUs; snapshots that cannot be written; the API; the state file under dtc;
 and the restores petrel must refuse."""
+import glob
+import mmap
 import os
 import re
 import select
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 import zlib
 
-from harness import PETREL, TIMEOUT, api, case, expect, kit, main, petrel, text
+from harness import PETREL, TIMEOUT, WriteGate, api, case, expect, kit, main, petrel, text
 
 SECTOR = 512
 DISK_SECTORS = 8192  # 4 MiB: the counters here never wrap around it
@@ -272,6 +275,95 @@ def counter_with_a_busy_drive_goes_on_in_a_new_process():
         want = zlib.crc32(b"".join(pattern(s & 0xff, s) for s in range(n)))
         expect(p.returncode == 0 and "blkcheck: 0 read 0+%d crc32 %08x\r\n" % (n, want) in
                text(p.stdout), "blkcheck reads the %d sectors back" % n, p)
+
+
+SYS_PWRITEV = 296  # x86_64: virtio-blk's writes (src/virtio/blk_io.c)
+
+
+def wait_in_pwritev(pid):
+    """Until a thread of pid sits in pwritev() (/proc/PID/task/*/syscall; root): the
+    guest's write has reached the host and waits there. A condition polled, with the
+    guard timeout."""
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        for path in glob.glob("/proc/%d/task/*/syscall" % pid):
+            try:
+                with open(path) as f:
+                    if f.read().split(" ", 1)[0] == str(SYS_PWRITEV):
+                        return
+            except OSError:
+                pass
+        expect(time.monotonic() < deadline, "no petrel thread in pwritev()")
+        time.sleep(0.01)
+
+
+@case
+def snapshot_waits_for_a_write_in_the_host():
+    """The counter's write hangs in the host (WriteGate: the disk file's lock held) when
+    two snapshots are asked: one waits for the write, with the VM paused, the API
+    answering and no file under a final name; the other is refused at once (409). Once
+    the host lets go the first completes, and the restored guest finds its write done:
+    that number's line comes first, then the next ones."""
+    with tempfile.TemporaryDirectory() as d:
+        disk = make_disk(d)
+        dirs = [os.path.join(d, "a"), os.path.join(d, "b")]
+        for x in dirs:
+            os.mkdir(x)
+        vm = counter_vm(d, "orig", disk)
+        gate = None
+        answers = [None, None]
+        try:
+            gate = WriteGate(disk, DISK_SECTORS * SECTOR - mmap.PAGESIZE)
+            wait_in_pwritev(vm.proc.pid)
+            expect(vm.api("PATCH", "/vm", {"state": "Paused"})[0] == 204, "paused")
+            done = threading.Condition()
+
+            def ask(i):
+                status, j, _ = vm.api("PUT", "/snapshot/create", {
+                    "snapshot_path": dirs[i] + "/state", "mem_file_path": dirs[i] + "/mem"})
+                with done:
+                    answers[i] = (status, j)
+                    done.notify_all()
+
+            askers = [threading.Thread(target=ask, args=(i,), daemon=True) for i in (0, 1)]
+            for t in askers:
+                t.start()
+            with done:
+                expect(done.wait_for(lambda: any(answers), TIMEOUT), "an answer")
+            refused_one = 0 if answers[0] else 1
+            status, j = answers[refused_one]
+            expect(status == 409 and "a snapshot is being written" in j["fault_message"],
+                   "the second snapshot is refused: %r" % (answers,))
+            expect(vm.state() == "Paused", "the API answers while the snapshot waits")
+            expect(answers[1 - refused_one] is None, "the first waits for the write")
+            for x in dirs:
+                expect(not [f for f in os.listdir(x) if f in ("state", "mem")],
+                       "nothing under a final name yet: %r" % os.listdir(x))
+            gate.open()
+            for t in askers:
+                t.join(TIMEOUT)
+            status, j = answers[1 - refused_one]
+            expect(status == 204, "the snapshot completes once the write has: %r" % (j,))
+            snap = dirs[1 - refused_one]
+            expect(sorted(os.listdir(snap)) == ["mem", "state"], "written")
+            cut = vm.settle()
+            expect(vm.stop() == cut, "nothing more from a paused VM")
+        finally:
+            if gate:
+                gate.open()
+            vm.kill()
+        last = counted(cut)
+        expect(cut.endswith("counter: %d wrote %d\r\n" % (last, last)),
+               "the guest was waiting for its write, not printing: %r" % cut[-60:])
+        check_disk(disk, last + 1)  # the write that waited reached the file
+        r = restore(d, "restored", snap)
+        try:
+            out = r.read_until("counter: %d wrote" % (last + 4))
+            expect(out.startswith("counter: %d wrote %d\r\n" % (last + 1, last + 1)),
+                   "the guest takes the completed write: %r" % out[:80])
+            check_disk(disk, counted(cut + r.stop()))
+        finally:
+            r.kill()
 
 
 @case
