@@ -485,7 +485,7 @@ def restored_vm_snapshotted_and_restored_again():
             vm.kill()
         r1 = restore(d, "r1", a)
         try:
-            stream = goes_on(r1, cut)
+            goes_on(r1, cut)
             cut = cut + snap_and_stop(r1, b)
         finally:
             r1.kill()
@@ -493,7 +493,7 @@ def restored_vm_snapshotted_and_restored_again():
         shutil.rmtree(a)
         r2 = restore(d, "r2", b)
         try:
-            stream = goes_on(r2, cut)
+            goes_on(r2, cut)
             stream = cut + r2.stop()
         finally:
             r2.kill()
@@ -514,20 +514,20 @@ def busy_vcpus(cpus):
             vm.kill()
         r = restore(d, "r1", a)
         try:
-            stream = goes_on(r, cut)
+            goes_on(r, cut)
             _, j, _ = r.api("GET", "/vm")
             expect(j["vcpu_count"] == cpus, "the snapshot's vCPUs: %r" % j)
             # The restored busy vCPUs park for a pause, and for a snapshot of their own.
             for state in ("Paused", "Resumed"):
                 status, _, body = r.api("PATCH", "/vm", {"state": state})
                 expect(status == 204, "%s: %s" % (state, body))
-            stream = goes_on(r, cut, more=12)
+            goes_on(r, cut, more=12)
             cut = cut + snap_and_stop(r, b)
         finally:
             r.kill()
         r = restore(d, "r2", b)
         try:
-            stream = goes_on(r, cut)
+            goes_on(r, cut)
             stream = cut + r.stop()
         finally:
             r.kill()
