@@ -31,7 +31,8 @@ int snapshot_config_take(struct state_in *root, struct vm_config *cfg, const cha
 
 /*
  * Builds a finished tree whose root fill writes (after the root's compatible),
- * growing the buffer until it fits. *buf is malloc()ed. 0 or -errno with eb.
+ * growing the buffer until it fits. *buf is malloc()ed. 0 or -errno with eb (a
+ * device that refuses to be saved says why there, in its own words).
  */
 int snapshot_build(void (*fill)(struct state_out *out, void *ctx), void *ctx, void **buf,
                    size_t *len, struct errbuf *eb) MUST_CHECK;

@@ -90,7 +90,7 @@ struct virtio_blk {
     struct virtio_dev vdev;
 
     /* Set by virtio_blk_open(), constant afterwards. */
-    char *path; /* NULL: not open */
+    char *path; /* absolute (realpath() at open); NULL: not open */
     bool ro;
     uint64_t capacity; /* 512-byte sectors */
     uint8_t id[VIRTIO_BLK_ID_BYTES];

@@ -591,7 +591,10 @@ static int blk_open(struct virtio_blk *blk, const struct virtio_blk_spec *spec, 
     if (ret)
         goto err_close;
 
-    blk->path = strdup(path);
+    /* Absolute, resolved now: a snapshot names the drive by the file opened here, and a
+     * restore (from any directory) opens it again by that path (snapshot_config_put()). */
+    char abs[PATH_MAX];
+    blk->path = strdup(realpath(path, abs) ? abs : path);
     if (!blk->path) {
         ret = err_set(eb, -ENOMEM, "out of memory");
         goto err_close;

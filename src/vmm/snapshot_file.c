@@ -104,7 +104,8 @@ int snapshot_build(void (*fill)(struct state_out *out, void *ctx), void *ctx, vo
         void *fdt = malloc(size);
         if (!fdt)
             return err_set(eb, -ENOMEM, "out of memory for the state file");
-        struct state_out out = {.fdt = fdt};
+        struct errbuf why = {{0}}; /* a device's refusal (state_refuse()), in its words */
+        struct state_out out = {.fdt = fdt, .eb = &why};
         if (fdt_create(fdt, (int)size) < 0 || fdt_finish_reservemap(fdt) < 0 ||
             fdt_begin_node(fdt, "") < 0)
             out.err = -ENOSPC;
@@ -118,6 +119,11 @@ int snapshot_build(void (*fill)(struct state_out *out, void *ctx), void *ctx, vo
             return 0;
         }
         free(fdt);
+        if (out.err != -ENOSPC && why.msg[0]) {
+            if (eb)
+                *eb = why;
+            return out.err;
+        }
         if (out.err != -ENOSPC)
             return err_set(eb, out.err, "cannot write the state: %s", strerror(-out.err));
     }

@@ -10,18 +10,44 @@
  * counter.smp=1 first starts the other CPUs (include/kit/smp.h), which spin
  * without exits for good, and prints "counter: cpus N": a pause test gets
  * busy vCPUs and a consecutive counter at once.
+ * counter.blk=1 first starts the first virtio-blk (1af4:1042) through the
+ * kit's virtio driver and prints "counter: blk capacity <sectors>"; then each
+ * tick writes sector N % capacity with blkcheck's pattern N & 0xff (byte k of
+ * sector s: (P + s + (s >> 8) + k + (k >> 8)) & 0xff), waits for it, and
+ * prints "counter: N wrote S" instead of "counter: N": a drive written for as
+ * long as the guest runs, whose file says how far it got. No virtio-blk:
+ * "counter: no virtio-blk (1af4:1042)", exit 3; a failed write: "counter:
+ * FAIL <why>", exit 1.
  * A bad value prints "counter: bad counter.<option>" and exits 2.
  */
 #include "kit/cmdline.h"
 #include "kit/irq.h"
 #include "kit/kit.h"
+#include "kit/pci.h"
 #include "kit/printf.h"
 #include "kit/smp.h"
 #include "kit/ticker.h"
+#include "kit/virtio.h"
 
 #include <stdint.h>
 
 #define COUNTER_MS_DEFAULT 100
+#define BLK_SECTOR         512
+#define BLK_CFG_CAPACITY   0 /* virtio 1.2, 5.2.4 */
+#define VIRTIO_BLK_T_OUT   1
+#define VIRTIO_BLK_S_OK    0
+
+/* counter.blk: the drive and its one request's buffers. */
+static struct pci_func funcs[PCI_MAX_FUNCS];
+static struct virtio_dev blk;
+static uint64_t blk_capacity;
+static struct {
+    uint32_t type;
+    uint32_t reserved;
+    uint64_t sector;
+} blk_hdr;
+static uint8_t blk_data[BLK_SECTOR];
+static volatile uint8_t blk_status;
 
 /* What the APs do with counter.smp: spin in memory, never exiting. */
 static void counter_ap(unsigned cpu)
@@ -31,6 +57,55 @@ static void counter_ap(unsigned cpu)
     (void)cpu;
     for (;;)
         n++;
+}
+
+/* Starts the first virtio-blk; no timeout on its waits (the ticker has the LAPIC timer). */
+static int counter_blk_start(void)
+{
+    unsigned n = pci_scan(funcs, PCI_MAX_FUNCS);
+    int i = pci_next(funcs, n, 0, VIRTIO_VENDOR, VIRTIO_PCI_DEVICE(VIRTIO_ID_BLOCK));
+
+    if (i < 0) {
+        printf("counter: no virtio-blk (%04x:%04x)\n", VIRTIO_VENDOR,
+               VIRTIO_PCI_DEVICE(VIRTIO_ID_BLOCK));
+        return 3;
+    }
+    if (virtio_probe(&blk, &funcs[i]) || virtio_start(&blk, 0) || virtio_queue_setup(&blk, 0, 16) ||
+        virtio_config_read(&blk, BLK_CFG_CAPACITY, &blk_capacity, sizeof(blk_capacity)) ||
+        virtio_driver_ok(&blk)) {
+        printf("counter: FAIL %s\n", blk.error);
+        return 1;
+    }
+    if (!blk_capacity) {
+        puts("counter: FAIL the drive has no sectors");
+        return 1;
+    }
+    printf("counter: blk capacity %llu\n", (unsigned long long)blk_capacity);
+    return 0;
+}
+
+/* Writes tick n's sector and waits for it. Returns the sector, or -1 (reported). */
+static int64_t counter_blk_write(unsigned long n)
+{
+    uint64_t s = n % blk_capacity;
+    struct virtq_buf bufs[3] = {
+        {&blk_hdr, sizeof(blk_hdr)}, {blk_data, BLK_SECTOR}, {(void *)&blk_status, 1}};
+    uint32_t written;
+
+    for (unsigned k = 0; k < BLK_SECTOR; k++)
+        blk_data[k] = (uint8_t)(n + s + (s >> 8) + k + (k >> 8));
+    blk_hdr.type = VIRTIO_BLK_T_OUT;
+    blk_hdr.sector = s;
+    blk_status = 0xee;
+    if (virtq_xfer(&blk.vq[0], bufs, 2, 1, &written)) {
+        printf("counter: FAIL write %llu: %s\n", (unsigned long long)s, blk.error);
+        return -1;
+    }
+    if (blk_status != VIRTIO_BLK_S_OK) {
+        printf("counter: FAIL write %llu: status 0x%02x\n", (unsigned long long)s, blk_status);
+        return -1;
+    }
+    return (int64_t)s;
 }
 
 int kit_main(void)
@@ -51,8 +126,18 @@ int kit_main(void)
         puts("counter: bad counter.smp (want 0 or 1)");
         return 2;
     }
+    unsigned long use_blk = 0;
+    if (kit_cmdline_uint("counter.blk", 10, &use_blk) == -2 || use_blk > 1) {
+        puts("counter: bad counter.blk (want 0 or 1)");
+        return 2;
+    }
     if (smp)
         printf("counter: cpus %u\n", kit_smp_start(counter_ap));
+    if (use_blk) {
+        int err = counter_blk_start();
+        if (err)
+            return err;
+    }
     ticker_start((unsigned)ms);
     int forever = max_err != 0;
     for (unsigned long n = 0; forever || n < max; n++) {
@@ -60,7 +145,14 @@ int kit_main(void)
 
         while (ticker_count() == seen)
             kit_idle();
-        printf("counter: %lu\n", n);
+        if (!use_blk) {
+            printf("counter: %lu\n", n);
+            continue;
+        }
+        int64_t s = counter_blk_write(n);
+        if (s < 0)
+            return 1;
+        printf("counter: %lu wrote %llu\n", n, (unsigned long long)s);
     }
     return 0;
 }

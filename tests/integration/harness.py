@@ -4,13 +4,17 @@ Each test file defines functions decorated with @case; main() runs them all,
 prints one line per case and exits non-zero if any failed. Timeouts here are
 failure guards (a hang fails the case), never synchronisation.
 """
+import ctypes
+import fcntl
 import http.client
 import json
+import mmap
 import os
 import select
 import socket
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import termios
@@ -245,6 +249,52 @@ class OnPty:
             os.close(self.slave)
 
 
+SYS_USERFAULTFD = 323  # x86_64
+UFFD_API = 0xAA
+UFFDIO_API = 0xC018AA3F  # _IOWR(0xAA, 0x3F, struct uffdio_api)
+UFFDIO_REGISTER = 0xC020AA00  # _IOWR(0xAA, 0x00, struct uffdio_register)
+UFFDIO_REGISTER_MODE_MISSING = 1
+UFFD_EVENT_PAGEFAULT = 0x12
+
+
+class WriteGate:
+    """Makes every write to a file wait in the host kernel until open() is called: a thread
+    writes to the file from a page that userfaultfd leaves unfilled, so it faults inside
+    write(), holding the inode's lock, and every other write (petrel's pwritev) queues
+    behind it. Closing the userfaultfd lets the fault finish as an ordinary one. A real
+    hung syscall with no test hook in petrel; needs userfaultfd with kernel-mode faults
+    (root, or vm.unprivileged_userfaultfd=1), which the nested harness has."""
+
+    def __init__(self, path, offset):
+        self.uffd = -1
+        libc = ctypes.CDLL(None, use_errno=True)
+        self.uffd = libc.syscall(SYS_USERFAULTFD, os.O_CLOEXEC)
+        expect(self.uffd >= 0, "userfaultfd: %s" % os.strerror(ctypes.get_errno()))
+        fcntl.ioctl(self.uffd, UFFDIO_API, bytearray(struct.pack("QQQ", UFFD_API, 0, 0)))
+        self.page = mmap.mmap(-1, mmap.PAGESIZE)
+        self.addr = ctypes.addressof(ctypes.c_char.from_buffer(self.page))
+        fcntl.ioctl(self.uffd, UFFDIO_REGISTER, bytearray(struct.pack(
+            "QQQQ", self.addr, mmap.PAGESIZE, UFFDIO_REGISTER_MODE_MISSING, 0)))
+        self.fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        self.thread = threading.Thread(target=os.pwrite, args=(self.fd, self.page, offset),
+                                       daemon=True)
+        self.thread.start()
+        # The fault's message: the writer is inside write(), holding the lock.
+        ready, _, _ = select.select([self.uffd], [], [], TIMEOUT)
+        expect(ready, "the gate's write faulted")
+        msg = os.read(self.uffd, 32)
+        expect(msg[0] == UFFD_EVENT_PAGEFAULT, "a page fault message: %r" % msg)
+
+    def open(self):
+        if self.uffd < 0:
+            return
+        os.close(self.uffd)
+        self.uffd = -1
+        self.thread.join(TIMEOUT)
+        expect(not self.thread.is_alive(), "the gate's own write finished")
+        os.close(self.fd)
+
+
 def api(sock, method, path, body=None, raw=None):
     """One API request; returns (status, parsed JSON or None, raw body text)."""
     c = UnixHTTP(sock)
@@ -285,4 +335,4 @@ def main():
 
 
 __all__ = ["case", "kit", "petrel", "expect", "text", "Running", "OnPty", "main", "signal",
-           "TIMEOUT"]
+           "TIMEOUT", "WriteGate"]

@@ -2,18 +2,13 @@
 """virtio-pci as a driver sees it: the guest kit's PCI enumeration and virtio 1.x driver
 (subprojects/petrel-kit/lib/pci.c, virtio.c) against petrel's transport and devices,
 interrupt-driven through MSI-X."""
-import ctypes
-import fcntl
 import mmap
 import os
 import re
-import select
-import struct
 import tempfile
-import threading
 import zlib
 
-from harness import TIMEOUT, Running, api, case, expect, kit, main, petrel, text
+from harness import Running, WriteGate, api, case, expect, kit, main, petrel, text
 
 HOST_BRIDGE = "pci: 00:00.0 8086:0d57 class 060000 rev 00"
 RNG_FUNC = re.compile(r"pci: 00:([0-9a-f]{2})\.0 1af4:1044 class ff0000 rev 01")
@@ -208,52 +203,6 @@ def without_drives_the_guest_finds_no_virtio_blk():
 
 
 # ---- a reset while the host still runs a request ----
-
-SYS_USERFAULTFD = 323  # x86_64
-UFFD_API = 0xAA
-UFFDIO_API = 0xC018AA3F  # _IOWR(0xAA, 0x3F, struct uffdio_api)
-UFFDIO_REGISTER = 0xC020AA00  # _IOWR(0xAA, 0x00, struct uffdio_register)
-UFFDIO_REGISTER_MODE_MISSING = 1
-UFFD_EVENT_PAGEFAULT = 0x12
-
-
-class WriteGate:
-    """Makes every write to a file wait in the host kernel until open() is called: a thread
-    writes to the file from a page that userfaultfd leaves unfilled, so it faults inside
-    write(), holding the inode's lock, and every other write (petrel's pwritev) queues
-    behind it. Closing the userfaultfd lets the fault finish as an ordinary one. A real
-    hung syscall with no test hook in petrel; needs userfaultfd with kernel-mode faults
-    (root, or vm.unprivileged_userfaultfd=1), which the nested harness has."""
-
-    def __init__(self, path, offset):
-        self.uffd = -1
-        libc = ctypes.CDLL(None, use_errno=True)
-        self.uffd = libc.syscall(SYS_USERFAULTFD, os.O_CLOEXEC)
-        expect(self.uffd >= 0, "userfaultfd: %s" % os.strerror(ctypes.get_errno()))
-        fcntl.ioctl(self.uffd, UFFDIO_API, bytearray(struct.pack("QQQ", UFFD_API, 0, 0)))
-        self.page = mmap.mmap(-1, mmap.PAGESIZE)
-        self.addr = ctypes.addressof(ctypes.c_char.from_buffer(self.page))
-        fcntl.ioctl(self.uffd, UFFDIO_REGISTER, bytearray(struct.pack(
-            "QQQQ", self.addr, mmap.PAGESIZE, UFFDIO_REGISTER_MODE_MISSING, 0)))
-        self.fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-        self.thread = threading.Thread(target=os.pwrite, args=(self.fd, self.page, offset),
-                                       daemon=True)
-        self.thread.start()
-        # The fault's message: the writer is inside write(), holding the lock.
-        ready, _, _ = select.select([self.uffd], [], [], TIMEOUT)
-        expect(ready, "the gate's write faulted")
-        msg = os.read(self.uffd, 32)
-        expect(msg[0] == UFFD_EVENT_PAGEFAULT, "a page fault message: %r" % msg)
-
-    def open(self):
-        if self.uffd < 0:
-            return
-        os.close(self.uffd)
-        self.uffd = -1
-        self.thread.join(TIMEOUT)
-        expect(not self.thread.is_alive(), "the gate's own write finished")
-        os.close(self.fd)
-
 
 def reset_busy(path, sock, *options):
     """blkcheck resetting drive 0 while its write to sector 100 waits behind a WriteGate.

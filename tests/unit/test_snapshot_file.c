@@ -197,15 +197,37 @@ static void test_atomic_write(void **unused)
     unlink(path);
 }
 
+/* A device that cannot be saved now, as virtio-blk with a request in flight. */
+static void fill_refused(struct state_out *out, void *ctx)
+{
+    (void)ctx;
+    state_begin(out, "devices", "petrel,devices-v1");
+    state_begin(out, "vda", "petrel,virtio-blk-v1");
+    state_refuse(out, -EBUSY, "virtio-blk /srv/a.img: 1 requests are in flight");
+    state_end(out);
+    state_end(out);
+}
+
+/* A device's refusal reaches the caller in its own words, not as a bare errno. */
+static void test_build_refused(void **unused)
+{
+    (void)unused;
+    struct errbuf eb = {0};
+    void *buf = NULL;
+    size_t len;
+    assert_int_equal(snapshot_build(fill_refused, NULL, &buf, &len, &eb), -EBUSY);
+    assert_null(buf);
+    assert_string_equal(eb.msg, "virtio-blk /srv/a.img: 1 requests are in flight");
+}
+
 int main(void)
 {
     if (!mkdtemp(dir))
         return 1;
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_config_round_trip),
-        cmocka_unit_test(test_bad_files_refused),
-        cmocka_unit_test(test_hostile_config_refused),
-        cmocka_unit_test(test_atomic_write),
+        cmocka_unit_test(test_config_round_trip),      cmocka_unit_test(test_bad_files_refused),
+        cmocka_unit_test(test_hostile_config_refused), cmocka_unit_test(test_atomic_write),
+        cmocka_unit_test(test_build_refused),
     };
     int ret = cmocka_run_group_tests(tests, NULL, NULL);
     rmdir(dir);

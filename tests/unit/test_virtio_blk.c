@@ -1251,7 +1251,7 @@ static int restore_vda(const void *t, struct virtio_blk *blk, struct errbuf *eb)
  * as the old one's), in a host with a copy of old's RAM, not started by any
  * driver. old's device is gone first, and its lock on the file with it.
  */
-static struct rig *rig_reopen(struct rig *old, const char *spec_extra)
+static struct rig *rig_reopen_as(struct rig *old, const char *path, const char *spec_extra)
 {
     struct rig *r = calloc(1, sizeof(*r));
     struct virtio_blk_spec spec;
@@ -1270,12 +1270,17 @@ static struct rig *rig_reopen(struct rig *old, const char *spec_extra)
     virtio_blk_destroy(&old->blk);
     fake_virtio_host_destroy(&old->h);
     free(old);
-    snprintf(arg, sizeof(arg), "path=%s%s", r->path, spec_extra);
+    snprintf(arg, sizeof(arg), "path=%s%s", path ? path : r->path, spec_extra);
     assert_int_equal(virtio_blk_spec_parse(arg, &spec, &eb), 0);
     assert_int_equal(virtio_blk_open(&r->blk, &spec, &eb), 0);
     assert_int_equal(virtio_blk_init(&r->blk, NULL, &r->h.sys, &eb), 0);
     assert_int_equal(virtio_pci_add(&r->blk.vdev, &r->h.pci), 0);
     return r;
+}
+
+static struct rig *rig_reopen(struct rig *old, const char *spec_extra)
+{
+    return rig_reopen_as(old, NULL, spec_extra);
 }
 
 /*
@@ -1389,6 +1394,35 @@ static void test_restore_refuses_another_disk(void **state)
     assert_int_equal(status_of(r, 1), VIRTIO_BLK_S_OK);
 }
 
+/*
+ * A drive opened by a relative path (as typed in another directory) saves its
+ * absolute path, which the configuration node names too: the restore opens the
+ * drive by that path and must find the saved device's drive in it.
+ */
+static void test_save_relative_path(void **state)
+{
+    struct rig *r = *state;
+    struct errbuf eb = {{0}};
+    char cwd[PATH_MAX], rel[PATH_MAX];
+    int len;
+
+    assert_non_null(getcwd(cwd, sizeof(cwd)));
+    assert_int_equal(chdir("/tmp/"), 0);
+    snprintf(rel, sizeof(rel), "./%s", r->path + strlen("/tmp/"));
+    r = *state = rig_reopen_as(r, rel, "");
+    assert_int_equal(chdir(cwd), 0);
+    driver_start(r);
+    struct save_ctx c = {&r->blk, &eb};
+    assert_int_equal(state_test_write(tree, sizeof(tree), save_vda, &c), 0);
+    const char *saved = state_test_prop(tree, "/vda", "path", &len);
+    assert_string_equal(saved, r->path);
+
+    r = *state = rig_reopen(r, ""); /* by the absolute path, as a restore opens it */
+    int ret = restore_vda(tree, &r->blk, &eb);
+    if (ret)
+        fail_msg("%s", eb.msg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1414,6 +1448,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_save_restore, setup, teardown),
         cmocka_unit_test_setup_teardown(test_save_refuses_in_flight, setup_gated, teardown),
         cmocka_unit_test_setup_teardown(test_restore_refuses_another_disk, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_save_relative_path, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
