@@ -691,7 +691,9 @@ int virtio_blk_save(const struct virtio_blk *blk, struct state_out *out)
                             "%s: %u requests are in flight; a snapshot waits for them to "
                             "complete first",
                             blk->name, inflight);
-    state_put_string(out, "path", blk->path);
+    /* Absolute, as the snapshot's configuration names the drive and a restore opens it. */
+    char abs[PATH_MAX];
+    state_put_string(out, "path", realpath(blk->path, abs) ? abs : blk->path);
     state_put_u64(out, "capacity", blk->capacity);
     state_put_bool(out, "read-only", blk->ro);
     return virtio_pci_save(&blk->vdev, out);

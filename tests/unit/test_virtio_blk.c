@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1251,7 +1252,7 @@ static int restore_vda(const void *t, struct virtio_blk *blk, struct errbuf *eb)
  * as the old one's), in a host with a copy of old's RAM, not started by any
  * driver. old's device is gone first, and its lock on the file with it.
  */
-static struct rig *rig_reopen(struct rig *old, const char *spec_extra)
+static struct rig *rig_reopen_at(struct rig *old, const char *path, const char *spec_extra)
 {
     struct rig *r = calloc(1, sizeof(*r));
     struct virtio_blk_spec spec;
@@ -1259,6 +1260,8 @@ static struct rig *rig_reopen(struct rig *old, const char *spec_extra)
     char arg[128];
 
     assert_non_null(r);
+    snprintf(arg, sizeof(arg), "path=%s%s", path,
+             spec_extra); /* before old goes: path may be in it */
     assert_int_equal(fake_virtio_host_init(&r->h, old->h.ram_size), 0);
     memcpy(r->h.ram, old->h.ram, old->h.ram_size);
     r->h.pci.warn = count_warning;
@@ -1270,12 +1273,16 @@ static struct rig *rig_reopen(struct rig *old, const char *spec_extra)
     virtio_blk_destroy(&old->blk);
     fake_virtio_host_destroy(&old->h);
     free(old);
-    snprintf(arg, sizeof(arg), "path=%s%s", r->path, spec_extra);
     assert_int_equal(virtio_blk_spec_parse(arg, &spec, &eb), 0);
     assert_int_equal(virtio_blk_open(&r->blk, &spec, &eb), 0);
     assert_int_equal(virtio_blk_init(&r->blk, NULL, &r->h.sys, &eb), 0);
     assert_int_equal(virtio_pci_add(&r->blk.vdev, &r->h.pci), 0);
     return r;
+}
+
+static struct rig *rig_reopen(struct rig *old, const char *spec_extra)
+{
+    return rig_reopen_at(old, old->path, spec_extra);
 }
 
 /*
@@ -1325,6 +1332,34 @@ static void test_save_restore(void **state)
     add_req(r, 4, VIRTIO_BLK_T_FLUSH, 0, 0, false);
     kick_wait(r, 5);
     assert_int_equal(fake_virtio_irq_count(&r->blk.vdev, 0), 1);
+}
+
+/*
+ * A drive given by a relative path is saved under its absolute path: the one
+ * the snapshot's configuration names (snapshot_config_put()), which a restore
+ * opens, from whatever directory it runs in.
+ */
+static void test_save_names_the_drive_absolutely(void **state)
+{
+    struct rig *r = *state;
+    struct errbuf eb = {{0}};
+    char cwd[PATH_MAX];
+    int len;
+
+    assert_non_null(getcwd(cwd, sizeof(cwd)));
+    assert_int_equal(chdir("/tmp"), 0);
+    r = *state = rig_reopen_at(r, r->path + strlen("/tmp/"), "");
+    struct save_ctx c = {&r->blk, &eb};
+    assert_int_equal(state_test_write(tree, sizeof(tree), save_vda, &c), 0);
+    assert_int_equal(chdir(cwd), 0);
+    const char *saved = state_test_prop(tree, "/vda", "path", &len);
+    assert_non_null(saved);
+    assert_string_equal(saved, r->path);
+
+    r = *state = rig_reopen(r, "");
+    int ret = restore_vda(tree, &r->blk, &eb);
+    if (ret)
+        fail_msg("%s", eb.msg);
 }
 
 /* Requests in flight cannot be saved; once they completed, the device can. */
@@ -1412,6 +1447,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_read_over_4g, setup_big, teardown),
         cmocka_unit_test_setup_teardown(test_destroy_drains, setup, teardown),
         cmocka_unit_test_setup_teardown(test_save_restore, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_save_names_the_drive_absolutely, setup, teardown),
         cmocka_unit_test_setup_teardown(test_save_refuses_in_flight, setup_gated, teardown),
         cmocka_unit_test_setup_teardown(test_restore_refuses_another_disk, setup, teardown),
     };
