@@ -53,9 +53,15 @@ int snapshot_write_file(const char *path, const void *buf, size_t len,
 int snapshot_sync_dir(const char *path, struct errbuf *eb) MUST_CHECK;
 
 /*
- * Reads and checks a state file (path, or path/state for a directory): its
- * size, the tree's structure, the root's compatible. *buf is malloc()ed. 0 or
+ * Checks a state file read whole into buf (len bytes): its size, the tree's
+ * structure, the root's compatible. name is the file, for messages. 0 or
  * -errno with eb.
+ */
+int snapshot_check(const void *buf, size_t len, const char *name, struct errbuf *eb) MUST_CHECK;
+
+/*
+ * Reads a state file (path, or path/state for a directory) and checks it
+ * (snapshot_check()). *buf is malloc()ed. 0 or -errno with eb.
  */
 int snapshot_read(const char *path, void **buf, struct errbuf *eb) MUST_CHECK;
 

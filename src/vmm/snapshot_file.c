@@ -185,6 +185,21 @@ int snapshot_write_atomic(const char *path, const void *buf, size_t len, struct 
     return snapshot_sync_dir(path, eb);
 }
 
+int snapshot_check(const void *buf, size_t len, const char *name, struct errbuf *eb)
+{
+    if (len < sizeof(struct fdt_header) || len > SNAPSHOT_MAX_STATE)
+        return err_set(eb, -EINVAL, "%s is not a petrel state file (%zu bytes)", name, len);
+    if (fdt_magic(buf) != FDT_MAGIC || fdt_check_full(buf, len) != 0)
+        return err_set(eb, -EINVAL, "%s is not a petrel state file, or it is truncated or corrupt",
+                       name);
+    if (fdt_node_check_compatible(buf, 0, SNAPSHOT_COMPATIBLE) != 0) {
+        const char *have = fdt_getprop(buf, 0, "compatible", NULL);
+        return err_set(eb, -EPROTO, "%s is a state file of another format (%s), not %s", name,
+                       have ? have : "none", SNAPSHOT_COMPATIBLE);
+    }
+    return 0;
+}
+
 int snapshot_read(const char *path, void **buf, struct errbuf *eb)
 {
     char file[PATH_MAX];
@@ -219,17 +234,9 @@ int snapshot_read(const char *path, void **buf, struct errbuf *eb)
                       n < 0 ? strerror(errno) : "it shrank while reading");
         goto out;
     }
-    if (fdt_magic(fdt) != FDT_MAGIC || fdt_check_full(fdt, (size_t)st.st_size) != 0) {
-        ret = err_set(eb, -EINVAL, "%s is not a petrel state file, or it is truncated or corrupt",
-                      file);
+    ret = snapshot_check(fdt, (size_t)st.st_size, file, eb);
+    if (ret)
         goto out;
-    }
-    if (fdt_node_check_compatible(fdt, 0, SNAPSHOT_COMPATIBLE) != 0) {
-        const char *have = fdt_getprop(fdt, 0, "compatible", NULL);
-        ret = err_set(eb, -EPROTO, "%s is a state file of another format (%s), not %s", file,
-                      have ? have : "none", SNAPSHOT_COMPATIBLE);
-        goto out;
-    }
     *buf = fdt;
     fdt = NULL;
 out:

@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1259,6 +1260,8 @@ static struct rig *rig_reopen_as(struct rig *old, const char *path, const char *
     char arg[128];
 
     assert_non_null(r);
+    /* Before old goes: path may point into it. NULL: old's path. */
+    snprintf(arg, sizeof(arg), "path=%s%s", path ? path : old->path, spec_extra);
     assert_int_equal(fake_virtio_host_init(&r->h, old->h.ram_size), 0);
     memcpy(r->h.ram, old->h.ram, old->h.ram_size);
     r->h.pci.warn = count_warning;
@@ -1270,7 +1273,6 @@ static struct rig *rig_reopen_as(struct rig *old, const char *path, const char *
     virtio_blk_destroy(&old->blk);
     fake_virtio_host_destroy(&old->h);
     free(old);
-    snprintf(arg, sizeof(arg), "path=%s%s", path ? path : r->path, spec_extra);
     assert_int_equal(virtio_blk_spec_parse(arg, &spec, &eb), 0);
     assert_int_equal(virtio_blk_open(&r->blk, &spec, &eb), 0);
     assert_int_equal(virtio_blk_init(&r->blk, NULL, &r->h.sys, &eb), 0);
@@ -1330,6 +1332,34 @@ static void test_save_restore(void **state)
     add_req(r, 4, VIRTIO_BLK_T_FLUSH, 0, 0, false);
     kick_wait(r, 5);
     assert_int_equal(fake_virtio_irq_count(&r->blk.vdev, 0), 1);
+}
+
+/*
+ * A drive given by a relative path is saved under its absolute path: the one
+ * the snapshot's configuration names (snapshot_config_put()), which a restore
+ * opens, from whatever directory it runs in.
+ */
+static void test_save_names_the_drive_absolutely(void **state)
+{
+    struct rig *r = *state;
+    struct errbuf eb = {{0}};
+    char cwd[PATH_MAX];
+    int len;
+
+    assert_non_null(getcwd(cwd, sizeof(cwd)));
+    assert_int_equal(chdir("/tmp"), 0);
+    r = *state = rig_reopen_as(r, r->path + strlen("/tmp/"), "");
+    struct save_ctx c = {&r->blk, &eb};
+    assert_int_equal(state_test_write(tree, sizeof(tree), save_vda, &c), 0);
+    assert_int_equal(chdir(cwd), 0);
+    const char *saved = state_test_prop(tree, "/vda", "path", &len);
+    assert_non_null(saved);
+    assert_string_equal(saved, r->path);
+
+    r = *state = rig_reopen(r, "");
+    int ret = restore_vda(tree, &r->blk, &eb);
+    if (ret)
+        fail_msg("%s", eb.msg);
 }
 
 /* Requests in flight cannot be saved; once they completed, the device can. */
@@ -1446,6 +1476,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_read_over_4g, setup_big, teardown),
         cmocka_unit_test_setup_teardown(test_destroy_drains, setup, teardown),
         cmocka_unit_test_setup_teardown(test_save_restore, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_save_names_the_drive_absolutely, setup, teardown),
         cmocka_unit_test_setup_teardown(test_save_refuses_in_flight, setup_gated, teardown),
         cmocka_unit_test_setup_teardown(test_restore_refuses_another_disk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_save_relative_path, setup, teardown),
