@@ -54,7 +54,7 @@ def missing_kernel():
 @case
 def kernel_option_required():
     p = petrel("run")
-    expect(p.returncode == 2 and "--kernel FILE is required" in text(p.stderr), "usage error", p)
+    expect(p.returncode == 2 and "--kernel FILE (or --restore PATH) is required" in text(p.stderr), "usage error", p)
 
 
 @case
