@@ -313,7 +313,7 @@ int i8042_save(const struct i8042 *k, struct state_out *out)
         aux |= (uint32_t)k->queue[at].aux << i;
     }
     state_put_u32(out, "ctr", k->ctr);
-    state_put_u32(out, "status", k->status);
+    state_put_u32(out, "status-byte", k->status);
     state_put_u32(out, "pending", k->pending);
     state_put_u32(out, "kbd-pending", k->kbd_pending);
     state_put_u32(out, "aux-pending", k->aux_pending);
@@ -346,7 +346,7 @@ int i8042_restore(struct i8042 *k, struct state_in *in)
     uint32_t status, count, aux;
 
     state_get_u8(in, "ctr", &ctr);
-    state_get_bits(in, "status", I8042_STR_SYS | I8042_STR_CMDDAT, &status);
+    state_get_bits(in, "status-byte", I8042_STR_SYS | I8042_STR_CMDDAT, &status);
     uint8_t pending = get_pending(in, "pending", data_cmds, sizeof(data_cmds));
     uint8_t kbd_pending = get_pending(in, "kbd-pending", kbd_arg_cmds, sizeof(kbd_arg_cmds));
     uint8_t aux_pending = get_pending(in, "aux-pending", aux_arg_cmds, sizeof(aux_arg_cmds));

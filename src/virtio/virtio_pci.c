@@ -805,7 +805,7 @@ int virtio_pci_save(const struct virtio_dev *vdev, struct state_out *out)
                             vdev->pci.dev.name);
     state_begin(out, "virtio", VIRTIO_PCI_STATE_COMPATIBLE);
     state_put_u32(out, "num-queues", vdev->nr_queues);
-    state_put_u32(out, "status", vdev->status);
+    state_put_u32(out, "device-status", vdev->status);
     state_put_u64(out, "device-features", vdev->device_features);
     state_put_u64(out, "driver-features", vdev->driver_features);
     state_put_u32(out, "device-feature-select", vdev->dfselect);
@@ -857,7 +857,7 @@ static void regs_get(const struct virtio_dev *v, struct state_in *in, struct sav
     if (!in->err && (r->driver_features & ~v->device_features))
         state_invalid(in, "property 'driver-features' has bits %#llx the device does not offer",
                       (unsigned long long)(r->driver_features & ~v->device_features));
-    state_get_bits(in, "status", STATUS_BITS, &r->status);
+    state_get_bits(in, "device-status", STATUS_BITS, &r->status);
     /* status_write() sets FEATURES_OK only for a modern driver. */
     if ((r->status & VIRTIO_STATUS_FEATURES_OK) &&
         !(r->driver_features & (1ULL << VIRTIO_F_VERSION_1)))
@@ -897,7 +897,7 @@ static void queue_get(const struct virtio_dev *v, struct state_in *in, unsigned 
     state_get_bool(&qin, "broken", &st.broken);
     /* queue_enable() takes a queue only after FEATURES_OK. */
     if (st.ready && !(r->status & VIRTIO_STATUS_FEATURES_OK))
-        state_invalid(&qin, "property 'enabled' is set, but 'status' has no FEATURES_OK");
+        state_invalid(&qin, "property 'enabled' is set, but 'device-status' has no FEATURES_OK");
     if (st.ready && !st.broken && (uint16_t)(st.last_avail_idx - st.used_idx) != held)
         state_invalid(&qin,
                       "properties 'last-avail-idx' %u and 'used-idx' %u have %u chains in "

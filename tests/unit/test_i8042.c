@@ -354,7 +354,7 @@ static void restore_refuses_hostile(void **state)
     expect_refused(f, "queue-count", I8042_QUEUE + 1, "'queue-count' is 33");
     expect_refused(f, "queue-count", 2, "property 'queue' has 3 bytes, not 2");
     expect_refused(f, "queue-aux", 0x8, "'queue-aux' is 0x8");
-    expect_refused(f, "status", I8042_STR_OBF, "'status'");
+    expect_refused(f, "status-byte", I8042_STR_OBF, "'status-byte'");
     expect_refused(f, "pending", 0x42, "'pending' is 0x42");
     expect_refused(f, "kbd-pending", 0xff, "'kbd-pending'");
     expect_refused(f, "aux-pending", 0xed, "'aux-pending'");

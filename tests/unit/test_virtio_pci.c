@@ -917,9 +917,9 @@ static void test_restore_refuses_hostile(void **state)
     refused(&t, &(struct edit){q1, "last-avail-idx", 1, 4}, 1, "not 0 in a queue that is not");
     refused(&t, &(struct edit){q0, "vector", 3, 4}, 1, "property 'vector' is 3");
     refused(&t, &(struct edit){v, "config-vector", 7, 4}, 1, "property 'config-vector' is 7");
-    refused(&t, &(struct edit){v, "status", 0x30, 4}, 1, "property 'status'");
-    refused(&t, &(struct edit){v, "status", 0x3, 4}, 1,
-            "property 'enabled' is set, but 'status' has no FEATURES_OK");
+    refused(&t, &(struct edit){v, "device-status", 0x30, 4}, 1, "property 'device-status'");
+    refused(&t, &(struct edit){v, "device-status", 0x3, 4}, 1,
+            "property 'enabled' is set, but 'device-status' has no FEATURES_OK");
     refused(&t, &(struct edit){v, "isr", 4, 4}, 1, "property 'isr'");
     refused(&t, &(struct edit){v, "num-queues", 3, 4}, 1, "property 'num-queues' is 3");
     refused(&t, &(struct edit){"/vtest/virtio/pci", "config", 0x0042, 1}, 1,

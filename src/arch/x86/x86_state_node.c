@@ -514,7 +514,7 @@ static const struct x86_field x86_pit_channel_fields[] = {
     PITCH("latched-count", latched_count, 0),
     PITCH("count-latched", count_latched, 0),
     PITCH("status-latched", status_latched, 1),
-    PITCH("status", status, 0),
+    PITCH("status-byte", status, 0),
     PITCH("read-state", read_state, 0),
     PITCH("write-state", write_state, 0),
     PITCH("write-latch", write_latch, 0),
