@@ -69,24 +69,47 @@ class Guest:
         if prepare:
             prepare(self.tmp.name)
         args = [a.replace("@TMP@", self.tmp.name) for a in args]
-        os.makedirs(os.path.join(GUEST_DIR, "logs"), exist_ok=True)
-        self.log = open(os.path.join(GUEST_DIR, "logs", name + ".log"), "wb", buffering=0)
         self.sock = os.path.join(self.tmp.name, "api.sock")
         self.memory = memory
+        self.restored = []
         self.t0 = time.monotonic()
         self.deadline = self.t0 + LIMIT
+        self._start(name, [PETREL, "run", "--kernel", kernel, "--initrd", INITRD, "--cmdline",
+                           cmdline, "--cpus", str(cpus), "--memory", memory, "--name",
+                           "%s-%d" % (name, os.getpid()), "--api-sock", self.sock, *args])
+
+    def _start(self, name, argv):
+        self.name = name
+        os.makedirs(os.path.join(GUEST_DIR, "logs"), exist_ok=True)
+        self.log = open(os.path.join(GUEST_DIR, "logs", name + ".log"), "wb", buffering=0)
         self.n = 0
         self.ready_at = None
-        self.proc = subprocess.Popen(
-            [PETREL, "run", "--kernel", kernel, "--initrd", INITRD, "--cmdline", cmdline,
-             "--cpus", str(cpus), "--memory", memory, "--name", "%s-%d" % (name, os.getpid()),
-             "--api-sock", self.sock, *args],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.started = time.time()
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT)
         self.cond = threading.Condition()
         self.buf = bytearray()
         self.eof = False
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
+
+    def restore(self, suffix, snapshot, args=()):
+        """petrel run --restore SNAPSHOT (more options in args) in a new process: a Guest
+        on its console and its own API socket, within this scenario's time limit, closed
+        with this one. Its log is logs/SCENARIO-SUFFIX.log. The machine, drives included
+        (their files in this guest's directory), is the snapshot's."""
+        r = Guest.__new__(Guest)
+        r.tmp = None
+        r.sock = os.path.join(self.tmp.name, suffix + ".sock")
+        r.memory = self.memory
+        r.restored = []
+        r.t0 = time.monotonic()
+        r.deadline = self.deadline
+        self.restored.append(r)
+        r._start("%s-%s" % (self.name, suffix),
+                 [PETREL, "run", "--restore", snapshot, "--name",
+                  "%s-%s-%d" % (self.name, suffix, os.getpid()), "--api-sock", r.sock, *args])
+        return r
 
     def _read(self):
         while True:
@@ -176,6 +199,8 @@ class Guest:
         return rc
 
     def close(self):
+        for r in self.restored:
+            r.close()
         if self.proc.poll() is None:
             diagnose(self.proc.pid)
             self.proc.kill()
@@ -186,12 +211,19 @@ class Guest:
                 f.close()
             except OSError:
                 pass
-        self.tmp.cleanup()
+        if self.tmp:
+            self.tmp.cleanup()
 
 
 def check(cond, what):
     if not cond:
         raise AssertionError(what)
+
+
+def need(cond, what):
+    """A check that the scenario's remaining ones depend on: it ends the scenario."""
+    if not cond:
+        raise Lost(what)
 
 
 # ---- the boot-log allowlist ----------------------------------------------------------
@@ -576,6 +608,249 @@ def root_on_vda(r, g):
               % (fsck.returncode, text(fsck.stdout + fsck.stderr)[-800:]))
 
 
+# ---- snapshot and restore -------------------------------------------------------------
+
+# Lines after the snapshot that say the restore looked like a hang or broke the clock:
+# never accepted (the allowlist does not apply to them).
+RESTORE_HAZARDS = re.compile(r"lockup|hung.task|blocked for more than|stall|clocksource|"
+                             r"unstable|watchdog|skew|timekeeping|time went backwards", re.I)
+# The catch-up restore's clock: within 1 s of the host's (the issue's figure). The guest's
+# reading is bracketed by host times taken before the command is typed and after its
+# answer, so the console's latency is not part of it; KVM sets the clock to the
+# microsecond (saved clock + host realtime elapsed), and the guest's own offset from the
+# host before the snapshot (kvmclock's wall clock at boot) is well under that.
+CATCH_UP_TOLERANCE = 1.0
+# How far a restored guest's clock may be off what the host's times around the snapshot
+# and the restore allow (the frozen lag, CLOCK_MONOTONIC's advance). Every reading is
+# bracketed by host times, so this only absorbs the guest's clock running at a rate a
+# little off the host's (parts per million over a minute) and the readings' rounding.
+BRACKET_SLACK = 0.25
+# Each restore comes at least this long after the snapshot: twice the lowered
+# soft-lockup threshold (2 x 3 s) and more, so that the caught-up clock's jump would be
+# reported as a soft lockup without KVMCLOCK_CTRL; and far more than the catch-up
+# tolerance, so that a clock that caught up cannot pass as frozen.
+AWAY_MIN = 12.0
+
+
+def snap_clocks(g):
+    """The guest's CLOCK_REALTIME (adjtimex: microseconds) and CLOCK_MONOTONIC
+    (/proc/timer_list's "now at": ktime_get()), with the host's time just before the
+    command was typed and just after its answer: a dict of realtime, monotonic, t1, t2
+    and off_lo/off_hi, the bounds of the guest's realtime minus the host's."""
+    t1 = time.time()
+    out = g.sh_ok("adjtimex | grep 'time.tv_'; grep -m1 'now at' /proc/timer_list")
+    t2 = time.time()
+    sec = re.search(r"time\.tv_sec:\s*(\d+)", out)
+    usec = re.search(r"time\.tv_usec:\s*(\d+)", out)
+    mono = re.search(r"now at (\d+) nsecs", out)
+    need(sec and usec and mono, "no clock readings in %r" % out)
+    real = int(sec.group(1)) + int(usec.group(1)) / 1e6
+    return {"realtime": real, "monotonic": int(mono.group(1)) / 1e9, "t1": t1, "t2": t2,
+            "off_lo": real - t2, "off_hi": real - t1}
+
+
+def fmt_off(c):
+    return "%+.3f..%+.3f s" % (c["off_lo"], c["off_hi"])
+
+
+def dmesg_since_marker(g, marker):
+    """The guest's kernel log after marker (written to /dev/kmsg before the snapshot),
+    cut in the guest: the whole log takes tens of seconds on a nested serial console."""
+    out = g.sh_ok("dmesg | sed -n '/%s/,$p'" % marker)
+    check(marker in out.split("\n", 1)[0], "the kernel log has lost the marker %r written "
+          "before the snapshot: %r" % (marker, out[-2000:]))
+    return out.split("\n", 1)[1] if "\n" in out else ""
+
+
+def restored_dmesg_clean(g, marker):
+    """No lockup, hung-task, stall or clocksource report in the kernel log since the
+    snapshot; anything else flagged must be explained in bootlog-allow.txt."""
+    # Let the watchdogs run: the soft-lockup timer every 1.2 s (threshold 3 s), the
+    # clocksource watchdog every 0.5 s; the first of each fires at once, overdue, on a
+    # clock that jumped.
+    g.sh_ok("sleep 3")
+    log = dmesg_since_marker(g, marker)
+    hazards = [u for u, _ in bootlog_units(log) if RESTORE_HAZARDS.search(u)]
+    check(not hazards, "the kernel log after the restore reports:\n%s\n(all of it since the "
+          "snapshot:)\n%s" % ("\n".join(hazards), log[-2500:]))
+    bad = unexplained(log, load_allowlist())
+    check(not bad, "kernel log lines after the restore not explained in %s:\n%s"
+          % (os.path.relpath(ALLOWLIST), "\n".join(bad)))
+
+
+def answers_after_restore(g, word, busy):
+    """The restored shell (echo off since before the snapshot) runs a typed command, and
+    kills the busy loops that ran when the snapshot was taken."""
+    start = g.mark()
+    g.type("echo %s-$((6*7))\n" % word)
+    g.wait_for("%s-42\n" % word, start, what="the restored guest's answer to a typed command")
+    status, out = g.sh("kill %s" % " ".join(busy))
+    check(status == 0, "the busy loops (pids %s) were not running after the restore: %r"
+          % (" ".join(busy), out))
+
+
+def stop_vm(g):
+    """petrel stop (a hard stop, from any state): petrel exits 0. The next restore
+    needs the drive this VM holds, so a VM that does not stop ends the scenario."""
+    stop = subprocess.run([PETREL, "stop", "--api-sock", g.sock], capture_output=True,
+                          timeout=max(g.left(), 1))
+    rc = g.exit_status()
+    need(stop.returncode == 0 and rc == 0, "petrel stop exited %d (%r), petrel %s"
+         % (stop.returncode, text(stop.stdout + stop.stderr), rc))
+
+
+def wait_away(t_snap):
+    """Lets the snapshot be away AWAY_MIN s: not synchronization, the time away."""
+    away = time.time() - t_snap
+    if away < AWAY_MIN:
+        time.sleep(AWAY_MIN - away)
+
+
+def copy_file(src, dst):
+    with open(src, "rb") as f, open(dst, "wb") as o:
+        shutil.copyfileobj(f, o, 1 << 20)
+
+
+@scenario(["snapshot_guest_boots_writes_vda", "snapshot_written_original_stopped",
+           "restored_answers_on_console", "restored_clock_caught_up",
+           "restored_monotonic_moved_on", "restored_file_on_vda_reads_back",
+           "restored_dmesg_clean", "frozen_answers_on_console", "frozen_clock_behind_by_away",
+           "frozen_monotonic_moved_on", "frozen_dmesg_clean", "frozen_poweroff_image_clean"],
+          kernel=VMLINUX, cpus=2, memory="256M", cmdline="console=ttyS0 quiet root=/dev/vda rw",
+          args=("--drive", "path=@TMP@/root.ext4"), prepare=copy_root)
+def snapshot_restore(r, g):
+    """petrel snapshot of a booted guest with its root on vda, the original stopped, and
+    petrel run --restore of it in new processes: first with the clock caught up (the
+    default), then (the disk put back as it was at the snapshot) --restore-clock frozen."""
+    snap = os.path.join(g.tmp.name, "snap")
+    img = os.path.join(g.tmp.name, "root.ext4")
+    marker = "petrel-test: before the snapshot"
+    with r.check("snapshot_guest_boots_writes_vda"):
+        log = g.boot()
+        check("root /dev/vda ext4)" in log, "the ready line does not name /dev/vda:\n%s"
+              % log[-600:])
+        typed_command_answered(g)
+        # A soft lockup is reported after 2 x watchdog_thresh s without a reschedule by
+        # the guest's clock: 6 s here, well under the time the snapshot is away.
+        g.sh_ok("echo 3 > /proc/sys/kernel/watchdog_thresh")
+        # 256 KiB of random data and a line, on the ext4 root on vda, synced.
+        g.sh_ok("dd if=/dev/urandom of=/root/data bs=64k count=4 2>/dev/null; "
+                "echo petrel-snapshot-$$ > /root/written; sync")
+        out = g.sh_ok("md5sum /root/data; cat /root/written")
+        m = re.search(r"\b([0-9a-f]{32})\b.*\n(petrel-snapshot-\d+)", out)
+        need(m, "md5sum and /root/written: %r" % out)
+        data_md5, written = m.group(1), m.group(2)
+        cs = g.sh_ok("cat /sys/devices/system/clocksource/clocksource0/current_clocksource")
+        print("     note: the guest's clocksource: %s" % cs.strip())
+        g.sh_ok("echo '%s' > /dev/kmsg" % marker)
+        before = snap_clocks(g)
+        print("     note: the guest's realtime minus the host's before the snapshot: %s"
+              % fmt_off(before))
+        check(before["off_lo"] - CATCH_UP_TOLERANCE <= 0 <= before["off_hi"] + CATCH_UP_TOLERANCE,
+              "the guest's clock is %s off the host's before the snapshot" % fmt_off(before))
+        # Every vCPU busy when the snapshot is taken: a loop each, at nice 19 so that the
+        # shell still answers. An idle CPU's tick is stopped, and its first interrupt
+        # after the clock's jump touches the soft-lockup watchdog (the kernel's
+        # tick_nohz_update_jiffies()), so an idle guest shows nothing either way; a busy
+        # one reports a soft lockup unless the restore told it it had been stopped
+        # (KVMCLOCK_CTRL). The loops run until the restored guests kill them.
+        out = g.sh_ok("for i in 1 2; do sh -c 'renice 19 $$ && while :; do :; done' & "
+                      "echo busy=$!; done")
+        busy = re.findall(r"busy=(\d+)", out)
+        need(len(busy) == 2, "the busy loops did not start: %r" % out)
+    with r.check("snapshot_written_original_stopped"):
+        t_snap0 = time.time()
+        sn = subprocess.run([PETREL, "snapshot", "--api-sock", g.sock, snap],
+                            capture_output=True, timeout=max(g.left(), 1))
+        t_snap1 = time.time()
+        # Without a snapshot nothing else can be checked.
+        need(sn.returncode == 0, "petrel snapshot exited %d: %r"
+             % (sn.returncode, text(sn.stdout + sn.stderr)))
+        print("     note: petrel snapshot took %.2f s; state %d bytes, memory file %d bytes "
+              "(%d KiB on disk)" % (t_snap1 - t_snap0, os.path.getsize(snap + "/state"),
+                                    os.path.getsize(snap + "/mem"),
+                                    os.stat(snap + "/mem").st_blocks // 2))
+        stop_vm(g)
+        # The disk as the snapshot has it, for the second restore: the first one's guest
+        # writes to it (a disk changed after the snapshot is the user's to keep apart).
+        copy_file(img, img + ".at-snapshot")
+    wait_away(t_snap1)
+    c = g.restore("catch-up", snap)
+    with r.check("restored_answers_on_console"):
+        answers_after_restore(c, "restored", busy)
+    with r.check("restored_clock_caught_up"):
+        after = snap_clocks(c)
+        print("     note: the guest's realtime minus the host's after the restore: %s "
+              "(before the snapshot: %s)" % (fmt_off(after), fmt_off(before)))
+        check(after["off_lo"] - CATCH_UP_TOLERANCE <= 0 <= after["off_hi"] + CATCH_UP_TOLERANCE,
+              "the restored guest's clock is %s off the host's (tolerance %.1f s), %.1f s "
+              "after the snapshot" % (fmt_off(after), CATCH_UP_TOLERANCE, after["t1"] - t_snap1))
+    with r.check("restored_monotonic_moved_on"):
+        # Caught up, CLOCK_MONOTONIC moved on with the host's time across the snapshot.
+        adv = after["monotonic"] - before["monotonic"]
+        lo, hi = after["t1"] - before["t2"], after["t2"] - before["t1"]
+        check(adv > 0, "CLOCK_MONOTONIC went back by %.6f s across the restore" % -adv)
+        check(lo - BRACKET_SLACK <= adv <= hi + BRACKET_SLACK,
+              "CLOCK_MONOTONIC moved %.3f s across the restore, the host's time %.3f..%.3f s"
+              % (adv, lo, hi))
+    with r.check("restored_file_on_vda_reads_back"):
+        # From the disk, not the page cache: the restored virtio-blk reads it.
+        out = c.sh_ok("echo 3 > /proc/sys/vm/drop_caches; md5sum /root/data; cat /root/written")
+        check(data_md5 in out and written in out,
+              "/root/data (md5 %s) and /root/written (%r) after the restore: %r"
+              % (data_md5, written, out))
+        # And it writes: a file through the restored queue, synced and read back.
+        out = c.sh_ok("echo after-restore > /root/after; sync; echo 3 > /proc/sys/vm/drop_caches;"
+                      " cat /root/after")
+        check("after-restore" in out, "a file written after the restore: %r" % out)
+    with r.check("restored_dmesg_clean"):
+        restored_dmesg_clean(c, marker)
+    with r.check("frozen_answers_on_console"):
+        # The first restored VM stopped (it holds the drive's lock), its disk put back.
+        stop_vm(c)
+        copy_file(img + ".at-snapshot", img)
+        wait_away(t_snap1)
+        f = g.restore("frozen", snap, ("--restore-clock", "frozen"))
+        answers_after_restore(f, "frozen", busy)
+    with r.check("frozen_clock_behind_by_away"):
+        fro = snap_clocks(f)
+        # The guest's clock stopped at the snapshot's KVM_GET_CLOCK (during petrel
+        # snapshot) and went on at the restore's KVM_SET_CLOCK (after petrel run started).
+        lag_lo = before["off_lo"] - fro["off_hi"]
+        lag_hi = before["off_hi"] - fro["off_lo"]
+        away_lo, away_hi = f.started - t_snap1, fro["t1"] - t_snap0
+        print("     note: the frozen guest's realtime is %.3f..%.3f s behind where it was; "
+              "away %.3f..%.3f s" % (lag_lo, lag_hi, away_lo, away_hi))
+        check(lag_hi + BRACKET_SLACK >= away_lo and lag_lo - BRACKET_SLACK <= away_hi,
+              "the frozen guest's clock is %.3f..%.3f s behind, the snapshot was away "
+              "%.3f..%.3f s" % (lag_lo, lag_hi, away_lo, away_hi))
+    with r.check("frozen_monotonic_moved_on"):
+        # Frozen, CLOCK_MONOTONIC goes on from the snapshot: it moved by the host's time
+        # since the first reading less the time away.
+        adv = fro["monotonic"] - before["monotonic"]
+        lo = (fro["t1"] - before["t2"]) - away_hi
+        hi = (fro["t2"] - before["t1"]) - away_lo
+        check(adv > 0, "CLOCK_MONOTONIC went back by %.6f s across the restore" % -adv)
+        check(lo - BRACKET_SLACK <= adv <= hi + BRACKET_SLACK,
+              "CLOCK_MONOTONIC moved %.3f s across the frozen restore, expected %.3f..%.3f s"
+              % (adv, lo, hi))
+    with r.check("frozen_dmesg_clean"):
+        restored_dmesg_clean(f, marker)
+    with r.check("frozen_poweroff_image_clean"):
+        out = f.sh_ok("echo 3 > /proc/sys/vm/drop_caches; md5sum /root/data; cat /root/written;"
+                      " ls /root")
+        check(data_md5 in out and written in out and "after" not in out.split(),
+              "/root after the frozen restore (the disk as at the snapshot): %r" % out)
+        ends_with(f, "poweroff", shows=["reboot: Power down"])
+        got = subprocess.run([sbin("debugfs"), "-R", "cat /root/written", img],
+                             capture_output=True, timeout=60)
+        check(text(got.stdout).strip() == written,
+              "/root/written in the image: %r %r" % (got.stdout, got.stderr[-300:]))
+        fsck = subprocess.run([sbin("e2fsck"), "-fn", img], capture_output=True, timeout=60)
+        check(fsck.returncode == 0, "e2fsck -fn exited %d: %s"
+              % (fsck.returncode, text(fsck.stdout + fsck.stderr)[-800:]))
+
+
 @scenario(["boot_log_explained", "stop_graceful_powers_off"],
           kernel=VMLINUX, cpus=2, memory="512M", cmdline="console=ttyS0")
 def verbose_boot(r, g):
@@ -723,8 +998,9 @@ def main():
             r.failed += 1
             print("FAIL %-44s (not reached: %s)" % (name, lost or "?"), flush=True)
         if r.failed:
-            print("     console of %s (last 3000 characters):\n%s"
-                  % (sc["name"], g.output()[-3000:]))
+            for one in [g] + g.restored:
+                print("     console of %s (last 3000 characters):\n%s"
+                      % (one.name, one.output()[-3000:]))
         print("-- %s: %s in %.1f s (ready after %s)"
               % (sc["name"], "passed" if not r.failed else "FAILED",
                  time.monotonic() - g.t0,
