@@ -13,7 +13,8 @@
  *   machine the configuration describes (COM1, i8042, ACPI PM, RTC, the PCI
  *   host bridge, virtio-rng, one virtio-blk per drive, virtio-console), on
  *   fake guest RAM of the configuration's size (capped), fake buses, fake
- *   interrupt lines and a fake clock, named and ordered as machine.c does.
+ *   interrupt lines and a fake clock, named and ordered as machine.c does
+ *   (fuzz_snapshot_machine.h).
  *
  * The RAM stands for the snapshot's memory file: zeros, but for each enabled
  * virtqueue the ring indexes the state gives (and a virtio-console's held
@@ -35,8 +36,11 @@
  *     virtio transports consistent (fuzz_virtio_check_locked()) and no
  *     virtio-blk request in flight.
  *
- * Seeds: gen_corpus.py writes state files in the same format (see there).
- * PETREL_FUZZ_VERBOSE=1 prints each input's outcome on stderr.
+ * Seeds: fuzz_snapshot_seeds.c writes them at build time with petrel's own
+ * writers. PETREL_FUZZ_VERBOSE=1 prints each input's outcome on stderr.
+ *
+ * usage: fuzz_snapshot_driver CORPUS [N] (tests/fuzz/driver.c), or with
+ * libFuzzer: build-fuzz/tests/fuzz/fuzz_snapshot CORPUS
  */
 #include <stdio.h>
 #include <stdlib.h>

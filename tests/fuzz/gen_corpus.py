@@ -22,6 +22,10 @@ port accesses) for fuzz_pci, in its op format, and driver start-ups with
 virtio-blk requests of every kind (reads, writes, flush, GET_ID, discard and
 write-zeroes ranges, indirect chains, malformed and read-only cases, a reset
 midway) for fuzz_virtio_blk, in fuzz_virtio_ops.h's op format.
+
+fuzz_snapshot's seeds are not here: they are state files, which
+fuzz_snapshot_seeds.c writes with petrel's own writers so that they keep up
+with the format.
 """
 import os
 import struct
