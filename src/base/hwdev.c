@@ -124,6 +124,9 @@ int hwdev_list_restore(struct hwdev_list *l, struct state_in *in)
         if (!d || !d->ops->restore)
             return state_invalid(in, "holds a device '%s' this machine does not have",
                                  name ? name : "?");
+        /* Restored from the first node of its name: a second would be silently ignored. */
+        if (fdt_subnode_offset(in->fdt, in->node, name) != sub)
+            return state_invalid(in, "holds the device '%s' twice", name);
     }
     return 0;
 }

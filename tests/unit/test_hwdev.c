@@ -192,6 +192,32 @@ static void test_save_restore(void **unused)
     hwdev_list_destroy(&l);
 }
 
+static void save_twice(struct state_out *out, void *ctx)
+{
+    (void)ctx;
+    for (int i = 0; i < 2; i++) {
+        state_begin(out, "a", "petrel,toy-v1");
+        state_put_u32(out, "reg", 1);
+        state_end(out);
+    }
+}
+
+/* A device's node twice: one would be ignored, so the state is refused. */
+static void test_restore_refuses_a_device_twice(void **unused)
+{
+    (void)unused;
+    static uint8_t tree[STATE_TEST_TREE];
+    struct hwdev_list l;
+    struct errbuf eb = {0};
+    assert_int_equal(state_test_write(tree, sizeof(tree), save_twice, NULL), 0);
+    hwdev_list_init(&l);
+    add(&l, &toy_ops, "a");
+    struct state_in root = state_test_root(tree, &eb);
+    assert_int_equal(hwdev_list_restore(&l, &root), -EINVAL);
+    assert_non_null(strstr(eb.msg, "holds the device 'a' twice"));
+    hwdev_list_destroy(&l);
+}
+
 /* A device's own refusal stops the restore with its message. */
 static void test_restore_refusal(void **unused)
 {
@@ -251,8 +277,11 @@ static void test_list_create(void **unused)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_order),        cmocka_unit_test(test_failed_realize_tears_down),
-        cmocka_unit_test(test_save_restore), cmocka_unit_test(test_restore_refusal),
+        cmocka_unit_test(test_order),
+        cmocka_unit_test(test_failed_realize_tears_down),
+        cmocka_unit_test(test_save_restore),
+        cmocka_unit_test(test_restore_refusal),
+        cmocka_unit_test(test_restore_refuses_a_device_twice),
         cmocka_unit_test(test_list_create),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
