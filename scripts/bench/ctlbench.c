@@ -1,11 +1,15 @@
 /*
- * ctlbench: the measuring client of scripts/bench/pause. It connects once to a VMM's
- * control socket and times pause/resume cycles with CLOCK_MONOTONIC, from just before a
- * request is written to when its whole reply is parsed, so that the figures measure the
- * VMM and not the client (a Python client costs about 1 ms a request inside the nested
- * harness's emulated L1, more than the VMMs' difference).
+ * ctlbench: the measuring client of scripts/bench/pause and scripts/bench/snapshot. It
+ * connects once to a VMM's control socket and times requests with CLOCK_MONOTONIC, from
+ * just before a request is written to when its whole reply is parsed, so that the figures
+ * measure the VMM and not the client (a Python client costs about 1 ms a request inside
+ * the nested harness's emulated L1, more than the VMMs' difference).
  *
  * usage: ctlbench [--warmup N] [--timeout SECONDS] http|qmp SOCKET CYCLES
+ *        ctlbench [--timeout SECONDS] http-snapshot SOCKET STATE MEM
+ *        ctlbench [--timeout SECONDS] qmp-migrate SOCKET URI
+ *        ctlbench exec -- ARGV...
+ *        ctlbench [--timeout SECONDS] [--qmp-listen PATH] launch MATCH -- ARGV...
  *
  *   http  petrel's API (docs/api.md), one keep-alive HTTP/1.1 connection; per cycle:
  *         GET / (the floor), PATCH /vm Paused (204), GET /vm (untimed: checks the VM is
@@ -13,10 +17,30 @@
  *         PATCH /vm Resumed (204).
  *   qmp   QEMU's QMP; qmp_capabilities once, then per cycle: query-status (the floor),
  *         stop, cont. Events (STOP, RESUME) are skipped while waiting for a "return".
+ *   http-snapshot  PATCH /vm Paused (untimed; 204, or 200 when already paused), then
+ *         PUT /snapshot/create {snapshot_path: STATE, mem_file_path: MEM}, timed to its 204.
+ *   qmp-migrate  stop, migrate-set-capabilities events, migrate-set-parameters
+ *         max-bandwidth 1 TB/s (all untimed), then migrate URI, timed until the MIGRATION
+ *         event says "completed" (QEMU's exec: command may still be flushing its pipe).
+ *   exec  runs ARGV (stdin and stdout /dev/null), timed from fork to its exit, which must
+ *         be status 0.
+ *   launch  starts ARGV with its stdout on a pipe, and times from just before the fork to
+ *         the first whole line there; then reads on (untimed) to the first line starting
+ *         with MATCH, and kills ARGV. With --qmp-listen, a unix socket listening at PATH
+ *         is ARGV's fd 3 (QEMU: -chardev socket,id=qmp,fd=3,server=on,wait=off -mon
+ *         chardev=qmp,mode=control, and -global migration.x-events=on) and this end is
+ *         connected before the fork; the VM is taken out of its incoming migration:
+ *         query-status, the MIGRATION event "completed" while "inmigrate", then cont.
  *
  * The first N cycles (--warmup, default 0) run the same requests and are not reported.
- * stdout: TSV, a header line, then one line per reported cycle, in microseconds:
+ * stdout: TSV, a header line, then one line per reported cycle (http, qmp) or one line,
+ * in microseconds:
  *   http: floor pause kick resume        qmp: floor stop cont
+ *   http-snapshot, qmp-migrate: create   exec: exec
+ *   launch: first loaded cont line (loaded: the migration completed, cont: its reply, both
+ *           -1 without --qmp-listen; line: the first line starting with MATCH)
+ * This process is a child subreaper: helpers a killed VMM leaves (QEMU's `cat`) are waited
+ * for before it exits.
  * Any other reply (a status other than the one expected, an error, a malformed or
  * oversized reply, a closed connection, no reply within the timeout, default 30 s) ends
  * the run with one message on stderr and exit status 1; a bad command line exits 2.
