@@ -20,13 +20,15 @@ def kvm_works():
         return False
 
 
-def ensure_kvm(script, args):
-    """Returns when KVM is usable here; otherwise re-executes script with args inside
-    tests/nested/run (where both VMMs use L1's kvm-amd) and never returns."""
-    if kvm_works() or NESTED:
+def ensure_kvm(script, args, nested=False):
+    """Returns when KVM is usable here (and nested is false); otherwise re-executes script
+    with args inside tests/nested/run (where both VMMs use L1's kvm-amd) and never
+    returns."""
+    if NESTED or (kvm_works() and not nested):
         return
-    print("bench: no usable /dev/kvm here: running inside the nested harness "
-          "(QEMU TCG + kvm-amd; absolute times include two layers of emulation)", flush=True)
+    print("bench: %s: running inside the nested harness (QEMU TCG + kvm-amd; absolute "
+          "times include two layers of emulation)" % (
+              "asked to" if nested else "no usable /dev/kvm here"), flush=True)
     # L1 gets fresh /tmp and /run: a tree there must be shared explicitly.
     share = ["--rw", ROOT] if ROOT.startswith(("/tmp/", "/run/")) else []
     run = os.path.join(ROOT, "tests/nested/run")

@@ -1,11 +1,15 @@
 /*
- * ctlbench: the measuring client of scripts/bench/pause. It connects once to a VMM's
- * control socket and times pause/resume cycles with CLOCK_MONOTONIC, from just before a
- * request is written to when its whole reply is parsed, so that the figures measure the
- * VMM and not the client (a Python client costs about 1 ms a request inside the nested
- * harness's emulated L1, more than the VMMs' difference).
+ * ctlbench: the measuring client of scripts/bench/pause and scripts/bench/snapshot. It
+ * connects once to a VMM's control socket and times requests with CLOCK_MONOTONIC, from
+ * just before a request is written to when its whole reply is parsed, so that the figures
+ * measure the VMM and not the client (a Python client costs about 1 ms a request inside
+ * the nested harness's emulated L1, more than the VMMs' difference).
  *
  * usage: ctlbench [--warmup N] [--timeout SECONDS] http|qmp SOCKET CYCLES
+ *        ctlbench [--timeout SECONDS] http-snapshot SOCKET STATE MEM
+ *        ctlbench [--timeout SECONDS] qmp-migrate SOCKET URI
+ *        ctlbench exec -- ARGV...
+ *        ctlbench [--timeout SECONDS] [--qmp-listen PATH] launch MATCH -- ARGV...
  *
  *   http  petrel's API (docs/api.md), one keep-alive HTTP/1.1 connection; per cycle:
  *         GET / (the floor), PATCH /vm Paused (204), GET /vm (untimed: checks the VM is
@@ -13,25 +17,49 @@
  *         PATCH /vm Resumed (204).
  *   qmp   QEMU's QMP; qmp_capabilities once, then per cycle: query-status (the floor),
  *         stop, cont. Events (STOP, RESUME) are skipped while waiting for a "return".
+ *   http-snapshot  PATCH /vm Paused (untimed; 204, or 200 when already paused), then
+ *         PUT /snapshot/create {snapshot_path: STATE, mem_file_path: MEM}, timed to its 204.
+ *   qmp-migrate  stop, migrate-set-capabilities events, migrate-set-parameters
+ *         max-bandwidth 1 TB/s (all untimed), then migrate URI, timed until the MIGRATION
+ *         event says "completed" (QEMU's exec: command may still be flushing its pipe).
+ *   exec  runs ARGV (stdin and stdout /dev/null), timed from fork to its exit, which must
+ *         be status 0.
+ *   launch  starts ARGV with its stdout on a pipe, and times from just before the fork to
+ *         the first whole line there; then reads on (untimed) to the first line starting
+ *         with MATCH, and kills ARGV. With --qmp-listen, a unix socket listening at PATH
+ *         is ARGV's fd 3 (QEMU: -chardev socket,id=qmp,fd=3,server=on,wait=off -mon
+ *         chardev=qmp,mode=control, and -global migration.x-events=on) and this end is
+ *         connected before the fork; the VM is taken out of its incoming migration:
+ *         query-status, the MIGRATION event "completed" while "inmigrate", then cont.
  *
  * The first N cycles (--warmup, default 0) run the same requests and are not reported.
- * stdout: TSV, a header line, then one line per reported cycle, in microseconds:
+ * stdout: TSV, a header line, then one line per reported cycle (http, qmp) or one line,
+ * in microseconds:
  *   http: floor pause kick resume        qmp: floor stop cont
+ *   http-snapshot, qmp-migrate: create   exec: exec
+ *   launch: first loaded cont line (loaded: the migration completed, cont: its reply, both
+ *           -1 without --qmp-listen; line: the first line starting with MATCH)
+ * This process is a child subreaper: helpers a killed VMM leaves (QEMU's `cat`) are waited
+ * for before it exits.
  * Any other reply (a status other than the one expected, an error, a malformed or
  * oversized reply, a closed connection, no reply within the timeout, default 30 s) ends
  * the run with one message on stderr and exit status 1; a bad command line exits 2.
  */
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -48,7 +76,8 @@ struct ctl_conn {
     struct timespec deadline; /* of the request in progress */
     char *buf;
     size_t len;
-    size_t used; /* bytes of the last reply, dropped when the next request starts */
+    size_t used;        /* bytes of the last reply, dropped when the next request starts */
+    char migration[32]; /* the status of the last MIGRATION event seen */
     char err[512];
 };
 
@@ -268,7 +297,7 @@ static int ctl_http_reply(struct ctl_conn *c, struct ctl_reply *r)
 }
 
 /*
- * Sends one prepared request and reads its reply, which must have status want.
+ * Sends one prepared request and reads its reply, which must have status want (0: any 2xx).
  * Returns the elapsed microseconds in *us; the reply stays valid until the next request.
  */
 static int ctl_http(struct ctl_conn *c, const char *req, const char *what, int want,
@@ -288,7 +317,7 @@ static int ctl_http(struct ctl_conn *c, const char *req, const char *what, int w
     }
     *us = ctl_now_us() - t0;
     c->used = (size_t)used;
-    if (r->status != want)
+    if (want ? r->status != want : r->status / 100 != 2)
         return ctl_fail(c, "%s: status %d (expected %d): %s", what, r->status, want,
                         ctl_excerpt(r->body, r->body_len, ex, sizeof(ex)));
     if (c->len != (size_t)used)
@@ -383,85 +412,6 @@ static json_t *ctl_qmp_line(struct ctl_conn *c, const char *what)
     return msg;
 }
 
-/*
- * Sends one QMP command and reads up to its "return", skipping events; an "error" or
- * any other message fails. *us is the elapsed time.
- */
-static int ctl_qmp(struct ctl_conn *c, const char *cmd, double *us)
-{
-    char req[128];
-    int len = snprintf(req, sizeof(req), "{\"execute\":\"%s\"}\n", cmd);
-
-    ctl_arm(c);
-    double t0 = ctl_now_us();
-    if (ctl_send(c, req, (size_t)len) < 0)
-        goto err_prefix;
-    for (;;) {
-        json_t *msg = ctl_qmp_line(c, "QMP reply");
-        if (!msg)
-            goto err_prefix;
-        if (json_object_get(msg, "return")) {
-            json_decref(msg);
-            break;
-        }
-        if (json_object_get(msg, "event")) {
-            json_decref(msg);
-            continue;
-        }
-        char *text = json_dumps(msg, JSON_COMPACT);
-        ctl_fail(c, "QMP %s: %s", cmd, text ? text : "(unprintable reply)");
-        free(text);
-        json_decref(msg);
-        return -1;
-    }
-    *us = ctl_now_us() - t0;
-    return 0;
-
-err_prefix : {
-    char msg[sizeof(c->err)];
-    memcpy(msg, c->err, sizeof(msg));
-    return ctl_fail(c, "QMP %s: %s", cmd, msg);
-}
-}
-
-/* Runs warmup + cycles stop/cont cycles against QEMU's QMP; out gets 3 per cycle. */
-static int ctl_run_qmp(struct ctl_conn *c, int warmup, int cycles, double *out)
-{
-    double unused;
-
-    ctl_arm(c);
-    json_t *greeting = ctl_qmp_line(c, "QMP greeting");
-    if (!greeting)
-        return -1;
-    bool qmp = json_object_get(greeting, "QMP") != NULL;
-    json_decref(greeting);
-    if (!qmp)
-        return ctl_fail(c, "the socket's first line is not a QMP greeting");
-    if (ctl_qmp(c, "qmp_capabilities", &unused) < 0)
-        return -1;
-
-    for (int i = 0; i < warmup + cycles; i++) {
-        double scratch[3];
-        double *o = i < warmup ? scratch : out + 3 * (i - warmup);
-        if (ctl_qmp(c, "query-status", &o[0]) < 0 || ctl_qmp(c, "stop", &o[1]) < 0 ||
-            ctl_qmp(c, "cont", &o[2]) < 0)
-            return -1;
-    }
-    return 0;
-}
-
-/* A whole decimal number in [min, max], or -1. */
-static long ctl_arg_number(const char *s, long min, long max)
-{
-    char *end;
-
-    errno = 0;
-    long n = strtol(s, &end, 10);
-    if (errno || end == s || *end || n < min || n > max)
-        return -1;
-    return n;
-}
-
 /* Connects to the VMM's unix socket at path. */
 static int ctl_connect(struct ctl_conn *c, const char *path)
 {
@@ -482,56 +432,524 @@ static int ctl_connect(struct ctl_conn *c, const char *path)
     return 0;
 }
 
-/* Prints the usage line; returns the bad-command-line exit status. */
+/* Notes the status a MIGRATION event carries (any other event is skipped). */
+static void ctl_qmp_event(struct ctl_conn *c, json_t *msg)
+{
+    const char *event = json_string_value(json_object_get(msg, "event"));
+    const char *status = json_string_value(json_object_get(json_object_get(msg, "data"), "status"));
+
+    if (event && !strcmp(event, "MIGRATION") && status)
+        snprintf(c->migration, sizeof(c->migration), "%s", status);
+}
+
+/*
+ * Sends one QMP command (arguments: a JSON object, or NULL) and reads up to its "return",
+ * noting events; an "error" or any other message fails. *us is the elapsed time; *ret,
+ * when asked for, the "return" value (the caller's reference).
+ */
+static int ctl_qmp_call(struct ctl_conn *c, const char *cmd, json_t *args, double *us, json_t **ret)
+{
+    json_t *req = args ? json_pack("{s:s, s:O}", "execute", cmd, "arguments", args)
+                       : json_pack("{s:s}", "execute", cmd);
+    char *text = req ? json_dumps(req, JSON_COMPACT) : NULL;
+    size_t len = text ? strlen(text) : 0;
+
+    json_decref(req);
+    if (!text)
+        return ctl_fail(c, "QMP %s: out of memory", cmd);
+    text = realloc(text, len + 2);
+    if (!text)
+        return ctl_fail(c, "QMP %s: out of memory", cmd);
+    text[len++] = '\n';
+    text[len] = '\0';
+
+    ctl_arm(c);
+    double t0 = ctl_now_us();
+    int sent = ctl_send(c, text, len);
+    free(text);
+    if (sent < 0)
+        goto err_prefix;
+    for (;;) {
+        json_t *msg = ctl_qmp_line(c, "QMP reply");
+        if (!msg)
+            goto err_prefix;
+        json_t *r = json_object_get(msg, "return");
+        if (r) {
+            if (ret)
+                *ret = json_incref(r);
+            json_decref(msg);
+            break;
+        }
+        if (json_object_get(msg, "event")) {
+            ctl_qmp_event(c, msg);
+            json_decref(msg);
+            continue;
+        }
+        char *reply = json_dumps(msg, JSON_COMPACT);
+        ctl_fail(c, "QMP %s: %s", cmd, reply ? reply : "(unprintable reply)");
+        free(reply);
+        json_decref(msg);
+        return -1;
+    }
+    *us = ctl_now_us() - t0;
+    return 0;
+
+err_prefix : {
+    char msg[sizeof(c->err)];
+    memcpy(msg, c->err, sizeof(msg));
+    return ctl_fail(c, "QMP %s: %s", cmd, msg);
+}
+}
+
+/* A QMP command without arguments. */
+static int ctl_qmp(struct ctl_conn *c, const char *cmd, double *us)
+{
+    return ctl_qmp_call(c, cmd, NULL, us, NULL);
+}
+
+/* Reads the greeting and leaves capabilities negotiation (qmp_capabilities). */
+static int ctl_qmp_open(struct ctl_conn *c)
+{
+    double unused;
+
+    ctl_arm(c);
+    json_t *greeting = ctl_qmp_line(c, "QMP greeting");
+    if (!greeting)
+        return -1;
+    bool qmp = json_object_get(greeting, "QMP") != NULL;
+    json_decref(greeting);
+    if (!qmp)
+        return ctl_fail(c, "the socket's first line is not a QMP greeting");
+    return ctl_qmp(c, "qmp_capabilities", &unused);
+}
+
+/*
+ * Waits for a MIGRATION event saying "completed" (the VMM must have the events
+ * capability on); "failed" or "cancelled", a reply or the timeout fail.
+ */
+static int ctl_qmp_migration_done(struct ctl_conn *c)
+{
+    ctl_arm(c);
+    while (strcmp(c->migration, "completed") != 0) {
+        if (!strcmp(c->migration, "failed") || !strcmp(c->migration, "cancelled"))
+            return ctl_fail(c, "the migration %s", c->migration);
+        json_t *msg = ctl_qmp_line(c, "MIGRATION event");
+        if (!msg)
+            return -1;
+        if (!json_object_get(msg, "event")) {
+            char *text = json_dumps(msg, JSON_COMPACT);
+            ctl_fail(c, "waiting for the migration: %s", text ? text : "(unprintable message)");
+            free(text);
+            json_decref(msg);
+            return -1;
+        }
+        ctl_qmp_event(c, msg);
+        json_decref(msg);
+    }
+    return 0;
+}
+
+/* Runs warmup + cycles stop/cont cycles against QEMU's QMP; out gets 3 per cycle. */
+static int ctl_run_qmp(struct ctl_conn *c, int warmup, int cycles, double *out)
+{
+    if (ctl_qmp_open(c) < 0)
+        return -1;
+    for (int i = 0; i < warmup + cycles; i++) {
+        double scratch[3];
+        double *o = i < warmup ? scratch : out + 3 * (i - warmup);
+        if (ctl_qmp(c, "query-status", &o[0]) < 0 || ctl_qmp(c, "stop", &o[1]) < 0 ||
+            ctl_qmp(c, "cont", &o[2]) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/*
+ * http-snapshot: PATCH /vm Paused (untimed), then PUT /snapshot/create with the two
+ * paths, timed until its 204.
+ */
+static int ctl_run_http_snapshot(struct ctl_conn *c, const char *state, const char *mem, double *us)
+{
+    static const char pause[] = "PATCH /vm HTTP/1.1\r\nHost: localhost\r\n"
+                                "Content-Type: application/json\r\n"
+                                "Content-Length: 18\r\n\r\n{\"state\":\"Paused\"}";
+    struct ctl_reply r;
+    double untimed;
+
+    json_t *j = json_pack("{s:s, s:s}", "snapshot_path", state, "mem_file_path", mem);
+    char *body = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (!body)
+        return ctl_fail(c, "out of memory");
+    size_t size = strlen(body) + 256;
+    char *req = malloc(size);
+    if (req)
+        snprintf(req, size,
+                 "PUT /snapshot/create HTTP/1.1\r\nHost: localhost\r\n"
+                 "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
+                 strlen(body), body);
+    free(body);
+    if (!req)
+        return ctl_fail(c, "out of memory");
+    /* 204, or 200 "the VM was already paused". */
+    int ret = ctl_http(c, pause, "PATCH /vm Paused", 0, &r, &untimed);
+    if (!ret)
+        ret = ctl_http(c, req, "PUT /snapshot/create", 204, &r, us);
+    free(req);
+    return ret;
+}
+
+/*
+ * qmp-migrate: stop, the events capability and an unlimited bandwidth (untimed), then
+ * migrate to uri, timed until the MIGRATION event says "completed".
+ */
+static int ctl_run_qmp_migrate(struct ctl_conn *c, const char *uri, double *us)
+{
+    double untimed;
+    int ret;
+
+    if (ctl_qmp_open(c) < 0 || ctl_qmp(c, "stop", &untimed) < 0)
+        return -1;
+    json_t *caps =
+        json_pack("{s:[{s:s, s:b}]}", "capabilities", "capability", "events", "state", 1);
+    ret = caps ? ctl_qmp_call(c, "migrate-set-capabilities", caps, &untimed, NULL)
+               : ctl_fail(c, "out of memory");
+    json_decref(caps);
+    if (ret < 0)
+        return -1;
+    /* The default limit is 32 MiB/s; 1 TB/s is within what QEMU accepts. */
+    json_t *params = json_pack("{s:I}", "max-bandwidth", (json_int_t)1000000000000LL);
+    ret = params ? ctl_qmp_call(c, "migrate-set-parameters", params, &untimed, NULL)
+                 : ctl_fail(c, "out of memory");
+    json_decref(params);
+    if (ret < 0)
+        return -1;
+
+    json_t *args = json_pack("{s:s}", "uri", uri);
+    double t0 = ctl_now_us();
+    ret = args ? ctl_qmp_call(c, "migrate", args, &untimed, NULL) : ctl_fail(c, "out of memory");
+    json_decref(args);
+    if (ret < 0 || ctl_qmp_migration_done(c) < 0)
+        return -1;
+    *us = ctl_now_us() - t0;
+    return 0;
+}
+
+/* A child's wait status in words, for an error message. */
+static const char *ctl_status_text(int status, char *buf, size_t size)
+{
+    if (WIFEXITED(status))
+        snprintf(buf, size, "exited with status %d", WEXITSTATUS(status));
+    else if (WIFSIGNALED(status))
+        snprintf(buf, size, "was killed by signal %d", WTERMSIG(status));
+    else
+        snprintf(buf, size, "ended with wait status %#x", status);
+    return buf;
+}
+
+/*
+ * Starts argv with stdin /dev/null and stdout out (-1: /dev/null), and fd3 (-1: none) as
+ * its fd 3; the pid, or -1.
+ */
+static pid_t ctl_spawn(struct ctl_conn *c, char **argv, int out, int fd3)
+{
+    pid_t pid = fork();
+
+    if (pid < 0)
+        return ctl_fail(c, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        int null = open("/dev/null", O_RDWR);
+        if (null < 0 || dup2(null, 0) < 0 || dup2(out >= 0 ? out : null, 1) < 0)
+            _exit(127);
+        if (fd3 >= 0 && (fd3 == 3 ? fcntl(3, F_SETFD, 0) : dup2(fd3, 3)) < 0)
+            _exit(127);
+        execvp(argv[0], argv);
+        fprintf(stderr, "ctlbench: cannot run %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    return pid;
+}
+
+/* Waits for the children left over (a VMM's helpers, reparented to this subreaper). */
+static void ctl_reap_all(void)
+{
+    while (wait(NULL) > 0 || errno == EINTR)
+        ;
+}
+
+/* exec: runs argv (stdout to /dev/null), timed from fork to its exit, which must be 0. */
+static int ctl_run_exec(struct ctl_conn *c, char **argv, double *us)
+{
+    char text[64];
+    int status;
+
+    double t0 = ctl_now_us();
+    pid_t pid = ctl_spawn(c, argv, -1, -1);
+    if (pid < 0)
+        return -1;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR)
+            return ctl_fail(c, "waitpid: %s", strerror(errno));
+    *us = ctl_now_us() - t0;
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        return ctl_fail(c, "%s %s", argv[0], ctl_status_text(status, text, sizeof(text)));
+    return 0;
+}
+
+/* The VMM's stdout, read line by line. */
+struct ctl_lines {
+    int fd;
+    size_t len;
+    char buf[4096];
+};
+
+/*
+ * The next whole line of l (the rest of a line cut short by a snapshot counts), '\r' and
+ * '\n' dropped, into line (cut to size).
+ */
+static int ctl_next_line(struct ctl_conn *c, struct ctl_lines *l, char *line, size_t size)
+{
+    ctl_arm(c);
+    for (;;) {
+        char *nl = memchr(l->buf, '\n', l->len);
+        if (nl) {
+            size_t n = (size_t)(nl - l->buf);
+            size_t keep = n && l->buf[n - 1] == '\r' ? n - 1 : n;
+            if (keep >= size)
+                keep = size - 1;
+            memcpy(line, l->buf, keep);
+            line[keep] = '\0';
+            l->len -= n + 1;
+            memmove(l->buf, nl + 1, l->len);
+            return 0;
+        }
+        if (l->len == sizeof(l->buf))
+            l->len = 0; /* an overlong line: its start is dropped */
+        int saved = c->fd;
+        c->fd = l->fd;
+        int ready = ctl_wait(c, POLLIN, "guest output");
+        c->fd = saved;
+        if (ready < 0)
+            return -1;
+        ssize_t n = read(l->fd, l->buf + l->len, sizeof(l->buf) - l->len);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN))
+            continue;
+        if (n < 0)
+            return ctl_fail(c, "reading the VMM's output: %s", strerror(errno));
+        if (n == 0)
+            return ctl_fail(c, "the VMM's output ended");
+        l->len += (size_t)n;
+    }
+}
+
+/*
+ * launch: starts argv and times, from just before the fork, until its stdout has a whole
+ * line (t[0]: the guest's first output; the rest of a line the snapshot cut counts), then
+ * reads on, untimed, to the first line starting with match, which it copies to line. With qmp_path,
+ * a listening socket bound there is the child's fd 3 (QEMU: -chardev socket,fd=3,server=on) and
+ * this end connects to it before the fork; then the VM is brought out of an incoming migration:
+ * query-status, and while "inmigrate" the wait for the MIGRATION event "completed" (t[1]), then
+ * cont unless it already runs (t[2]). The child is killed once its line is there.
+ */
+static int ctl_run_launch(struct ctl_conn *c, const char *match, const char *qmp_path, char **argv,
+                          double *t, char *line, size_t size)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    int listener = -1, out[2] = {-1, -1}, ret = -1;
+    pid_t pid = -1;
+
+    t[1] = t[2] = -1;
+    if (qmp_path) {
+        if (strlen(qmp_path) >= sizeof(sa.sun_path))
+            return ctl_fail(c, "socket path too long: %s", qmp_path);
+        strcpy(sa.sun_path, qmp_path);
+        unlink(qmp_path);
+        listener = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (listener < 0 || bind(listener, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+            listen(listener, 1) < 0) {
+            ctl_fail(c, "listening on %s: %s", qmp_path, strerror(errno));
+            goto out;
+        }
+        if (ctl_connect(c, qmp_path) < 0)
+            goto out;
+    }
+    if (pipe2(out, O_CLOEXEC) < 0) {
+        ctl_fail(c, "pipe: %s", strerror(errno));
+        goto out;
+    }
+
+    double t0 = ctl_now_us();
+    pid = ctl_spawn(c, argv, out[1], listener);
+    if (pid < 0)
+        goto out;
+    close(out[1]);
+    out[1] = -1;
+    if (listener >= 0) {
+        close(listener);
+        listener = -1;
+    }
+    if (qmp_path) {
+        double untimed;
+        json_t *st = NULL;
+        if (ctl_qmp_open(c) < 0 || ctl_qmp_call(c, "query-status", NULL, &untimed, &st) < 0)
+            goto out;
+        const char *status = json_string_value(json_object_get(st, "status"));
+        char status_copy[32];
+        snprintf(status_copy, sizeof(status_copy), "%s", status ? status : "");
+        json_decref(st);
+        if (!strcmp(status_copy, "inmigrate") && ctl_qmp_migration_done(c) < 0)
+            goto out;
+        t[1] = ctl_now_us() - t0;
+        if (strcmp(status_copy, "running") != 0) {
+            if (ctl_qmp(c, "cont", &untimed) < 0)
+                goto out;
+            t[2] = ctl_now_us() - t0;
+        }
+    }
+    struct ctl_lines lines = {.fd = out[0]};
+    if (ctl_next_line(c, &lines, line, size) < 0)
+        goto out;
+    t[0] = ctl_now_us() - t0;
+    while (strncmp(line, match, strlen(match)) != 0)
+        if (ctl_next_line(c, &lines, line, size) < 0)
+            goto out;
+    ret = 0;
+
+out:
+    if (pid > 0) {
+        int status;
+        kill(pid, SIGKILL);
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+            ;
+        ctl_reap_all();
+    }
+    if (listener >= 0)
+        close(listener);
+    if (out[0] >= 0)
+        close(out[0]);
+    if (out[1] >= 0)
+        close(out[1]);
+    if (qmp_path)
+        unlink(qmp_path);
+    return ret;
+}
+
+/* A whole decimal number in [min, max], or -1. */
+static long ctl_arg_number(const char *s, long min, long max)
+{
+    char *end;
+
+    errno = 0;
+    long n = strtol(s, &end, 10);
+    if (errno || end == s || *end || n < min || n > max)
+        return -1;
+    return n;
+}
+
+/* Prints the usage; returns the bad-command-line exit status. */
 static int ctl_usage(void)
 {
-    fprintf(stderr, "usage: ctlbench [--warmup N] [--timeout SECONDS] http|qmp SOCKET CYCLES\n");
+    fprintf(stderr, "usage: ctlbench [--warmup N] [--timeout SECONDS] http|qmp SOCKET CYCLES\n"
+                    "       ctlbench [--timeout SECONDS] http-snapshot SOCKET STATE MEM\n"
+                    "       ctlbench [--timeout SECONDS] qmp-migrate SOCKET URI\n"
+                    "       ctlbench exec -- ARGV...\n"
+                    "       ctlbench [--timeout SECONDS] [--qmp-listen PATH] launch MATCH -- "
+                    "ARGV...\n");
     return 2;
 }
 
-int main(int argc, char **argv)
+/* The cycle modes (http, qmp): TSV of every reported cycle. */
+static int ctl_main_cycles(struct ctl_conn *c, bool http, const char *path, long warmup,
+                           long cycles)
 {
-    struct ctl_conn c = {.fd = -1, .timeout_ms = 30000};
-    long warmup = 0;
-    int i = 1;
-
-    for (; i + 1 < argc && !strncmp(argv[i], "--", 2); i += 2) {
-        long n;
-        if (!strcmp(argv[i], "--warmup") && (n = ctl_arg_number(argv[i + 1], 0, 1000000)) >= 0)
-            warmup = n;
-        else if (!strcmp(argv[i], "--timeout") && (n = ctl_arg_number(argv[i + 1], 1, 3600)) > 0)
-            c.timeout_ms = (int)n * 1000;
-        else
-            return ctl_usage();
-    }
-    if (argc - i != 3)
-        return ctl_usage();
-    const char *mode = argv[i], *path = argv[i + 1];
-    long cycles = ctl_arg_number(argv[i + 2], 1, 10000000);
-    bool http = !strcmp(mode, "http");
-    if (cycles < 0 || (!http && strcmp(mode, "qmp")))
-        return ctl_usage();
     int cols = http ? 4 : 3;
-
     double *out = calloc((size_t)cycles * (size_t)cols, sizeof(*out));
-    c.buf = malloc(CTL_BUF_SIZE);
-    int ret = out && c.buf ? ctl_connect(&c, path) : ctl_fail(&c, "out of memory");
+    int ret = out ? ctl_connect(c, path) : ctl_fail(c, "out of memory");
+
     if (!ret)
-        ret = http ? ctl_run_http(&c, (int)warmup, (int)cycles, out)
-                   : ctl_run_qmp(&c, (int)warmup, (int)cycles, out);
-    if (c.fd >= 0)
-        close(c.fd);
+        ret = http ? ctl_run_http(c, (int)warmup, (int)cycles, out)
+                   : ctl_run_qmp(c, (int)warmup, (int)cycles, out);
     if (!ret) {
         puts(http ? "floor\tpause\tkick\tresume" : "floor\tstop\tcont");
         for (long n = 0; n < cycles; n++)
             for (int k = 0; k < cols; k++)
                 printf("%.1f%c", out[n * cols + k], k + 1 < cols ? '\t' : '\n');
-        if (fflush(stdout) != 0)
-            ret = ctl_fail(&c, "writing the results: %s", strerror(errno));
     }
+    free(out);
+    return ret;
+}
+
+int main(int argc, char **argv)
+{
+    struct ctl_conn c = {.fd = -1, .timeout_ms = 30000};
+    const char *qmp_listen = NULL;
+    long warmup = 0;
+    int i = 1, ret;
+
+    for (; i + 1 < argc && !strncmp(argv[i], "--", 2) && argv[i][2]; i += 2) {
+        long n;
+        if (!strcmp(argv[i], "--warmup") && (n = ctl_arg_number(argv[i + 1], 0, 1000000)) >= 0)
+            warmup = n;
+        else if (!strcmp(argv[i], "--timeout") && (n = ctl_arg_number(argv[i + 1], 1, 3600)) > 0)
+            c.timeout_ms = (int)n * 1000;
+        else if (!strcmp(argv[i], "--qmp-listen"))
+            qmp_listen = argv[i + 1];
+        else
+            return ctl_usage();
+    }
+    if (i >= argc)
+        return ctl_usage();
+    const char *mode = argv[i++];
+    int left = argc - i;
+    c.buf = malloc(CTL_BUF_SIZE);
+    if (!c.buf) {
+        fprintf(stderr, "ctlbench: out of memory\n");
+        return 1;
+    }
+    /* A VMM's helpers (QEMU's exec: migration commands) become this process's children
+     * when the VMM is killed, so that they can be waited for. */
+    prctl(PR_SET_CHILD_SUBREAPER, 1);
+
+    if (!strcmp(mode, "http") || !strcmp(mode, "qmp")) {
+        long cycles = left == 2 ? ctl_arg_number(argv[i + 1], 1, 10000000) : -1;
+        if (cycles < 0 || qmp_listen)
+            return ctl_usage();
+        ret = ctl_main_cycles(&c, !strcmp(mode, "http"), argv[i], warmup, cycles);
+    } else if (!strcmp(mode, "http-snapshot") || !strcmp(mode, "qmp-migrate")) {
+        bool http = !strcmp(mode, "http-snapshot");
+        double us = 0;
+        if (left != (http ? 3 : 2) || qmp_listen || warmup)
+            return ctl_usage();
+        ret = ctl_connect(&c, argv[i]);
+        if (!ret)
+            ret = http ? ctl_run_http_snapshot(&c, argv[i + 1], argv[i + 2], &us)
+                       : ctl_run_qmp_migrate(&c, argv[i + 1], &us);
+        if (!ret)
+            printf("create\n%.1f\n", us);
+    } else if (!strcmp(mode, "exec")) {
+        double us = 0;
+        if (left < 2 || strcmp(argv[i], "--") != 0 || qmp_listen || warmup)
+            return ctl_usage();
+        ret = ctl_run_exec(&c, argv + i + 1, &us);
+        if (!ret)
+            printf("exec\n%.1f\n", us);
+    } else if (!strcmp(mode, "launch")) {
+        double t[3] = {-1, -1, -1};
+        char line[256] = "";
+        if (left < 3 || strcmp(argv[i + 1], "--") != 0 || warmup)
+            return ctl_usage();
+        ret = ctl_run_launch(&c, argv[i], qmp_listen, argv + i + 2, t, line, sizeof(line));
+        if (!ret)
+            printf("first\tloaded\tcont\tline\n%.1f\t%.1f\t%.1f\t%s\n", t[0], t[1], t[2], line);
+    } else {
+        return ctl_usage();
+    }
+    if (c.fd >= 0)
+        close(c.fd);
+    if (!ret && fflush(stdout) != 0)
+        ret = ctl_fail(&c, "writing the results: %s", strerror(errno));
     if (ret < 0)
         fprintf(stderr, "ctlbench: %s\n", c.err);
-    free(out);
     free(c.buf);
     return ret < 0 ? 1 : 0;
 }
