@@ -37,14 +37,6 @@ int snapshot_config_take(struct state_in *root, struct vm_config *cfg, const cha
 int snapshot_build(void (*fill)(struct state_out *out, void *ctx), void *ctx, void **buf,
                    size_t *len, struct errbuf *eb) MUST_CHECK;
 
-/*
- * Writes len bytes to path so that path holds either its old content or all of
- * buf, never a part: a temporary file beside it, fsync, rename, fsync of the
- * directory. 0 or -errno with eb.
- */
-int snapshot_write_atomic(const char *path, const void *buf, size_t len,
-                          struct errbuf *eb) MUST_CHECK;
-
 /* Writes len bytes to a new file at path and syncs it (a failure removes it). 0 or -errno. */
 int snapshot_write_file(const char *path, const void *buf, size_t len,
                         struct errbuf *eb) MUST_CHECK;

@@ -763,11 +763,7 @@ static int blk_hw_realize(struct hwdev *hw, struct errbuf *eb)
     int ret = virtio_blk_init(blk, NULL, &sys, eb);
     if (ret)
         return ret;
-    ret = virtio_pci_add(&blk->vdev, hw->host->pci);
-    if (ret)
-        return err_set(eb, ret, "cannot plug virtio-blk for %s into PCI: %s", blk->path,
-                       strerror(-ret));
-    return 0;
+    return virtio_pci_plug(&blk->vdev, hw->host, blk->name, eb);
 }
 
 static struct virtio_blk *blk_of(struct hwdev *hw)

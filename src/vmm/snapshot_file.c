@@ -169,22 +169,6 @@ int snapshot_sync_dir(const char *path, struct errbuf *eb)
     return 0;
 }
 
-int snapshot_write_atomic(const char *path, const void *buf, size_t len, struct errbuf *eb)
-{
-    char tmp[PATH_MAX];
-    if (snprintf(tmp, sizeof(tmp), "%s.tmp-%d", path, (int)getpid()) >= (int)sizeof(tmp))
-        return err_set(eb, -ENAMETOOLONG, "%s: the path is too long", path);
-    int ret = snapshot_write_file(tmp, buf, len, eb);
-    if (ret)
-        return ret;
-    if (rename(tmp, path) < 0) {
-        ret = -errno;
-        unlink(tmp);
-        return err_set(eb, ret, "cannot write %s: %s", path, strerror(-ret));
-    }
-    return snapshot_sync_dir(path, eb);
-}
-
 int snapshot_check(const void *buf, size_t len, const char *name, struct errbuf *eb)
 {
     if (len < sizeof(struct fdt_header) || len > SNAPSHOT_MAX_STATE)
