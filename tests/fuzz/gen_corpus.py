@@ -912,6 +912,14 @@ def main():
     for name, data in TARGETS[sys.argv[1]]().items():
         with open(os.path.join(out, name), "wb") as f:
             f.write(data)
+    # Reproducers of what a fuzzing campaign found (scripts/fuzz), kept as seeds.
+    kept = os.path.join(os.path.dirname(os.path.abspath(__file__)), "seeds", sys.argv[1])
+    if os.path.isdir(kept):
+        for name in sorted(os.listdir(kept)):
+            with open(os.path.join(kept, name), "rb") as f:
+                data = f.read()
+            with open(os.path.join(out, "kept-" + name), "wb") as f:
+                f.write(data)
 
 
 if __name__ == "__main__":
