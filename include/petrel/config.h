@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "petrel/sandbox.h"
 #include "petrel/util.h"
 #include "petrel/virtio_blk.h"
 
@@ -47,6 +48,7 @@ struct vm_config {
     const void *restore;
     const char *restore_mem_path;
     bool restore_clock_frozen;
+    enum sandbox_mode seccomp; /* the threads' seccomp filters (on by default) */
 };
 
 #endif

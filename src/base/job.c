@@ -9,12 +9,14 @@
 
 #include <event2/event.h>
 
+#include "petrel/sandbox.h"
 /* The worker: runs the job, then wakes the loop. It never touches the job afterwards. */
 static void *job_thread(void *arg)
 {
     struct job *job = arg;
     uint64_t one = 1;
 
+    sandbox_enter_or_die(SANDBOX_JOB);
     job->run(job);
     /* Only EINTR can fail this (the counter cannot reach its maximum with one write). */
     while (write(job->notify_fd, &one, sizeof(one)) < 0 && errno == EINTR)

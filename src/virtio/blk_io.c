@@ -12,6 +12,7 @@
 #include <linux/falloc.h>
 
 #include "petrel/blk_io.h"
+#include "petrel/sandbox.h"
 
 /* ---- the syscalls ---- */
 
@@ -198,6 +199,7 @@ static void *pool_worker(void *arg)
 {
     struct blk_io *io = arg;
 
+    sandbox_enter_or_die(SANDBOX_BLK);
     pthread_mutex_lock(&io->lock);
     for (;;) {
         while (!io->queue && !io->stopping)

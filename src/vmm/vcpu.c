@@ -5,8 +5,11 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+
+#include "petrel/sandbox.h"
 
 /*
  * The kvm_run page of the vCPU running on this thread, for the signal
@@ -179,6 +182,7 @@ static void *vcpu_thread(void *arg)
     /* Every other signal stays blocked (inherited): they are the main thread's. */
     pthread_sigmask(SIG_UNBLOCK, &kick, NULL);
 
+    sandbox_enter_or_die(SANDBOX_VCPU);
     vcpu_loop(v);
 
     pthread_sigmask(SIG_BLOCK, &kick, NULL);
@@ -196,6 +200,9 @@ int vcpu_start(struct vcpu *v)
         return -err;
     }
     v->thread_started = true;
+    char name[16];
+    snprintf(name, sizeof(name), "petrel-vcpu%u", v->id);
+    pthread_setname_np(v->thread, name);
     return 0;
 }
 

@@ -14,6 +14,7 @@
 
 #include "petrel/machine.h"
 #include "petrel/platform.h"
+#include "petrel/sandbox.h"
 #include "petrel/x86_boot.h"
 #include "petrel/x86_cpu.h"
 
@@ -404,6 +405,9 @@ int vm_run(struct vm *vm, struct errbuf *eb)
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (!ret)
         ret = vm_console_start(vm, eb);
+    /* Set-up is done: the loop takes guest and client input only from here on. */
+    if (!ret && (ret = sandbox_enter(SANDBOX_LOOP)) != 0)
+        err_set(eb, ret, "cannot enter the loop's seccomp filter: %s", strerror(-ret));
     if (ret)
         vm_request_exit(vm, VM_EXIT_ERROR, PETREL_STATUS_ERROR, -1, eb->msg);
 

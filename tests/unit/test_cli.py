@@ -144,7 +144,7 @@ def samples(d):
                 "debug-exit": [None], "debugcon": [os.path.join(d, "debugcon")],
                 "console": ["virtio,pty"], "name": ["test-cli"],
                 "api-sock": [os.path.join(d, "api.sock")], "rng": [None],
-                "drive": ["path=%s,ro,id=disk0" % f], "stats": [None],
+                "drive": ["path=%s,ro,id=disk0" % f], "stats": [None], "seccomp": ["log"],
                 "restore": [os.path.join(d, "no-snapshot")],
                 "restore-clock": ["frozen", "--restore", os.path.join(d, "no-snapshot")]},
         "pause": target, "resume": target, "status": target,
