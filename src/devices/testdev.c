@@ -126,10 +126,12 @@ static void testdev_on_bell(evutil_socket_t fd, short what, void *arg)
     if (read(fd, &n, sizeof(n)) != sizeof(n))
         return;
     pthread_mutex_lock(&td->pdev.dev.lock);
-    if (td->paused)
+    if (td->paused) {
         td->pending = true; /* testdev_resume() rings again */
-    else
+    } else {
+        td->pending = false;
         testdev_command_locked(td);
+    }
     pthread_mutex_unlock(&td->pdev.dev.lock);
 }
 
