@@ -27,8 +27,12 @@
  *   testdev: PASS copies <n> refused <m> interrupts <k>
  * and exits 0 through debug-exit (petrel run --debug-exit). A failed check
  * prints "testdev: FAIL <why>" and exits 1; without the device, "testdev: no
- * testdev (1234:7e57)" and exit 3. Option: testdev.timeout=<ms> (20000), the
- * longest wait for one command.
+ * testdev (1234:7e57)" and exit 3. Options: testdev.timeout=<ms> (20000), the
+ * longest wait for one command; testdev.snapshot=1 first programs a command
+ * and SCRATCH, prints "testdev: ready for a snapshot" and waits for a byte on
+ * COM1 (a test snapshots and restores the VM meanwhile), then rings the
+ * doorbell without touching the registers, checks the copy, its interrupt and
+ * SCRATCH, prints "testdev: after the snapshot ok" and goes on with the cases.
  */
 #include "kit/boot_params.h"
 #include "kit/cmdline.h"
@@ -39,6 +43,7 @@
 #include "kit/pci.h"
 #include "kit/printf.h"
 #include "kit/string.h"
+#include "kit/uart_rx.h"
 
 #define TD_VENDOR 0x1234
 #define TD_DEVICE 0x7e57
@@ -151,6 +156,33 @@ static void start(uint64_t src, uint64_t dst, uint32_t len)
         mmio_write8(bar + REG_DOORBELL, 1);
     else
         mmio_write32(bar + REG_DOORBELL, 1);
+}
+
+/* testdev.snapshot=1: a command programmed before, run after a snapshot and restore. */
+static int case_snapshot(void)
+{
+    fill(src_buf, 4096, 8);
+    memset(dst_buf, 0, 4096);
+    start((uintptr_t)src_buf, (uintptr_t)dst_buf, 4096);
+    unsigned seen = interrupts;
+    if (wait_irq(seen) || reg(REG_STATUS) != ST_DONE)
+        return fail("snapshot: the command before");
+    memset(dst_buf, 0, 4096);
+    mmio_write32(bar + REG_SCRATCH, 0x5eed);
+    mmio_write32(bar + REG_STATUS, ST_DONE | ST_ERROR);
+    uart_rx_init();
+    puts("testdev: ready for a snapshot");
+    (void)kit_getc();
+    seen = interrupts;
+    mmio_write32(bar + REG_DOORBELL, 1);
+    if (wait_irq(seen))
+        return fail("snapshot: no interrupt after the restore");
+    if (reg(REG_STATUS) != ST_DONE || reg(REG_COUNT) != 2 || reg(REG_SCRATCH) != 0x5eed ||
+        memcmp(src_buf, dst_buf, 4096))
+        return fail("snapshot: the registers or the copy after the restore");
+    copies += 2;
+    puts("testdev: after the snapshot ok");
+    return 0;
 }
 
 /* One command to its interrupt; want_err 0: DONE, else ERROR with that code. 0 or -1 (said). */
@@ -356,9 +388,17 @@ int kit_main(void)
     }
     if (r == 0)
         timeout_ms = (unsigned)t;
+    unsigned long snap = 0;
+    r = kit_cmdline_uint("testdev.snapshot", 10, &snap);
+    if (r == -2 || (r == 0 && snap > 1)) {
+        puts("testdev: bad testdev.snapshot (want 0 or 1)");
+        return 2;
+    }
     r = probe(&bdf);
     if (r)
         return r == -3 ? 3 : 1;
+    if (snap && case_snapshot())
+        return 1;
     if (case_copy() || case_overlap() || case_hostile() || case_masked())
         return 1;
     fill(src_buf, BUF, 6);
