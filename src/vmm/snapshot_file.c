@@ -181,6 +181,9 @@ int snapshot_check(const void *buf, size_t len, const char *name, struct errbuf 
     if (fdt_magic(buf) != FDT_MAGIC || fdt_check_full(buf, len) != 0)
         return err_set(eb, -EINVAL, "%s is not a petrel state file, or it is truncated or corrupt",
                        name);
+    if (fdt_totalsize(buf) != len)
+        return err_set(eb, -EINVAL, "%s is not a petrel state file: %zu bytes after its tree", name,
+                       len - fdt_totalsize(buf));
     if (fdt_node_check_compatible(buf, 0, SNAPSHOT_COMPATIBLE) != 0) {
         const char *have = fdt_getprop(buf, 0, "compatible", NULL);
         return err_set(eb, -EPROTO, "%s is a state file of another format (%s), not %s", name,

@@ -950,11 +950,56 @@ def testdev_seeds():
     }
 
 
+def escape_seeds():
+    """Typed streams: byte 0 seeds the read splits."""
+    return {
+        "plain": b"\x00echo hello\r",
+        "quit": b"\x05ls\r\x01x",
+        "help-pause-detach": b"\x11\x01h\x01p\x01P\x01d\x01?",
+        "ctrl-a-twice": b"\x03a\x01\x01b\x01\x01\x01x",
+        "unknown-key": b"\x07\x01z\x01\x02c",
+        "split-escape": b"\xff" + b"x" * 15 + b"\x01" + b"X",
+    }
+
+
+def kbc_w(port, v):
+    return bytes([(0 if port == 0x60 else 1) << 5, v])
+
+
+def i8042_seeds():
+    """Linux's i8042/atkbd/psmouse probe, loopback, reset, keys, save/restore."""
+    rd = bytes([2 << 5])
+    st = bytes([3 << 5])
+    probe = (kbc_w(0x64, 0x20) + rd + kbc_w(0x64, 0xaa) + rd + kbc_w(0x64, 0x60)
+             + kbc_w(0x60, 0x47) + kbc_w(0x64, 0xab) + rd + kbc_w(0x64, 0xa8)
+             + kbc_w(0x64, 0xa9) + rd)
+    kbd = kbc_w(0x60, 0xff) + rd + rd + kbc_w(0x60, 0xf2) + rd + rd + rd + kbc_w(0x60, 0xed) \
+        + kbc_w(0x60, 0x07) + rd
+    aux = kbc_w(0x64, 0xd4) + kbc_w(0x60, 0xff) + rd + rd + rd + kbc_w(0x64, 0xd4) \
+        + kbc_w(0x60, 0xf3) + kbc_w(0x64, 0xd4) + kbc_w(0x60, 0x64) + st + rd
+    loop = kbc_w(0x64, 0xd2) + kbc_w(0x60, 0x5a) + st + rd + kbc_w(0x64, 0xd3) \
+        + kbc_w(0x60, 0xa5) + st + rd
+    return {
+        "probe": probe,
+        "keyboard": probe + kbd,
+        "mouse": probe + aux,
+        "loopback": loop,
+        "keys-save-restore": probe + bytes([4 << 5 | 4]) + b"\x1d\x38\x53\x9d" + bytes([7 << 5])
+            + rd + st + bytes([7 << 5]) + rd,
+        "full-queue": bytes([4 << 5 | 31]) + bytes(range(1, 32)) + bytes([4 << 5 | 8])
+            + bytes(8) + bytes([7 << 5]),
+        "pending-then-save": kbc_w(0x64, 0x60) + bytes([7 << 5]) + kbc_w(0x60, 0x03)
+            + kbc_w(0x60, 0xed) + bytes([7 << 5]) + kbc_w(0x60, 0x02) + bytes([6 << 5]),
+        "reset-line": kbc_w(0x64, 0xd1) + kbc_w(0x60, 0x00) + kbc_w(0x64, 0xfe),
+        "other-ports": bytes([5 << 5, 0x12, 5 << 5 | 1, 0x34]),
+    }
+
+
 TARGETS = {"kernel": kernel_seeds, "uart8250": uart_seeds, "api": api_seeds,
            "rtc_cmos": rtc_seeds, "virtqueue": vq_seeds, "pci": pci_seeds,
            "virtio_pci": virtio_pci_seeds, "virtio_blk": virtio_blk_seeds,
-           "virtio_console": virtio_console_seeds,
-           "testdev": testdev_seeds}
+           "virtio_console": virtio_console_seeds, "escape": escape_seeds,
+           "i8042": i8042_seeds, "testdev": testdev_seeds}
 
 
 def main():
@@ -967,6 +1012,14 @@ def main():
     for name, data in TARGETS[sys.argv[1]]().items():
         with open(os.path.join(out, name), "wb") as f:
             f.write(data)
+    # Reproducers of what a fuzzing campaign found (scripts/fuzz), kept as seeds.
+    kept = os.path.join(os.path.dirname(os.path.abspath(__file__)), "seeds", sys.argv[1])
+    if os.path.isdir(kept):
+        for name in sorted(os.listdir(kept)):
+            with open(os.path.join(kept, name), "rb") as f:
+                data = f.read()
+            with open(os.path.join(out, "kept-" + name), "wb") as f:
+                f.write(data)
 
 
 if __name__ == "__main__":

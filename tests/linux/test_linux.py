@@ -469,15 +469,26 @@ def two_vcpus(r, g):
         # The soft-lockup watchdog fires when a CPU has not scheduled for 2 x
         # watchdog_thresh seconds by the guest's clock, which runs on during a pause;
         # petrel tells the guest it was stopped (KVM_KVMCLOCK_CTRL) so that it does not.
-        # Lowering the threshold to 6 s makes a pause of 8 s a real test of that.
+        # Lowering the threshold to 6 s makes a pause of 8 s a real test of that. Both
+        # vCPUs are busy across the pause (a loop each at nice 19, so the shell still
+        # answers): an idle CPU's first interrupt after the clock's jump touches the
+        # watchdog (tick_nohz_update_jiffies()), so an idle guest reports nothing either
+        # way (see the snapshot scenario).
         g.sh_ok("echo 3 > /proc/sys/kernel/watchdog_thresh")
+        out = g.sh_ok("for i in 1 2; do sh -c 'renice 19 $$ && while :; do :; done' & "
+                      "echo busy=$!; done")
+        busy = re.findall(r"busy=(\d+)", out)
+        need(len(busy) == 2, "the busy loops did not start: %r" % out)
         status, _, body = api(g.sock, "PATCH", "/vm", {"state": "Paused"})
         check(status == 204, "pause: %d %s" % (status, body))
-        time.sleep(8)
+        time.sleep(8)  # the pause's length, not a wait for anything
         status, _, body = api(g.sock, "PATCH", "/vm", {"state": "Resumed"})
         check(status == 204, "resume: %d %s" % (status, body))
         # Let each CPU's watchdog timer run a few times (every 2/5 of the threshold).
         g.sh_ok("sleep 3")
+        status, out = g.sh("kill %s" % " ".join(busy))
+        check(status == 0, "the busy loops (pids %s) did not run across the pause: %r"
+              % (" ".join(busy), out))
         status, out = g.sh("dmesg | grep -i -A3 'soft lockup'")
         check(status == 1, "soft lockup reported after the pause:\n%s" % out[-2000:])
     with r.check("reboot_exits_0"):

@@ -9,6 +9,8 @@
 #ifndef PETREL_TEST_FAKE_STATE_H
 #define PETREL_TEST_FAKE_STATE_H
 
+#include <errno.h>
+
 #include <libfdt.h>
 
 #include "petrel/state.h"

@@ -113,9 +113,14 @@ static void test_bad_files_refused(void **unused)
         write_bytes(bad, good, cut);
         expect_refused(bad, -EINVAL, "truncated or corrupt");
     }
-    /* A corrupt structure block. */
-    uint8_t *copy = malloc(len);
+    /* Bytes after the tree: a file that is more than the tree it claims is not one. */
+    uint8_t *copy = malloc(len + 64);
     assert_non_null(copy);
+    memcpy(copy, good, len);
+    memset(copy + len, 0x5a, 64);
+    write_bytes(bad, copy, len + 64);
+    expect_refused(bad, -EINVAL, "64 bytes after its tree");
+    /* A corrupt structure block. */
     memcpy(copy, good, len);
     memset(copy + fdt_off_dt_struct(copy) + 8, 0xee, 16);
     write_bytes(bad, copy, len);
