@@ -25,6 +25,7 @@ enum {
     RUN_CONSOLE,
     RUN_API_SOCK,
     RUN_RNG,
+    RUN_TESTDEV,
     RUN_DRIVE,
     RUN_STATS,
     RUN_RESTORE,
@@ -60,6 +61,9 @@ static const struct cmd_opt run_opts[] = {
      "/run/petrel)"},
     {RUN_RNG, "rng", NULL,
      "a virtio-rng device (the guest's /dev/hwrng, fed by the host's getrandom())"},
+    {RUN_TESTDEV, "testdev", NULL,
+     "the example PCI test device for device-model work (1234:7e57: a DMA engine between "
+     "guest buffers, a doorbell, an MSI-X interrupt; docs/devices.md)"},
     {RUN_DRIVE, "drive", "path=FILE[,ro][,id=NAME]",
      "a virtio-blk disk backed by FILE, a raw image (its size a multiple of 512 bytes) or a "
      "block device; repeat for more (at most " RUN_MAX_DRIVES "): the first is the guest's "
@@ -73,8 +77,8 @@ static const struct cmd_opt run_opts[] = {
     {RUN_RESTORE, "restore", "PATH",
      "bring back a snapshot (petrel snapshot; PATH: its directory, or its state file) "
      "instead of booting a kernel: the machine (vCPUs, memory, drives, devices) is the "
-     "snapshot's, so --kernel, --initrd, --cmdline, --cpus, --memory, --drive, --rng and "
-     "--debug-exit do not go with it; the console's WHERE, --name and --api-sock do"},
+     "snapshot's, so --kernel, --initrd, --cmdline, --cpus, --memory, --drive, --rng, "
+     "--testdev and --debug-exit do not go with it; the console's WHERE, --name and --api-sock do"},
     {RUN_RESTORE_CLOCK, "restore-clock", "MODE",
      "with --restore: catch-up (default): the guest's clock moves on by the time the "
      "snapshot was away; frozen: it goes on from where it stopped (for a guest that runs "
@@ -222,10 +226,10 @@ static int run_option(int key, char *arg, struct run_args *a)
     static const struct {
         int key;
         const char *name;
-    } machine_opts[] = {{'k', "--kernel"},  {'i', "--initrd"},
-                        {'a', "--cmdline"}, {'c', "--cpus"},
-                        {'m', "--memory"},  {RUN_DRIVE, "--drive"},
-                        {RUN_RNG, "--rng"}, {RUN_DEBUG_EXIT, "--debug-exit"}};
+    } machine_opts[] = {
+        {'k', "--kernel"},  {'i', "--initrd"},          {'a', "--cmdline"},
+        {'c', "--cpus"},    {'m', "--memory"},          {RUN_DRIVE, "--drive"},
+        {RUN_RNG, "--rng"}, {RUN_TESTDEV, "--testdev"}, {RUN_DEBUG_EXIT, "--debug-exit"}};
     for (unsigned i = 0; i < ARRAY_SIZE(machine_opts); i++) {
         if (key == machine_opts[i].key && !a->machine_opt)
             a->machine_opt = machine_opts[i].name;
@@ -278,6 +282,9 @@ static int run_option(int key, char *arg, struct run_args *a)
         break;
     case RUN_RNG:
         cfg->rng = true;
+        break;
+    case RUN_TESTDEV:
+        cfg->testdev = true;
         break;
     case RUN_DRIVE: {
         struct errbuf eb = {{0}};
@@ -381,6 +388,7 @@ static int run_restore_config(struct run_args *a, void **tree)
     cfg->memory = saved.memory;
     cfg->console_virtio = saved.console_virtio;
     cfg->rng = saved.rng;
+    cfg->testdev = saved.testdev;
     cfg->debug_exit = saved.debug_exit;
     memcpy(cfg->drives, saved.drives, sizeof(cfg->drives));
     cfg->nr_drives = saved.nr_drives;

@@ -41,6 +41,7 @@ struct vm_config {
     const char *console_path;     /* VM_CONSOLE_FILE: the file */
     bool stdin_closed;            /* VM_CONSOLE_STDIO without input */
     bool rng;                     /* a virtio-rng device on PCI (--rng) */
+    bool testdev;                 /* the example test device on PCI (--testdev, testdev.h) */
     struct virtio_blk_spec drives[VIRTIO_BLK_MAX_DRIVES]; /* --drive, in order: vda, vdb, ... */
     unsigned nr_drives;
     /* --restore: the machine above comes from this checked state tree (snapshot.h), which

@@ -15,6 +15,7 @@
 #include "petrel/i8042.h"
 #include "petrel/pci.h"
 #include "petrel/rtc_cmos.h"
+#include "petrel/testdev.h"
 #include "petrel/uart8250.h"
 #include "petrel/virtio_blk.h"
 #include "petrel/virtio_console.h"
@@ -46,6 +47,11 @@ static unsigned with_virtio_console(const struct vm_config *cfg)
     return cfg->console_virtio;
 }
 
+static unsigned with_testdev(const struct vm_config *cfg)
+{
+    return cfg->testdev;
+}
+
 static const struct {
     const struct hwdev_ops *ops;
     unsigned (*count)(const struct vm_config *cfg);
@@ -60,6 +66,7 @@ static const struct {
     {&virtio_rng_pci, with_rng},
     {&virtio_blk_pci, per_drive},
     {&virtio_console_pci, with_virtio_console},
+    {&testdev_pci, with_testdev},
 };
 
 int machine_create(struct hwdev_list *l, const struct hwdev_host *host, struct errbuf *eb)

@@ -23,6 +23,8 @@ void snapshot_config_put(const struct vm_config *cfg, const char *mem_path, stru
     state_put_string(out, "kernel", cfg->kernel_path ? cfg->kernel_path : "");
     state_put_bool(out, "console-virtio", cfg->console_virtio);
     state_put_bool(out, "rng", cfg->rng);
+    if (cfg->testdev) /* absent in snapshots without it, as before it existed */
+        state_put_bool(out, "testdev", true);
     state_put_bool(out, "debug-exit", cfg->debug_exit);
     state_put_u32(out, "drives", cfg->nr_drives);
     for (unsigned i = 0; i < cfg->nr_drives; i++) {
@@ -69,6 +71,9 @@ int snapshot_config_take(struct state_in *root, struct vm_config *cfg, const cha
     cfg->kernel_path = get_string(&in, "kernel", false);
     state_get_bool(&in, "console-virtio", &cfg->console_virtio);
     state_get_bool(&in, "rng", &cfg->rng);
+    cfg->testdev = fdt_getprop(in.fdt, in.node, "testdev", NULL) != NULL;
+    if (cfg->testdev)
+        state_get_bool(&in, "testdev", &cfg->testdev);
     state_get_bool(&in, "debug-exit", &cfg->debug_exit);
     state_get_u32(&in, "drives", &drives);
     if (in.err)

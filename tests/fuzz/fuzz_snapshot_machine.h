@@ -29,6 +29,7 @@
 #include "petrel/platform.h"
 #include "petrel/rtc_cmos.h"
 #include "petrel/snapshot.h"
+#include "petrel/testdev.h"
 #include "petrel/uart8250.h"
 #include "petrel/virtio_blk.h"
 #include "petrel/virtio_console.h"
@@ -208,6 +209,10 @@ struct f_blk {
 struct f_vcons {
     struct hwdev hw;
     struct virtio_console vc;
+};
+struct f_testdev {
+    struct hwdev hw;
+    struct testdev td;
 };
 
 static inline int uart_realize(struct hwdev *hw, struct errbuf *eb)
@@ -449,6 +454,48 @@ static inline void vcons_destroy(struct hwdev *hw)
         virtio_console_destroy(&container_of(hw, struct f_vcons, hw)->vc);
 }
 
+static const struct testdev_sys_ops fake_testdev_sys_ops = {
+    .irqfd_init = fake_irqfd_init,
+    .irqfd_destroy = fake_irqfd_destroy,
+    .ioeventfd_bind = fake_ioeventfd_bind,
+    .ioeventfd_unbind = fake_ioeventfd_unbind,
+};
+
+static inline int td_realize(struct hwdev *hw, struct errbuf *eb)
+{
+    struct f_testdev *d = container_of(hw, struct f_testdev, hw);
+    struct machine *m = machine_of(hw);
+    struct testdev_sys sys = {.vm_fd = -1,
+                              .gm = hw->host->mem,
+                              .routing = &m->rt,
+                              .base = m->base,
+                              .ops = &fake_testdev_sys_ops};
+    (void)eb;
+    int ret = testdev_init(&d->td, &sys);
+    if (ret)
+        return ret;
+    ret = pci_bus_add(hw->host->pci, &d->td.pdev, -1);
+    if (ret)
+        testdev_destroy(&d->td);
+    return ret;
+}
+
+static inline int td_restore(struct hwdev *hw, struct state_in *in)
+{
+    return testdev_restore(&container_of(hw, struct f_testdev, hw)->td, in);
+}
+
+static inline int td_save(struct hwdev *hw, struct state_out *out)
+{
+    return testdev_save(&container_of(hw, struct f_testdev, hw)->td, out);
+}
+
+static inline void td_destroy(struct hwdev *hw)
+{
+    if (hw->realized)
+        testdev_destroy(&container_of(hw, struct f_testdev, hw)->td);
+}
+
 static struct hwdev_ops fake_uart = {.size = sizeof(struct f_uart),
                                      .realize = uart_realize,
                                      .save = uart_save,
@@ -490,6 +537,11 @@ static struct hwdev_ops fake_vcons = {.size = sizeof(struct f_vcons),
                                       .save = vcons_save,
                                       .restore = vcons_restore,
                                       .destroy = vcons_destroy};
+static struct hwdev_ops fake_testdev = {.size = sizeof(struct f_testdev),
+                                        .realize = td_realize,
+                                        .save = td_save,
+                                        .restore = td_restore,
+                                        .destroy = td_destroy};
 
 static inline unsigned one(const struct vm_config *cfg)
 {
@@ -512,6 +564,11 @@ static inline unsigned with_virtio_console(const struct vm_config *cfg)
     return cfg->console_virtio;
 }
 
+static inline unsigned with_testdev(const struct vm_config *cfg)
+{
+    return cfg->testdev;
+}
+
 /* machine.c's rows that have state, in its order: each takes the real row's name and compatible. */
 static const struct {
     const struct hwdev_ops *real;
@@ -526,6 +583,7 @@ static const struct {
     {&virtio_rng_pci, &fake_rng, with_rng},
     {&virtio_blk_pci, &fake_blk, per_drive},
     {&virtio_console_pci, &fake_vcons, with_virtio_console},
+    {&testdev_pci, &fake_testdev, with_testdev},
 };
 
 static inline int64_t clock_realtime(void *ctx)

@@ -299,6 +299,31 @@ static void drive_devices(struct machine *m, struct ram *ram, bool event_idx)
             drv_post(&d, VIRTIO_CONSOLE_TX, 32, out, 1);
             drv_kick(&d, VIRTIO_CONSOLE_TX);
             FUZZ_CHECK(container_of(hw, struct f_vcons, hw)->vc.tx_held);
+        } else if (hw->ops == &fake_testdev) {
+            /* A copy done with its vector masked (pending in the PBA), the registers set for
+             * the next, and its doorbell rung but not yet served when the VM paused. */
+            struct testdev *td = &container_of(hw, struct f_testdev, hw)->td;
+            const uint64_t regs[][3] = {
+                {TESTDEV_REG_SRC, BUF(dev), 8}, {TESTDEV_REG_DST, BUF(dev) + 0x100, 8},
+                {TESTDEV_REG_LEN, 0x40, 4},     {TESTDEV_REG_SCRATCH, 0x5eed, 4},
+                {TESTDEV_REG_DOORBELL, 1, 4},
+            };
+            pci_config_write(&td->pdev, td->pdev.msix.cap + PCI_MSIX_FLAGS, PCI_MSIX_FLAGS_ENABLE,
+                             2);
+            for (unsigned i = 0; i < ARRAY_SIZE(regs); i++) {
+                uint64_t v = regs[i][1];
+                FUZZ_CHECK(bus_dispatch(&m->mmio, td->bar_addr + regs[i][0], &v,
+                                        (unsigned)regs[i][2], true) == 0);
+            }
+            event_base_loop(m->base, EVLOOP_NONBLOCK);
+            FUZZ_CHECK(td->status == TESTDEV_ST_DONE && pci_msix_pending(&td->pdev, 0));
+            uint64_t v = BUF(dev) + 0x200;
+            FUZZ_CHECK(bus_dispatch(&m->mmio, td->bar_addr + TESTDEV_REG_DST, &v, 8, true) == 0);
+            v = 1;
+            FUZZ_CHECK(bus_dispatch(&m->mmio, td->bar_addr + TESTDEV_REG_DOORBELL, &v, 4, true) ==
+                       0);
+            testdev_pause(td);
+            FUZZ_CHECK(td->pending);
         }
     }
 }
@@ -484,6 +509,11 @@ static void near_misses(const void *busy, size_t len)
              0xfffffffffff000);
     edit_u32("vcons-tx-head-over", busy, len, "/devices/vcons", "tx-head", 40);
     edit_u32("msix-vector-over", busy, len, "/devices/rng/virtio", "config-vector", 9);
+    edit_u32("testdev-status-bits", busy, len, "/devices/testdev", "status", 4);
+    edit_u32("testdev-error-code", busy, len, "/devices/testdev", "error", TESTDEV_ERR_MAX + 1);
+    e = edit_begin(busy, len);
+    FUZZ_CHECK(fdt_delprop(e, node(e, "/config"), "testdev") == 0);
+    edit_done("testdev-not-in-config", e);
 }
 
 int main(int argc, char **argv)
@@ -526,6 +556,7 @@ int main(int argc, char **argv)
                               .memory = 128 * MiB,
                               .rng = true,
                               .console_virtio = true,
+                              .testdev = true,
                               .nr_drives = 2},
                       .drive = true};
     s.cfg.kernel_path = "/boot/vmlinuz";

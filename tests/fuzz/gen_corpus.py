@@ -896,6 +896,60 @@ def virtio_console_seeds():
     }
 
 
+TD_SRC, TD_DST, TD_LEN, TD_STATUS, TD_DOORBELL = 0x10, 0x18, 0x20, 0x0C, 0x100
+TD_TABLE, TD_PBA, TD_MSIX_CAP = 0x800, 0xC00, 0x40
+TD_LOOP, TD_RESET, TD_PAUSE, TD_RESUME, TD_KVM_RING = b"\x40", b"\xc0", b"\xa1", b"\xa0", b"\xe0"
+
+
+def td_w(off, val, size=4):
+    return bytes([PCI_LOG2[size]]) + struct.pack("<HQ", off, val & (2 ** 64 - 1))
+
+
+def td_r(off, size=4):
+    return bytes([0x20 | PCI_LOG2[size]]) + struct.pack("<H", off)
+
+
+def td_place(reg, t, plus=0):
+    """reg: 0 SRC, 1 DST, 2 LEN, 3 SCRATCH; t indexes fuzz_testdev.c's places (| 0x80: the BAR)."""
+    return bytes([0x60 | reg, t, plus])
+
+
+def td_cfg(reg, val, size):
+    return bytes([0x80 | (1 if size == 4 else 0), reg]) + struct.pack("<I", val)
+
+
+def td_copy(src, dst, length):
+    return (td_w(TD_SRC, src, 8) + td_w(TD_DST, dst, 8) + td_w(TD_LEN, length)
+            + td_w(TD_STATUS, 3) + td_w(TD_DOORBELL, 1) + TD_LOOP + td_r(TD_STATUS) + td_r(0x24))
+
+
+def td_msix_on():
+    return (td_cfg(TD_MSIX_CAP + 2, 0x8000, 2) + td_w(TD_TABLE, 0xFEE00000) + td_w(TD_TABLE + 8, 0x51)
+            + td_w(TD_TABLE + 12, 0))
+
+
+def testdev_seeds():
+    regs = b"".join(td_r(off, 4) for off in range(0, 0x30, 4)) + td_r(0, 8) + td_r(1, 2)
+    return {
+        "registers": regs + td_w(8, 0x12345678) + td_r(8) + td_w(0x10, 0x1234, 8) + td_r(0x14),
+        "copy": td_msix_on() + td_copy(0x100, 0x8000, 0x1000),
+        "overlap": td_copy(0x100, 0x110, 0x200) + td_copy(0x110, 0x100, 0x200),
+        "hostile": td_msix_on() + td_copy(0x100, 0x10000, 16) + td_copy(0xFFF8, 0, 16)
+            + td_copy(0, 0xFEE00000, 4) + td_copy(0xFFFFFFFFFFFFFFF0, 0, 0x20)
+            + td_copy(0, 0, 0) + td_copy(0, 0, 0xFFFFFFFF) + td_copy(0, 0, 0x100001),
+        "places": td_place(0, 1) + td_place(1, 0x80) + td_place(2, 11) + TD_KVM_RING + TD_LOOP
+            + td_place(0, 3) + td_place(1, 14) + td_place(2, 0, 8) + TD_KVM_RING + TD_LOOP,
+        "masked": td_cfg(TD_MSIX_CAP + 2, 0x8000, 2) + td_copy(0, 0x100, 8) + td_r(TD_PBA, 8)
+            + td_w(TD_TABLE + 12, 0) + td_cfg(TD_MSIX_CAP + 2, 0xC000, 2) + td_copy(0, 0x100, 8)
+            + td_cfg(TD_MSIX_CAP + 2, 0x8000, 2),
+        "move-bar": td_cfg(0x10, 0xC0100000, 4) + td_copy(0, 0x100, 8) + td_cfg(0x04, 0, 2)
+            + TD_KVM_RING + TD_LOOP + td_cfg(0x04, 2, 2) + td_copy(0, 0x200, 8),
+        "pause": td_w(TD_SRC, 0, 8) + td_w(TD_DST, 0x100, 8) + td_w(TD_LEN, 8) + td_w(TD_DOORBELL, 1)
+            + TD_PAUSE + TD_LOOP + TD_KVM_RING + TD_LOOP + TD_RESUME + TD_LOOP,
+        "reset": td_msix_on() + td_w(TD_DOORBELL, 1) + TD_RESET + TD_LOOP + td_copy(0, 0x100, 8),
+    }
+
+
 def escape_seeds():
     """Typed streams: byte 0 seeds the read splits."""
     return {
@@ -945,7 +999,7 @@ TARGETS = {"kernel": kernel_seeds, "uart8250": uart_seeds, "api": api_seeds,
            "rtc_cmos": rtc_seeds, "virtqueue": vq_seeds, "pci": pci_seeds,
            "virtio_pci": virtio_pci_seeds, "virtio_blk": virtio_blk_seeds,
            "virtio_console": virtio_console_seeds, "escape": escape_seeds,
-           "i8042": i8042_seeds}
+           "i8042": i8042_seeds, "testdev": testdev_seeds}
 
 
 def main():

@@ -143,7 +143,7 @@ def samples(d):
                 "cmdline": ["console=ttyS0 quiet"], "cpus": ["2"], "memory": ["512M"],
                 "debug-exit": [None], "debugcon": [os.path.join(d, "debugcon")],
                 "console": ["virtio,pty"], "name": ["test-cli"],
-                "api-sock": [os.path.join(d, "api.sock")], "rng": [None],
+                "api-sock": [os.path.join(d, "api.sock")], "rng": [None], "testdev": [None],
                 "drive": ["path=%s,ro,id=disk0" % f], "stats": [None], "seccomp": ["log"],
                 "restore": [os.path.join(d, "no-snapshot")],
                 "restore-clock": ["frozen", "--restore", os.path.join(d, "no-snapshot")]},
