@@ -24,7 +24,7 @@ struct x86_gdb_regs {
 };
 
 /* Registers in the target description, numbered from 0 in this order. */
-#define X86_GDB_NR_REGS 66
+#define X86_GDB_NR_REGS 65
 /* Bytes of all of them: the 'g' packet's payload is twice this in hex. */
 #define X86_GDB_REGS_BYTES 600
 

@@ -15,6 +15,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
@@ -591,6 +592,8 @@ int gdb_stub_start(struct vm *vm, const char *spec, struct gdb_stub **out, struc
     /* The guest waits for gdb: paused before any vCPU runs (vm_run() starts them parked). */
     g->state = GDB_STUB_STOPPED;
     vm_pause(vm, gdb_initial_pause, g);
+    fprintf(stderr, "petrel: gdb: the guest waits for gdb: target remote %s%s\n",
+            a.is_unix ? "" : ":", a.is_unix ? a.path : spec + 10);
     *out = g;
     return 0;
 }
