@@ -25,6 +25,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 #include <arpa/inet.h>
+#include <cpuid.h>
 #include <event2/buffer.h>
 
 #include "petrel/gdb_session.h"
@@ -51,10 +52,11 @@ struct gdb_stub {
     bool detach_pending; /* the client left while the guest ran: detach once paused */
     bool exited;         /* the VM is stopping; gdb was told */
     int debug_cap;       /* KVM_CAP_SET_GUEST_DEBUG */
-    bool no_sw_bp;       /* this KVM fails on int3 instead of exiting (kvm_pvm) */
-    bool no_watch;       /* this KVM never fires data watchpoints (kvm_pvm) */
-    bool told_refusal;   /* the refusal was explained on stderr once */
-    uint32_t blockirq;   /* KVM_GUESTDBG_BLOCKIRQ where KVM offers it, else 0 */
+    /* What this host cannot do, and why (gdb_host_limits()); refused with an error. */
+    bool no_sw_bp, no_hw_exec, no_watch, no_step;
+    const char *limits_why;
+    bool told_refusal; /* the refusal was explained on stderr once */
+    uint32_t blockirq; /* KVM_GUESTDBG_BLOCKIRQ where KVM offers it, else 0 */
 };
 
 /* The parsed --gdb address. */
@@ -194,13 +196,50 @@ static int gdb_write_mem(void *ctx, unsigned cpu, bool phys, uint64_t addr, cons
     return gdb_mem(ctx, cpu, phys, addr, (uint8_t *)buf, len, true);
 }
 
-/* Whether DR7 enables a data (write or read/write) breakpoint: an R/W field not 00. */
-static bool gdb_dr7_has_data(uint64_t dr7)
+/* Whether DR7 enables a data breakpoint (R/W not 00), or with !data an execute one. */
+static bool gdb_dr7_has(uint64_t dr7, bool data)
 {
     for (unsigned i = 0; i < 4; i++)
-        if ((dr7 & (3ULL << (2 * i))) && ((dr7 >> (16 + 4 * i)) & 3))
+        if ((dr7 & (3ULL << (2 * i))) && (((dr7 >> (16 + 4 * i)) & 3) != 0) == data)
             return true;
     return false;
+}
+
+/*
+ * Hosts known to accept KVM_SET_GUEST_DEBUG and then not deliver what it
+ * asks for. Measured (docs/gdb.md):
+ *  - kvm_pvm runs kernel-mode guest code through an emulator that fails on
+ *    int3 (the guest would crash) and never fires a data watchpoint; execute
+ *    breakpoints and steps work (../shared/PVM.md);
+ *  - kvm_amd on QEMU's TCG emulation of SVM (the nested harness; L1's CPUID
+ *    hypervisor leaf says "TCGTCGTCGTCG"): no debug exit arrives at all, an
+ *    int3 goes to the guest, a hardware breakpoint or watchpoint never fires.
+ */
+static void gdb_host_limits(struct gdb_stub *g)
+{
+    unsigned a, b, c, d;
+    char sig[13] = {0};
+
+    if (access("/sys/module/kvm_pvm", F_OK) == 0) {
+        g->no_sw_bp = g->no_watch = true;
+        g->limits_why = "this host's KVM (kvm_pvm) fails on int3 and never fires a data "
+                        "watchpoint: software breakpoints and watchpoints are refused (hbreak, "
+                        "stepping and Ctrl-C work)";
+        return;
+    }
+    __cpuid(1, a, b, c, d);
+    if (!(c & (1U << 31)))
+        return; /* not under a hypervisor */
+    __cpuid(0x40000000, a, b, c, d);
+    memcpy(sig, &b, 4);
+    memcpy(sig + 4, &c, 4);
+    memcpy(sig + 8, &d, 4);
+    if (!strcmp(sig, "TCGTCGTCGTCG")) {
+        g->no_sw_bp = g->no_hw_exec = g->no_watch = g->no_step = true;
+        g->limits_why = "this host's CPU is QEMU's TCG emulation, whose SVM delivers no guest "
+                        "debug exits to KVM: breakpoints, watchpoints and stepping are refused "
+                        "(registers, memory and Ctrl-C work)";
+    }
 }
 
 /* KVM_SET_GUEST_DEBUG on every vCPU; step_cpu (or -1) single-steps. */
@@ -208,15 +247,13 @@ static int gdb_apply(struct gdb_stub *g, const struct gdb_debug *d, int step_cpu
 {
     bool any = d->sw || d->dr7 || step_cpu >= 0;
 
-    /* What this KVM cannot do is refused, so gdb says so: never a silent no-op. */
+    /* What this host cannot do is refused, so gdb says so: never a silent no-op. */
     const char *refused = NULL;
     if (any && g->debug_cap <= 0)
         refused = "this host's KVM has no guest debugging (KVM_CAP_SET_GUEST_DEBUG)";
-    else if (d->sw && g->no_sw_bp)
-        refused = "this host's KVM (kvm_pvm) fails on int3 instead of exiting: software "
-                  "breakpoints are refused; use hbreak";
-    else if ((d->dr7 & 0xffff0000) && g->no_watch && gdb_dr7_has_data(d->dr7))
-        refused = "this host's KVM (kvm_pvm) never fires data watchpoints: they are refused";
+    else if ((d->sw && g->no_sw_bp) || (gdb_dr7_has(d->dr7, true) && g->no_watch) ||
+             (gdb_dr7_has(d->dr7, false) && g->no_hw_exec) || (step_cpu >= 0 && g->no_step))
+        refused = g->limits_why;
     if (refused) {
         if (!g->told_refusal)
             fprintf(stderr, "petrel: gdb: %s\n", refused);
@@ -288,7 +325,7 @@ static void gdb_paused(void *ctx, int err, const char *msg);
 static void gdb_pause(struct gdb_stub *g)
 {
     if (g->state == GDB_STUB_STOPPING)
-        return;
+        return; /* the pause on its way answers this too */
     g->state = GDB_STUB_STOPPING;
     vm_pause(g->vm, gdb_paused, g);
 }
@@ -336,7 +373,7 @@ static void gdb_detach_now(struct gdb_stub *g)
 {
     g->detach_pending = false;
     gdb_session_detach(&g->sess);
-    g->state = GDB_STUB_STOPPED;
+    g->state = GDB_STUB_RUNNING; /* nobody waits for a stop; the next client pauses it */
     if (g->vm->state == VM_PAUSED)
         vm_resume(g->vm, gdb_resumed, g);
 }
@@ -481,8 +518,8 @@ static void gdb_on_accept(evutil_socket_t lfd, short what, void *arg)
     g->ev_read = event_new(g->vm->base, fd, EV_READ | EV_PERSIST, gdb_on_read, g);
     g->ev_write = event_new(g->vm->base, fd, EV_WRITE, gdb_on_write, g);
     /* While the guest runs, the client's packets wait in the socket until it is stopped. */
-    if (!g->out || !g->ev_read || !g->ev_write ||
-        (g->state == GDB_STUB_STOPPED && event_add(g->ev_read, NULL))) {
+    bool stopped = g->state == GDB_STUB_STOPPED && g->vm->state == VM_PAUSED;
+    if (!g->out || !g->ev_read || !g->ev_write || (stopped && event_add(g->ev_read, NULL))) {
         if (g->ev_read)
             event_free(g->ev_read);
         if (g->ev_write)
@@ -497,7 +534,8 @@ static void gdb_on_accept(evutil_socket_t lfd, short what, void *arg)
     g->fd = fd;
     /* A new session: the guest is stopped (or stops now) and holds no breakpoint. */
     gdb_session_init(&g->sess, &gdb_target, g);
-    if (g->state != GDB_STUB_STOPPED)
+    /* The guest runs (gdb continued it before, or petrel resume did): stop it first. */
+    if (!stopped)
         gdb_pause(g); /* gdb_paused() starts reading the client */
 }
 
@@ -569,13 +607,7 @@ int gdb_stub_start(struct vm *vm, const char *spec, struct gdb_stub **out, struc
     int flags = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_SET_GUEST_DEBUG2);
     if (flags > 0 && (flags & KVM_GUESTDBG_BLOCKIRQ))
         g->blockirq = KVM_GUESTDBG_BLOCKIRQ;
-    /*
-     * kvm_pvm accepts KVM_SET_GUEST_DEBUG but runs kernel-mode guest code
-     * through an emulator that fails on int3 and never fires a data
-     * watchpoint (../shared/PVM.md); execute breakpoints and steps work.
-     */
-    if (access("/sys/module/kvm_pvm", F_OK) == 0)
-        g->no_sw_bp = g->no_watch = true;
+    gdb_host_limits(g);
     ret = gdb_listen(g, &a, spec, eb);
     if (ret) {
         free(g);
