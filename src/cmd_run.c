@@ -11,6 +11,7 @@
 
 #include "cmd.h"
 #include "petrel/api.h"
+#include "petrel/gdb.h"
 #include "petrel/snapshot.h"
 #include "petrel/vm.h"
 
@@ -31,6 +32,7 @@ enum {
     RUN_RESTORE,
     RUN_RESTORE_CLOCK,
     RUN_SECCOMP,
+    RUN_GDB,
 };
 
 /* petrel run's options, in the order --help lists them. */
@@ -88,6 +90,10 @@ static const struct cmd_opt run_opts[] = {
      "only the system calls its work needs, and any other ends petrel with a message naming "
      "the call and the thread; log: such a call is allowed and the kernel logs it (dmesg), "
      "to find one without a dead VM; off: no filter"},
+    {RUN_GDB, "gdb", "unix:PATH|127.0.0.1:PORT",
+     "serve a gdb stub there (gdb: target remote PATH or :PORT); the guest waits, paused, "
+     "until gdb continues it (or petrel resume). No other address is taken: the stub controls "
+     "the guest"},
     {'h', "help", NULL, "show this help"},
 };
 
@@ -211,6 +217,7 @@ struct run_args {
     const char *name;         /* NULL: vm-PID */
     const char *api_sock;     /* NULL: found by name */
     const char *restore;      /* --restore PATH */
+    const char *gdb;          /* --gdb ADDRESS */
     const char *machine_opt;  /* the first option that shapes the machine ("--cpus") */
     bool console_device;      /* --console named its device (serial or virtio) */
     bool restore_clock_given; /* --restore-clock */
@@ -306,6 +313,13 @@ static int run_option(int key, char *arg, struct run_args *a)
     case RUN_API_SOCK:
         a->api_sock = arg;
         break;
+    case RUN_GDB: {
+        struct errbuf eb = {{0}};
+        if (gdb_addr_check(arg, &eb))
+            return run_bad("%s", eb.msg);
+        a->gdb = arg;
+        break;
+    }
     case RUN_CONSOLE:
         if (run_parse_console(arg, cfg))
             return PETREL_STATUS_USAGE;
@@ -440,8 +454,17 @@ int cmd_run(int argc, char **argv)
         free(tree);
         return PETREL_STATUS_ERROR;
     }
+    struct gdb_stub *gdb = NULL;
+    if (a.gdb && gdb_stub_start(vm, a.gdb, &gdb, &eb)) {
+        fprintf(stderr, "petrel: %s\n", eb.msg);
+        api_server_stop(&api);
+        vm_destroy(vm);
+        free(tree);
+        return PETREL_STATUS_ERROR;
+    }
     int status = vm_run(vm, &eb);
     run_exit_guard(true);
+    gdb_stub_stop(gdb);
     api_server_stop(&api);
     vm_report_exit(vm, stderr);
     run_exit_guard(false);

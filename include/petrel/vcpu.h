@@ -69,6 +69,15 @@ struct vcpu {
      * A pause parks only while it is false.
      */
     bool io_pending;
+    /*
+     * A KVM_EXIT_DEBUG (a breakpoint, watchpoint or single step; only with
+     * --gdb): the vCPU thread writes debug, then sets debug_stop (seq_cst) and
+     * waits in vcpu_wait_request() until the loop pauses (or stops) the VM; the
+     * loop reads debug after seeing debug_stop, and clears debug_stop while
+     * the vCPU is parked.
+     */
+    struct kvm_debug_exit_arch debug;
+    atomic_bool debug_stop;
     /* Statistics, vCPU thread only (read once the thread is joined): */
     unsigned long long kicks_seen;              /* KVM_RUNs cut short */
     unsigned long long completing_runs;         /* KVM_RUNs that completed an exit before a park */
@@ -98,6 +107,12 @@ static inline enum vcpu_state vcpu_state(struct vcpu *v)
 {
     return (enum vcpu_state)atomic_load(&v->state);
 }
+
+/*
+ * vCPU thread only: blocks until the loop sets VCPU_REQ_PAUSE or
+ * VCPU_REQ_STOP (a debug stop waits here for the pause that stops every vCPU).
+ */
+void vcpu_wait_request(struct vcpu *v);
 
 /* Waits for an exited thread. */
 void vcpu_join(struct vcpu *v);

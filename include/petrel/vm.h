@@ -120,6 +120,13 @@ struct vm {
     unsigned nr_console_ports;
     const struct console_port *console_input;
 
+    /*
+     * The gdb stub (gdb.c), when there is one: called on the loop after every
+     * vCPU report has moved the run state on (a debug stop, an ack, an exit).
+     */
+    void (*debug_hook)(void *ctx);
+    void *debug_ctx;
+
     struct vm_snap *snapshot;    /* a snapshot being written (snapshot.c), or NULL */
     uint64_t restore_advance_ns; /* a restore: how far the clock moved on (vm_restore_kvm) */
 

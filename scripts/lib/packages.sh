@@ -12,6 +12,8 @@ PETREL_PACKAGES=(
     zstd kmod e2fsprogs util-linux
     # tests: ACPI table disassembly (iasl -d); snapshot state files shown as text (dtc)
     acpica-tools device-tree-compiler
+    # tests: the gdb stub, driven by Debian's gdb in batch mode (integration-gdb, tests/linux)
+    gdb
 )
 
 # Prints, one a line, the packages among "$@" that dpkg does not list as installed.

@@ -51,6 +51,7 @@ void vcpu_init_common(struct vcpu *v, unsigned id, const struct vcpu_ops *ops, i
     v->notify_fd = notify_fd;
     atomic_init(&v->requests, 0);
     atomic_init(&v->state, VCPU_CREATED);
+    atomic_init(&v->debug_stop, false);
     pthread_mutex_init(&v->park_lock, NULL);
     pthread_cond_init(&v->park_cond, NULL);
 }
@@ -219,6 +220,14 @@ int vcpu_request(struct vcpu *v, unsigned req)
     if (err == ESRCH)
         return 0; /* the thread already left; its EXITED ack is on the way */
     return -err;
+}
+
+void vcpu_wait_request(struct vcpu *v)
+{
+    pthread_mutex_lock(&v->park_lock);
+    while (!(atomic_load(&v->requests) & (VCPU_REQ_PAUSE | VCPU_REQ_STOP)))
+        pthread_cond_wait(&v->park_cond, &v->park_lock);
+    pthread_mutex_unlock(&v->park_lock);
 }
 
 void vcpu_clear_request(struct vcpu *v, unsigned req)

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <unistd.h>
 
 #include "petrel/vcpu.h"
 #include "petrel/vm.h"
@@ -67,6 +68,26 @@ static enum vcpu_step vcpu_handle_system_event(struct vcpu *v)
     }
 }
 
+/*
+ * A breakpoint, watchpoint or single step (KVM_SET_GUEST_DEBUG, set by the
+ * gdb stub): record it, tell the loop, and wait for the pause that stops
+ * every vCPU (the stub asks for it); the vCPU then parks with its registers
+ * at the stop. Without a stub no vCPU has guest debugging on.
+ */
+static enum vcpu_step vcpu_handle_debug(struct vcpu *v)
+{
+    uint64_t one = 1;
+
+    if (!v->vm->debug_hook)
+        return vcpu_crash(v, "unexpected debug exit (exception %u)", v->run->debug.arch.exception);
+    v->debug = v->run->debug.arch;
+    atomic_store(&v->debug_stop, true);
+    ssize_t n = write(v->notify_fd, &one, sizeof(one));
+    (void)n; /* fails only on counter overflow: the loop is awake anyway */
+    vcpu_wait_request(v);
+    return VCPU_STEP_CONTINUE;
+}
+
 static enum vcpu_step vcpu_kvm_run(struct vcpu *v)
 {
     struct kvm_run *run = v->run;
@@ -94,6 +115,8 @@ static enum vcpu_step vcpu_kvm_run(struct vcpu *v)
         return vcpu_handle_mmio(v);
     case KVM_EXIT_INTR:
         return VCPU_STEP_INTERRUPTED;
+    case KVM_EXIT_DEBUG:
+        return vcpu_handle_debug(v);
     case KVM_EXIT_HLT:
         return VCPU_STEP_CONTINUE; /* only without an in-kernel LAPIC; enter again */
     case KVM_EXIT_SHUTDOWN:

@@ -385,7 +385,10 @@ static void vm_on_vcpu_event(evutil_socket_t fd, short what, void *arg)
 
     ssize_t n = read(fd, &v, sizeof(v));
     (void)n; /* EAGAIN: another wake-up already took the count; the scan is what counts */
-    vm_control_progress(arg);
+    struct vm *vm = arg;
+    vm_control_progress(vm);
+    if (vm->debug_hook)
+        vm->debug_hook(vm->debug_ctx);
 }
 
 int vm_run(struct vm *vm, struct errbuf *eb)

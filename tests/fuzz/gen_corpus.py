@@ -995,7 +995,36 @@ def i8042_seeds():
     }
 
 
-TARGETS = {"kernel": kernel_seeds, "uart8250": uart_seeds, "api": api_seeds,
+def gdb_pkt(payload):
+    """A gdb client packet, framed with its checksum."""
+    return b"$" + payload + b"#%02x" % (sum(payload) & 0xff)
+
+
+GDB_STOP = 0xfe  # fuzz_gdb: the next byte is a target event
+
+
+def gdb_seeds():
+    """gdb sessions as gdb starts them, then breakpoints, memory and stops (fuzz_gdb.c)."""
+    hello = (gdb_pkt(b"qSupported:multiprocess+;swbreak+;hwbreak+;qRelocInsn+") + b"+"
+             + gdb_pkt(b"vMustReplyEmpty") + b"+" + gdb_pkt(b"qXfer:features:read:target.xml:0,ffb")
+             + gdb_pkt(b"?") + gdb_pkt(b"qfThreadInfo") + gdb_pkt(b"qsThreadInfo")
+             + gdb_pkt(b"Hg1") + gdb_pkt(b"g") + gdb_pkt(b"qAttached"))
+    bps = (gdb_pkt(b"Z0,1010,1") + gdb_pkt(b"m1000,40") + gdb_pkt(b"M100f,4:01020304")
+           + gdb_pkt(b"Z1,1020,1") + gdb_pkt(b"Z2,1028,8") + gdb_pkt(b"Z4,1030,4")
+           + gdb_pkt(b"Z3,1040,2") + gdb_pkt(b"Z1,1050,1") + gdb_pkt(b"z2,1028,8"))
+    run = (gdb_pkt(b"c") + b"\x03" + bytes([GDB_STOP, 0x00]) + gdb_pkt(b"Hc2") + gdb_pkt(b"s")
+           + bytes([GDB_STOP, 0x45]) + gdb_pkt(b"c1234") + bytes([GDB_STOP, 0x06])
+           + gdb_pkt(b"s") + bytes([GDB_STOP, 0xff]))
+    regs = (gdb_pkt(b"p10") + gdb_pkt(b"P10=0010000000000000") + gdb_pkt(b"p3d")
+            + gdb_pkt(b"G" + b"00" * 600) + gdb_pkt(b"Hg2") + gdb_pkt(b"P7=1"))
+    noise = (b"$g#00-+--$qC#b4\x03$" + b"a" * 300 + b"#00" + gdb_pkt(b"qRcmd,70687973")
+             + gdb_pkt(b"m0,ffff") + gdb_pkt(b"qRcmd,76697274") + gdb_pkt(b"D") + gdb_pkt(b"k"))
+    return {"hello": b"\x02" + hello, "breakpoints": b"\x02" + hello + bps,
+            "run": b"\x03" + bps + run, "registers": b"\x01" + regs,
+            "refused": b"\x82" + bps + run, "noise": b"\x04" + noise}
+
+
+TARGETS = {"gdb": gdb_seeds, "kernel": kernel_seeds, "uart8250": uart_seeds, "api": api_seeds,
            "rtc_cmos": rtc_seeds, "virtqueue": vq_seeds, "pci": pci_seeds,
            "virtio_pci": virtio_pci_seeds, "virtio_blk": virtio_blk_seeds,
            "virtio_console": virtio_console_seeds, "escape": escape_seeds,

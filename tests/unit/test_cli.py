@@ -145,6 +145,7 @@ def samples(d):
                 "console": ["virtio,pty"], "name": ["test-cli"],
                 "api-sock": [os.path.join(d, "api.sock")], "rng": [None], "testdev": [None],
                 "drive": ["path=%s,ro,id=disk0" % f], "stats": [None], "seccomp": ["log"],
+                "gdb": ["unix:" + os.path.join(d, "gdb.sock")],
                 "restore": [os.path.join(d, "no-snapshot")],
                 "restore-clock": ["frozen", "--restore", os.path.join(d, "no-snapshot")]},
         "pause": target, "resume": target, "status": target,
