@@ -200,6 +200,11 @@ static const struct io loop_ioctls[] = {
     IO(KVM_GET_CLOCK, "the VM's clock"),
     IO(KVM_GET_IRQCHIP, "the PIC and IOAPIC"),
     IO(KVM_GET_PIT2, "the PIT"),
+    /* The gdb stub (--gdb), with every vCPU paused. */
+    IO(KVM_SET_REGS, "gdb writes a register"),
+    IO(KVM_SET_SREGS, "gdb writes a control register"),
+    IO(KVM_SET_FPU, "gdb writes an SSE register"),
+    IO(KVM_SET_GUEST_DEBUG, "gdb's breakpoints, watchpoints and steps"),
     /* The terminal. */
     IO(TCGETS, "the console's terminal settings"),
     IO(TCSETS, "raw mode, restored at exit"),
