@@ -18,6 +18,7 @@
 #include "petrel/uart8250.h"
 #include "petrel/virtio_blk.h"
 #include "petrel/virtio_console.h"
+#include "petrel/virtio_net.h"
 #include "petrel/virtio_rng.h"
 
 static unsigned one(const struct vm_config *cfg)
@@ -41,6 +42,11 @@ static unsigned per_drive(const struct vm_config *cfg)
     return cfg->nr_drives;
 }
 
+static unsigned per_net(const struct vm_config *cfg)
+{
+    return cfg->nr_nets;
+}
+
 static unsigned with_virtio_console(const struct vm_config *cfg)
 {
     return cfg->console_virtio;
@@ -60,6 +66,7 @@ static const struct {
     {&virtio_rng_pci, with_rng},
     {&virtio_blk_pci, per_drive},
     {&virtio_console_pci, with_virtio_console},
+    {&virtio_net_pci, per_net},
 };
 
 int machine_create(struct hwdev_list *l, const struct hwdev_host *host, struct errbuf *eb)
