@@ -21,9 +21,11 @@ LINUX_GUEST_DIR (where scripts/mkguest puts vmlinuz, vmlinux and initrd.gz), LIN
 (scripts/mkguest: run first, a no-op when the guest is current), PETREL_LINUX_TIMEOUT.
 """
 import hashlib
+import http.server
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -925,6 +927,86 @@ def virtio_console(r, g):
         # device_shutdown(), which breaks and resets every virtio device (virtio.c's
         # virtio_dev_shutdown(), in this kernel too). busybox init's lines come before.
         ends_with(g, "poweroff", shows=["The system is going down", "Requesting system poweroff"])
+
+
+def free_tcp_port():
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+NET_FWD_PORT = free_tcp_port()
+NET_PAGE = b"petrel-net-page " + bytes(range(256)) * 64  # 16 KiB and a bit
+
+
+def serve_page():
+    """An HTTP server on the host's loopback (an ephemeral port) serving NET_PAGE at
+    /page; returns (server, port). It runs on a thread until shutdown()."""
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            if self.path != "/page":
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(NET_PAGE)))
+            self.end_headers()
+            self.wfile.write(NET_PAGE)
+
+        def log_message(self, *args):
+            pass
+
+    srv = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv, srv.server_address[1]
+
+
+@scenario(["net_boots_with_a_dhcp_lease", "net_address_route_dns", "net_fetches_from_host_loopback",
+           "net_hostfwd_reaches_the_guest", "net_poweroff_exits_0"],
+          kernel=VMLINUX, cpus=1, memory="256M", cmdline="console=ttyS0 quiet",
+          args=("--net", "user,hostfwd=tcp:127.0.0.1:%d-:8080" % NET_FWD_PORT))
+def net_user(r, g):
+    # petrel run --net user: Debian's virtio_net on petrel's virtio-net, libslirp behind it.
+    with r.check("net_boots_with_a_dhcp_lease"):
+        # The guest's /init runs udhcpc before the ready line; its script says so.
+        g.wait_for("petrel-guest: eth0 10.0.2.15/24 via 10.0.2.2 dns 10.0.2.3\n",
+                   what="udhcpc's lease line")
+        g.boot()
+        typed_command_answered(g)
+    with r.check("net_address_route_dns"):
+        out = g.sh_ok("ip -4 addr show eth0; ip route; cat /etc/resolv.conf; "
+                      "cat /sys/class/net/eth0/address")
+        check("inet 10.0.2.15/24" in out, "eth0 has no 10.0.2.15/24: %r" % out)
+        check("default via 10.0.2.2 dev eth0" in out, "no default route via 10.0.2.2: %r" % out)
+        check("nameserver 10.0.2.3" in out, "resolv.conf does not name 10.0.2.3: %r" % out)
+        check("52:54:00:12:34:56" in out, "eth0's MAC is not petrel's default: %r" % out)
+    with r.check("net_fetches_from_host_loopback"):
+        # slirp's gateway 10.0.2.2 is the host's loopback.
+        srv, port = serve_page()
+        try:
+            out = g.sh_ok("wget -q -O - http://10.0.2.2:%d/page | md5sum" % port)
+        finally:
+            srv.shutdown()
+        want = hashlib.md5(NET_PAGE).hexdigest()
+        check(want in out, "the page's md5 is %s, the guest got %r" % (want, out))
+    with r.check("net_hostfwd_reaches_the_guest"):
+        # A TCP server in the guest (busybox nc on 8080), reached from the host's
+        # 127.0.0.1:NET_FWD_PORT through hostfwd.
+        # The guest's shell answers once nc listens (a condition, polled in the guest).
+        g.sh_ok("(echo petrel-hostfwd-$((7*6)) | nc -l -p 8080 >/dev/null 2>&1 &); i=0; "
+                "until netstat -ltn | grep -q ':8080 '; do i=$((i+1)); [ $i -lt 1000 ] || "
+                "break; usleep 10000; done; netstat -ltn | grep ':8080 '")
+        got = b""
+        with socket.create_connection(("127.0.0.1", NET_FWD_PORT), timeout=30) as c:
+            while b"\n" not in got:
+                chunk = c.recv(100)
+                if not chunk:
+                    break
+                got += chunk
+        check(got.startswith(b"petrel-hostfwd-42\n"),
+              "the guest's server said %r through 127.0.0.1:%d" % (got, NET_FWD_PORT))
+    with r.check("net_poweroff_exits_0"):
+        ends_with(g, "poweroff", shows=["The system is going down"])
 
 
 def kvm_module():
