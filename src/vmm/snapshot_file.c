@@ -25,6 +25,9 @@ void snapshot_config_put(const struct vm_config *cfg, const char *mem_path, stru
     state_put_bool(out, "rng", cfg->rng);
     state_put_bool(out, "debug-exit", cfg->debug_exit);
     state_put_u32(out, "drives", cfg->nr_drives);
+    /* Properties before subnodes (the flattened tree's order): a reader stops at the first. */
+    if (cfg->nr_nets)
+        state_put_u32(out, "nets", cfg->nr_nets);
     for (unsigned i = 0; i < cfg->nr_drives; i++) {
         char name[16];
         snprintf(name, sizeof(name), "drive%u", i);
@@ -39,7 +42,6 @@ void snapshot_config_put(const struct vm_config *cfg, const char *mem_path, stru
         state_end(out);
     }
     if (cfg->nr_nets) {
-        state_put_u32(out, "nets", cfg->nr_nets);
         for (unsigned i = 0; i < cfg->nr_nets; i++) {
             char name[16];
             snprintf(name, sizeof(name), "net%u", i);
