@@ -75,7 +75,8 @@ static const struct cmd_opt run_opts[] = {
      "host is 10.0.2.2 (its loopback too), DNS 10.0.2.3. "
      "hostfwd=tcp:[HOSTADDR]:HOSTPORT-:GUESTPORT (or udp:) forwards a host port to the "
      "guest, e.g. hostfwd=tcp:127.0.0.1:2222-:22; no HOSTADDR: every address.\n"
-     "tap=NAME: an existing tap device (not supported yet).\n"
+     "tap=NAME: an existing tap device (ip tuntap add dev NAME mode tap), with checksum and "
+     "TSO offloads when the guest takes them.\n"
      "mac: the NIC's address (default 52:54:00:12:34:56, plus 1 for each NIC before)"},
     {RUN_STATS, "stats", NULL,
      "print counters at exit (guest RAM resident, unclaimed port and MMIO accesses, pauses, "

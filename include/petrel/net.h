@@ -3,8 +3,10 @@
  * the host side of its link, a backend (net_slirp.c: user-mode networking
  * through libslirp; net_tap.c: an existing tap device).
  *
- * Frames cross the interface whole, without the virtio-net header: Ethernet
- * from the destination MAC on, no FCS.
+ * Frames cross the interface whole, Ethernet from the destination MAC on, no
+ * FCS; without the virtio-net header, unless the backend sets vnet_hdr (a tap
+ * with IFF_VNET_HDR): then each frame comes after the 12-byte struct
+ * virtio_net_hdr, checksum and GSO offloads included, both ways.
  *
  * Guest to host: the device calls be->ops->send() on the loop with its lock
  * held. The backend takes the frame (copies it or sends it on; 0), drops it
@@ -32,7 +34,7 @@
 #define NET_MAX_NICS    4 /* --net options per VM */
 #define NET_MAX_HOSTFWD 8 /* hostfwd= rules per --net user */
 #define NET_SPEC_MAX    512
-#define NET_MAX_FRAME   65536 /* the largest frame either side passes (GSO on a tap) */
+#define NET_MAX_FRAME   65562 /* the largest frame either side passes (64 KiB GSO, headers) */
 #define NET_ETH_MIN     14    /* an Ethernet header */
 #define NET_IFNAME_MAX  16    /* IFNAMSIZ */
 #define NET_DEFAULT_MAC0                                                                           \
@@ -87,6 +89,8 @@ struct net_backend_ops {
     int (*send)(struct net_backend *be, const void *frame, size_t len);
     /* The driver posted receive buffers (the device lock held: defer). */
     void (*rx_room)(struct net_backend *be);
+    /* vnet_hdr backends: the offloads the guest takes (TUN_F_*), from now on. May be NULL. */
+    int (*set_offload)(struct net_backend *be, unsigned tun_flags);
     /* Starts working on the loop, delivering to port. 0 or -errno (eb says why). */
     int (*attach)(struct net_backend *be, struct event_base *base, const struct net_port *port,
                   struct errbuf *eb);
@@ -95,7 +99,9 @@ struct net_backend_ops {
 
 struct net_backend {
     const struct net_backend_ops *ops;
+    bool vnet_hdr;       /* frames carry struct virtio_net_hdr (above) */
     uint64_t rx_dropped; /* frames for the guest the backend had to drop (counter) */
+    uint64_t tx_dropped; /* frames from the guest the host refused (a bad GSO header, link down) */
 };
 
 /*

@@ -21,6 +21,52 @@ static bool net_mrg(const struct virtio_net *net)
     return net->vdev.driver_features & 1ULL << VIRTIO_NET_F_MRG_RXBUF;
 }
 
+static bool net_has(const struct virtio_net *net, unsigned bit)
+{
+    return net->vdev.driver_features & 1ULL << bit;
+}
+
+/*
+ * Whether a header asks only for what the features allow: NEEDS_CSUM with
+ * csum (CSUM one way, GUEST_CSUM the other), a GSO type with its TSO bit.
+ */
+static bool net_hdr_allowed(const struct virtio_net *net, const uint8_t *hdr, unsigned csum,
+                            unsigned tso4, unsigned tso6)
+{
+    uint8_t flags = hdr[0], gso = hdr[1] & ~VIRTIO_NET_HDR_GSO_ECN;
+
+    if (flags & ~(VIRTIO_NET_HDR_F_NEEDS_CSUM | VIRTIO_NET_HDR_F_DATA_VALID))
+        return false;
+    if ((flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) && !net_has(net, csum))
+        return false;
+    if (hdr[1] & VIRTIO_NET_HDR_GSO_ECN)
+        return false; /* no ECN feature is offered */
+    return gso == VIRTIO_NET_HDR_GSO_NONE ||
+           (gso == VIRTIO_NET_HDR_GSO_TCPV4 && net_has(net, tso4)) ||
+           (gso == VIRTIO_NET_HDR_GSO_TCPV6 && net_has(net, tso6));
+}
+
+/*
+ * Tells a vnet_hdr backend which offloads the driver takes, when that changed
+ * (lock held; after DRIVER_OK, else none): TUNSETOFFLOAD's flags.
+ */
+static void net_apply_offload(struct virtio_net *net)
+{
+    unsigned want = 0;
+
+    if (!net->offloads || !net->be || !net->be->ops->set_offload)
+        return;
+    if ((net->vdev.status & VIRTIO_STATUS_DRIVER_OK) && net_has(net, VIRTIO_NET_F_GUEST_CSUM)) {
+        want = 0x01; /* TUN_F_CSUM */
+        if (net_has(net, VIRTIO_NET_F_GUEST_TSO4))
+            want |= 0x02; /* TUN_F_TSO4 */
+        if (net_has(net, VIRTIO_NET_F_GUEST_TSO6))
+            want |= 0x04; /* TUN_F_TSO6 */
+    }
+    if (want != net->tun_offload && !net->be->ops->set_offload(net->be, want))
+        net->tun_offload = want;
+}
+
 /* ---- transmit ---- */
 
 /* Before each pop: whether the backend takes frames. */
@@ -46,17 +92,30 @@ static enum virtio_chain_ret net_tx_chain(struct virtio_dev *vdev, struct virtq 
         return VIRTIO_CHAIN_BROKEN;
     }
     uint64_t len = ch->out_bytes - VIRTIO_NET_HDR_SIZE;
+    size_t off = net->offloads ? 0 : VIRTIO_NET_HDR_SIZE; /* the header goes on, or not */
+    if (net->offloads)
+        net_apply_offload(net);
     if (len < NET_ETH_MIN || len > NET_MAX_FRAME || !net->be) {
         net->tx_dropped++; /* not a frame, or nowhere to send it: gone, as on a wire */
     } else {
-        size_t got = virtq_chain_read(ch, VIRTIO_NET_HDR_SIZE, net->frame, (size_t)len);
+        size_t got =
+            virtq_chain_read(ch, off, net->frame, (size_t)(len + VIRTIO_NET_HDR_SIZE - off));
+        if (net->offloads) {
+            /* Copied, so the guest cannot change it after the check. num_buffers: unused. */
+            net->frame[10] = net->frame[11] = 0;
+            if (!net_hdr_allowed(net, net->frame, VIRTIO_NET_F_CSUM, VIRTIO_NET_F_HOST_TSO4,
+                                 VIRTIO_NET_F_HOST_TSO6)) {
+                net->tx_dropped++;
+                return virtq_push(vq, ch->head, 0) ? VIRTIO_CHAIN_BROKEN : VIRTIO_CHAIN_DONE;
+            }
+        }
         if (net->be->ops->send(net->be, net->frame, got) == -EAGAIN) {
             virtq_unpop(vq, 1); /* taken again once the backend has room */
             net->tx_waiting = true;
             return VIRTIO_CHAIN_WAIT;
         }
         net->tx_frames++;
-        net->tx_bytes += got;
+        net->tx_bytes += got - (VIRTIO_NET_HDR_SIZE - off);
     }
     return virtq_push(vq, ch->head, 0) ? VIRTIO_CHAIN_BROKEN : VIRTIO_CHAIN_DONE;
 }
@@ -76,6 +135,7 @@ static void net_queue_notify(struct virtio_dev *vdev, unsigned q)
         return;
     }
     /* receiveq: new buffers; a frame that waited for them may come now. */
+    net_apply_offload(net);
     if (net->rx_wanted && net->be) {
         net->rx_wanted = false;
         net->be->ops->rx_room(net->be);
@@ -110,7 +170,8 @@ static bool net_rx_live(struct virtio_net *net)
  * more); -EMSGSIZE too large for a chain without MRG_RXBUF (dropped, the
  * chain kept); -EIO the queue broke.
  */
-static int net_rx_place(struct virtio_net *net, struct virtq *vq, const uint8_t *frame, size_t len)
+static int net_rx_place(struct virtio_net *net, struct virtq *vq, const uint8_t *in_hdr,
+                        const uint8_t *frame, size_t len)
 {
     struct virtq_seg first_segs[VIRTIO_NET_QUEUE_SIZE];
     struct virtq_chain first = {.segs = first_segs, .cap = VIRTIO_NET_QUEUE_SIZE};
@@ -145,8 +206,10 @@ static int net_rx_place(struct virtio_net *net, struct virtq *vq, const uint8_t 
         net->rx_used[n].len = (uint32_t)(start + take);
         n++;
     }
-    /* 5.1.6.4: no checksum or GSO offered, so flags and gso_type are 0. */
+    /* 5.1.6.4: the backend's header (checked), or without offloads all 0 but num_buffers. */
     uint8_t hdr[VIRTIO_NET_HDR_SIZE] = {0};
+    if (in_hdr)
+        memcpy(hdr, in_hdr, 10);
     hdr[10] = (uint8_t)n;
     hdr[11] = (uint8_t)(n >> 8);
     virtq_chain_write(&first, 0, hdr, sizeof(hdr));
@@ -155,25 +218,38 @@ static int net_rx_place(struct virtio_net *net, struct virtq *vq, const uint8_t 
     return 1;
 }
 
-int virtio_net_receive(struct virtio_net *net, const void *frame, size_t len)
+int virtio_net_receive(struct virtio_net *net, const void *buf, size_t len)
 {
     struct virtio_dev *v = &net->vdev;
     struct virtq *vq = virtio_vq(v, VIRTIO_NET_RX);
+    const uint8_t *frame = buf, *hdr = NULL;
     int ret;
 
     virtio_lock(v);
+    if (net->offloads) { /* the backend's header first */
+        if (len < VIRTIO_NET_HDR_SIZE) {
+            net->rx_dropped++;
+            ret = -EINVAL;
+            goto out;
+        }
+        hdr = frame;
+        frame += VIRTIO_NET_HDR_SIZE;
+        len -= VIRTIO_NET_HDR_SIZE;
+    }
     if (v->paused) {
         net->rx_wanted = true; /* the resume looks at the queues */
         ret = 0;
         goto out;
     }
-    if (!net_rx_live(net) || len < NET_ETH_MIN || len > NET_MAX_FRAME) {
+    if (!net_rx_live(net) || len < NET_ETH_MIN || len > NET_MAX_FRAME ||
+        (hdr && !net_hdr_allowed(net, hdr, VIRTIO_NET_F_GUEST_CSUM, VIRTIO_NET_F_GUEST_TSO4,
+                                 VIRTIO_NET_F_GUEST_TSO6))) {
         net->rx_dropped++;
         ret = net_rx_live(net) ? -EINVAL : -ENETDOWN;
         goto out;
     }
     for (;;) {
-        ret = net_rx_place(net, vq, frame, len);
+        ret = net_rx_place(net, vq, hdr, frame, len);
         if (ret)
             break;
         /* Not enough room: a kick when the driver adds some, unless it just did. */
@@ -227,6 +303,8 @@ static int net_reset(struct virtio_dev *vdev)
     struct virtio_net *net = to_net(vdev);
 
     net->tx_waiting = false; /* the backend's tx_ready finds nothing to requeue */
+    /* The next driver's offloads are told to the backend at its first use of a queue; frames
+     * meanwhile are checked against its features (none before FEATURES_OK). */
     /* rx_wanted stays: the backend's frame waits for the next driver's buffers. */
     return 0;
 }
@@ -245,15 +323,19 @@ static const struct virtio_dev_ops virtio_net_ops = {
 #define NET_FEATURES                                                                               \
     (1ULL << VIRTIO_NET_F_MAC | 1ULL << VIRTIO_NET_F_STATUS | 1ULL << VIRTIO_NET_F_MRG_RXBUF)
 
-int virtio_net_init(struct virtio_net *net, const struct virtio_sys *sys, const uint8_t mac[6])
+int virtio_net_init(struct virtio_net *net, const struct virtio_sys *sys, const uint8_t mac[6],
+                    bool offloads)
 {
     memcpy(net->mac, mac, 6);
+    net->offloads = offloads;
+    net->tun_offload = ~0u;
     net->link_up = true;
     net->be = NULL;
     net->tx_waiting = net->rx_wanted = false;
     net->tx_frames = net->rx_frames = net->tx_bytes = net->rx_bytes = 0;
     net->tx_dropped = net->rx_dropped = 0;
-    return virtio_pci_init(&net->vdev, "virtio-net", &virtio_net_ops, NET_FEATURES, sys);
+    return virtio_pci_init(&net->vdev, "virtio-net", &virtio_net_ops,
+                           NET_FEATURES | (offloads ? VIRTIO_NET_OFFLOADS : 0), sys);
 }
 
 void virtio_net_destroy(struct virtio_net *net)
@@ -292,6 +374,8 @@ int virtio_net_restore(struct virtio_net *net, struct state_in *in)
     virtio_lock(&net->vdev);
     net->link_up = link_up;
     net->tx_waiting = false; /* a new backend, with room */
+    net->tun_offload = ~0u;  /* and its offloads not told yet */
+    net_apply_offload(net);
     virtio_unlock(&net->vdev);
     return 0;
 }
@@ -332,7 +416,7 @@ static int net_hw_realize(struct hwdev *hw, struct errbuf *eb)
     uint8_t mac[6];
 
     net_spec_mac(&hw->host->cfg->nets[d->index], d->index, mac);
-    int ret = virtio_net_init(&d->net, &sys, mac);
+    int ret = virtio_net_init(&d->net, &sys, mac, d->be->vnet_hdr);
     if (ret)
         return err_set(eb, ret, "cannot set up virtio-net: %s", strerror(-ret));
     d->net.port = (struct net_port){
@@ -377,7 +461,8 @@ static void net_hw_stats(struct hwdev *hw, struct hwdev_stats *st)
     struct virtio_net_hw *d = container_of(hw, struct virtio_net_hw, hw);
     if (!hw->realized)
         return;
-    st->net_dropped += d->net.tx_dropped + d->net.rx_dropped + (d->be ? d->be->rx_dropped : 0);
+    st->net_dropped +=
+        d->net.tx_dropped + d->net.rx_dropped + (d->be ? d->be->rx_dropped + d->be->tx_dropped : 0);
 }
 
 static void net_hw_destroy(struct hwdev *hw)

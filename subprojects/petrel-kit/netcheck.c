@@ -14,15 +14,18 @@
  * skipped, at most NET_MAX_SKIP of them. Prints
  *
  *   netcheck: virtio-net <bdf> mac <mac> link <up|down> features 0x<f> accepted 0x<a>
- *   netcheck: arp 10.0.2.2 is at <mac>
- *   netcheck: dhcp offer <yiaddr> from <server>
+ *   netcheck: arp <gw> is at <mac>
+ *   netcheck: dhcp offer <yiaddr> from <server>    (unless netcheck.dhcp=0)
  *   netcheck: PASS frames sent <n> received <n>
  *   netcheck: poweroff
  *
  * and powers off through ACPI. On a failed check "netcheck: FAIL <why>" and
  * exit 1; without virtio-net "netcheck: no virtio-net (1af4:1041)", exit 3.
  *
- * Options: netcheck.mrg=1 negotiates VIRTIO_NET_F_MRG_RXBUF (which must then
+ * Options: netcheck.ip=a.b.c.d and netcheck.gw=a.b.c.d replace 10.0.2.15 and
+ * 10.0.2.2 in the ARP request, netcheck.dhcp=0 leaves DHCP out (a tap's
+ * peer is the host's kernel, which answers ARP but runs no DHCP server);
+ * netcheck.mrg=1 negotiates VIRTIO_NET_F_MRG_RXBUF (which must then
  * be offered), netcheck.bufsize=<64-2048> the receive buffers' size (2048;
  * with mrg, small buffers make a frame span several),
  * netcheck.timeout=<ms> the longest wait (20000), netcheck.poweroff=0 exits
@@ -57,7 +60,34 @@ static uint8_t mac[6];
 static unsigned long bufsize = 2048;
 static unsigned sent, received;
 
-static const uint8_t ip_guest[4] = {10, 0, 2, 15}, ip_gw[4] = {10, 0, 2, 2};
+static uint8_t ip_guest[4] = {10, 0, 2, 15}, ip_gw[4] = {10, 0, 2, 2};
+
+/* Option name as a dotted quad into ip (kept if absent). 0, or -1 (said) if malformed. */
+static int option_ip(const char *name, uint8_t ip[4])
+{
+    char v[20];
+    unsigned b[4] = {0}, k = 0, digits = 0;
+
+    if (kit_cmdline_get(name, v, sizeof(v)) < 0)
+        return 0;
+    for (const char *p = v;; p++) {
+        if (*p >= '0' && *p <= '9' && digits < 3) {
+            b[k] = b[k] * 10 + (unsigned)(*p - '0');
+            digits++;
+        } else if (((*p == '.' && k < 3) || (!*p && k == 3)) && digits && b[k] < 256) {
+            if (!*p)
+                break;
+            k++;
+            digits = 0;
+        } else {
+            printf("netcheck: bad %s (want a.b.c.d)\n", name);
+            return -1;
+        }
+    }
+    for (unsigned i = 0; i < 4; i++)
+        ip[i] = (uint8_t)b[i];
+    return 0;
+}
 
 static int option(const char *name, unsigned long lo, unsigned long hi, unsigned long *v)
 {
@@ -172,7 +202,7 @@ static void print_mac(const char *before, const uint8_t *m)
     printf("%s%02x:%02x:%02x:%02x:%02x:%02x", before, m[0], m[1], m[2], m[3], m[4], m[5]);
 }
 
-/* ARP: who has 10.0.2.2? The answer's sender hardware address, into gw. */
+/* ARP: who has ip_gw (10.0.2.2)? The answer's sender hardware address, into gw. */
 static int arp(uint8_t gw[6])
 {
     uint8_t f[60] = {0};
@@ -252,12 +282,14 @@ static int dhcp(uint8_t yiaddr[4], uint8_t server[4])
 
 int kit_main(void)
 {
-    unsigned long timeout = 20000, poweroff = 1, mrg = 0;
+    unsigned long timeout = 20000, poweroff = 1, mrg = 0, use_dhcp = 1;
     uint8_t gw[6], yiaddr[4], server[4], status[2];
 
     if (option("netcheck.timeout", 0, 60000, &timeout) ||
         option("netcheck.poweroff", 0, 1, &poweroff) || option("netcheck.mrg", 0, 1, &mrg) ||
-        option("netcheck.bufsize", 64, 2048, &bufsize))
+        option("netcheck.bufsize", 64, 2048, &bufsize) ||
+        option("netcheck.dhcp", 0, 1, &use_dhcp) || option_ip("netcheck.ip", ip_guest) ||
+        option_ip("netcheck.gw", ip_gw))
         return 2;
     if (!mrg && bufsize < NET_HDR + NET_MAX_FRAME) {
         puts("netcheck: bad netcheck.bufsize (without mrg a buffer holds a whole frame)");
@@ -301,12 +333,15 @@ int kit_main(void)
 
     if (arp(gw))
         return 1;
-    print_mac("netcheck: arp 10.0.2.2 is at ", gw);
+    printf("netcheck: arp %u.%u.%u.%u", ip_gw[0], ip_gw[1], ip_gw[2], ip_gw[3]);
+    print_mac(" is at ", gw);
     printf("\n");
-    if (dhcp(yiaddr, server))
-        return 1;
-    printf("netcheck: dhcp offer %u.%u.%u.%u from %u.%u.%u.%u\n", yiaddr[0], yiaddr[1], yiaddr[2],
-           yiaddr[3], server[0], server[1], server[2], server[3]);
+    if (use_dhcp) {
+        if (dhcp(yiaddr, server))
+            return 1;
+        printf("netcheck: dhcp offer %u.%u.%u.%u from %u.%u.%u.%u\n", yiaddr[0], yiaddr[1],
+               yiaddr[2], yiaddr[3], server[0], server[1], server[2], server[3]);
+    }
     printf("netcheck: PASS frames sent %u received %u\n", sent, received);
     virtio_reset(&net);
 

@@ -102,7 +102,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     host.choke = size && (data[0] & 0x40);
     FUZZ_CHECK(fake_virtio_host_init(&h, RAM_SIZE) == 0);
     h.pci.warn = quiet;
-    FUZZ_CHECK(virtio_net_init(&net, &h.sys, mac) == 0);
+    FUZZ_CHECK(virtio_net_init(&net, &h.sys, mac, false) == 0);
     virtio_net_set_backend(&net, &host.be);
     FUZZ_CHECK(virtio_pci_add(&net.vdev, &h.pci) == 0);
 

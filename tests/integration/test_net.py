@@ -1,8 +1,12 @@
 #!/usr/bin/env python3
-"""virtio-net with the user backend (libslirp) as a driver sees it: the guest kit's
-netcheck (subprojects/petrel-kit/netcheck.c) asks slirp's gateway for its MAC (ARP)
-and for an address (DHCP); frames over several merged buffers; two NICs in order;
-and --net's bad input, refused in one line before KVM is touched."""
+"""virtio-net as a driver sees it: the guest kit's netcheck
+(subprojects/petrel-kit/netcheck.c) asks slirp's gateway for its MAC (ARP) and for an
+address (DHCP) through --net user; frames over several merged buffers; two NICs in
+order; a tap in a network namespace whose kernel answers ARP; and --net's bad input
+(keys, a taken hostfwd port, a missing, busy or non-tap device), refused in one line
+before KVM is touched."""
+import contextlib
+import os
 import re
 import socket
 import subprocess
@@ -102,7 +106,77 @@ def taken_hostfwd_port_refused_before_kvm():
 @case
 def missing_tap_refused_before_kvm():
     one_line_error(without_dev_kvm("--net", "tap=petrelnotap0"), 1,
-                   "--net tap=petrelnotap0: there is no such network device")
+                   "--net tap=petrelnotap0: there is no such network device",
+                   "ip tuntap add dev petrelnotap0 mode tap")
+
+
+@contextlib.contextmanager
+def netns(*setup):
+    """A network namespace (root) with lo up and the setup commands (ip ... lines) run in
+    it; deleted after."""
+    name = "petrel-t%d" % os.getpid()
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        for cmd in ("ip link set lo up",) + setup:
+            subprocess.run(["ip", "netns", "exec", name] + cmd.split(), check=True)
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name])
+
+
+def in_ns(ns, *args):
+    return subprocess.run(["ip", "netns", "exec", ns, PETREL, "run", *args],
+                          capture_output=True, timeout=120)
+
+
+TAP_SETUP = ("ip tuntap add dev ptap0 mode tap", "ip link set ptap0 up",
+             "ip addr add 10.9.0.1/24 dev ptap0")
+
+
+@case
+def tap_in_a_namespace_reaches_the_kernel_behind_it():
+    # The guest asks who has 10.9.0.1 (the tap's address on the host side): the host's
+    # kernel answers through the tap, with the tap's MAC.
+    with netns(*TAP_SETUP) as ns:
+        tap_mac = subprocess.run(["ip", "netns", "exec", ns, "cat",
+                                  "/sys/class/net/ptap0/address"],
+                                 capture_output=True, text=True).stdout.strip()
+        p = in_ns(ns, "--kernel", kit("netcheck"), "--debug-exit", "--net",
+                  "tap=ptap0,mac=52:54:00:00:00:99", "--cmdline",
+                  "console=ttyS0 netcheck.ip=10.9.0.2 netcheck.gw=10.9.0.1 netcheck.dhcp=0")
+        out = text(p.stdout)
+        expect(p.returncode == 0 and "FAIL" not in out, "netcheck passes through the tap", p)
+        expect("mac 52:54:00:00:00:99 link up" in out, "the MAC given", p)
+        expect("netcheck: arp 10.9.0.1 is at %s\r\n" % tap_mac in out,
+               "the host's kernel answered ARP (%s)" % tap_mac, p)
+        # The tap's offloads are offered (CSUM, GUEST_CSUM, TSO), not forced: netcheck
+        # takes none of them.
+        m = re.search(r"features 0x([0-9a-f]+) accepted 0x([0-9a-f]+)", out)
+        offered, accepted = int(m.group(1), 16), int(m.group(2), 16)
+        expect(offered & 0x1983 == 0x1983 and accepted & 0x1983 == 0,
+               "offloads offered %#x, accepted %#x" % (offered, accepted), p)
+
+
+@case
+def tap_that_is_busy_or_not_a_tap_is_refused():
+    with netns(*TAP_SETUP, "ip tuntap add dev ptun0 mode tun") as ns:
+        one_line_error(in_ns(ns, "--kernel", kit("hello"), "--net", "tap=ptun0"), 1,
+                       "--net tap=ptun0: cannot attach: it is not a tap device")
+        holder = subprocess.Popen(
+            ["ip", "netns", "exec", ns, "python3", "-c",
+             "import fcntl, struct, sys\n"
+             "fd = open('/dev/net/tun', 'rb', buffering=0)\n"
+             "fcntl.ioctl(fd, 0x400454ca, struct.pack('16sH', b'ptap0', 0x1002))\n"
+             "print('held', flush=True)\n"
+             "sys.stdin.read()\n"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        try:
+            expect(holder.stdout.readline() == b"held\n", "a process holds ptap0")
+            one_line_error(in_ns(ns, "--kernel", kit("hello"), "--net", "tap=ptap0"), 1,
+                           "--net tap=ptap0: cannot attach: it is in use")
+        finally:
+            holder.stdin.close()
+            holder.wait()
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ struct fake_be {
     unsigned nr_sent;
     bool full;
     unsigned rooms;
+    unsigned offload, offload_calls; /* set_offload()'s last flags, and how often */
 };
 
 static int fbe_send(struct net_backend *be, const void *frame, size_t len)
@@ -61,7 +62,16 @@ static void fbe_rx_room(struct net_backend *be)
     container_of(be, struct fake_be, be)->rooms++;
 }
 
-static const struct net_backend_ops fbe_ops = {.send = fbe_send, .rx_room = fbe_rx_room};
+static int fbe_set_offload(struct net_backend *be, unsigned flags)
+{
+    struct fake_be *f = container_of(be, struct fake_be, be);
+    f->offload = flags;
+    f->offload_calls++;
+    return 0;
+}
+
+static const struct net_backend_ops fbe_ops = {
+    .send = fbe_send, .rx_room = fbe_rx_room, .set_offload = fbe_set_offload};
 
 struct rig {
     struct fake_virtio_host h;
@@ -74,9 +84,23 @@ static int setup(void **state)
 {
     struct rig *r = calloc(1, sizeof(*r));
     assert_int_equal(fake_virtio_host_init(&r->h, RAM_SIZE), 0);
-    assert_int_equal(virtio_net_init(&r->net, &r->h.sys, MAC), 0);
+    assert_int_equal(virtio_net_init(&r->net, &r->h.sys, MAC, false), 0);
     assert_int_equal(virtio_pci_add(&r->net.vdev, &r->h.pci), 0);
     r->fbe.be.ops = &fbe_ops;
+    virtio_net_set_backend(&r->net, &r->fbe.be);
+    *state = r;
+    return 0;
+}
+
+/* The device as with a tap: offloads offered, the header passed both ways. */
+static int setup_offloads(void **state)
+{
+    struct rig *r = calloc(1, sizeof(*r));
+    assert_int_equal(fake_virtio_host_init(&r->h, RAM_SIZE), 0);
+    assert_int_equal(virtio_net_init(&r->net, &r->h.sys, MAC, true), 0);
+    assert_int_equal(virtio_pci_add(&r->net.vdev, &r->h.pci), 0);
+    r->fbe.be.ops = &fbe_ops;
+    r->fbe.be.vnet_hdr = true;
     virtio_net_set_backend(&r->net, &r->fbe.be);
     *state = r;
     return 0;
@@ -523,6 +547,106 @@ static void test_hostile_chains(void **state)
     assert_int_equal(r->fbe.nr_sent, 1);
 }
 
+/* ---- offloads (a vnet_hdr backend: a tap) ---- */
+
+#define F(b) (1ULL << (b))
+
+/* A transmit chain of header hdr[10] and frame f; kicked. */
+static void send_with_hdr(struct rig *r, const uint8_t *hdr, const uint8_t *f, size_t len,
+                          uint64_t gpa)
+{
+    memcpy(r->h.ram + gpa, hdr, 10);
+    r->h.ram[gpa + 10] = 0x77; /* num_buffers: unused on transmit, zeroed on the way */
+    r->h.ram[gpa + 11] = 0x77;
+    memcpy(r->h.ram + gpa + HDR, f, len);
+    struct seg s = {gpa, (uint32_t)(HDR + len), 0};
+    add_chain(r, VIRTIO_NET_TX, &s, 1);
+    kick(r, VIRTIO_NET_TX);
+}
+
+/*
+ * Offered, never assumed: the tap hears of the offloads the driver took at
+ * DRIVER_OK's first queue use; a transmit header asking for what was not
+ * negotiated is dropped; one that was goes to the backend whole.
+ */
+static void test_offloads_negotiated_transmit(void **state)
+{
+    struct rig *r = *state;
+    uint8_t f[100], csum[10] = {VIRTIO_NET_HDR_F_NEEDS_CSUM, 0, 0, 0, 0, 0, 34, 0, 16, 0};
+    uint8_t tso[10] = {
+        VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4, 54, 0, 0xb4, 5, 34, 0, 16, 0};
+
+    uint64_t offered = fake_virtio_device_features(&r->h.mmio, vdev(r));
+    assert_true((offered & VIRTIO_NET_OFFLOADS) == VIRTIO_NET_OFFLOADS);
+    make_frame(f, sizeof(f), 4);
+
+    /* A driver that takes no offload: the tap is told 0; a NEEDS_CSUM header is dropped. */
+    bring_up(r, 0);
+    add_rx(r, BUF_GPA + 0x8000, 2000);
+    kick(r, VIRTIO_NET_RX);
+    assert_int_equal(r->fbe.offload, 0);
+    send_with_hdr(r, csum, f, sizeof(f), BUF_GPA);
+    assert_int_equal(r->fbe.nr_sent, 0);
+    assert_int_equal(r->net.tx_dropped, 1);
+    reset(r);
+
+    /* CSUM and HOST_TSO4, GUEST_CSUM and GUEST_TSO4 (not 6): both headers go through. */
+    bring_up(r, F(VIRTIO_NET_F_CSUM) | F(VIRTIO_NET_F_HOST_TSO4) | F(VIRTIO_NET_F_GUEST_CSUM) |
+                    F(VIRTIO_NET_F_GUEST_TSO4));
+    add_rx(r, BUF_GPA + 0x8000, 2000);
+    kick(r, VIRTIO_NET_RX);
+    assert_int_equal(r->fbe.offload, 0x01 | 0x02); /* TUN_F_CSUM | TUN_F_TSO4 */
+    send_with_hdr(r, csum, f, sizeof(f), BUF_GPA);
+    send_with_hdr(r, tso, f, sizeof(f), BUF_GPA + 0x1000);
+    assert_int_equal(r->fbe.nr_sent, 2);
+    assert_int_equal(r->fbe.sent_len[1], HDR + sizeof(f));
+    assert_memory_equal(r->fbe.sent[1], tso, 10);
+    assert_int_equal(r->fbe.sent[1][10], 0);
+    assert_int_equal(r->fbe.sent[1][11], 0);
+    assert_memory_equal(r->fbe.sent[1] + HDR, f, sizeof(f));
+    /* TCPv6 was not negotiated (HOST_TSO6), nor ECN, nor unknown flags. */
+    uint8_t tso6[10] = {1, VIRTIO_NET_HDR_GSO_TCPV6, 74, 0, 0xa0, 5, 54, 0, 16, 0};
+    uint8_t ecn[10] = {1, VIRTIO_NET_HDR_GSO_TCPV4 | VIRTIO_NET_HDR_GSO_ECN, 54, 0, 0xb4, 5};
+    uint8_t odd[10] = {0x80};
+    send_with_hdr(r, tso6, f, sizeof(f), BUF_GPA + 0x2000);
+    send_with_hdr(r, ecn, f, sizeof(f), BUF_GPA + 0x3000);
+    send_with_hdr(r, odd, f, sizeof(f), BUF_GPA + 0x4000);
+    assert_int_equal(r->fbe.nr_sent, 2);
+    assert_int_equal(r->net.tx_dropped, 4);
+    assert_false(status(r) & VIRTIO_STATUS_NEEDS_RESET);
+}
+
+/* Receive: the backend's header is kept (num_buffers set) when the driver took it. */
+static void test_offloads_receive(void **state)
+{
+    struct rig *r = *state;
+    uint8_t buf[HDR + 200];
+    const uint8_t gso[10] = {
+        VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4, 54, 0, 0xb4, 5, 34, 0, 16, 0};
+
+    memcpy(buf, gso, 10);
+    buf[10] = buf[11] = 0;
+    make_frame(buf + HDR, 200, 6);
+    /* Without GUEST_TSO4: a GSO frame from the backend is dropped, a plain one goes. */
+    bring_up(r, F(VIRTIO_NET_F_GUEST_CSUM));
+    add_rx(r, BUF_GPA, 2000);
+    kick(r, VIRTIO_NET_RX);
+    assert_int_equal(r->fbe.offload, 0x01);
+    assert_int_equal(virtio_net_receive(&r->net, buf, sizeof(buf)), -EINVAL);
+    assert_int_equal(r->net.rx_dropped, 1);
+    assert_int_equal(virtio_net_receive(&r->net, buf, HDR - 1), -EINVAL);
+    reset(r);
+
+    bring_up(r, F(VIRTIO_NET_F_GUEST_CSUM) | F(VIRTIO_NET_F_GUEST_TSO4));
+    add_rx(r, BUF_GPA, 2000);
+    kick(r, VIRTIO_NET_RX);
+    assert_int_equal(virtio_net_receive(&r->net, buf, sizeof(buf)), 1);
+    assert_int_equal(next_used(r, VIRTIO_NET_RX).len, HDR + 200);
+    assert_memory_equal(r->h.ram + BUF_GPA, gso, 10);
+    assert_int_equal(le16(r->h.ram + BUF_GPA + 10), 1);
+    assert_memory_equal(r->h.ram + BUF_GPA + HDR, buf + HDR, 200);
+}
+
 /* ---- save and restore ---- */
 
 static uint8_t tree[STATE_TEST_TREE], edited[STATE_TEST_TREE];
@@ -646,6 +770,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_receive_link_not_up, setup, teardown),
         cmocka_unit_test_setup_teardown(test_paused_takes_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hostile_chains, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_offloads_negotiated_transmit, setup_offloads,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_offloads_receive, setup_offloads, teardown),
         cmocka_unit_test_setup_teardown(test_save_restore, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restore_refuses_hostile, setup, teardown),
     };
