@@ -6,7 +6,9 @@
  * (it is also the first op): bit 7: a frame is offered (virtio_net_receive(),
  * its length stepping through small, merged-buffer and too-large sizes),
  * bit 6: the backend is full every other op (transmit chains are given back
- * and wait for tx_ready, which comes on the next op).
+ * and wait for tx_ready, which comes on the next op); bit 5: the backend is
+ * a tap's (vnet_hdr: offloads offered, headers both ways; offered frames
+ * get headers asking for each offload in turn).
  *
  * Input format: fuzz_virtio_ops.h (tests/fuzz/gen_corpus.py writes seeds in
  * it). Checked after every op: fuzz_virtio_check_locked(); the device
@@ -25,7 +27,8 @@
 
 static struct {
     struct net_backend be;
-    bool feed, choke, full;
+    bool feed, choke, full, vnet;
+    struct virtio_net *net;
     unsigned step;
     uint64_t sent, refused;
 } host;
@@ -33,7 +36,18 @@ static struct {
 static int fbe_send(struct net_backend *be, const void *frame, size_t len)
 {
     (void)be, (void)frame;
-    FUZZ_CHECK(len >= NET_ETH_MIN && len <= NET_MAX_FRAME);
+    size_t hdr = host.vnet ? VIRTIO_NET_HDR_SIZE : 0;
+    FUZZ_CHECK(len >= hdr + NET_ETH_MIN && len <= hdr + NET_MAX_FRAME);
+    if (host.vnet) {
+        const uint8_t *h = frame;
+        uint64_t f = host.net->vdev.driver_features;
+        FUZZ_CHECK(h[10] == 0 && h[11] == 0);
+        /* Only what was negotiated reaches the tap. */
+        FUZZ_CHECK(!(h[0] & VIRTIO_NET_HDR_F_NEEDS_CSUM) || (f & 1ULL << VIRTIO_NET_F_CSUM));
+        FUZZ_CHECK(h[1] == VIRTIO_NET_HDR_GSO_NONE ||
+                   (h[1] == VIRTIO_NET_HDR_GSO_TCPV4 && (f & 1ULL << VIRTIO_NET_F_HOST_TSO4)) ||
+                   (h[1] == VIRTIO_NET_HDR_GSO_TCPV6 && (f & 1ULL << VIRTIO_NET_F_HOST_TSO6)));
+    }
     if (host.full) {
         host.refused++;
         return -EAGAIN;
@@ -47,7 +61,15 @@ static void fbe_rx_room(struct net_backend *be)
     (void)be;
 }
 
-static const struct net_backend_ops fbe_ops = {.send = fbe_send, .rx_room = fbe_rx_room};
+static int fbe_set_offload(struct net_backend *be, unsigned flags)
+{
+    (void)be;
+    FUZZ_CHECK(!(flags & ~7u) && (!flags || (flags & 1)));
+    return 0;
+}
+
+static const struct net_backend_ops fbe_ops = {
+    .send = fbe_send, .rx_room = fbe_rx_room, .set_offload = fbe_set_offload};
 
 static void quiet(void *ctx, const char *msg)
 {
@@ -74,6 +96,13 @@ static void check(struct virtio_dev *v)
         static const size_t sizes[] = {60, 14, 13, 1514, 200, 2999, 100};
         size_t len = sizes[host.step % (sizeof(sizes) / sizeof(sizes[0]))];
         memset(frame, (int)host.step, len);
+        if (host.vnet && len >= VIRTIO_NET_HDR_SIZE) {
+            static const uint8_t kinds[][2] = {{0, 0}, {1, 0}, {1, 1}, {1, 4}, {2, 0}, {1, 0x81}};
+            const uint8_t *k = kinds[host.step % (sizeof(kinds) / sizeof(kinds[0]))];
+            memset(frame, 0, VIRTIO_NET_HDR_SIZE);
+            frame[0] = k[0];
+            frame[1] = k[1];
+        }
         int r = virtio_net_receive(net, frame, len);
         FUZZ_CHECK(r == 1 || r == 0 || r == -ENETDOWN || r == -EINVAL || r == -EMSGSIZE ||
                    r == -EIO);
@@ -100,9 +129,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     host.be.ops = &fbe_ops;
     host.feed = size && (data[0] & 0x80);
     host.choke = size && (data[0] & 0x40);
+    host.vnet = size && (data[0] & 0x20);
+    host.net = &net;
+    host.be.vnet_hdr = host.vnet;
     FUZZ_CHECK(fake_virtio_host_init(&h, RAM_SIZE) == 0);
     h.pci.warn = quiet;
-    FUZZ_CHECK(virtio_net_init(&net, &h.sys, mac, false) == 0);
+    FUZZ_CHECK(virtio_net_init(&net, &h.sys, mac, host.vnet) == 0);
     virtio_net_set_backend(&net, &host.be);
     FUZZ_CHECK(virtio_pci_add(&net.vdev, &h.pci) == 0);
 

@@ -906,17 +906,17 @@ def virtio_net_seeds():
     rings = {RX: (0x1000, 0x2000, 0x3000), TX: (0x4000, 0x5000, 0x6000)}
     rxbuf, txbuf = 0x8000, 0xA000
 
-    def first(op, feed, choke):
+    def first(op, feed, choke, vnet=False):
         """op with the host's mode in its top bits (the first byte is an op too)."""
-        mode = (0x80 if feed else 0) | (0x40 if choke else 0)
+        mode = (0x80 if feed else 0) | (0x40 if choke else 0) | (0x20 if vnet else 0)
         for b in range(256):
-            if b % 6 == op[0] % 6 and (b >> 3 & 3) == (op[0] >> 3 & 3) and b & 0xC0 == mode:
+            if b % 6 == op[0] % 6 and (b >> 3 & 3) == (op[0] >> 3 & 3) and b & 0xE0 == mode:
                 return bytes([b])
         raise ValueError(mode)
 
-    def init(feed=True, choke=False, size=16, hi=1, lo=0):
+    def init(feed=True, choke=False, size=16, hi=1, lo=0, vnet=False):
         seq = vp_bar_w(STATUS, 1, 1)
-        seq = first(seq, feed, choke) + seq[1:] + vp_bar_w(STATUS, 3, 1)
+        seq = first(seq, feed, choke, vnet) + seq[1:] + vp_bar_w(STATUS, 3, 1)
         seq += vp_bar_w(DFSEL, 0, 4) + vp_bar_r(0x04, 4) + vp_bar_r(CFG, 4) + vp_bar_r(CFG + 4, 4)
         seq += vp_bar_w(GFSEL, 0, 4) + vp_bar_w(GF, lo, 4)
         seq += vp_bar_w(GFSEL, 1, 4) + vp_bar_w(GF, hi, 4)
@@ -954,6 +954,11 @@ def virtio_net_seeds():
         "short-rx-mrg": init(lo=MRG) + post(RX, [(rxbuf, 0x100, 2, 0), (rxbuf + 0x100, 4, 2, 0)]),
         "runt-tx": init() + post(TX, [(txbuf, 12, 0, 0), (txbuf, 3, 0, 0)]),
         "reset-midway": init(choke=True) + tx2 + vp_bar_w(STATUS, 0, 1) + init() + rx4 + tx2,
+        # A tap's device: offloads offered; all taken, then none.
+        "tap-offloads": init(vnet=True, lo=MRG | 0x1983) + rx4 + tx2 + vp_bar_w(STATUS, 0, 1)
+            + init(vnet=True) + rx4 + tx2,
+        "tap-csum-tx": init(vnet=True, lo=0x1) + vp_mem(txbuf, b"\x01" + arp[1:])
+            + post(TX, [(txbuf, len(arp), 0, 0)]),
     }
 
 
