@@ -65,7 +65,7 @@ class Guest:
     Output is collected by a reader thread; the test types on petrel's standard input
     (petrel passes a non-tty stdin's bytes to the UART) and waits for answers."""
 
-    def __init__(self, name, kernel, cpus, memory, cmdline, args=(), prepare=None):
+    def __init__(self, name, kernel, cpus, memory, cmdline, args=(), prepare=None, wrap=()):
         self.tmp = tempfile.TemporaryDirectory()
         # A scenario's files (disk images) go in the temporary directory, @TMP@ in args.
         if prepare:
@@ -76,7 +76,7 @@ class Guest:
         self.restored = []
         self.t0 = time.monotonic()
         self.deadline = self.t0 + LIMIT
-        self._start(name, [PETREL, "run", "--kernel", kernel, "--initrd", INITRD, "--cmdline",
+        self._start(name, [*wrap, PETREL, "run", "--kernel", kernel, "--initrd", INITRD, "--cmdline",
                            cmdline, "--cpus", str(cpus), "--memory", memory, "--name",
                            "%s-%d" % (name, os.getpid()), "--api-sock", self.sock, *args])
 
@@ -304,15 +304,16 @@ def unexplained(log, entries):
 SCENARIOS = []
 
 
-def scenario(checks, kernel, cpus, memory, cmdline, args=(), prepare=None):
+def scenario(checks, kernel, cpus, memory, cmdline, args=(), prepare=None, wrap=()):
     """Registers a scenario: one boot of kernel (VMLINUZ or VMLINUX) with these settings
     (args: more petrel run options, where @TMP@ is the guest's temporary directory, which
-    prepare(dir) fills first), running the named checks in that order (declared up
-    front, so that a boot that dies still counts every check)."""
+    prepare(dir) fills first; wrap: a command petrel runs under, e.g. ip netns exec NS),
+    running the named checks in that order (declared up front, so that a boot that dies
+    still counts every check)."""
     def deco(fn):
         SCENARIOS.append({"fn": fn, "name": fn.__name__, "checks": checks, "kernel": kernel,
                           "cpus": cpus, "memory": memory, "cmdline": cmdline, "args": args,
-                          "prepare": prepare})
+                          "prepare": prepare, "wrap": wrap})
         return fn
     return deco
 
@@ -1009,6 +1010,98 @@ def net_user(r, g):
         ends_with(g, "poweroff", shows=["The system is going down"])
 
 
+TAP_NS = "petrel-linux-%d" % os.getpid()
+TAP_MB = int(os.environ.get("PETREL_LINUX_TAP_MB", "100"))
+
+
+def tap_ns(d):
+    """A network namespace with tap ptap0 at 10.9.0.1/24 (the host's side), for the
+    tap scenario; deleted when the scenario ends (net_tap's last check, or atexit)."""
+    import atexit
+    subprocess.run(["ip", "netns", "add", TAP_NS], check=True)
+    atexit.register(lambda: subprocess.run(["ip", "netns", "del", TAP_NS]))
+    for cmd in ("ip link set lo up", "ip tuntap add dev ptap0 mode tap", "ip link set ptap0 up",
+                "ip addr add 10.9.0.1/24 dev ptap0"):
+        subprocess.run(["ip", "netns", "exec", TAP_NS] + cmd.split(), check=True)
+
+
+# The host's side of a transfer: receives one TCP connection on 10.9.0.1:PORT and prints
+# the byte count and MD5 of what came; or sends N MiB of a pattern and prints its MD5.
+TAP_PEER = r"""
+import hashlib, socket, sys
+mode, port = sys.argv[1], int(sys.argv[2])
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("10.9.0.1", port)); s.listen(1)
+print("listening", flush=True)
+c, _ = s.accept()
+h, n = hashlib.md5(), 0
+if mode == "recv":
+    while True:
+        b = c.recv(1 << 16)
+        if not b:
+            break
+        h.update(b); n += len(b)
+else:
+    block = bytes(range(256)) * 4096
+    for i in range(int(sys.argv[3])):
+        c.sendall(block); h.update(block); n += len(block)
+    c.shutdown(socket.SHUT_WR)
+    c.recv(1)
+c.close()
+print(n, h.hexdigest(), flush=True)
+"""
+
+
+def tap_peer(*args):
+    p = subprocess.Popen(["ip", "netns", "exec", TAP_NS, sys.executable, "-c", TAP_PEER,
+                          *args], stdout=subprocess.PIPE, text=True)
+    check(p.stdout.readline() == "listening\n", "the host's peer did not start")
+    return p
+
+
+@scenario(["tap_boots", "tap_offloads_negotiated", "tap_ping", "tap_guest_to_host_md5",
+           "tap_host_to_guest_md5", "tap_poweroff_exits_0"],
+          kernel=VMLINUX, cpus=1, memory="512M", cmdline="console=ttyS0 quiet",
+          args=("--net", "tap=ptap0"), prepare=tap_ns,
+          wrap=("ip", "netns", "exec", TAP_NS))
+def net_tap(r, g):
+    # A tap in a network namespace: Debian's virtio_net takes petrel's checksum and TSO
+    # offloads, so large TCP segments cross the tap whole in both directions.
+    with r.check("tap_boots"):
+        g.boot()
+        typed_command_answered(g)
+        g.sh_ok("ip addr add 10.9.0.2/24 dev eth0 && ip link set eth0 up")
+    with r.check("tap_offloads_negotiated"):
+        out = g.sh_ok("cat /sys/bus/virtio/devices/*/features; "
+                      "cat /sys/class/net/eth0/features 2>/dev/null; true")
+        # One line of 0/1 per virtio device: virtio-net's has CSUM (bit 0), GUEST_CSUM
+        # (1), GUEST_TSO4 (7), HOST_TSO4 (11), MRG_RXBUF (15).
+        lines = [l for l in out.split() if re.fullmatch(r"[01]{64}", l)]
+        check(any(all(l[b] == "1" for b in (0, 1, 7, 11, 15)) for l in lines),
+              "no virtio device with CSUM, GUEST_CSUM, GUEST_TSO4, HOST_TSO4 and MRG_RXBUF "
+              "negotiated: %r" % out)
+    with r.check("tap_ping"):
+        out = g.sh_ok("ping -c 3 -W 5 10.9.0.1")
+        check("3 packets received" in out, "ping through the tap: %r" % out)
+    with r.check("tap_guest_to_host_md5"):
+        peer = tap_peer("recv", "5001")
+        out = g.sh_ok("dd if=/dev/urandom of=/tmp/x bs=1M count=%d 2>/dev/null && md5sum /tmp/x "
+                      "&& nc 10.9.0.1 5001 < /tmp/x && rm /tmp/x" % TAP_MB)
+        got = peer.stdout.readline().split()
+        peer.wait()
+        check(len(got) == 2 and int(got[0]) == TAP_MB << 20 and got[1] in out,
+              "the host received %r; the guest's md5sum: %r" % (got, out))
+    with r.check("tap_host_to_guest_md5"):
+        peer = tap_peer("send", "5002", str(TAP_MB))
+        out = g.sh_ok("nc 10.9.0.1 5002 </dev/null | md5sum")
+        got = peer.stdout.readline().split()
+        peer.wait()
+        check(len(got) == 2 and got[1] in out, "the host sent %r; the guest's md5sum: %r"
+              % (got, out))
+    with r.check("tap_poweroff_exits_0"):
+        ends_with(g, "poweroff", shows=["The system is going down"])
+
+
 def kvm_module():
     return next((m for m in ("kvm_intel", "kvm_amd", "kvm_pvm")
                  if os.path.isdir("/sys/module/" + m)), "no kvm module")
@@ -1063,7 +1156,7 @@ def main():
               % (sc["name"], os.path.basename(sc["kernel"]), sc["cpus"], sc["memory"],
                  sc["cmdline"], "".join(" " + a for a in sc["args"])), flush=True)
         g = Guest(sc["name"], sc["kernel"], sc["cpus"], sc["memory"], sc["cmdline"],
-                  sc["args"], sc["prepare"])
+                  sc["args"], sc["prepare"], sc["wrap"])
         r = Run(sc, g)
         lost = None
         try:
