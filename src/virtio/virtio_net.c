@@ -223,6 +223,7 @@ int virtio_net_receive(struct virtio_net *net, const void *buf, size_t len)
     struct virtio_dev *v = &net->vdev;
     struct virtq *vq = virtio_vq(v, VIRTIO_NET_RX);
     const uint8_t *frame = buf, *hdr = NULL;
+    uint8_t h[VIRTIO_NET_HDR_SIZE];
     int ret;
 
     virtio_lock(v);
@@ -232,7 +233,11 @@ int virtio_net_receive(struct virtio_net *net, const void *buf, size_t len)
             ret = -EINVAL;
             goto out;
         }
-        hdr = frame;
+        memcpy(h, frame, sizeof(h));
+        /* 5.1.6.4.1: DATA_VALID only to a driver that took GUEST_CSUM (a tap sets it anyway). */
+        if (!net_has(net, VIRTIO_NET_F_GUEST_CSUM))
+            h[0] &= (uint8_t)~VIRTIO_NET_HDR_F_DATA_VALID;
+        hdr = h;
         frame += VIRTIO_NET_HDR_SIZE;
         len -= VIRTIO_NET_HDR_SIZE;
     }
