@@ -18,6 +18,7 @@
 #define RUN_STR(x)     RUN_STR_(x)
 #define RUN_STR_(x)    #x
 #define RUN_MAX_DRIVES RUN_STR(VIRTIO_BLK_MAX_DRIVES) /* "16", for --help */
+#define RUN_MAX_NICS   RUN_STR(NET_MAX_NICS)
 
 /* The keys of the options without a short form. */
 enum {
@@ -28,6 +29,7 @@ enum {
     RUN_RNG,
     RUN_TESTDEV,
     RUN_DRIVE,
+    RUN_NET,
     RUN_STATS,
     RUN_RESTORE,
     RUN_RESTORE_CLOCK,
@@ -73,14 +75,25 @@ static const struct cmd_opt run_opts[] = {
      "ro: read-only. id: the serial the guest reads (at most 20 bytes; default: the file's "
      "name). FILE is locked: one petrel writes it, or any number read it. Write ',,' for a "
      "comma in FILE or NAME"},
+    {RUN_NET, "net", "user|tap=NAME[,...]",
+     "a virtio-net NIC; repeat for more (at most " RUN_MAX_NICS "), in order: the first is the "
+     "guest's eth0.\n"
+     "user: no root, no set-up: NAT through libslirp, DHCP gives the guest 10.0.2.15, the "
+     "host is 10.0.2.2 (its loopback too), DNS 10.0.2.3. "
+     "hostfwd=tcp:[HOSTADDR]:HOSTPORT-:GUESTPORT (or udp:) forwards a host port to the "
+     "guest, e.g. hostfwd=tcp:127.0.0.1:2222-:22; no HOSTADDR: every address.\n"
+     "tap=NAME: an existing tap device (ip tuntap add dev NAME mode tap), with checksum and "
+     "TSO offloads when the guest takes them.\n"
+     "mac: the NIC's address (default 52:54:00:12:34:56, plus 1 for each NIC before)"},
     {RUN_STATS, "stats", NULL,
      "print counters at exit (guest RAM resident, unclaimed port and MMIO accesses, pauses, "
      "exits completed before parking, dropped output)"},
     {RUN_RESTORE, "restore", "PATH",
      "bring back a snapshot (petrel snapshot; PATH: its directory, or its state file) "
      "instead of booting a kernel: the machine (vCPUs, memory, drives, devices) is the "
-     "snapshot's, so --kernel, --initrd, --cmdline, --cpus, --memory, --drive, --rng, "
-     "--testdev and --debug-exit do not go with it; the console's WHERE, --name and --api-sock do"},
+     "snapshot's, so --kernel, --initrd, --cmdline, --cpus, --memory, --drive, --net, --rng, "
+     "--testdev and --debug-exit do not go with it; the console's WHERE, --name and --api-sock "
+     "do"},
     {RUN_RESTORE_CLOCK, "restore-clock", "MODE",
      "with --restore: catch-up (default): the guest's clock moves on by the time the "
      "snapshot was away; frozen: it goes on from where it stopped (for a guest that runs "
@@ -236,7 +249,8 @@ static int run_option(int key, char *arg, struct run_args *a)
     } machine_opts[] = {
         {'k', "--kernel"},  {'i', "--initrd"},          {'a', "--cmdline"},
         {'c', "--cpus"},    {'m', "--memory"},          {RUN_DRIVE, "--drive"},
-        {RUN_RNG, "--rng"}, {RUN_TESTDEV, "--testdev"}, {RUN_DEBUG_EXIT, "--debug-exit"}};
+        {RUN_RNG, "--rng"}, {RUN_TESTDEV, "--testdev"}, {RUN_DEBUG_EXIT, "--debug-exit"},
+        {RUN_NET, "--net"}};
     for (unsigned i = 0; i < ARRAY_SIZE(machine_opts); i++) {
         if (key == machine_opts[i].key && !a->machine_opt)
             a->machine_opt = machine_opts[i].name;
@@ -300,6 +314,15 @@ static int run_option(int key, char *arg, struct run_args *a)
         if (virtio_blk_spec_parse(arg, &cfg->drives[cfg->nr_drives], &eb))
             return run_bad("%s", eb.msg);
         cfg->nr_drives++;
+        break;
+    }
+    case RUN_NET: {
+        struct errbuf eb = {{0}};
+        if (cfg->nr_nets == NET_MAX_NICS)
+            return run_bad("at most %s --net options", RUN_MAX_NICS);
+        if (net_spec_parse(arg, &cfg->nets[cfg->nr_nets], &eb))
+            return run_bad("%s", eb.msg);
+        cfg->nr_nets++;
         break;
     }
     case RUN_DEBUGCON:
@@ -406,6 +429,8 @@ static int run_restore_config(struct run_args *a, void **tree)
     cfg->debug_exit = saved.debug_exit;
     memcpy(cfg->drives, saved.drives, sizeof(cfg->drives));
     cfg->nr_drives = saved.nr_drives;
+    memcpy(cfg->nets, saved.nets, sizeof(cfg->nets));
+    cfg->nr_nets = saved.nr_nets;
     cfg->restore = *tree;
     cfg->restore_mem_path = mem;
     return 0;
@@ -432,7 +457,10 @@ int cmd_run(int argc, char **argv)
 
     struct errbuf eb = {{0}};
     /* Before any thread exists: each applies its filter as its set-up ends. */
-    if (sandbox_init(a.cfg.seccomp, &eb)) {
+    unsigned sandbox_flags = 0;
+    for (unsigned i = 0; i < a.cfg.nr_nets; i++)
+        sandbox_flags |= a.cfg.nets[i].kind == NET_USER ? SANDBOX_NET_USER : SANDBOX_NET_TAP;
+    if (sandbox_init(a.cfg.seccomp, sandbox_flags, &eb)) {
         fprintf(stderr, "petrel: %s\n", eb.msg);
         free(tree);
         return PETREL_STATUS_ERROR;

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "petrel/sandbox.h"
+#include "petrel/net.h"
 #include "petrel/util.h"
 #include "petrel/virtio_blk.h"
 
@@ -44,6 +45,8 @@ struct vm_config {
     bool testdev;                 /* the example test device on PCI (--testdev, testdev.h) */
     struct virtio_blk_spec drives[VIRTIO_BLK_MAX_DRIVES]; /* --drive, in order: vda, vdb, ... */
     unsigned nr_drives;
+    struct net_spec nets[NET_MAX_NICS]; /* --net, in order: eth0, eth1, ... */
+    unsigned nr_nets;
     /* --restore: the machine above comes from this checked state tree (snapshot.h), which
      * outlives the VM; its memory file, and whether the guest clock stays where it stopped. */
     const void *restore;

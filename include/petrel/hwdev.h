@@ -90,6 +90,7 @@ struct hwdev_host {
 /* Counters a device keeps for `petrel run --stats`. */
 struct hwdev_stats {
     uint64_t output_dropped; /* console bytes the guest wrote that were lost */
+    uint64_t net_dropped;    /* network frames dropped (virtio_net.h says when) */
 };
 
 struct hwdev_ops {

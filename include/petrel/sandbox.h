@@ -44,11 +44,15 @@ enum sandbox_role {
 /* "on", "log" or "off"; -EINVAL otherwise. */
 int sandbox_mode_parse(const char *s, enum sandbox_mode *mode);
 
+/* What the loop needs besides, by the VM's configuration. */
+#define SANDBOX_NET_USER (1u << 0) /* --net user: libslirp's host sockets */
+#define SANDBOX_NET_TAP  (1u << 1) /* --net tap: the tap's offloads */
+
 /*
  * Builds the filters of every role and installs the SIGSYS handler. Called once,
  * on the main thread, before any thread starts. 0, or -errno with a message.
  */
-int sandbox_init(enum sandbox_mode mode, struct errbuf *eb) MUST_CHECK;
+int sandbox_init(enum sandbox_mode mode, unsigned flags, struct errbuf *eb) MUST_CHECK;
 
 /*
  * Narrows the calling thread to role's filter (unblocking SIGSYS, so that a

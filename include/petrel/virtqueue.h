@@ -265,6 +265,22 @@ int virtq_get_chain(struct virtq *vq, uint16_t head, struct virtq_chain *ch) MUS
 int virtq_push(struct virtq *vq, uint16_t head, uint32_t len);
 
 /*
+ * Pushes n chains at once, in order, published by one used->idx store: the
+ * driver sees all of them or none (virtio-net's MRG_RXBUF: one frame over
+ * several chains, whose first header counts them). Same returns as
+ * virtq_push(); nothing is written on an error.
+ */
+int virtq_push_many(struct virtq *vq, const struct virtq_used_elem *e, unsigned n) MUST_CHECK;
+
+/*
+ * Gives back the last n chains popped and not pushed, so that the next pops
+ * take them again (a device that found it cannot use them now: a frame that
+ * does not fit the buffers posted so far). The caller must not have pushed
+ * since popping them.
+ */
+void virtq_unpop(struct virtq *vq, unsigned n);
+
+/*
  * Whether the driver wants an interrupt for what was pushed since the last
  * call: with EVENT_IDX, if used->idx went past used_event; otherwise unless
  * the driver set VIRTQ_AVAIL_F_NO_INTERRUPT. False when nothing was pushed
@@ -285,6 +301,14 @@ void virtq_disable_notify(struct virtq *vq);
  * next kick. False on a broken or not ready queue.
  */
 bool virtq_enable_notify(struct virtq *vq) MUST_CHECK;
+
+/*
+ * Asks the driver to kick when it adds to what is available now (not from
+ * last_avail_idx on): for a device that looked at the available chains and
+ * needs more than there are (a frame larger than the receive buffers posted).
+ * True if more came before the request was visible: look again.
+ */
+bool virtq_enable_notify_more(struct virtq *vq) MUST_CHECK;
 
 /*
  * Marks the queue broken with a reason (the first one stays) and returns

@@ -6,6 +6,7 @@ PETREL_PACKAGES=(
     # build
     gcc libc6-dev meson ninja-build pkg-config python3
     libevent-dev libjansson-dev libfdt-dev liburing-dev libcmocka-dev libseccomp-dev
+    libslirp-dev
     # tests: formatting, the fuzz targets' libFuzzer builds (clang only recommends the
     # runtime, and setup installs without recommends), the nested KVM harness
     clang clang-format libclang-rt-14-dev qemu-system-x86 busybox-static cpio gzip xz-utils

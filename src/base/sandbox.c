@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <linux/filter.h>
+#include <linux/if_tun.h>
 #include <linux/kvm.h>
 #include <linux/seccomp.h>
 #include <pthread.h>
@@ -172,6 +173,19 @@ static const struct sc loop_calls[] = {
     SC(epoll_create1, "libevent"),
 };
 
+/* The loop with --net user: libslirp opens host sockets for the guest's traffic. */
+static const struct sc loop_slirp_calls[] = {
+    SC(socket, "a host socket for a guest's TCP connection, UDP flow or ping"),
+    SC(connect, "a guest's TCP connection (or UDP flow) to the host's side"),
+    SC(bind, "a UDP flow's or a forwarded port's socket"),
+    SC(listen, "a forwarded port's socket"),
+    SC(getpeername, "a connection's peer"),
+};
+
+static const struct io loop_tap_ioctls[] = {
+    IO(TUNSETOFFLOAD, "the tap's offloads, as the guest's driver negotiated them"),
+};
+
 static const struct io loop_ioctls[] = {
     /* The VM's interrupts and doorbells, as devices change them from the loop. */
     IO(KVM_IRQ_LINE, "a device's line (the UART, the RTC, virtio INTx)"),
@@ -311,32 +325,54 @@ static void on_sigsys(int sig, siginfo_t *si, void *uc)
     _exit(PETREL_STATUS_ERROR);
 }
 
-static int add_role(scmp_filter_ctx ctx, const struct role *r)
+static int add_calls(scmp_filter_ctx ctx, const struct sc *calls, size_t n)
 {
-    int ret;
-    for (size_t i = 0; i < ARRAY_SIZE(base_calls); i++)
-        if ((ret = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, base_calls[i].nr, 0)) < 0)
-            return ret;
-    for (size_t i = 0; i < r->nr_calls; i++) {
-        if (r->calls[i].nr == SCMP_SYS(ioctl))
+    for (size_t i = 0; i < n; i++) {
+        if (calls[i].nr == SCMP_SYS(ioctl))
             continue;
         /* A role may name a base call again (with its own reason). */
-        ret = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, r->calls[i].nr, 0);
-        if (ret < 0 && ret != -EEXIST)
-            return ret;
-    }
-    /* ioctl: the request numbers listed, compared as the kernel does (32 bits). */
-    for (size_t i = 0; i < r->nr_ioctls; i++) {
-        ret = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
-                               SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffUL, r->ioctls[i].req));
+        int ret = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, calls[i].nr, 0);
         if (ret < 0 && ret != -EEXIST)
             return ret;
     }
     return 0;
 }
 
+/* ioctl: the request numbers listed, compared as the kernel does (32 bits). */
+static int add_ioctls(scmp_filter_ctx ctx, const struct io *ioctls, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        int ret = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
+                                   SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffUL, ioctls[i].req));
+        if (ret < 0 && ret != -EEXIST)
+            return ret;
+    }
+    return 0;
+}
+
+static int add_role(scmp_filter_ctx ctx, const struct role *r, unsigned flags)
+{
+    int ret;
+    for (size_t i = 0; i < ARRAY_SIZE(base_calls); i++)
+        if ((ret = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, base_calls[i].nr, 0)) < 0)
+            return ret;
+    if ((ret = add_calls(ctx, r->calls, r->nr_calls)) < 0 ||
+        (ret = add_ioctls(ctx, r->ioctls, r->nr_ioctls)) < 0)
+        return ret;
+    if (r != &roles[SANDBOX_LOOP])
+        return 0;
+    if ((flags & SANDBOX_NET_USER) &&
+        (ret = add_calls(ctx, loop_slirp_calls, ARRAY_SIZE(loop_slirp_calls))) < 0)
+        return ret;
+    if ((flags & SANDBOX_NET_TAP) &&
+        (ret = add_ioctls(ctx, loop_tap_ioctls, ARRAY_SIZE(loop_tap_ioctls))) < 0)
+        return ret;
+    return 0;
+}
+
 /* Builds role r's BPF program into *prog (malloc()ed). */
-static int build(enum sandbox_mode mode, const struct role *r, struct sock_fprog *prog)
+static int build(enum sandbox_mode mode, unsigned flags, const struct role *r,
+                 struct sock_fprog *prog)
 {
     uint32_t deny = mode == SANDBOX_LOG ? SCMP_ACT_LOG : SCMP_ACT_TRAP;
     scmp_filter_ctx ctx = seccomp_init(deny);
@@ -347,7 +383,7 @@ static int build(enum sandbox_mode mode, const struct role *r, struct sock_fprog
     /* petrel sets no_new_privs itself, per thread, when it loads the program. */
     ret = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0);
     if (!ret)
-        ret = add_role(ctx, r);
+        ret = add_role(ctx, r, flags);
     if (!ret) {
         fd = memfd_create("petrel-seccomp", MFD_CLOEXEC);
         ret = fd < 0 ? -errno : seccomp_export_bpf(ctx, fd);
@@ -378,7 +414,7 @@ out:
     return ret;
 }
 
-int sandbox_init(enum sandbox_mode mode, struct errbuf *eb)
+int sandbox_init(enum sandbox_mode mode, unsigned flags, struct errbuf *eb)
 {
     if (policy.ready)
         return err_set(eb, -EALREADY, "the seccomp filters are already set up");
@@ -388,7 +424,7 @@ int sandbox_init(enum sandbox_mode mode, struct errbuf *eb)
         return 0;
     }
     for (int i = 0; i < SANDBOX_ROLES; i++) {
-        int ret = build(mode, &roles[i], &policy.prog[i]);
+        int ret = build(mode, flags, &roles[i], &policy.prog[i]);
         if (ret)
             return err_set(eb, ret, "cannot build the %s thread's seccomp filter: %s",
                            roles[i].name, strerror(-ret));

@@ -67,6 +67,20 @@ static uint16_t *avail_event(struct virtq *vq)
     return (uint16_t *)&vq->used->ring[vq->num];
 }
 
+bool virtq_enable_notify_more(struct virtq *vq)
+{
+    if (vq->broken || !vq->ready)
+        return false;
+    uint16_t seen = load16_acquire(&vq->avail->idx);
+    if (vq->event_idx)
+        store16_relaxed(avail_event(vq), seen);
+    else
+        store16_relaxed(&vq->used->flags, 0);
+    /* As in virtq_enable_notify(): the driver sees the request, or this load its entries. */
+    atomic_thread_fence(memory_order_seq_cst);
+    return load16_acquire(&vq->avail->idx) != seen;
+}
+
 int virtq_break(struct virtq *vq, const char *fmt, ...)
 {
     if (!vq->broken) {
@@ -453,6 +467,31 @@ int virtq_push(struct virtq *vq, uint16_t head, uint32_t len)
     /* Release: the element and the buffers' contents before the index that publishes them. */
     store16_release(&vq->used->idx, vq->used_idx);
     return 0;
+}
+
+int virtq_push_many(struct virtq *vq, const struct virtq_used_elem *e, unsigned n)
+{
+    if (vq->broken || !vq->ready)
+        return -EIO;
+    if ((uint16_t)(vq->last_avail_idx - vq->used_idx) < n)
+        return -EINVAL;
+    for (unsigned i = 0; i < n; i++)
+        if (e[i].id >= vq->num)
+            return -EINVAL;
+    for (unsigned i = 0; i < n; i++) {
+        struct virtq_used_elem *u = &vq->used->ring[(uint16_t)(vq->used_idx + i) & (vq->num - 1)];
+        store32_relaxed(&u->id, e[i].id);
+        store32_relaxed(&u->len, e[i].len);
+    }
+    vq->used_idx = (uint16_t)(vq->used_idx + n);
+    /* Release: every element and buffer before the one index that publishes them all. */
+    store16_release(&vq->used->idx, vq->used_idx);
+    return 0;
+}
+
+void virtq_unpop(struct virtq *vq, unsigned n)
+{
+    vq->last_avail_idx = (uint16_t)(vq->last_avail_idx - n);
 }
 
 bool virtq_need_interrupt(struct virtq *vq)

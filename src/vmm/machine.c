@@ -19,6 +19,7 @@
 #include "petrel/uart8250.h"
 #include "petrel/virtio_blk.h"
 #include "petrel/virtio_console.h"
+#include "petrel/virtio_net.h"
 #include "petrel/virtio_rng.h"
 
 static unsigned one(const struct vm_config *cfg)
@@ -40,6 +41,11 @@ static unsigned with_rng(const struct vm_config *cfg)
 static unsigned per_drive(const struct vm_config *cfg)
 {
     return cfg->nr_drives;
+}
+
+static unsigned per_net(const struct vm_config *cfg)
+{
+    return cfg->nr_nets;
 }
 
 static unsigned with_virtio_console(const struct vm_config *cfg)
@@ -67,6 +73,7 @@ static const struct {
     {&virtio_blk_pci, per_drive},
     {&virtio_console_pci, with_virtio_console},
     {&testdev_pci, with_testdev},
+    {&virtio_net_pci, per_net},
 };
 
 int machine_create(struct hwdev_list *l, const struct hwdev_host *host, struct errbuf *eb)

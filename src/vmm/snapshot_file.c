@@ -27,6 +27,9 @@ void snapshot_config_put(const struct vm_config *cfg, const char *mem_path, stru
         state_put_bool(out, "testdev", true);
     state_put_bool(out, "debug-exit", cfg->debug_exit);
     state_put_u32(out, "drives", cfg->nr_drives);
+    /* Properties before subnodes (the flattened tree's order): a reader stops at the first. */
+    if (cfg->nr_nets)
+        state_put_u32(out, "nets", cfg->nr_nets);
     for (unsigned i = 0; i < cfg->nr_drives; i++) {
         char name[16];
         snprintf(name, sizeof(name), "drive%u", i);
@@ -39,6 +42,15 @@ void snapshot_config_put(const struct vm_config *cfg, const char *mem_path, stru
         if (cfg->drives[i].id)
             state_put_string(out, "id", cfg->drives[i].id);
         state_end(out);
+    }
+    if (cfg->nr_nets) {
+        for (unsigned i = 0; i < cfg->nr_nets; i++) {
+            char name[16];
+            snprintf(name, sizeof(name), "net%u", i);
+            state_begin(out, name, "petrel,net-v1");
+            state_put_string(out, "spec", cfg->nets[i].text);
+            state_end(out);
+        }
     }
     state_end(out);
 }
@@ -98,6 +110,28 @@ int snapshot_config_take(struct state_in *root, struct vm_config *cfg, const cha
         state_get_bool(&d, "ro", &cfg->drives[i].ro);
         if (d.err)
             return d.err;
+    }
+    /* Optional: a state from before --net has none. The backend starts afresh from the spec. */
+    uint32_t nets = 0;
+    if (fdt_getprop(in.fdt, in.node, "nets", NULL))
+        state_get_u32(&in, "nets", &nets);
+    if (in.err)
+        return in.err;
+    if (nets > NET_MAX_NICS)
+        return state_invalid(&in, "%u NICs, more than %u", nets, NET_MAX_NICS);
+    cfg->nr_nets = nets;
+    for (unsigned i = 0; i < nets; i++) {
+        char name[16];
+        struct state_in d;
+        struct errbuf why = {{0}};
+        snprintf(name, sizeof(name), "net%u", i);
+        if (state_open(&in, name, "petrel,net-v1", &d))
+            return d.err;
+        const char *spec = get_string(&d, "spec", false);
+        if (d.err)
+            return d.err;
+        if (net_spec_parse(spec, &cfg->nets[i], &why))
+            return state_invalid(&d, "property 'spec': %s", why.msg);
     }
     return 0;
 }

@@ -490,6 +490,9 @@ void vm_report_exit(struct vm *vm, FILE *f)
                 (double)vm->last_kick_ns / 1000.0, kicks, completing, chained,
                 (unsigned long long)(st.output_dropped + vm->console.dropped +
                                      vm->debugcon_file.dropped));
+        if (vm->cfg.nr_nets)
+            fprintf(f, "petrel: stats: network frames dropped %llu\n",
+                    (unsigned long long)st.net_dropped);
     }
 }
 

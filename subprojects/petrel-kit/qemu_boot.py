@@ -185,6 +185,7 @@ def main():
     ap.add_argument("--loader", help="boot64-shim.elf: boot IMG through the 64-bit entry")
     ap.add_argument("--device", action="append", default=[],
                     help="one more QEMU -device (virtio-rng-pci,disable-legacy=on)")
+    ap.add_argument("--netdev", action="append", default=[], help="-netdev SPEC")
     ap.add_argument("--disk", action="append", default=[],
                     help="SECTORS[,ro][,serial=S]: a zeroed raw image on a modern virtio-blk-pci")
     end = ap.add_mutually_exclusive_group(required=True)
@@ -216,6 +217,8 @@ def main():
                "-serial", "stdio", "-debugcon", "file:" + debugcon,
                "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
                "-append", args.append]
+        for nd in args.netdev:
+            cmd += ["-netdev", nd]
         for dev in args.device:
             cmd += ["-device", dev]
         for i, spec in enumerate(args.disk):

@@ -33,6 +33,7 @@
 #include "petrel/uart8250.h"
 #include "petrel/virtio_blk.h"
 #include "petrel/virtio_console.h"
+#include "petrel/virtio_net.h"
 #include "petrel/virtio_rng.h"
 #include "petrel/x86_state.h"
 
@@ -213,6 +214,11 @@ struct f_vcons {
 struct f_testdev {
     struct hwdev hw;
     struct testdev td;
+};
+struct f_net {
+    struct hwdev hw;
+    unsigned index;
+    struct virtio_net net; /* no backend: what the guest sends is counted and dropped */
 };
 
 static inline int uart_realize(struct hwdev *hw, struct errbuf *eb)
@@ -543,6 +549,59 @@ static struct hwdev_ops fake_testdev = {.size = sizeof(struct f_testdev),
                                         .restore = td_restore,
                                         .destroy = td_destroy};
 
+static inline int net_create(struct hwdev *hw, unsigned index, struct errbuf *eb)
+{
+    (void)eb;
+    container_of(hw, struct f_net, hw)->index = index;
+    snprintf(hw->name, sizeof(hw->name), "net%u", index);
+    return 0;
+}
+
+static inline int net_realize(struct hwdev *hw, struct errbuf *eb)
+{
+    struct f_net *d = container_of(hw, struct f_net, hw);
+    struct virtio_sys sys = sys_of(machine_of(hw));
+    uint8_t mac[6];
+    net_spec_mac(&hw->host->cfg->nets[d->index], d->index, mac);
+    int ret = virtio_net_init(&d->net, &sys, mac, false);
+    if (ret)
+        return err_set(eb, ret, "virtio-net: %s", strerror(-ret));
+    ret = virtio_pci_add(&d->net.vdev, hw->host->pci);
+    if (ret) {
+        virtio_net_destroy(&d->net);
+        return err_set(eb, ret, "virtio-net: plugging in: %s", strerror(-ret));
+    }
+    return 0;
+}
+
+static inline int net_restore(struct hwdev *hw, struct state_in *in)
+{
+    return virtio_net_restore(&container_of(hw, struct f_net, hw)->net, in);
+}
+
+static inline int net_save(struct hwdev *hw, struct state_out *out)
+{
+    return virtio_net_save(&container_of(hw, struct f_net, hw)->net, out);
+}
+
+static inline void net_destroy(struct hwdev *hw)
+{
+    if (hw->realized)
+        virtio_net_destroy(&container_of(hw, struct f_net, hw)->net);
+}
+
+static struct hwdev_ops fake_net = {.size = sizeof(struct f_net),
+                                    .create = net_create,
+                                    .realize = net_realize,
+                                    .save = net_save,
+                                    .restore = net_restore,
+                                    .destroy = net_destroy};
+
+static inline unsigned per_net(const struct vm_config *cfg)
+{
+    return cfg->nr_nets;
+}
+
 static inline unsigned one(const struct vm_config *cfg)
 {
     (void)cfg;
@@ -584,6 +643,7 @@ static const struct {
     {&virtio_blk_pci, &fake_blk, per_drive},
     {&virtio_console_pci, &fake_vcons, with_virtio_console},
     {&testdev_pci, &fake_testdev, with_testdev},
+    {&virtio_net_pci, &fake_net, per_net},
 };
 
 static inline int64_t clock_realtime(void *ctx)

@@ -324,6 +324,23 @@ static void drive_devices(struct machine *m, struct ram *ram, bool event_idx)
                        0);
             testdev_pause(td);
             FUZZ_CHECK(td->pending);
+        } else if (hw->ops == &fake_net) {
+            /* MRG_RXBUF, receive buffers posted, a frame received, one sent. */
+            struct virtio_net *net = &container_of(hw, struct f_net, hw)->net;
+            d.v = &net->vdev;
+            drv_up(&d, ev | 1ULL << VIRTIO_NET_F_MRG_RXBUF, 32);
+            for (unsigned i = 0; i < 4; i++) {
+                const uint64_t seg[1][3] = {{BUF(dev) + 0x800 * i, 0x800, VIRTQ_DESC_F_WRITE}};
+                drv_post(&d, VIRTIO_NET_RX, 32, seg, 1);
+            }
+            drv_kick(&d, VIRTIO_NET_RX);
+            uint8_t frame[60];
+            memset(frame, 0xff, sizeof(frame));
+            FUZZ_CHECK(virtio_net_receive(net, frame, sizeof(frame)) == 1);
+            memset(ram->host + BUF(dev) + 0x3000, 0, 12 + 60);
+            const uint64_t out[1][3] = {{BUF(dev) + 0x3000, 12 + 60, 0}};
+            drv_post(&d, VIRTIO_NET_TX, 32, out, 1);
+            drv_kick(&d, VIRTIO_NET_TX);
         }
     }
 }
@@ -551,7 +568,7 @@ int main(int argc, char **argv)
     write_seed("idle", tree, len);
     free(tree);
 
-    /* Two vCPUs, every device in use: rng, two drives (one read-only), virtio-console. */
+    /* Two vCPUs, every device in use: rng, two drives (one read-only), virtio-console, a NIC. */
     s = (struct seed){.cfg = {.cpus = 2,
                               .memory = 128 * MiB,
                               .rng = true,
@@ -563,6 +580,9 @@ int main(int argc, char **argv)
     s.cfg.drives[0].path = "/var/lib/petrel/disk0.img";
     s.cfg.drives[1] =
         (struct virtio_blk_spec){.path = "/var/lib/petrel/data.img", .ro = true, .id = "data"};
+    struct errbuf neb = {{0}};
+    FUZZ_CHECK(net_spec_parse("user,hostfwd=tcp:127.0.0.1:2222-:22", &s.cfg.nets[0], &neb) == 0);
+    s.cfg.nr_nets = 1;
     void *busy = make_state(&s, disks, &len);
     write_seed("busy", busy, len);
     near_misses(busy, len);

@@ -1024,11 +1024,78 @@ def gdb_seeds():
             "refused": b"\x82" + bps + run, "noise": b"\x04" + noise}
 
 
-TARGETS = {"gdb": gdb_seeds, "kernel": kernel_seeds, "uart8250": uart_seeds, "api": api_seeds,
+# ---- virtio_net: virtio-net's two queues (fuzz_virtio_net.c, same op format) ----
+
+def virtio_net_seeds():
+    DFSEL, GFSEL, GF, STATUS = 0x00, 0x08, 0x0C, 0x14
+    QSEL, QSIZE, QMSIX, QEN, QDESC, QAVAIL, QUSED = 0x16, 0x18, 0x1A, 0x1C, 0x20, 0x28, 0x30
+    NOTIFY, CFG, RX, TX = 0x3000, 0x2000, 0, 1
+    MRG = 1 << 15
+    rings = {RX: (0x1000, 0x2000, 0x3000), TX: (0x4000, 0x5000, 0x6000)}
+    rxbuf, txbuf = 0x8000, 0xA000
+
+    def first(op, feed, choke, vnet=False):
+        """op with the host's mode in its top bits (the first byte is an op too)."""
+        mode = (0x80 if feed else 0) | (0x40 if choke else 0) | (0x20 if vnet else 0)
+        for b in range(256):
+            if b % 6 == op[0] % 6 and (b >> 3 & 3) == (op[0] >> 3 & 3) and b & 0xE0 == mode:
+                return bytes([b])
+        raise ValueError(mode)
+
+    def init(feed=True, choke=False, size=16, hi=1, lo=0, vnet=False):
+        seq = vp_bar_w(STATUS, 1, 1)
+        seq = first(seq, feed, choke, vnet) + seq[1:] + vp_bar_w(STATUS, 3, 1)
+        seq += vp_bar_w(DFSEL, 0, 4) + vp_bar_r(0x04, 4) + vp_bar_r(CFG, 4) + vp_bar_r(CFG + 4, 4)
+        seq += vp_bar_w(GFSEL, 0, 4) + vp_bar_w(GF, lo, 4)
+        seq += vp_bar_w(GFSEL, 1, 4) + vp_bar_w(GF, hi, 4)
+        seq += vp_bar_w(STATUS, 0xB, 1)
+        for q in (RX, TX):
+            d, a, u = rings[q]
+            seq += vp_bar_w(QSEL, q, 2) + vp_bar_w(QSIZE, size, 2) + vp_bar_w(QMSIX, q + 1, 2)
+            seq += vp_bar_w(QDESC, d, 8) + vp_bar_w(QAVAIL, a, 8) + vp_bar_w(QUSED, u, 8)
+            seq += vp_bar_w(QEN, 1, 2)
+        return seq + vp_bar_w(STATUS, 0xF, 1)
+
+    def post(q, bufs, idx_from=0):
+        """Chains [(gpa, len, flags, next)...] as descriptors 0.., published and kicked."""
+        d, a, _ = rings[q]
+        descs = b"".join(struct.pack("<QIHH", g, ln, fl, nx) for g, ln, fl, nx in bufs)
+        heads = [i for i, b in enumerate(bufs) if i == 0 or not bufs[i - 1][2] & 1]
+        ring = struct.pack("<HH", 0, idx_from + len(heads)) + b"".join(
+            struct.pack("<H", h) for h in heads)
+        return vp_mem(d, descs) + vp_mem(a, ring) + vp_bar_w(NOTIFY + 4 * q, q, 2) + VP_LOOP
+
+    arp = bytes(12) + b"\xff" * 6 + bytes([0x52, 0x54, 0, 0x12, 0x34, 0x56]) + b"\x08\x06" + bytes(46)
+    rx4 = post(RX, [(rxbuf + 0x600 * i, 0x600, 2, 0) for i in range(4)])
+    rx_small = post(RX, [(rxbuf + 0x100 * i, 0x100, 2, 0) for i in range(8)])
+    tx2 = vp_mem(txbuf, arp) + post(TX, [(txbuf, len(arp), 0, 0), (txbuf, len(arp), 0, 0)])
+    return {
+        "probe": vp_bar_r(CFG, 4) + vp_bar_r(CFG + 4, 4) + vp_bar_r(CFG + 8, 2) + vp_bar_r(STATUS, 1),
+        "both-ways": init() + rx4 + tx2 + VP_LOOP + vp_bar_r(rings[RX][2], 4),
+        "mergeable": init(lo=MRG) + rx_small + VP_LOOP + VP_LOOP + rx_small,
+        "back-pressure": init(choke=True) + tx2 + VP_LOOP + tx2 + VP_LOOP,
+        "split-header": init() + vp_mem(txbuf, arp)
+            + post(TX, [(txbuf, 5, 1, 1), (txbuf + 5, 7, 1, 2), (txbuf + 12, len(arp) - 12, 0, 0)]),
+        "event-idx": init(lo=1 << 29 | MRG) + rx4 + tx2 + rx4,
+        "writable-on-tx": init() + post(TX, [(txbuf, 72, 1, 1), (txbuf + 72, 8, 2, 0)]),
+        "readable-on-rx": init() + post(RX, [(rxbuf, 8, 0, 0)]),
+        "short-rx-mrg": init(lo=MRG) + post(RX, [(rxbuf, 0x100, 2, 0), (rxbuf + 0x100, 4, 2, 0)]),
+        "runt-tx": init() + post(TX, [(txbuf, 12, 0, 0), (txbuf, 3, 0, 0)]),
+        "reset-midway": init(choke=True) + tx2 + vp_bar_w(STATUS, 0, 1) + init() + rx4 + tx2,
+        # A tap's device: offloads offered; all taken, then none.
+        "tap-offloads": init(vnet=True, lo=MRG | 0x1983) + rx4 + tx2 + vp_bar_w(STATUS, 0, 1)
+            + init(vnet=True) + rx4 + tx2,
+        "tap-csum-tx": init(vnet=True, lo=0x1) + vp_mem(txbuf, b"\x01" + arp[1:])
+            + post(TX, [(txbuf, len(arp), 0, 0)]),
+    }
+
+
+TARGETS = {"kernel": kernel_seeds, "uart8250": uart_seeds, "api": api_seeds,
            "rtc_cmos": rtc_seeds, "virtqueue": vq_seeds, "pci": pci_seeds,
            "virtio_pci": virtio_pci_seeds, "virtio_blk": virtio_blk_seeds,
-           "virtio_console": virtio_console_seeds, "escape": escape_seeds,
-           "i8042": i8042_seeds, "testdev": testdev_seeds}
+           "virtio_console": virtio_console_seeds, "virtio_net": virtio_net_seeds,
+           "gdb": gdb_seeds, "escape": escape_seeds, "i8042": i8042_seeds,
+           "testdev": testdev_seeds}
 
 
 def main():

@@ -277,6 +277,40 @@ def counter_with_a_busy_drive_goes_on_in_a_new_process():
                text(p.stdout), "blkcheck reads the %d sectors back" % n, p)
 
 
+@case
+def nic_with_a_user_network_restores():
+    """A counter with a NIC (--net user and a hostfwd port): snapshotted, stopped,
+    restored. The NIC's state comes back (the counter goes on, the config keeps the
+    --net), and the new process listens on the hostfwd port again: slirp starts
+    afresh from the saved --net (docs/architecture.md: its connections are not kept)."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    net = "user,hostfwd=tcp:127.0.0.1:%d-:22,mac=52:54:00:00:00:42" % port
+    with tempfile.TemporaryDirectory() as d:
+        disk = make_disk(d)
+        snap = os.path.join(d, "snap")
+        vm = counter_vm(d, "orig", disk, "--net", net)
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=10).close()
+            cut = snap_and_stop(vm, snap)
+        finally:
+            vm.kill()
+        dts = subprocess.run(["dtc", "-I", "dtb", "-O", "dts", os.path.join(snap, "state")],
+                             capture_output=True, text=True)
+        expect('spec = "%s";' % net in dts.stdout, "the config keeps the --net", dts)
+        expect("net0 {" in dts.stdout and '"petrel,virtio-net-v1"' in dts.stdout,
+               "the NIC's node", dts)
+        r = restore(d, "restored", snap)
+        try:
+            goes_on(r, cut)
+            socket.create_connection(("127.0.0.1", port), timeout=10).close()
+            r.stop()
+        finally:
+            r.kill()
+
+
 SYS_PWRITEV = 296  # x86_64: virtio-blk's writes (src/virtio/blk_io.c)
 
 

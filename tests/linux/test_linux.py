@@ -21,9 +21,11 @@ LINUX_GUEST_DIR (where scripts/mkguest puts vmlinuz, vmlinux and initrd.gz), LIN
 (scripts/mkguest: run first, a no-op when the guest is current), PETREL_LINUX_TIMEOUT.
 """
 import hashlib
+import http.server
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -63,7 +65,7 @@ class Guest:
     Output is collected by a reader thread; the test types on petrel's standard input
     (petrel passes a non-tty stdin's bytes to the UART) and waits for answers."""
 
-    def __init__(self, name, kernel, cpus, memory, cmdline, args=(), prepare=None):
+    def __init__(self, name, kernel, cpus, memory, cmdline, args=(), prepare=None, wrap=()):
         self.tmp = tempfile.TemporaryDirectory()
         # A scenario's files (disk images) go in the temporary directory, @TMP@ in args.
         if prepare:
@@ -74,7 +76,7 @@ class Guest:
         self.restored = []
         self.t0 = time.monotonic()
         self.deadline = self.t0 + LIMIT
-        self._start(name, [PETREL, "run", "--kernel", kernel, "--initrd", INITRD, "--cmdline",
+        self._start(name, [*wrap, PETREL, "run", "--kernel", kernel, "--initrd", INITRD, "--cmdline",
                            cmdline, "--cpus", str(cpus), "--memory", memory, "--name",
                            "%s-%d" % (name, os.getpid()), "--api-sock", self.sock, *args])
 
@@ -302,15 +304,16 @@ def unexplained(log, entries):
 SCENARIOS = []
 
 
-def scenario(checks, kernel, cpus, memory, cmdline, args=(), prepare=None):
+def scenario(checks, kernel, cpus, memory, cmdline, args=(), prepare=None, wrap=()):
     """Registers a scenario: one boot of kernel (VMLINUZ or VMLINUX) with these settings
     (args: more petrel run options, where @TMP@ is the guest's temporary directory, which
-    prepare(dir) fills first), running the named checks in that order (declared up
-    front, so that a boot that dies still counts every check)."""
+    prepare(dir) fills first; wrap: a command petrel runs under, e.g. ip netns exec NS),
+    running the named checks in that order (declared up front, so that a boot that dies
+    still counts every check)."""
     def deco(fn):
         SCENARIOS.append({"fn": fn, "name": fn.__name__, "checks": checks, "kernel": kernel,
                           "cpus": cpus, "memory": memory, "cmdline": cmdline, "args": args,
-                          "prepare": prepare})
+                          "prepare": prepare, "wrap": wrap})
         return fn
     return deco
 
@@ -1012,6 +1015,178 @@ def gdb_kernel(r, g):
     with r.check("gdb_detach_lets_it_finish"):
         g.wait_for("host-gdbtest", what="the shell's hostname after the breakpoint")
         ends_with(g, "poweroff", shows=["reboot: Power down"])
+def free_tcp_port():
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+NET_FWD_PORT = free_tcp_port()
+NET_PAGE = b"petrel-net-page " + bytes(range(256)) * 64  # 16 KiB and a bit
+
+
+def serve_page():
+    """An HTTP server on the host's loopback (an ephemeral port) serving NET_PAGE at
+    /page; returns (server, port). It runs on a thread until shutdown()."""
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            if self.path != "/page":
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(NET_PAGE)))
+            self.end_headers()
+            self.wfile.write(NET_PAGE)
+
+        def log_message(self, *args):
+            pass
+
+    srv = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv, srv.server_address[1]
+
+
+@scenario(["net_boots_with_a_dhcp_lease", "net_address_route_dns", "net_fetches_from_host_loopback",
+           "net_hostfwd_reaches_the_guest", "net_poweroff_exits_0"],
+          kernel=VMLINUX, cpus=1, memory="256M", cmdline="console=ttyS0 quiet",
+          args=("--net", "user,hostfwd=tcp:127.0.0.1:%d-:8080" % NET_FWD_PORT))
+def net_user(r, g):
+    # petrel run --net user: Debian's virtio_net on petrel's virtio-net, libslirp behind it.
+    with r.check("net_boots_with_a_dhcp_lease"):
+        # The guest's /init runs udhcpc before the ready line; its script says so.
+        g.wait_for("petrel-guest: eth0 10.0.2.15/24 via 10.0.2.2 dns 10.0.2.3\n",
+                   what="udhcpc's lease line")
+        g.boot()
+        typed_command_answered(g)
+    with r.check("net_address_route_dns"):
+        out = g.sh_ok("ip -4 addr show eth0; ip route; cat /etc/resolv.conf; "
+                      "cat /sys/class/net/eth0/address")
+        check("inet 10.0.2.15/24" in out, "eth0 has no 10.0.2.15/24: %r" % out)
+        check("default via 10.0.2.2 dev eth0" in out, "no default route via 10.0.2.2: %r" % out)
+        check("nameserver 10.0.2.3" in out, "resolv.conf does not name 10.0.2.3: %r" % out)
+        check("52:54:00:12:34:56" in out, "eth0's MAC is not petrel's default: %r" % out)
+    with r.check("net_fetches_from_host_loopback"):
+        # slirp's gateway 10.0.2.2 is the host's loopback.
+        srv, port = serve_page()
+        try:
+            out = g.sh_ok("wget -q -O - http://10.0.2.2:%d/page | md5sum" % port)
+        finally:
+            srv.shutdown()
+        want = hashlib.md5(NET_PAGE).hexdigest()
+        check(want in out, "the page's md5 is %s, the guest got %r" % (want, out))
+    with r.check("net_hostfwd_reaches_the_guest"):
+        # A TCP server in the guest (busybox nc on 8080), reached from the host's
+        # 127.0.0.1:NET_FWD_PORT through hostfwd.
+        # The guest's shell answers once nc listens (a condition, polled in the guest).
+        g.sh_ok("(echo petrel-hostfwd-$((7*6)) | nc -l -p 8080 >/dev/null 2>&1 &); i=0; "
+                "until netstat -ltn | grep -q ':8080 '; do i=$((i+1)); [ $i -lt 1000 ] || "
+                "break; usleep 10000; done; netstat -ltn | grep ':8080 '")
+        got = b""
+        with socket.create_connection(("127.0.0.1", NET_FWD_PORT), timeout=30) as c:
+            while b"\n" not in got:
+                chunk = c.recv(100)
+                if not chunk:
+                    break
+                got += chunk
+        check(got.startswith(b"petrel-hostfwd-42\n"),
+              "the guest's server said %r through 127.0.0.1:%d" % (got, NET_FWD_PORT))
+    with r.check("net_poweroff_exits_0"):
+        ends_with(g, "poweroff", shows=["The system is going down"])
+
+
+TAP_NS = "petrel-linux-%d" % os.getpid()
+# 100 MiB each way; 16 inside the nested harness, where 100 MiB from /dev/urandom and
+# over the tap took 274 s of the scenario's 300 (the bytes are emulated twice there).
+TAP_MB = int(os.environ.get("PETREL_LINUX_TAP_MB", "16" if NESTED else "100"))
+
+
+def tap_ns(d):
+    """A network namespace with tap ptap0 at 10.9.0.1/24 (the host's side), for the
+    tap scenario; deleted when the scenario ends (net_tap's last check, or atexit)."""
+    import atexit
+    subprocess.run(["ip", "netns", "add", TAP_NS], check=True)
+    atexit.register(lambda: subprocess.run(["ip", "netns", "del", TAP_NS]))
+    for cmd in ("ip link set lo up", "ip tuntap add dev ptap0 mode tap", "ip link set ptap0 up",
+                "ip addr add 10.9.0.1/24 dev ptap0"):
+        subprocess.run(["ip", "netns", "exec", TAP_NS] + cmd.split(), check=True)
+
+
+# The host's side of a transfer: receives one TCP connection on 10.9.0.1:PORT and prints
+# the byte count and MD5 of what came; or sends N MiB of a pattern and prints its MD5.
+TAP_PEER = r"""
+import hashlib, socket, sys
+mode, port = sys.argv[1], int(sys.argv[2])
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("10.9.0.1", port)); s.listen(1)
+print("listening", flush=True)
+c, _ = s.accept()
+h, n = hashlib.md5(), 0
+if mode == "recv":
+    while True:
+        b = c.recv(1 << 16)
+        if not b:
+            break
+        h.update(b); n += len(b)
+else:
+    block = bytes(range(256)) * 4096
+    for i in range(int(sys.argv[3])):
+        c.sendall(block); h.update(block); n += len(block)
+    c.shutdown(socket.SHUT_WR)
+    c.recv(1)
+c.close()
+print(n, h.hexdigest(), flush=True)
+"""
+
+
+def tap_peer(*args):
+    p = subprocess.Popen(["ip", "netns", "exec", TAP_NS, sys.executable, "-c", TAP_PEER,
+                          *args], stdout=subprocess.PIPE, text=True)
+    check(p.stdout.readline() == "listening\n", "the host's peer did not start")
+    return p
+
+
+@scenario(["tap_boots", "tap_offloads_negotiated", "tap_ping", "tap_guest_to_host_md5",
+           "tap_host_to_guest_md5", "tap_poweroff_exits_0"],
+          kernel=VMLINUX, cpus=1, memory="512M", cmdline="console=ttyS0 quiet",
+          args=("--net", "tap=ptap0"), prepare=tap_ns,
+          wrap=("ip", "netns", "exec", TAP_NS))
+def net_tap(r, g):
+    # A tap in a network namespace: Debian's virtio_net takes petrel's checksum and TSO
+    # offloads, so large TCP segments cross the tap whole in both directions.
+    with r.check("tap_boots"):
+        g.boot()
+        typed_command_answered(g)
+        g.sh_ok("ip addr add 10.9.0.2/24 dev eth0 && ip link set eth0 up")
+    with r.check("tap_offloads_negotiated"):
+        out = g.sh_ok("cat /sys/bus/virtio/devices/*/features; "
+                      "cat /sys/class/net/eth0/features 2>/dev/null; true")
+        # One line of 0/1 per virtio device: virtio-net's has CSUM (bit 0), GUEST_CSUM
+        # (1), GUEST_TSO4 (7), HOST_TSO4 (11), MRG_RXBUF (15).
+        lines = [l for l in out.split() if re.fullmatch(r"[01]{64}", l)]
+        check(any(all(l[b] == "1" for b in (0, 1, 7, 11, 15)) for l in lines),
+              "no virtio device with CSUM, GUEST_CSUM, GUEST_TSO4, HOST_TSO4 and MRG_RXBUF "
+              "negotiated: %r" % out)
+    with r.check("tap_ping"):
+        out = g.sh_ok("ping -c 3 -W 5 10.9.0.1")
+        check("3 packets received" in out, "ping through the tap: %r" % out)
+    with r.check("tap_guest_to_host_md5"):
+        peer = tap_peer("recv", "5001")
+        out = g.sh_ok("dd if=/dev/urandom of=/tmp/x bs=1M count=%d 2>/dev/null && md5sum /tmp/x "
+                      "&& nc 10.9.0.1 5001 < /tmp/x && rm /tmp/x" % TAP_MB)
+        got = peer.stdout.readline().split()
+        peer.wait()
+        check(len(got) == 2 and int(got[0]) == TAP_MB << 20 and got[1] in out,
+              "the host received %r; the guest's md5sum: %r" % (got, out))
+    with r.check("tap_host_to_guest_md5"):
+        peer = tap_peer("send", "5002", str(TAP_MB))
+        out = g.sh_ok("nc 10.9.0.1 5002 </dev/null | md5sum")
+        got = peer.stdout.readline().split()
+        peer.wait()
+        check(len(got) == 2 and got[1] in out, "the host sent %r; the guest's md5sum: %r"
+              % (got, out))
+    with r.check("tap_poweroff_exits_0"):
+        ends_with(g, "poweroff", shows=["The system is going down"])
 
 
 def kvm_module():
@@ -1068,7 +1243,7 @@ def main():
               % (sc["name"], os.path.basename(sc["kernel"]), sc["cpus"], sc["memory"],
                  sc["cmdline"], "".join(" " + a for a in sc["args"])), flush=True)
         g = Guest(sc["name"], sc["kernel"], sc["cpus"], sc["memory"], sc["cmdline"],
-                  sc["args"], sc["prepare"])
+                  sc["args"], sc["prepare"], sc["wrap"])
         r = Run(sc, g)
         lost = None
         try:

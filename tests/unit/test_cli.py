@@ -146,6 +146,7 @@ def samples(d):
                 "api-sock": [os.path.join(d, "api.sock")], "rng": [None], "testdev": [None],
                 "drive": ["path=%s,ro,id=disk0" % f], "stats": [None], "seccomp": ["log"],
                 "gdb": ["unix:" + os.path.join(d, "gdb.sock")],
+                "net": ["user,hostfwd=tcp:127.0.0.1:1-:22,mac=52:54:00:00:00:02"],
                 "restore": [os.path.join(d, "no-snapshot")],
                 "restore-clock": ["frozen", "--restore", os.path.join(d, "no-snapshot")]},
         "pause": target, "resume": target, "status": target,

@@ -61,6 +61,7 @@ struct thread_case {
     enum sandbox_mode mode;
     enum sandbox_role role;
     int (*body)(void); /* runs in the sandboxed thread: 0 if what it did worked */
+    unsigned flags;    /* SANDBOX_NET_* */
 };
 
 static void *thread_main(void *arg)
@@ -76,7 +77,7 @@ static int run_thread_case(void *arg)
 {
     const struct thread_case *c = arg;
     struct errbuf eb = {{0}};
-    if (sandbox_init(c->mode, &eb)) {
+    if (sandbox_init(c->mode, c->flags, &eb)) {
         fprintf(stderr, "sandbox_init: %s\n", eb.msg);
         return 99;
     }
@@ -113,10 +114,10 @@ static void expect_killed(struct outcome o, const char *words)
 static void test_forbidden_call_ends_petrel_naming_it(void **unused)
 {
     (void)unused;
-    struct thread_case blk = {SANDBOX_ON, SANDBOX_BLK, make_socket};
+    struct thread_case blk = {SANDBOX_ON, SANDBOX_BLK, make_socket, 0};
     expect_killed(in_child(run_thread_case, &blk),
                   "petrel: seccomp: the blk thread made a forbidden system call: socket (41)");
-    struct thread_case vcpu = {SANDBOX_ON, SANDBOX_VCPU, terminal_ioctl};
+    struct thread_case vcpu = {SANDBOX_ON, SANDBOX_VCPU, terminal_ioctl, 0};
     char words[96];
     snprintf(words, sizeof(words),
              "the vcpu thread made a forbidden system call: ioctl (16, "
@@ -128,11 +129,11 @@ static void test_forbidden_call_ends_petrel_naming_it(void **unused)
 static void test_log_and_off_let_the_call_through(void **unused)
 {
     (void)unused;
-    struct thread_case log = {SANDBOX_LOG, SANDBOX_BLK, make_socket};
+    struct thread_case log = {SANDBOX_LOG, SANDBOX_BLK, make_socket, 0};
     struct outcome o = in_child(run_thread_case, &log);
     assert_int_equal(o.status, 0);
     assert_string_equal(o.err, "");
-    struct thread_case off = {SANDBOX_OFF, SANDBOX_VCPU, terminal_ioctl};
+    struct thread_case off = {SANDBOX_OFF, SANDBOX_VCPU, terminal_ioctl, 0};
     o = in_child(run_thread_case, &off);
     assert_int_equal(o.status, 0);
     assert_string_equal(o.err, "");
@@ -165,7 +166,7 @@ static void test_blk_calls_work(void **unused)
     blk_fd = mkstemp(path);
     assert_true(blk_fd >= 0);
     unlink(path);
-    struct thread_case blk = {SANDBOX_ON, SANDBOX_BLK, blk_request};
+    struct thread_case blk = {SANDBOX_ON, SANDBOX_BLK, blk_request, 0};
     struct outcome o = in_child(run_thread_case, &blk);
     assert_string_equal(o.err, "");
     assert_int_equal(o.status, 0);
@@ -175,7 +176,7 @@ static void test_blk_calls_work(void **unused)
 /* A job worker, started by a thread already in the loop's filter: both hold. */
 static int job_inside_loop(int (*body)(void))
 {
-    struct thread_case job = {SANDBOX_ON, SANDBOX_JOB, body};
+    struct thread_case job = {SANDBOX_ON, SANDBOX_JOB, body, 0};
     pthread_t t;
     void *ret;
     if (pthread_create(&t, NULL, thread_main, &job) || pthread_join(t, &ret))
@@ -206,18 +207,41 @@ static void test_job_inside_the_loop(void **unused)
 {
     (void)unused;
     /* The loop may not make sockets (only accept them): its job worker neither. */
-    struct thread_case loop = {SANDBOX_ON, SANDBOX_LOOP, job_socket};
+    struct thread_case loop = {SANDBOX_ON, SANDBOX_LOOP, job_socket, 0};
     expect_killed(in_child(run_thread_case, &loop),
                   "the job thread made a forbidden system call: socket (41)");
     char path[] = "/tmp/petrel-test-sandbox-XXXXXX";
     blk_fd = mkstemp(path);
     assert_true(blk_fd >= 0);
     unlink(path);
-    struct thread_case ok = {SANDBOX_ON, SANDBOX_LOOP, job_file};
+    struct thread_case ok = {SANDBOX_ON, SANDBOX_LOOP, job_file, 0};
     struct outcome o = in_child(run_thread_case, &ok);
     assert_string_equal(o.err, "");
     assert_int_equal(o.status, 0);
     close(blk_fd);
+}
+
+/* The loop makes sockets only with --net user (libslirp's), and never execs. */
+static int exec_true(void)
+{
+    char *const argv[] = {"true", NULL};
+    execv("/bin/true", argv);
+    return 1;
+}
+
+static void test_loop_sockets_only_with_net_user(void **unused)
+{
+    (void)unused;
+    struct thread_case plain = {SANDBOX_ON, SANDBOX_LOOP, make_socket, SANDBOX_NET_TAP};
+    expect_killed(in_child(run_thread_case, &plain),
+                  "the loop thread made a forbidden system call: socket (41)");
+    struct thread_case user = {SANDBOX_ON, SANDBOX_LOOP, make_socket, SANDBOX_NET_USER};
+    struct outcome o = in_child(run_thread_case, &user);
+    assert_string_equal(o.err, "");
+    assert_int_equal(o.status, 0);
+    struct thread_case exec = {SANDBOX_ON, SANDBOX_LOOP, exec_true, SANDBOX_NET_USER};
+    expect_killed(in_child(run_thread_case, &exec),
+                  "the loop thread made a forbidden system call: execve (59)");
 }
 
 static void test_mode_parse(void **unused)
@@ -241,6 +265,7 @@ int main(void)
         cmocka_unit_test(test_log_and_off_let_the_call_through),
         cmocka_unit_test(test_blk_calls_work),
         cmocka_unit_test(test_job_inside_the_loop),
+        cmocka_unit_test(test_loop_sockets_only_with_net_user),
         cmocka_unit_test(test_mode_parse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

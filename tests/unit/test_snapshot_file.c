@@ -29,6 +29,8 @@ static const struct vm_config sample = {
     .console_virtio = true,
     .drives = {{.path = "/srv/a.img"}, {.path = "/srv/b,c.img", .id = "serial-b", .ro = true}},
     .nr_drives = 2,
+    .nets = {{.text = "user,mac=52:54:00:00:00:07"}, {.text = "user,hostfwd=tcp::2222-:22"}},
+    .nr_nets = 2,
 };
 
 static void fill_config(struct state_out *out, void *ctx)
@@ -73,6 +75,12 @@ static void test_config_round_trip(void **unused)
     assert_string_equal(cfg.drives[1].path, "/srv/b,c.img");
     assert_string_equal(cfg.drives[1].id, "serial-b");
     assert_true(cfg.drives[1].ro);
+    /* The NICs' --net, parsed again (after the drives' subnodes: properties come first). */
+    assert_int_equal(cfg.nr_nets, 2);
+    assert_string_equal(cfg.nets[0].text, "user,mac=52:54:00:00:00:07");
+    assert_true(cfg.nets[0].mac_given && cfg.nets[0].mac[5] == 7);
+    assert_int_equal(cfg.nets[1].nr_fwd, 1);
+    assert_int_equal(cfg.nets[1].fwd[0].host_port, 2222);
     free(fdt);
     unlink(path);
 }
