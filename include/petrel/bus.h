@@ -31,6 +31,8 @@ struct device {
     const char *name;
     const struct dev_ops *ops;
     pthread_mutex_t lock; /* guards the embedding device's state */
+    /* Accesses dispatched to it: written under lock, read by anyone (GET /stats). */
+    _Atomic uint64_t accesses;
 };
 
 /* Initialises dev; the embedding device calls this before registering. */
@@ -67,5 +69,15 @@ int bus_unregister(struct bus *bus, uint64_t base);
  * -ENOENT when no device claims addr (a read then yields all-ones).
  */
 int bus_dispatch(struct bus *bus, uint64_t addr, void *data, unsigned size, bool is_write);
+
+/* bus_dispatch() that also says which device took the access (*devp NULL: none). */
+int bus_access(struct bus *bus, uint64_t addr, void *data, unsigned size, bool is_write,
+               struct device **devp);
+
+/*
+ * Calls fn once for each device with a range on bus (in address order; a device
+ * with several ranges once per range). Takes the bus lock for reading.
+ */
+void bus_for_each(struct bus *bus, void (*fn)(void *ctx, const struct bus_range *r), void *ctx);
 
 #endif

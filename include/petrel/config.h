@@ -47,6 +47,8 @@ struct vm_config {
     const void *restore;
     const char *restore_mem_path;
     bool restore_clock_frozen;
+    const char *trace_spec; /* --trace: what to trace from the start (NULL: nothing) */
+    const char *trace_path; /* where the trace goes once on (--trace-file, or NAME.trace) */
 };
 
 #endif
