@@ -430,8 +430,6 @@ int cmd_run(int argc, char **argv)
         snprintf(trace_path, sizeof(trace_path), "%s.trace", a.name);
         a.cfg.trace_path = trace_path;
     }
-    if (a.cfg.trace_spec)
-        fprintf(stderr, "petrel: tracing %s to %s\n", a.cfg.trace_spec, a.cfg.trace_path);
 
     struct errbuf eb = {{0}};
     struct vm *vm;
@@ -440,6 +438,8 @@ int cmd_run(int argc, char **argv)
         free(tree);
         return PETREL_STATUS_ERROR;
     }
+    if (a.cfg.trace_spec)
+        fprintf(stderr, "petrel: tracing %s to %s\n", a.cfg.trace_spec, a.cfg.trace_path);
     struct api_server api;
     if (api_server_start(&api, vm, a.name, a.api_sock, &eb)) {
         fprintf(stderr, "petrel: %s\n", eb.msg);

@@ -276,6 +276,18 @@ static const char *trace_msi_result(int64_t r)
     }
 }
 
+/* A line that did not fit in len bytes: cut, still ending in a newline. */
+static size_t trace_cut(char *buf, size_t len)
+{
+    if (len < 2) {
+        buf[0] = '\0';
+        return 0;
+    }
+    buf[len - 2] = '\n';
+    buf[len - 1] = '\0';
+    return len - 1;
+}
+
 size_t trace_format(const struct trace_event *e, char *buf, size_t len)
 {
     char cpu[16];
@@ -292,10 +304,8 @@ size_t trace_format(const struct trace_event *e, char *buf, size_t len)
     int h =
         snprintf(buf, len, "%" PRIu64 ".%09" PRIu64 " %s %s %s", (uint64_t)(e->ns / 1000000000U),
                  (uint64_t)(e->ns % 1000000000U), cpu, trace_kind_name(e->kind), op);
-    if (h < 0 || (size_t)h >= len) {
-        buf[0] = '\0';
-        return 0;
-    }
+    if (h < 0 || (size_t)h >= len)
+        return trace_cut(buf, len);
     char *p = buf + h;
     size_t room = len - (size_t)h;
     switch (e->kind) {
@@ -334,12 +344,8 @@ size_t trace_format(const struct trace_event *e, char *buf, size_t len)
         n = snprintf(p, room, "\n");
         break;
     }
-    if (n < 0 || (size_t)n >= room) {
-        /* Cut short: still one line. */
-        buf[len - 2 < (size_t)h ? (size_t)h : len - 2] = '\n';
-        buf[len - 1] = '\0';
-        return strlen(buf);
-    }
+    if (n < 0 || (size_t)n >= room)
+        return trace_cut(buf, len);
     return (size_t)h + (size_t)n;
 }
 
