@@ -135,37 +135,68 @@ static void format_is(const struct trace_event *e, const char *want)
 static void test_format(void **state)
 {
     (void)state;
-    format_is(&(struct trace_event){.ns = 12345678901ULL, .vcpu = 0, .kind = TRACE_PIO,
-                                    .op = TRACE_OP_WRITE, .addr = 0x3f8, .size = 1,
-                                    .value = 0x41, .dev = "com1"},
+    format_is(&(struct trace_event){.ns = 12345678901ULL,
+                                    .vcpu = 0,
+                                    .kind = TRACE_PIO,
+                                    .op = TRACE_OP_WRITE,
+                                    .addr = 0x3f8,
+                                    .size = 1,
+                                    .value = 0x41,
+                                    .dev = "com1"},
               "12.345678901 vcpu=0 pio write addr=0x3f8 size=1 value=0x41 dev=com1 ok\n");
-    format_is(&(struct trace_event){.ns = 5, .vcpu = 3, .kind = TRACE_MMIO, .op = TRACE_OP_READ,
-                                    .addr = 0xfebff000, .size = 4, .value = 0xffffffff,
+    format_is(&(struct trace_event){.ns = 5,
+                                    .vcpu = 3,
+                                    .kind = TRACE_MMIO,
+                                    .op = TRACE_OP_READ,
+                                    .addr = 0xfebff000,
+                                    .size = 4,
+                                    .value = 0xffffffff,
                                     .result = -1},
               "0.000000005 vcpu=3 mmio read addr=0xfebff000 size=4 value=0xffffffff dev=- "
               "unclaimed\n");
-    format_is(&(struct trace_event){.ns = 1000000000, .vcpu = -1, .kind = TRACE_VIRTIO,
-                                    .op = TRACE_OP_POP, .dev = "vda", .queue = 0, .head = 7,
-                                    .chain = 3, .value = 4113},
+    format_is(&(struct trace_event){.ns = 1000000000,
+                                    .vcpu = -1,
+                                    .kind = TRACE_VIRTIO,
+                                    .op = TRACE_OP_POP,
+                                    .dev = "vda",
+                                    .queue = 0,
+                                    .head = 7,
+                                    .chain = 3,
+                                    .value = 4113},
               "1.000000000 vcpu=- virtio pop dev=vda queue=0 head=7 chain=3 bytes=4113\n");
-    format_is(&(struct trace_event){.vcpu = -1, .kind = TRACE_VIRTIO, .op = TRACE_OP_PUSH,
-                                    .dev = "vda", .queue = 1, .head = 7, .value = 513},
+    format_is(&(struct trace_event){.vcpu = -1,
+                                    .kind = TRACE_VIRTIO,
+                                    .op = TRACE_OP_PUSH,
+                                    .dev = "vda",
+                                    .queue = 1,
+                                    .head = 7,
+                                    .value = 513},
               "0.000000000 vcpu=- virtio push dev=vda queue=1 head=7 bytes=513\n");
-    format_is(&(struct trace_event){.vcpu = 0, .kind = TRACE_VIRTIO, .op = TRACE_OP_STATUS,
-                                    .dev = "rng", .addr = 0x3, .value = 0xb},
+    format_is(&(struct trace_event){.vcpu = 0,
+                                    .kind = TRACE_VIRTIO,
+                                    .op = TRACE_OP_STATUS,
+                                    .dev = "rng",
+                                    .addr = 0x3,
+                                    .value = 0xb},
               "0.000000000 vcpu=0 virtio status dev=rng old=0x3 value=0xb\n");
-    format_is(&(struct trace_event){.vcpu = 0, .kind = TRACE_VIRTIO, .op = TRACE_OP_RESET,
-                                    .dev = "rng"},
-              "0.000000000 vcpu=0 virtio reset dev=rng\n");
-    format_is(&(struct trace_event){.vcpu = -1, .kind = TRACE_IRQ, .op = TRACE_OP_MSI,
-                                    .dev = "vda", .addr = 2, .value = 1},
-              "0.000000000 vcpu=- irq msi dev=vda vector=2 pending\n");
-    format_is(&(struct trace_event){.vcpu = -1, .kind = TRACE_IRQ, .op = TRACE_OP_LINE,
-                                    .dev = "com1", .addr = 4, .value = 1},
+    format_is(
+        &(struct trace_event){.vcpu = 0, .kind = TRACE_VIRTIO, .op = TRACE_OP_RESET, .dev = "rng"},
+        "0.000000000 vcpu=0 virtio reset dev=rng\n");
+    format_is(
+        &(struct trace_event){
+            .vcpu = -1, .kind = TRACE_IRQ, .op = TRACE_OP_MSI, .dev = "vda", .addr = 2, .value = 1},
+        "0.000000000 vcpu=- irq msi dev=vda vector=2 pending\n");
+    format_is(&(struct trace_event){.vcpu = -1,
+                                    .kind = TRACE_IRQ,
+                                    .op = TRACE_OP_LINE,
+                                    .dev = "com1",
+                                    .addr = 4,
+                                    .value = 1},
               "0.000000000 vcpu=- irq line dev=com1 gsi=4 level=1\n");
-    format_is(&(struct trace_event){.vcpu = -1, .kind = TRACE_CONTROL, .op = TRACE_OP_PAUSE,
-                                    .value = 52000},
-              "0.000000000 vcpu=- control pause kick_ns=52000\n");
+    format_is(
+        &(struct trace_event){
+            .vcpu = -1, .kind = TRACE_CONTROL, .op = TRACE_OP_PAUSE, .value = 52000},
+        "0.000000000 vcpu=- control pause kick_ns=52000\n");
     /* A short buffer still gets one whole line, cut. */
     char small[24];
     struct trace_event e = {.kind = TRACE_PIO, .op = TRACE_OP_WRITE, .dev = "com1"};
@@ -375,11 +406,11 @@ static void test_kick_histogram(void **state)
     static struct vm vm;
     (void)state;
 
-    vm_kick_histogram_add(&vm, 500);             /* < 1 us */
-    vm_kick_histogram_add(&vm, 1000);            /* [1, 2) us */
-    vm_kick_histogram_add(&vm, 1999);            /* [1, 2) us */
-    vm_kick_histogram_add(&vm, 40000);           /* 40 us: [32, 64) */
-    vm_kick_histogram_add(&vm, 1ULL << 62);      /* the last bucket */
+    vm_kick_histogram_add(&vm, 500);        /* < 1 us */
+    vm_kick_histogram_add(&vm, 1000);       /* [1, 2) us */
+    vm_kick_histogram_add(&vm, 1999);       /* [1, 2) us */
+    vm_kick_histogram_add(&vm, 40000);      /* 40 us: [32, 64) */
+    vm_kick_histogram_add(&vm, 1ULL << 62); /* the last bucket */
     assert_int_equal(vm.kick_hist[0], 1);
     assert_int_equal(vm.kick_hist[1], 2);
     assert_int_equal(vm.kick_hist[6], 1);
