@@ -29,11 +29,18 @@ struct dev_ops {
 
 struct device {
     const char *name;
+    const char *label; /* the instance ("vda") in traces and stats; NULL: name (device_label) */
     const struct dev_ops *ops;
     pthread_mutex_t lock; /* guards the embedding device's state */
     /* Accesses dispatched to it: written under lock, read by anyone (GET /stats). */
     _Atomic uint64_t accesses;
 };
+
+/* The name traces and GET /stats give the device. */
+static inline const char *device_label(const struct device *dev)
+{
+    return dev->label ? dev->label : dev->name;
+}
 
 /* Initialises dev; the embedding device calls this before registering. */
 void device_init(struct device *dev, const char *name, const struct dev_ops *ops);

@@ -8,6 +8,7 @@
 void device_init(struct device *dev, const char *name, const struct dev_ops *ops)
 {
     dev->name = name;
+    dev->label = NULL;
     dev->ops = ops;
     atomic_init(&dev->accesses, 0);
     pthread_mutex_init(&dev->lock, NULL);

@@ -299,7 +299,7 @@ int pci_msix_fire_locked(struct pci_dev *pdev, unsigned vector)
                                 .op = TRACE_OP_MSI,
                                 .addr = vector,
                                 .value = (uint64_t)(int64_t)ret,
-                                .dev = pdev->dev.name};
+                                .dev = device_label(&pdev->dev)};
         trace_emit(t, -1, &e);
     }
     return ret;

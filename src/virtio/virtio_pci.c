@@ -659,6 +659,10 @@ int virtio_pci_init(struct virtio_dev *vdev, const char *name, const struct virt
         .revision = VIRTIO_PCI_REVISION,
     };
     pci_dev_init(&vdev->pci, name, &id, &virtio_pci_ops);
+    /* Traces and GET /stats name it as the machine does ("vda"), not by its long name. */
+    vdev->pci.dev.label = sys->name;
+    for (unsigned i = 0; i < PCI_NR_BARS; i++)
+        vdev->pci.bars[i].region.label = sys->name;
     vdev->ops = ops;
     vdev->sys = *sys;
     vdev->device_features = features | 1ULL << VIRTIO_F_VERSION_1 | 1ULL << VIRTIO_F_INDIRECT_DESC |

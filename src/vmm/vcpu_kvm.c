@@ -14,7 +14,7 @@
     do {                                                                                           \
         if (TRACE_ON(&(v)->vm->trace, kind))                                                       \
             trace_access(&(v)->vm->trace, (int)(v)->id, kind, addr, data, size, is_write,          \
-                         (dev) ? (dev)->name : NULL);                                              \
+                         (dev) ? device_label(dev) : NULL);                                        \
     } while (0)
 
 static enum vcpu_step vcpu_crash(struct vcpu *v, const char *fmt, ...) PRINTF(2, 3);

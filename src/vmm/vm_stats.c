@@ -96,7 +96,7 @@ static void vm_stats_range(void *ctx, const struct bus_range *r)
     }
     if (d->nr_seen < ARRAY_SIZE(d->seen))
         d->seen[d->nr_seen++] = r->dev;
-    vm_stats_add(vm_stats_dev(d, r->dev->name), "accesses",
+    vm_stats_add(vm_stats_dev(d, device_label(r->dev)), "accesses",
                  atomic_load_explicit(&r->dev->accesses, memory_order_relaxed));
 }
 
