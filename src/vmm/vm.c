@@ -336,11 +336,6 @@ int vm_create(const struct vm_config *cfg, struct vm **out, struct errbuf *eb)
         ret = err_set(eb, -errno, "eventfd: %s", strerror(errno));
         goto err_destroy;
     }
-    ret = trace_init(&vm->trace, cfg->cpus, cfg->trace_path);
-    if (ret) {
-        err_set(eb, ret, "cannot set up tracing: %s", strerror(-ret));
-        goto err_destroy;
-    }
 
     if (!cfg->restore) {
         ret = loader_open(&vm->loader, cfg->kernel_path, cfg->initrd_path, eb);
@@ -357,6 +352,12 @@ int vm_create(const struct vm_config *cfg, struct vm **out, struct errbuf *eb)
     ret = vm_check_config(vm, eb);
     if (ret)
         goto err_destroy;
+    /* After the check: the rings are per vCPU (allocated, not touched, until tracing is on). */
+    ret = trace_init(&vm->trace, cfg->cpus, cfg->trace_path);
+    if (ret) {
+        err_set(eb, ret, "cannot set up tracing: %s", strerror(-ret));
+        goto err_destroy;
+    }
     ret = vm_setup_kvm(vm, eb);
     if (ret)
         goto err_destroy;
