@@ -135,11 +135,19 @@ def stat_watch_ends_when_the_vm_goes_away():
     g = Guest("exits.count=1 exits.hold=1")
     w = subprocess.Popen([os.environ["PETREL"], "stat", "--api-sock", g.sock, "--watch", "1"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # Its first draw ends with the trace line: the VM is still there until we end it.
+    first = b""
+    while not first.endswith(b"dropped\n"):
+        line = w.stdout.readline()
+        expect(line, "stat --watch draws: %r %r" % (first, w.stderr.read() if not line else ""))
+        first += line
+    expect(b"debugcon" in first and b"exits" in first, "a whole table: %r" % first)
     g.send()
     expect(g.r.wait_output("exits: done\r\n"), "guest done")
     g.send()
     expect(g.finish() is None, "no trace file: tracing never went on")
     out, err = w.communicate(timeout=60)
+    out = first + out
     expect(w.returncode == 0, "stat --watch exits 0 once the VM is gone: %r %r" % (out, err))
     expect(b"the VM has gone away" in out, "and says so: %r" % out[-300:])
 
