@@ -35,6 +35,8 @@ enum {
     RUN_RESTORE_CLOCK,
     RUN_SECCOMP,
     RUN_GDB,
+    RUN_TRACE,
+    RUN_TRACE_FILE,
 };
 
 /* petrel run's options, in the order --help lists them. */
@@ -88,6 +90,14 @@ static const struct cmd_opt run_opts[] = {
     {RUN_STATS, "stats", NULL,
      "print counters at exit (guest RAM resident, unclaimed port and MMIO accesses, pauses, "
      "exits completed before parking, dropped output)"},
+    {RUN_TRACE, "trace", "SPEC",
+     "trace events from the start, one line each: SPEC is a comma-separated list of "
+     "kinds (pio, mmio, virtio, irq, control, all), KIND=LO-HI to trace only those "
+     "addresses of pio or mmio, dev=NAME for one device's events ('petrel trace' changes "
+     "it while the VM runs)"},
+    {RUN_TRACE_FILE, "trace-file", "FILE",
+     "where the trace goes (default: NAME.trace in the current directory, opened when "
+     "tracing first goes on)"},
     {RUN_RESTORE, "restore", "PATH",
      "bring back a snapshot (petrel snapshot; PATH: its directory, or its state file) "
      "instead of booting a kernel: the machine (vCPUs, memory, drives, devices) is the "
@@ -307,6 +317,19 @@ static int run_option(int key, char *arg, struct run_args *a)
     case RUN_TESTDEV:
         cfg->testdev = true;
         break;
+    case RUN_TRACE: {
+        struct errbuf eb = {{0}};
+        struct trace_filter f;
+        if (!PETREL_TRACE)
+            return run_bad("%s", "--trace: this petrel was built without tracing (-Dtrace=false)");
+        if (trace_spec_parse(arg, &f, &eb))
+            return run_bad("%s", eb.msg);
+        cfg->trace_spec = arg;
+        break;
+    }
+    case RUN_TRACE_FILE:
+        cfg->trace_path = arg;
+        break;
     case RUN_DRIVE: {
         struct errbuf eb = {{0}};
         if (cfg->nr_drives == VIRTIO_BLK_MAX_DRIVES)
@@ -455,6 +478,16 @@ int cmd_run(int argc, char **argv)
     if (fcntl(STDIN_FILENO, F_GETFD) < 0)
         a.cfg.stdin_closed = true;
 
+    if (!a.name) {
+        snprintf(default_name, sizeof(default_name), "vm-%d", (int)getpid());
+        a.name = default_name;
+    }
+    char trace_path[300];
+    if (!a.cfg.trace_path) {
+        snprintf(trace_path, sizeof(trace_path), "%s.trace", a.name);
+        a.cfg.trace_path = trace_path;
+    }
+
     struct errbuf eb = {{0}};
     /* Before any thread exists: each applies its filter as its set-up ends. */
     unsigned sandbox_flags = 0;
@@ -471,10 +504,8 @@ int cmd_run(int argc, char **argv)
         free(tree);
         return PETREL_STATUS_ERROR;
     }
-    if (!a.name) {
-        snprintf(default_name, sizeof(default_name), "vm-%d", (int)getpid());
-        a.name = default_name;
-    }
+    if (a.cfg.trace_spec)
+        fprintf(stderr, "petrel: tracing %s to %s\n", a.cfg.trace_spec, a.cfg.trace_path);
     struct api_server api;
     if (api_server_start(&api, vm, a.name, a.api_sock, &eb)) {
         fprintf(stderr, "petrel: %s\n", eb.msg);

@@ -16,6 +16,8 @@ static const struct cmd cmds[] = {
     {"snapshot", "pause a VM and write its snapshot to a directory", cmd_snapshot},
     {"list", "list running VMs", cmd_list},
     {"console", "attach this terminal to a VM started with --console socket", cmd_console},
+    {"stat", "show a VM's counters: exits per vCPU, accesses per device, kicks", cmd_stat},
+    {"trace", "change what a running VM traces (--on, --off, --filter)", cmd_trace},
 };
 
 static void usage(FILE *f)

@@ -29,9 +29,18 @@ struct dev_ops {
 
 struct device {
     const char *name;
+    const char *label; /* the instance ("vda") in traces and stats; NULL: name (device_label) */
     const struct dev_ops *ops;
     pthread_mutex_t lock; /* guards the embedding device's state */
+    /* Accesses dispatched to it: written under lock, read by anyone (GET /stats). */
+    _Atomic uint64_t accesses;
 };
+
+/* The name traces and GET /stats give the device. */
+static inline const char *device_label(const struct device *dev)
+{
+    return dev->label ? dev->label : dev->name;
+}
 
 /* Initialises dev; the embedding device calls this before registering. */
 void device_init(struct device *dev, const char *name, const struct dev_ops *ops);
@@ -67,5 +76,15 @@ int bus_unregister(struct bus *bus, uint64_t base);
  * -ENOENT when no device claims addr (a read then yields all-ones).
  */
 int bus_dispatch(struct bus *bus, uint64_t addr, void *data, unsigned size, bool is_write);
+
+/* bus_dispatch() that also says which device took the access (*devp NULL: none). */
+int bus_access(struct bus *bus, uint64_t addr, void *data, unsigned size, bool is_write,
+               struct device **devp);
+
+/*
+ * Calls fn once for each device with a range on bus (in address order; a device
+ * with several ranges once per range). Takes the bus lock for reading.
+ */
+void bus_for_each(struct bus *bus, void (*fn)(void *ctx, const struct bus_range *r), void *ctx);
 
 #endif

@@ -53,6 +53,8 @@ struct vm_config {
     const char *restore_mem_path;
     bool restore_clock_frozen;
     enum sandbox_mode seccomp; /* the threads' seccomp filters (on by default) */
+    const char *trace_spec;    /* --trace: what to trace from the start (NULL: nothing) */
+    const char *trace_path;    /* where the trace goes once on (--trace-file, or NAME.trace) */
 };
 
 #endif

@@ -80,6 +80,7 @@ struct hwdev_host {
     struct outbuf *console_out;  /* the console's output */
     struct outbuf *debugcon_out; /* the console's, or --debugcon FILE's */
     struct hwdev_roles *roles;
+    struct trace *trace; /* event tracing (trace.h): hooks test its flags */
     /* A console device connects at realize (input: it takes typed input, the last one
      * asking wins) and disconnects in destroy. */
     void (*console_connect)(void *vm, const struct console_port *port, bool input);
@@ -87,10 +88,16 @@ struct hwdev_host {
     void *vm;
 };
 
-/* Counters a device keeps for `petrel run --stats`. */
+/* Counters a device keeps for `petrel run --stats` and GET /stats (each stats op adds its own). */
 struct hwdev_stats {
-    uint64_t output_dropped; /* console bytes the guest wrote that were lost */
-    uint64_t net_dropped;    /* network frames dropped (virtio_net.h says when) */
+    uint64_t output_dropped;         /* console bytes the guest wrote that were lost */
+    uint64_t net_dropped;            /* network frames dropped (virtio_net.h says when) */
+    uint64_t interrupts;             /* raised: MSI-X messages, line assertions */
+    uint64_t requests;               /* virtqueue chains taken */
+    uint64_t bytes_out;              /* bytes of those chains the device read (driver to device) */
+    uint64_t bytes_in;               /* bytes the device wrote back (the used lengths) */
+    uint64_t errors;                 /* requests that failed (an I/O error, a bad request) */
+    uint64_t reads, writes, flushes; /* virtio-blk requests by type */
 };
 
 struct hwdev_ops {

@@ -6,8 +6,11 @@
 #ifndef PETREL_IRQ_H
 #define PETREL_IRQ_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+
+struct trace;
 
 struct irq_line {
     /* Sets the line's level; returns 0 or -errno. */
@@ -19,6 +22,9 @@ struct kvm_irq_gsi {
     struct irq_line line;
     int vm_fd;
     uint32_t gsi;
+    struct trace *trace; /* optional, with name: the device, for the trace */
+    const char *name;
+    _Atomic uint64_t raised; /* assertions (level 0 -> 1 requests), for GET /stats */
 };
 
 void kvm_irq_gsi_init(struct kvm_irq_gsi *irq, int vm_fd, uint32_t gsi);

@@ -171,6 +171,7 @@ struct pci_msix {
     uint32_t *table;                  /* nr entries of 4 dwords: address lo/hi, data, control */
     uint64_t *pba;                    /* pending bits */
     struct pci_msix_vector *reported; /* what msix_vector() last said */
+    uint64_t sent;                    /* messages sent (dev.lock), for GET /stats */
 };
 
 /*
@@ -202,6 +203,7 @@ struct pci_bus {
     /* Logs a problem the guest caused (NULL: stderr); any vCPU thread. */
     void (*warn)(void *ctx, const char *msg);
     void *warn_ctx;
+    struct trace *trace; /* event tracing (NULL: none): MSI-X messages */
 };
 
 /* Sets up bus 0 with the host bridge in slot 0; BARs will be registered on mmio. */

@@ -46,6 +46,23 @@ struct vcpu_ops {
     void (*parked)(struct vcpu *v);
 };
 
+/*
+ * Counters for GET /stats: written by the vCPU thread alone (a relaxed load and
+ * store, vcpu_stat_add()), read by the loop at any time.
+ */
+#define VCPU_STAT_REASONS 64 /* KVM_EXIT_* below this are counted one by one */
+struct vcpu_stats {
+    _Atomic uint64_t exits[VCPU_STAT_REASONS]; /* by run->exit_reason (the last: any above) */
+    _Atomic uint64_t interrupted;              /* KVM_RUN returned -EINTR: a kick, a signal */
+    _Atomic uint64_t guest_ns;                 /* time inside KVM_RUN */
+};
+
+static inline void vcpu_stat_add(_Atomic uint64_t *c, uint64_t n)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
+
 struct vcpu {
     struct vm *vm; /* NULL in unit tests */
     const struct vcpu_ops *ops;
@@ -78,6 +95,7 @@ struct vcpu {
      */
     struct kvm_debug_exit_arch debug;
     atomic_bool debug_stop;
+    struct vcpu_stats stats;
     /* Statistics, vCPU thread only (read once the thread is joined): */
     unsigned long long kicks_seen;              /* KVM_RUNs cut short */
     unsigned long long completing_runs;         /* KVM_RUNs that completed an exit before a park */

@@ -169,6 +169,8 @@ struct virtio_sys {
     struct irq_routing *routing;
     struct event_base *base;          /* the loop that watches the kick eventfds */
     const struct virtio_sys_ops *ops; /* NULL: KVM */
+    struct trace *trace;              /* event tracing (NULL: none) */
+    const char *name;                 /* the instance ("vda") in the trace; NULL: the PCI name */
 };
 
 struct virtio_queue {
@@ -311,6 +313,11 @@ void virtio_config_changed_locked(struct virtio_dev *vdev);
 
 /* The transport's view of the machine a device was created on (hwdev.h). */
 struct virtio_sys virtio_sys_of(const struct hwdev_host *host);
+
+/* Adds the transport's counters (interrupts sent; chains, bytes per queue) to st (takes the lock).
+ */
+struct hwdev_stats;
+void virtio_stats(struct virtio_dev *vdev, struct hwdev_stats *st);
 
 /*
  * A device's realize step (hwdev.h): plugs vdev, which virtio_pci_init() set up,

@@ -52,6 +52,7 @@
 #include <stdint.h>
 
 #include "petrel/guest_mem.h"
+#include "petrel/trace.h"
 #include "petrel/util.h"
 
 #define VIRTQ_MAX_SIZE 32768 /* the largest split queue (2.7: Queue Size <= 32768) */
@@ -157,6 +158,14 @@ struct virtq {
     /* Sticky until virtq_reset(): the driver gave something impossible. */
     bool broken;
     char broken_reason[160];
+
+    /* Set by the transport: the trace (NULL: none), the device's name and the queue's index. */
+    struct trace *trace;
+    const char *trace_dev;
+    uint16_t trace_queue;
+    /* Counters for GET /stats (the caller's serialisation, like everything here). */
+    uint64_t chains;              /* chains popped */
+    uint64_t bytes_out, bytes_in; /* their device-readable bytes; the used lengths pushed */
 };
 
 /* A piece of a chain: a host pointer into guest RAM (gm_ptr-checked) and its length (> 0). */

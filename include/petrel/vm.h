@@ -29,6 +29,7 @@
 #include "petrel/irq_routing.h"
 #include "petrel/loader.h"
 #include "petrel/pci.h"
+#include "petrel/trace.h"
 #include "petrel/util.h"
 #include "petrel/vcpu.h"
 #include "petrel/x86_boot.h"
@@ -53,7 +54,8 @@ struct vm_waiter {
     enum vm_state goal; /* VM_PAUSED or VM_RUNNING */
 };
 
-#define VM_MAX_WAITERS 64
+#define VM_MAX_WAITERS  64
+#define VM_KICK_BUCKETS 24
 
 /* What `petrel status` and the API report. */
 struct vm_info {
@@ -96,6 +98,13 @@ struct vm {
     uint64_t transition_start_ns;
     uint64_t start_ns;
     uint64_t pauses, last_kick_ns, last_resume_ns;
+    /* Pause kick times: bucket 0 under 1 us, bucket b in [2^(b-1), 2^b) us, the last above. */
+    uint64_t kick_hist[VM_KICK_BUCKETS];
+    uint64_t stop_start_ns;
+    bool stopped_traced;
+
+    /* Event tracing (trace.h): every hook tests trace.flags. */
+    struct trace trace;
 
     struct console_out console;
     struct console_in console_in;
@@ -197,6 +206,23 @@ void vm_request_exit(struct vm *vm, enum vm_exit_reason reason, int status, int 
 
 /* Rescans the vCPUs' states and finishes transitions (loop only; vm_control.c). */
 void vm_control_progress(struct vm *vm);
+
+/* Counts a pause's kick time in vm->kick_hist (loop only). */
+void vm_kick_histogram_add(struct vm *vm, uint64_t ns);
+
+/* GET /stats's answer (loop only; vm_stats.c): a new JSON object, or NULL (out of memory). */
+struct json_t;
+struct json_t *vm_stats_json(struct vm *vm);
+/* GET /trace's answer: the filter, the file, events written and dropped (loop only). */
+struct json_t *vm_trace_json(struct vm *vm);
+
+/*
+ * Changes what is traced (loop only; PUT and PATCH /trace): with spec, the filter
+ * becomes spec; else on's items are added and off's kinds removed. 0, or -errno
+ * with a message (a bad spec: -EINVAL; tracing not built in: -EOPNOTSUPP).
+ */
+int vm_trace_set(struct vm *vm, const char *spec, const char *on, const char *off,
+                 struct errbuf *eb) MUST_CHECK;
 
 /* CLOCK_MONOTONIC in nanoseconds. */
 uint64_t vm_now_ns(void);

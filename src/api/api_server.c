@@ -203,6 +203,55 @@ static void api_put_actions(struct api_server *s, struct evhttp_request *req, js
     }
 }
 
+/* GET /stats: every counter (docs/api.md). */
+static void api_get_stats(struct api_server *s, struct evhttp_request *req, json_t *body)
+{
+    (void)body;
+    json_t *j = vm_stats_json(s->vm);
+    if (j)
+        api_reply_json(req, 200, "OK", j);
+    else
+        api_fault(req, 500, "Internal Server Error", "out of memory");
+}
+
+/* GET /trace: the filter, the file and the counts. */
+static void api_get_trace(struct api_server *s, struct evhttp_request *req, json_t *body)
+{
+    (void)body;
+    json_t *j = vm_trace_json(s->vm);
+    if (j)
+        api_reply_json(req, 200, "OK", j);
+    else
+        api_fault(req, 500, "Internal Server Error", "out of memory");
+}
+
+/* PUT /trace {"filter": SPEC} replaces the filter; PATCH /trace {"on": SPEC, "off": KINDS} changes
+ * it. */
+static void api_set_trace(struct api_server *s, struct evhttp_request *req, json_t *body)
+{
+    struct errbuf eb;
+    json_t *spec = json_object_get(body, "filter"), *on = json_object_get(body, "on"),
+           *off = json_object_get(body, "off");
+    bool put = evhttp_request_get_command(req) == EVHTTP_REQ_PUT;
+
+    if (put && !json_is_string(spec)) {
+        api_fault(req, 400, "Bad Request", "\"filter\" must be a string");
+        return;
+    }
+    if (!put && ((on && !json_is_string(on)) || (off && !json_is_string(off)) || (!on && !off))) {
+        api_fault(req, 400, "Bad Request", "\"on\" and \"off\" must be strings (one at least)");
+        return;
+    }
+    int err = vm_trace_set(s->vm, json_string_value(spec), json_string_value(on),
+                           json_string_value(off), &eb);
+    if (err == -EINVAL)
+        api_fault(req, 400, "Bad Request", eb.msg);
+    else if (err)
+        api_fault(req, 409, "Conflict", eb.msg);
+    else
+        api_get_trace(s, req, NULL);
+}
+
 typedef void api_handler(struct api_server *s, struct evhttp_request *req, json_t *body);
 
 static const struct api_route {
@@ -216,6 +265,10 @@ static const struct api_route {
     {EVHTTP_REQ_GET, "/vm", api_get_vm, NULL},
     {EVHTTP_REQ_PATCH, "/vm", api_patch_vm, (const char *const[]){"state", NULL}},
     {EVHTTP_REQ_PUT, "/actions", api_put_actions, (const char *const[]){"action_type", NULL}},
+    {EVHTTP_REQ_GET, "/stats", api_get_stats, NULL},
+    {EVHTTP_REQ_GET, "/trace", api_get_trace, NULL},
+    {EVHTTP_REQ_PUT, "/trace", api_set_trace, (const char *const[]){"filter", NULL}},
+    {EVHTTP_REQ_PATCH, "/trace", api_set_trace, (const char *const[]){"on", "off", NULL}},
     {EVHTTP_REQ_PUT, "/snapshot/create", api_put_snapshot,
      (const char *const[]){"snapshot_path", "mem_file_path", "snapshot_type", NULL}},
 };

@@ -8,7 +8,9 @@
 void device_init(struct device *dev, const char *name, const struct dev_ops *ops)
 {
     dev->name = name;
+    dev->label = NULL;
     dev->ops = ops;
+    atomic_init(&dev->accesses, 0);
     pthread_mutex_init(&dev->lock, NULL);
 }
 
@@ -102,9 +104,25 @@ static uint64_t bus_load(const void *data, unsigned size)
 
 int bus_dispatch(struct bus *bus, uint64_t addr, void *data, unsigned size, bool is_write)
 {
+    struct device *dev;
+    return bus_access(bus, addr, data, size, is_write, &dev);
+}
+
+void bus_for_each(struct bus *bus, void (*fn)(void *ctx, const struct bus_range *r), void *ctx)
+{
+    pthread_rwlock_rdlock(&bus->lock);
+    for (unsigned i = 0; i < bus->nr; i++)
+        fn(ctx, &bus->ranges[i]);
+    pthread_rwlock_unlock(&bus->lock);
+}
+
+int bus_access(struct bus *bus, uint64_t addr, void *data, unsigned size, bool is_write,
+               struct device **devp)
+{
     struct device *dev = NULL;
     uint64_t offset = 0;
 
+    *devp = NULL;
     if (size == 0 || size > 8)
         return -EINVAL;
     pthread_rwlock_rdlock(&bus->lock);
@@ -127,7 +145,12 @@ int bus_dispatch(struct bus *bus, uint64_t addr, void *data, unsigned size, bool
         }
         return -ENOENT;
     }
+    *devp = dev;
     pthread_mutex_lock(&dev->lock);
+    /* One writer (the lock holder): a plain load and store, no locked instruction. */
+    atomic_store_explicit(&dev->accesses,
+                          atomic_load_explicit(&dev->accesses, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
     if (is_write) {
         if (dev->ops->write)
             dev->ops->write(dev, offset, bus_load(data, size), size);

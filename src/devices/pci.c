@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "petrel/platform.h"
+#include "petrel/trace.h"
 
 #define CONF1_ADDR_MASK 0xfffffffcu /* bits 1:0 are reserved and read 0 */
 
@@ -270,7 +271,7 @@ static void msix_table_write(struct pci_dev *p, uint64_t off, uint64_t value, un
 }
 
 /* The transport raises vector (see the contract in pci.h). */
-int pci_msix_fire_locked(struct pci_dev *pdev, unsigned vector)
+static int msix_fire(struct pci_dev *pdev, unsigned vector)
 {
     struct pci_msix *m = &pdev->msix;
 
@@ -283,7 +284,25 @@ int pci_msix_fire_locked(struct pci_dev *pdev, unsigned vector)
         return PCI_MSIX_PENDING;
     }
     int ret = msix_signal(pdev, vector);
+    if (ret >= 0)
+        m->sent++;
     return ret < 0 ? ret : PCI_MSIX_SENT;
+}
+
+int pci_msix_fire_locked(struct pci_dev *pdev, unsigned vector)
+{
+    int ret = msix_fire(pdev, vector);
+    struct trace *t = pdev->bus ? pdev->bus->trace : NULL;
+
+    if (t && TRACE_ON(t, TRACE_IRQ)) {
+        struct trace_event e = {.kind = TRACE_IRQ,
+                                .op = TRACE_OP_MSI,
+                                .addr = vector,
+                                .value = (uint64_t)(int64_t)ret,
+                                .dev = device_label(&pdev->dev)};
+        trace_emit(t, -1, &e);
+    }
+    return ret;
 }
 
 /* pci_msix_fire_locked() for callers that do not hold the lock. */

@@ -389,6 +389,8 @@ static int com1_realize(struct hwdev *hw, struct errbuf *eb)
     const struct hwdev_host *host = hw->host;
 
     kvm_irq_gsi_init(&d->irq, host->vm_fd, UART_COM1_IRQ);
+    d->irq.trace = host->trace;
+    d->irq.name = "com1";
     uart8250_init(&d->uart, "com1", &d->irq.line, host->console_out);
     int ret = bus_register(host->pio, UART_COM1_BASE, UART_NR_REGS, &d->uart.dev);
     if (ret) {
@@ -415,6 +417,7 @@ static void com1_stats(struct hwdev *hw, struct hwdev_stats *st)
     pthread_mutex_lock(&u->dev.lock);
     st->output_dropped += u->tx_dropped;
     pthread_mutex_unlock(&u->dev.lock);
+    st->interrupts += atomic_load(&container_of(hw, struct uart8250_hw, hw)->irq.raised);
 }
 
 static void com1_destroy(struct hwdev *hw)

@@ -760,6 +760,7 @@ static int blk_hw_realize(struct hwdev *hw, struct errbuf *eb)
 {
     struct virtio_blk *blk = &container_of(hw, struct virtio_blk_hw, hw)->blk;
     struct virtio_sys sys = virtio_sys_of(hw->host);
+    sys.name = hw->name;
     int ret = virtio_blk_init(blk, NULL, &sys, eb);
     if (ret)
         return ret;
@@ -796,6 +797,20 @@ static int blk_hw_restore(struct hwdev *hw, struct state_in *in)
     return virtio_blk_restore(blk_of(hw), in);
 }
 
+/* The transport's counters and the drive's own (reads, writes, flushes, errors). */
+static void blk_hw_stats(struct hwdev *hw, struct hwdev_stats *st)
+{
+    struct virtio_blk *blk = blk_of(hw);
+
+    virtio_stats(&blk->vdev, st);
+    virtio_lock(&blk->vdev);
+    st->reads += blk->reads;
+    st->writes += blk->writes;
+    st->flushes += blk->flushes;
+    st->errors += blk->errors;
+    virtio_unlock(&blk->vdev);
+}
+
 /* Each drive finishes what its workers hold, then closes: flushed data is on the file. */
 static void blk_hw_destroy(struct hwdev *hw)
 {
@@ -814,5 +829,6 @@ const struct hwdev_ops virtio_blk_pci = {
     .drain = blk_hw_drain,
     .save = blk_hw_save,
     .restore = blk_hw_restore,
+    .stats = blk_hw_stats,
     .destroy = blk_hw_destroy,
 };

@@ -260,6 +260,7 @@ static int vc_realize(struct hwdev *hw, struct errbuf *eb)
 {
     struct virtio_console_hw *d = container_of(hw, struct virtio_console_hw, hw);
     struct virtio_sys sys = virtio_sys_of(hw->host);
+    sys.name = hw->name;
     int ret = virtio_console_init(&d->vc, &sys, hw->host->console_out);
     if (ret)
         return err_set(eb, ret, "cannot set up virtio-console: %s", strerror(-ret));
@@ -296,6 +297,11 @@ static int vc_restore(struct hwdev *hw, struct state_in *in)
     return virtio_console_restore(vc_of(hw), in);
 }
 
+static void vc_stats(struct hwdev *hw, struct hwdev_stats *st)
+{
+    virtio_stats(&vc_of(hw)->vdev, st);
+}
+
 static void vc_destroy(struct hwdev *hw)
 {
     struct virtio_console_hw *d = container_of(hw, struct virtio_console_hw, hw);
@@ -316,6 +322,7 @@ const struct hwdev_ops virtio_console_pci = {
     .resume = vc_resume,
     .save = vc_save,
     .restore = vc_restore,
+    .stats = vc_stats,
     .destroy = vc_destroy,
 };
 int virtio_console_save(const struct virtio_console *vc, struct state_out *out)

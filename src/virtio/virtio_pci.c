@@ -274,6 +274,15 @@ static void status_write(struct virtio_dev *v, uint8_t val)
 {
     uint8_t old = v->status;
 
+    if (v->sys.trace && TRACE_ON(v->sys.trace, TRACE_VIRTIO)) {
+        struct trace_event e = {.kind = TRACE_VIRTIO,
+                                .op = val ? TRACE_OP_STATUS : TRACE_OP_RESET,
+                                .addr = old,
+                                .value = val,
+                                .dev = v->sys.name ? v->sys.name : v->pci.dev.name};
+        trace_emit(v->sys.trace, -1, &e);
+    }
+
     if (!val) {
         vdev_reset(v);
         return;
@@ -650,6 +659,10 @@ int virtio_pci_init(struct virtio_dev *vdev, const char *name, const struct virt
         .revision = VIRTIO_PCI_REVISION,
     };
     pci_dev_init(&vdev->pci, name, &id, &virtio_pci_ops);
+    /* Traces and GET /stats name it as the machine does ("vda"), not by its long name. */
+    vdev->pci.dev.label = sys->name;
+    for (unsigned i = 0; i < PCI_NR_BARS; i++)
+        vdev->pci.bars[i].region.label = sys->name;
     vdev->ops = ops;
     vdev->sys = *sys;
     vdev->device_features = features | 1ULL << VIRTIO_F_VERSION_1 | 1ULL << VIRTIO_F_INDIRECT_DESC |
@@ -674,6 +687,9 @@ int virtio_pci_init(struct virtio_dev *vdev, const char *name, const struct virt
         vdev->queues[q].vector = VIRTIO_NO_VECTOR;
         vdev->queues[q].kick.fd = -1;
         virtq_init(&vdev->queues[q].vq, sys->gm, ops->queue_max_size);
+        vdev->queues[q].vq.trace = sys->trace;
+        vdev->queues[q].vq.trace_dev = sys->name ? sys->name : vdev->pci.dev.name;
+        vdev->queues[q].vq.trace_queue = (uint16_t)q;
     }
     ret = init_bar(vdev);
     if (!ret)
@@ -754,6 +770,7 @@ struct virtio_sys virtio_sys_of(const struct hwdev_host *host)
         .gm = host->mem,
         .routing = host->routing,
         .base = host->base,
+        .trace = host->trace,
     };
 }
 
@@ -960,4 +977,17 @@ int virtio_pci_restore(struct virtio_dev *vdev, struct state_in *parent, const u
     }
     free(vqs);
     return parent->err = in.err;
+}
+
+void virtio_stats(struct virtio_dev *vdev, struct hwdev_stats *st)
+{
+    virtio_lock(vdev);
+    st->interrupts += vdev->pci.msix.sent;
+    for (unsigned q = 0; q < vdev->nr_queues; q++) {
+        const struct virtq *vq = &vdev->queues[q].vq;
+        st->requests += vq->chains;
+        st->bytes_out += vq->bytes_out;
+        st->bytes_in += vq->bytes_in;
+    }
+    virtio_unlock(vdev);
 }

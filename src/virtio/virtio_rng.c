@@ -97,6 +97,7 @@ static int rng_realize(struct hwdev *hw, struct errbuf *eb)
 {
     struct virtio_rng *rng = &container_of(hw, struct virtio_rng_hw, hw)->rng;
     struct virtio_sys sys = virtio_sys_of(hw->host);
+    sys.name = hw->name;
     int ret = virtio_rng_init(rng, &sys);
     if (ret)
         return err_set(eb, ret, "cannot set up virtio-rng: %s", strerror(-ret));
@@ -128,6 +129,11 @@ static int rng_restore(struct hwdev *hw, struct state_in *in)
     return virtio_rng_restore(rng_of(hw), in);
 }
 
+static void rng_stats(struct hwdev *hw, struct hwdev_stats *st)
+{
+    virtio_stats(&rng_of(hw)->vdev, st);
+}
+
 static void rng_destroy(struct hwdev *hw)
 {
     if (hw->realized)
@@ -144,6 +150,7 @@ const struct hwdev_ops virtio_rng_pci = {
     .resume = rng_resume,
     .save = rng_save,
     .restore = rng_restore,
+    .stats = rng_stats,
     .destroy = rng_destroy,
 };
 int virtio_rng_save(const struct virtio_rng *rng, struct state_out *out)

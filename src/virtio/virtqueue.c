@@ -81,6 +81,20 @@ bool virtq_enable_notify_more(struct virtq *vq)
     return load16_acquire(&vq->avail->idx) != seen;
 }
 
+/* A virtqueue event for the trace (the transport set vq->trace). */
+static void virtq_trace(struct virtq *vq, enum trace_op op, uint16_t head, unsigned chain,
+                        uint64_t bytes)
+{
+    struct trace_event e = {.kind = TRACE_VIRTIO,
+                            .op = (uint8_t)op,
+                            .dev = vq->trace_dev,
+                            .queue = vq->trace_queue,
+                            .head = head,
+                            .chain = chain,
+                            .value = bytes};
+    trace_emit(vq->trace, -1, &e);
+}
+
 int virtq_break(struct virtq *vq, const char *fmt, ...)
 {
     if (!vq->broken) {
@@ -89,6 +103,8 @@ int virtq_break(struct virtq *vq, const char *fmt, ...)
         vsnprintf(vq->broken_reason, sizeof(vq->broken_reason), fmt, ap);
         va_end(ap);
         vq->broken = true;
+        if (vq->trace && TRACE_ON(vq->trace, TRACE_VIRTIO))
+            virtq_trace(vq, TRACE_OP_BROKEN, 0, 0, 0);
     }
     return -EIO;
 }
@@ -103,7 +119,15 @@ void virtq_init(struct virtq *vq, const struct guest_mem *gm, uint16_t max_size)
 
 void virtq_reset(struct virtq *vq)
 {
-    virtq_init(vq, vq->gm, vq->max_size);
+    /* The transport's trace settings and the counters outlive a reset. */
+    struct virtq keep = *vq;
+    virtq_init(vq, keep.gm, keep.max_size);
+    vq->trace = keep.trace;
+    vq->trace_dev = keep.trace_dev;
+    vq->trace_queue = keep.trace_queue;
+    vq->chains = keep.chains;
+    vq->bytes_out = keep.bytes_out;
+    vq->bytes_in = keep.bytes_in;
 }
 
 /* Whether [a, a + alen) and [b, b + blen) overlap; both lie in RAM, so nothing wraps. */
@@ -287,6 +311,9 @@ int virtq_restore(struct virtq *vq, const struct virtq_state *st, uint64_t featu
     }
     if (st->broken)
         virtq_break(&q, "broken before the snapshot");
+    q.trace = vq->trace;
+    q.trace_dev = vq->trace_dev;
+    q.trace_queue = vq->trace_queue;
     *vq = q;
     return 0;
 }
@@ -441,6 +468,10 @@ int virtq_pop(struct virtq *vq, struct virtq_chain *ch)
     if (ret < 0)
         return ret;
     vq->last_avail_idx++;
+    vq->chains++;
+    vq->bytes_out += ch->out_bytes;
+    if (vq->trace && TRACE_ON(vq->trace, TRACE_VIRTIO))
+        virtq_trace(vq, TRACE_OP_POP, head, ch->nr_out + ch->nr_in, ch->out_bytes + ch->in_bytes);
     return 1;
 }
 
@@ -466,6 +497,9 @@ int virtq_push(struct virtq *vq, uint16_t head, uint32_t len)
     vq->used_idx++;
     /* Release: the element and the buffers' contents before the index that publishes them. */
     store16_release(&vq->used->idx, vq->used_idx);
+    vq->bytes_in += len;
+    if (vq->trace && TRACE_ON(vq->trace, TRACE_VIRTIO))
+        virtq_trace(vq, TRACE_OP_PUSH, head, 0, len);
     return 0;
 }
 

@@ -6,8 +6,17 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include "petrel/trace.h"
 #include "petrel/vcpu.h"
 #include "petrel/vm.h"
+
+/* The trace hook of a port or MMIO access: one test of the VM's trace flags when off. */
+#define VCPU_TRACE_ACCESS(v, kind, addr, data, size, is_write, dev)                                \
+    do {                                                                                           \
+        if (TRACE_ON(&(v)->vm->trace, kind))                                                       \
+            trace_access(&(v)->vm->trace, (int)(v)->id, kind, addr, data, size, is_write,          \
+                         (dev) ? device_label(dev) : NULL);                                        \
+    } while (0)
 
 static enum vcpu_step vcpu_crash(struct vcpu *v, const char *fmt, ...) PRINTF(2, 3);
 
@@ -36,8 +45,11 @@ static enum vcpu_step vcpu_handle_io(struct vcpu *v)
                           run->io.port, (unsigned long long)size, (unsigned long long)count);
     uint8_t *data = (uint8_t *)run + run->io.data_offset;
     bool out = run->io.direction == KVM_EXIT_IO_OUT;
-    for (uint64_t i = 0; i < count; i++)
-        bus_dispatch(&v->vm->pio, run->io.port, data + i * size, (unsigned)size, out);
+    for (uint64_t i = 0; i < count; i++) {
+        struct device *dev;
+        bus_access(&v->vm->pio, run->io.port, data + i * size, (unsigned)size, out, &dev);
+        VCPU_TRACE_ACCESS(v, TRACE_PIO, run->io.port, data + i * size, (unsigned)size, out, dev);
+    }
     v->io_pending = true;
     return VCPU_STEP_CONTINUE;
 }
@@ -48,8 +60,11 @@ static enum vcpu_step vcpu_handle_mmio(struct vcpu *v)
 
     if (run->mmio.len == 0 || run->mmio.len > sizeof(run->mmio.data))
         return vcpu_crash(v, "malformed MMIO exit (length %u)", run->mmio.len);
-    bus_dispatch(&v->vm->mmio, run->mmio.phys_addr, run->mmio.data, run->mmio.len,
-                 run->mmio.is_write);
+    struct device *dev;
+    bus_access(&v->vm->mmio, run->mmio.phys_addr, run->mmio.data, run->mmio.len, run->mmio.is_write,
+               &dev);
+    VCPU_TRACE_ACCESS(v, TRACE_MMIO, run->mmio.phys_addr, run->mmio.data, run->mmio.len,
+                      run->mmio.is_write, dev);
     v->io_pending = true;
     return VCPU_STEP_CONTINUE;
 }
@@ -92,7 +107,9 @@ static enum vcpu_step vcpu_kvm_run(struct vcpu *v)
 {
     struct kvm_run *run = v->run;
 
+    uint64_t t0 = now_ns();
     int ret = ioctl(v->fd, KVM_RUN, 0);
+    vcpu_stat_add(&v->stats.guest_ns, now_ns() - t0);
     /*
      * Any KVM_RUN, even one with immediate_exit set, completes a pending I/O
      * exit; it may return the exit of the access's next fragment, which sets
@@ -100,14 +117,19 @@ static enum vcpu_step vcpu_kvm_run(struct vcpu *v)
      */
     v->io_pending = false;
     if (ret < 0) {
-        if (errno == EINTR || errno == EAGAIN)
+        if (errno == EINTR || errno == EAGAIN) {
+            vcpu_stat_add(&v->stats.interrupted, 1);
             return VCPU_STEP_INTERRUPTED;
+        }
         char detail[96];
         snprintf(detail, sizeof(detail), "KVM_RUN failed: %s", strerror(errno));
         vm_request_exit(v->vm, VM_EXIT_ERROR, PETREL_STATUS_ERROR, (int)v->id, detail);
         return VCPU_STEP_EXIT;
     }
 
+    vcpu_stat_add(&v->stats.exits[run->exit_reason < VCPU_STAT_REASONS ? run->exit_reason
+                                                                       : VCPU_STAT_REASONS - 1],
+                  1);
     switch (run->exit_reason) {
     case KVM_EXIT_IO:
         return vcpu_handle_io(v);

@@ -247,11 +247,13 @@ static int vm_setup_devices(struct vm *vm, struct errbuf *eb)
     vm->host.console_out = &vm->console.buf;
     vm->host.debugcon_out = vm->cfg.debugcon_path ? &vm->debugcon_file.buf : &vm->console.buf;
     vm->host.roles = &vm->roles;
+    vm->host.trace = &vm->trace;
     vm->host.console_connect = vm_console_connect;
     vm->host.console_disconnect = vm_console_disconnect;
     vm->host.vm = vm;
     /* The PCI host bridge is always there: the DSDT describes it, stock kernels probe it. */
     pci_bus_init(&vm->pci, &vm->mmio);
+    vm->pci.trace = &vm->trace;
     vm->pci_ready = true;
     vm->host.pci = &vm->pci;
 
@@ -286,6 +288,14 @@ static int vm_setup_loop(struct vm *vm, struct errbuf *eb)
         if (!vm->ev_signals[i] || event_add(vm->ev_signals[i], NULL))
             return err_set(eb, -ENOMEM, "cannot watch signal %d", signals[i]);
     }
+    ret = trace_start(&vm->trace, vm->base);
+    if (ret)
+        return err_set(eb, ret, "cannot set up tracing: %s", strerror(-ret));
+    if (vm->cfg.trace_spec) {
+        ret = vm_trace_set(vm, vm->cfg.trace_spec, NULL, NULL, eb);
+        if (ret)
+            return ret;
+    }
     ret = console_out_init(&vm->console, vm->base, VM_CONSOLE_BUFFER);
     if (ret)
         return err_set(eb, ret, "cannot set up the console: %s", strerror(-ret));
@@ -317,6 +327,7 @@ int vm_create(const struct vm_config *cfg, struct vm **out, struct errbuf *eb)
     vm->loader.kernel_fd = vm->loader.initrd_fd = -1;
     vm->pty_master = vm->pty_slave = vm->console_file_fd = vm->client_fd = -1;
     vm->exit_vcpu = -1;
+    vm->trace.fd = vm->trace.notify_fd = -1;
     pthread_mutex_init(&vm->exit_lock, NULL);
     hwdev_list_init(&vm->devices);
     bus_init(&vm->pio, "pio");
@@ -342,6 +353,12 @@ int vm_create(const struct vm_config *cfg, struct vm **out, struct errbuf *eb)
     ret = vm_check_config(vm, eb);
     if (ret)
         goto err_destroy;
+    /* After the check: the rings are per vCPU (allocated, not touched, until tracing is on). */
+    ret = trace_init(&vm->trace, cfg->cpus, cfg->trace_path);
+    if (ret) {
+        err_set(eb, ret, "cannot set up tracing: %s", strerror(-ret));
+        goto err_destroy;
+    }
     ret = vm_setup_kvm(vm, eb);
     if (ret)
         goto err_destroy;
@@ -426,6 +443,7 @@ int vm_run(struct vm *vm, struct errbuf *eb)
      * the loop that handled signals is gone, so only this limit ends the wait.
      */
     uint64_t deadline = now_ns() + CONSOLE_EXIT_WAIT_MS * 1000000ULL;
+    trace_flush(&vm->trace, deadline);
     console_out_flush(&vm->console, deadline);
     vm_console_stop(vm);
     if (vm->cfg.debugcon_path)
@@ -532,6 +550,7 @@ void vm_destroy(struct vm *vm)
     console_out_destroy(&vm->debugcon_file);
     if (vm->debugcon_fd >= 0)
         close(vm->debugcon_fd);
+    trace_destroy(&vm->trace);
     if (vm->base)
         event_base_free(vm->base);
     bus_destroy(&vm->pio);

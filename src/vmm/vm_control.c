@@ -139,6 +139,14 @@ static void vm_settle(struct vm *vm)
     vm_answer(w, n, 0, NULL);
 }
 
+void vm_kick_histogram_add(struct vm *vm, uint64_t ns)
+{
+    unsigned b = 0;
+    for (uint64_t us = ns / 1000; us && b < VM_KICK_BUCKETS - 1; us >>= 1)
+        b++;
+    vm->kick_hist[b]++;
+}
+
 void vm_control_progress(struct vm *vm)
 {
     pthread_mutex_lock(&vm->exit_lock);
@@ -150,6 +158,8 @@ void vm_control_progress(struct vm *vm)
         unsigned n = vm->nr_waiters;
 
         vm->state = VM_STOPPING;
+        vm->stop_start_ns = vm_now_ns();
+        trace_control(&vm->trace, TRACE_OP_STOP, 0);
         memcpy(w, vm->waiters, n * sizeof(w[0]));
         vm->nr_waiters = 0;
         /* A parked vCPU wakes for STOP too (vcpu_request broadcasts its condition). */
@@ -165,6 +175,8 @@ void vm_control_progress(struct vm *vm)
             vm->state = VM_PAUSED;
             vm->last_kick_ns = vm_now_ns() - vm->transition_start_ns;
             vm->pauses++;
+            vm_kick_histogram_add(vm, vm->last_kick_ns);
+            trace_control(&vm->trace, TRACE_OP_PAUSE, vm->last_kick_ns);
             hwdev_list_pause(&vm->devices); /* hooks return at once: nothing waits for I/O */
             vm_settle(vm);
             break;
@@ -173,11 +185,16 @@ void vm_control_progress(struct vm *vm)
                 return;
             vm->state = VM_RUNNING;
             vm->last_resume_ns = vm_now_ns() - vm->transition_start_ns;
+            trace_control(&vm->trace, TRACE_OP_RESUME, vm->last_resume_ns);
             vm_settle(vm);
             break;
         case VM_STOPPING:
-            if (vm_all_vcpus(vm, VCPU_EXITED))
+            if (vm_all_vcpus(vm, VCPU_EXITED)) {
+                if (!vm->stopped_traced)
+                    trace_control(&vm->trace, TRACE_OP_STOPPED, vm_now_ns() - vm->stop_start_ns);
+                vm->stopped_traced = true;
                 event_base_loopbreak(vm->base);
+            }
             return;
         default:
             return;

@@ -1088,6 +1088,23 @@ def virtio_net_seeds():
         "tap-csum-tx": init(vnet=True, lo=0x1) + vp_mem(txbuf, b"\x01" + arp[1:])
             + post(TX, [(txbuf, len(arp), 0, 0)]),
     }
+def trace_seeds():
+    specs = {
+        "all": b"pio,mmio,virtio,irq,control",
+        "range": b"pio=0x3f8-0x3ff,mmio=0xfe000000-0xfe000fff",
+        "dev": b"virtio,dev=vda,dev=com1",
+        "bad-kind": b"pio,disk",
+        "bad-range": b"pio=0x3ff-0x3f8",
+        "empty-item": b"pio,,mmio",
+        "many": b",".join(b"pio=%d" % i for i in range(12)),
+    }
+    seeds = {"spec-" + name: b"\x00" + data for name, data in specs.items()}
+    seeds["change"] = b"\x01virtio,irq=1\npio,mmio"
+    seeds["change-off-range"] = b"\x01virtio\npio=1-2"
+    seeds["body-put"] = b'\x02{"filter": "pio=0x3f8-0x3ff,control"}'
+    seeds["body-patch"] = b'\x02{"on": "virtio", "off": "pio"}'
+    seeds["body-bad"] = b'\x02{"on": 1}'
+    return seeds
 
 
 TARGETS = {"kernel": kernel_seeds, "uart8250": uart_seeds, "api": api_seeds,
@@ -1095,7 +1112,7 @@ TARGETS = {"kernel": kernel_seeds, "uart8250": uart_seeds, "api": api_seeds,
            "virtio_pci": virtio_pci_seeds, "virtio_blk": virtio_blk_seeds,
            "virtio_console": virtio_console_seeds, "virtio_net": virtio_net_seeds,
            "gdb": gdb_seeds, "escape": escape_seeds, "i8042": i8042_seeds,
-           "testdev": testdev_seeds}
+           "testdev": testdev_seeds, "trace": trace_seeds}
 
 
 def main():

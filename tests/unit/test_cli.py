@@ -19,7 +19,7 @@ import traceback
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 from harness import PETREL, case, expect, main, petrel, text  # noqa: E402
 
-COMMANDS = ["run", "pause", "resume", "stop", "status", "snapshot", "console", "list"]
+COMMANDS = ["run", "pause", "resume", "stop", "status", "snapshot", "console", "list", "stat", "trace"]
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE = os.path.join(HERE, "..", "..")
 # Each command's --help as it is meant to read: tests/unit/cli-help/CMD.txt (petrel.txt:
@@ -147,6 +147,8 @@ def samples(d):
                 "drive": ["path=%s,ro,id=disk0" % f], "stats": [None], "seccomp": ["log"],
                 "gdb": ["unix:" + os.path.join(d, "gdb.sock")],
                 "net": ["user,hostfwd=tcp:127.0.0.1:1-:22,mac=52:54:00:00:00:02"],
+                "trace": ["pio=0x3f8-0x3ff,virtio,control"],
+                "trace-file": [os.path.join(d, "trace.log")],
                 "restore": [os.path.join(d, "no-snapshot")],
                 "restore-clock": ["frozen", "--restore", os.path.join(d, "no-snapshot")]},
         "pause": target, "resume": target, "status": target,
@@ -154,6 +156,9 @@ def samples(d):
         "list": {"json": [None]},
         "console": {"api-sock": [sock]},
         "snapshot": {"api-sock": [sock], "resume": [None]},
+        "stat": {"api-sock": [sock], "json": [None], "watch": ["1"]},
+        "trace": {"api-sock": [sock], "json": [None], "on": ["virtio"], "off": ["pio"],
+                  "filter": ["irq,control"]},
     }
 
 
