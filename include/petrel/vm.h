@@ -55,6 +55,26 @@ struct vm_waiter {
 
 #define VM_MAX_WAITERS 64
 
+/* vCPUs whose steps a pause keeps (the first ones). */
+#define VM_STEPS_VCPUS 8
+
+/*
+ * The steps of the last completed pause, CLOCK_MONOTONIC ns (0: not reached), for
+ * GET /vm's pause.steps: where the time goes between the request and the reply.
+ */
+struct vm_steps {
+    uint64_t request_ns;                /* vm_pause() called (the request parsed, on the loop) */
+    uint64_t kick_ns[VM_STEPS_VCPUS];   /* the loop sent vCPU i its signal */
+    uint64_t out_ns[VM_STEPS_VCPUS];    /* vCPU i saw the request, out of KVM_RUN */
+    uint64_t parked_ns[VM_STEPS_VCPUS]; /* vCPU i's park hook done */
+    uint64_t ack_ns[VM_STEPS_VCPUS];    /* vCPU i acked */
+    uint64_t woken_ns;                  /* the loop woke for the ack that completed the pause */
+    uint64_t settled_ns;                /* the loop saw every vCPU parked */
+    uint64_t replied_ns; /* the request's answer (the HTTP reply) handed to its connection */
+    unsigned wakes;      /* loop wake-ups by vCPU acks during the pause */
+    unsigned nr_vcpus;   /* how many of the arrays are filled */
+};
+
 /* What `petrel status` and the API report. */
 struct vm_info {
     enum vm_state state;
@@ -64,6 +84,7 @@ struct vm_info {
     uint64_t pauses;         /* completed pauses */
     uint64_t last_kick_ns;   /* the last pause: request on the loop -> every vCPU parked */
     uint64_t last_resume_ns; /* the last resume: request -> every vCPU running */
+    struct vm_steps steps;   /* the last pause's steps */
     size_t console_buffered; /* guest output waiting for the console reader */
     size_t console_capacity;
     uint64_t console_dropped; /* output the console's reader did not take (a full pty) */
@@ -85,7 +106,8 @@ struct vm {
 
     struct vcpu *vcpus;
     unsigned nr_vcpus;
-    int vcpu_notify_fd; /* eventfd: vCPUs ack state changes and exits here */
+    int vcpu_notify_fd;       /* eventfd: vCPUs ack state changes and exits here */
+    atomic_uint acks_pending; /* acks counted by the loop, taken off by vCPUs (vcpu_ack()) */
 
     struct event_base *base;
     struct event *ev_vcpu;
@@ -96,6 +118,10 @@ struct vm {
     uint64_t transition_start_ns;
     uint64_t start_ns;
     uint64_t pauses, last_kick_ns, last_resume_ns;
+    struct vm_steps steps;     /* the last completed pause's, from its request to its reply */
+    uint64_t wake_ns;          /* the loop's last wake-up by a vCPU ack */
+    unsigned wakes;            /* ... and how many during the current transition */
+    uint64_t pause_request_ns; /* the current pause's vm_pause() */
 
     struct console_out console;
     struct console_in console_in;

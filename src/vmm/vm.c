@@ -205,6 +205,7 @@ static int vm_create_vcpus(struct vm *vm, struct errbuf *eb)
     for (unsigned i = 0; i < vm->cfg.cpus; i++) {
         struct vcpu *v = &vm->vcpus[i];
         vcpu_init_common(v, i, &vcpu_kvm_ops, vm->vcpu_notify_fd);
+        v->acks_pending = &vm->acks_pending;
         v->vm = vm;
         v->fd = -1;
         vm->nr_vcpus++;
@@ -313,6 +314,7 @@ int vm_create(const struct vm_config *cfg, struct vm **out, struct errbuf *eb)
         return err_set(eb, -ENOMEM, "out of memory");
     vm->cfg = *cfg;
     vm->kvm_fd = vm->vm_fd = vm->debugcon_fd = -1;
+    atomic_init(&vm->acks_pending, 0);
     vm->loader.kernel_fd = vm->loader.initrd_fd = -1;
     vm->pty_master = vm->pty_slave = vm->console_file_fd = vm->client_fd = -1;
     vm->exit_vcpu = -1;
@@ -382,9 +384,12 @@ static void vm_on_vcpu_event(evutil_socket_t fd, short what, void *arg)
     uint64_t v;
     (void)what;
 
+    struct vm *vm = arg;
+    vm->wake_ns = vm_now_ns();
+    vm->wakes++;
     ssize_t n = read(fd, &v, sizeof(v));
     (void)n; /* EAGAIN: another wake-up already took the count; the scan is what counts */
-    vm_control_progress(arg);
+    vm_control_progress(vm);
 }
 
 int vm_run(struct vm *vm, struct errbuf *eb)

@@ -105,10 +105,28 @@ static void vm_clear_all(struct vm *vm, unsigned req)
         vcpu_clear_request(&vm->vcpus[i], req);
 }
 
+/*
+ * Counts the acks a transition waits for (every vCPU thread not gone), before any vCPU
+ * is asked: the last of them wakes the loop (vcpu_ack() in vcpu.c has the argument).
+ */
+static void vm_count_acks(struct vm *vm)
+{
+    unsigned n = 0;
+
+    for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+        enum vcpu_state s = vcpu_state(&vm->vcpus[i]);
+        if (vm->vcpus[i].thread_started && s != VCPU_EXITED && s != VCPU_CREATED)
+            n++;
+    }
+    atomic_fetch_add(&vm->acks_pending, n);
+}
+
 /* Starts the transition from a settled state toward goal (VM_PAUSED or VM_RUNNING). */
 static void vm_start_transition(struct vm *vm, enum vm_state goal)
 {
     vm->transition_start_ns = vm_now_ns();
+    vm->wakes = 0;
+    vm_count_acks(vm);
     if (goal == VM_PAUSED) {
         vm->state = VM_PAUSING;
         vm_request_all(vm, VCPU_REQ_PAUSE);
@@ -128,6 +146,7 @@ static void vm_settle(struct vm *vm)
 {
     struct vm_waiter w[VM_MAX_WAITERS];
     unsigned n = 0;
+    bool paused = vm->state == VM_PAUSED;
 
     while (n < vm->nr_waiters && vm->waiters[n].goal == vm->state)
         n++;
@@ -137,6 +156,28 @@ static void vm_settle(struct vm *vm)
     if (vm->nr_waiters)
         vm_start_transition(vm, vm->waiters[0].goal);
     vm_answer(w, n, 0, NULL);
+    if (paused)
+        vm->steps.replied_ns = vm_now_ns();
+}
+
+/* Keeps the steps of the pause that just completed (every vCPU has acked). */
+static void vm_note_steps(struct vm *vm)
+{
+    struct vm_steps *st = &vm->steps;
+
+    memset(st, 0, sizeof(*st));
+    st->request_ns = vm->pause_request_ns;
+    st->nr_vcpus = vm->nr_vcpus < VM_STEPS_VCPUS ? vm->nr_vcpus : VM_STEPS_VCPUS;
+    for (unsigned i = 0; i < st->nr_vcpus; i++) {
+        const struct vcpu *v = &vm->vcpus[i];
+        st->kick_ns[i] = v->kick_ns;
+        st->out_ns[i] = v->out_ns;
+        st->parked_ns[i] = v->parked_ns;
+        st->ack_ns[i] = v->ack_ns;
+    }
+    st->woken_ns = vm->wake_ns;
+    st->wakes = vm->wakes;
+    st->settled_ns = vm_now_ns();
 }
 
 void vm_control_progress(struct vm *vm)
@@ -164,6 +205,7 @@ void vm_control_progress(struct vm *vm)
                 return;
             vm->state = VM_PAUSED;
             vm->last_kick_ns = vm_now_ns() - vm->transition_start_ns;
+            vm_note_steps(vm);
             vm->pauses++;
             hwdev_list_pause(&vm->devices); /* hooks return at once: nothing waits for I/O */
             vm_settle(vm);
@@ -232,6 +274,8 @@ static void vm_control_request(struct vm *vm, enum vm_state goal, vm_done_fn *do
 
 void vm_pause(struct vm *vm, vm_done_fn *done, void *ctx)
 {
+    if (!vm->nr_waiters)
+        vm->pause_request_ns = vm_now_ns();
     vm_control_request(vm, VM_PAUSED, done, ctx);
 }
 
@@ -286,6 +330,7 @@ void vm_get_info(struct vm *vm, struct vm_info *info)
     info->pauses = vm->pauses;
     info->last_kick_ns = vm->last_kick_ns;
     info->last_resume_ns = vm->last_resume_ns;
+    info->steps = vm->steps;
     info->console_buffered = outbuf_len(&vm->console.buf);
     info->console_capacity = vm->console.buf.cap;
     info->console_dropped = vm->console.dropped;
