@@ -16,6 +16,8 @@ static const struct cmd cmds[] = {
     {"snapshot", "pause a VM and write its snapshot to a directory", cmd_snapshot},
     {"list", "list running VMs", cmd_list},
     {"console", "attach this terminal to a VM started with --console socket", cmd_console},
+    {"events", "print what happens to a VM as it happens (paused, stopping, ...)", cmd_events},
+    {"wait", "wait until a VM is Running, Paused or Stopped", cmd_wait},
 };
 
 static void usage(FILE *f)

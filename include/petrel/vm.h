@@ -55,6 +55,22 @@ struct vm_waiter {
 
 #define VM_MAX_WAITERS 64
 
+/* What happened to the VM, for clients that wait for it (GET /events): see vm_event_name(). */
+enum vm_event {
+    VM_EVENT_PAUSED,             /* every vCPU parked */
+    VM_EVENT_RESUMED,            /* every vCPU running again */
+    VM_EVENT_STOPPING,           /* the VM is ending (detail: why, as vm_exit_reason_name()) */
+    VM_EVENT_POWEROFF,           /* the guest powered off */
+    VM_EVENT_RESET,              /* the guest reset the machine (petrel ends) */
+    VM_EVENT_CRASH,              /* the guest crashed (detail: what happened) */
+    VM_EVENT_DEVICE_NEEDS_RESET, /* a device set DEVICE_NEEDS_RESET (detail: its name) */
+    VM_EVENT_CONSOLE_ATTACHED,   /* a `petrel console` client attached */
+    VM_EVENT_CONSOLE_DETACHED,   /* ... and left */
+};
+
+/* Called on the loop for each event; detail may be NULL. */
+typedef void vm_event_fn(void *ctx, enum vm_event ev, const char *detail);
+
 /* vCPUs whose steps a pause keeps (the first ones). */
 #define VM_STEPS_VCPUS 8
 
@@ -146,6 +162,9 @@ struct vm {
     unsigned nr_console_ports;
     const struct console_port *console_input;
 
+    vm_event_fn *on_event; /* loop only: who hears vm_emit(), or NULL */
+    void *on_event_ctx;
+
     struct vm_snap *snapshot;    /* a snapshot being written (snapshot.c), or NULL */
     uint64_t restore_advance_ns; /* a restore: how far the clock moved on (vm_restore_kvm) */
 
@@ -219,6 +238,15 @@ void vm_control_progress(struct vm *vm);
 
 /* CLOCK_MONOTONIC in nanoseconds. */
 uint64_t vm_now_ns(void);
+
+/* Tells vm->on_event about ev (loop only). */
+void vm_emit(struct vm *vm, enum vm_event ev, const char *detail);
+
+/* "paused", "guest_poweroff", ... as GET /events spells them. */
+const char *vm_event_name(enum vm_event ev);
+
+/* "poweroff", "stop", ... : why a VM ended, as the stopping event says. */
+const char *vm_exit_reason_name(enum vm_exit_reason reason);
 
 /* The console's set-up and life (vm_console.c). */
 int vm_console_setup(struct vm *vm, struct errbuf *eb) MUST_CHECK;

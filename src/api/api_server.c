@@ -158,6 +158,15 @@ static void api_patch_vm(struct api_server *s, struct evhttp_request *req, json_
         api_fault(req, 400, "Bad Request", "\"state\" must be \"Paused\" or \"Resumed\"");
 }
 
+/* GET /events: JSON lines, one per event, until petrel exits (api_events.c). */
+static void api_get_events(struct api_server *s, struct evhttp_request *req, json_t *body)
+{
+    (void)body;
+    if (api_events_open(&s->events, req, vm_state_name(s->vm->state)) < 0)
+        api_fault(req, 503, "Service Unavailable",
+                  "too many clients are listening to events (16): close one");
+}
+
 /* Ends a deferred PUT /snapshot/create. */
 static void api_snapshot_done(void *ctx, int err, const char *msg)
 {
@@ -247,6 +256,7 @@ static const struct api_route {
     {EVHTTP_REQ_GET, "/", api_get_root, NULL},
     {EVHTTP_REQ_GET, "/machine-config", api_get_machine, NULL},
     {EVHTTP_REQ_GET, "/vm", api_get_vm, NULL},
+    {EVHTTP_REQ_GET, "/events", api_get_events, NULL},
     {EVHTTP_REQ_PATCH, "/vm", api_patch_vm, (const char *const[]){"state", NULL}},
     {EVHTTP_REQ_PUT, "/actions", api_put_actions, (const char *const[]){"action_type", NULL}},
     {EVHTTP_REQ_PUT, "/snapshot/create", api_put_snapshot,
@@ -474,6 +484,7 @@ int api_server_start(struct api_server *s, struct vm *vm, const char *name, cons
                                             EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
     evhttp_set_max_body_size(s->http, 1024 * 1024);
     evhttp_set_gencb(s->http, api_handle, s);
+    api_events_init(&s->events, vm, API_EVENTS_QUEUE_MAX);
     s->listener = evconnlistener_new(vm->base, NULL, NULL, LEV_OPT_CLOSE_ON_EXEC, -1, s->sock_fd);
     if (!s->listener || !evhttp_bind_listener(s->http, s->listener)) {
         ret = err_set(eb, -ENOMEM, "cannot serve the API socket");
@@ -501,6 +512,9 @@ void api_server_stop(struct api_server *s)
         unlink(s->console_path);
     }
     if (s->http) {
+        api_events_close_all(&s->events);
+        if (s->vm->on_event_ctx == &s->events)
+            s->vm->on_event = NULL;
         /* Frees the bound listener (and with it the socket) too. */
         evhttp_free(s->http);
         s->http = NULL;

@@ -45,6 +45,80 @@ const char *vm_state_name(enum vm_state state)
     return "Unknown";
 }
 
+const char *vm_event_name(enum vm_event ev)
+{
+    switch (ev) {
+    case VM_EVENT_PAUSED:
+        return "paused";
+    case VM_EVENT_RESUMED:
+        return "resumed";
+    case VM_EVENT_STOPPING:
+        return "stopping";
+    case VM_EVENT_POWEROFF:
+        return "guest_poweroff";
+    case VM_EVENT_RESET:
+        return "guest_reset";
+    case VM_EVENT_CRASH:
+        return "guest_crash";
+    case VM_EVENT_DEVICE_NEEDS_RESET:
+        return "device_needs_reset";
+    case VM_EVENT_CONSOLE_ATTACHED:
+        return "console_attached";
+    case VM_EVENT_CONSOLE_DETACHED:
+        return "console_detached";
+    }
+    return "unknown";
+}
+
+const char *vm_exit_reason_name(enum vm_exit_reason reason)
+{
+    switch (reason) {
+    case VM_EXIT_NONE:
+        return "none";
+    case VM_EXIT_DEBUG:
+        return "debug_exit";
+    case VM_EXIT_RESET:
+        return "reset";
+    case VM_EXIT_POWEROFF:
+        return "poweroff";
+    case VM_EXIT_CRASH:
+        return "crash";
+    case VM_EXIT_SIGNAL:
+        return "signal";
+    case VM_EXIT_QUIT:
+        return "quit";
+    case VM_EXIT_STOP:
+        return "stop";
+    case VM_EXIT_ERROR:
+        return "error";
+    }
+    return "unknown";
+}
+
+void vm_emit(struct vm *vm, enum vm_event ev, const char *detail)
+{
+    if (vm->on_event)
+        vm->on_event(vm->on_event_ctx, ev, detail);
+}
+
+/* The events of a VM that starts to stop: what the guest did, if that is why, then stopping. */
+static void vm_emit_stopping(struct vm *vm)
+{
+    char detail[sizeof(vm->exit_detail)];
+
+    pthread_mutex_lock(&vm->exit_lock);
+    enum vm_exit_reason reason = vm->exit_reason;
+    memcpy(detail, vm->exit_detail, sizeof(detail));
+    pthread_mutex_unlock(&vm->exit_lock);
+    if (reason == VM_EXIT_POWEROFF)
+        vm_emit(vm, VM_EVENT_POWEROFF, NULL);
+    else if (reason == VM_EXIT_RESET)
+        vm_emit(vm, VM_EVENT_RESET, NULL);
+    else if (reason == VM_EXIT_CRASH)
+        vm_emit(vm, VM_EVENT_CRASH, detail[0] ? detail : NULL);
+    vm_emit(vm, VM_EVENT_STOPPING, vm_exit_reason_name(reason));
+}
+
 void vm_request_exit(struct vm *vm, enum vm_exit_reason reason, int status, int vcpu_id,
                      const char *detail)
 {
@@ -195,6 +269,7 @@ void vm_control_progress(struct vm *vm)
         vm->nr_waiters = 0;
         /* A parked vCPU wakes for STOP too (vcpu_request broadcasts its condition). */
         vm_request_all(vm, VCPU_REQ_STOP);
+        vm_emit_stopping(vm);
         vm_answer(w, n, -ESHUTDOWN, "the VM is stopping");
     }
     /* A settled transition may start the next one, which may be done at once. */
@@ -208,6 +283,7 @@ void vm_control_progress(struct vm *vm)
             vm_note_steps(vm);
             vm->pauses++;
             hwdev_list_pause(&vm->devices); /* hooks return at once: nothing waits for I/O */
+            vm_emit(vm, VM_EVENT_PAUSED, NULL);
             vm_settle(vm);
             break;
         case VM_RESUMING:
@@ -215,6 +291,7 @@ void vm_control_progress(struct vm *vm)
                 return;
             vm->state = VM_RUNNING;
             vm->last_resume_ns = vm_now_ns() - vm->transition_start_ns;
+            vm_emit(vm, VM_EVENT_RESUMED, NULL);
             vm_settle(vm);
             break;
         case VM_STOPPING:
