@@ -50,7 +50,8 @@ int api_console_path(const char *sock_path, char *buf, size_t len) MUST_CHECK;
 
 /* GET /events (api_events.c): the clients listening, at most API_EVENTS_MAX_CLIENTS. */
 #define API_EVENTS_MAX_CLIENTS 16
-#define API_EVENTS_QUEUE_MAX   (64 * 1024) /* a client's lines not yet written, in bytes */
+#define API_EVENTS_QUEUE_MAX   (16 * 1024) /* a client's lines not yet written, in bytes */
+#define API_EVENTS_SNDBUF      (16 * 1024) /* its socket's send buffer (SO_SNDBUF) */
 #define API_EVENT_LINE_MAX     512         /* one event's line */
 
 struct api_events_client {

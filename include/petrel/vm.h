@@ -57,15 +57,14 @@ struct vm_waiter {
 
 /* What happened to the VM, for clients that wait for it (GET /events): see vm_event_name(). */
 enum vm_event {
-    VM_EVENT_PAUSED,             /* every vCPU parked */
-    VM_EVENT_RESUMED,            /* every vCPU running again */
-    VM_EVENT_STOPPING,           /* the VM is ending (detail: why, as vm_exit_reason_name()) */
-    VM_EVENT_POWEROFF,           /* the guest powered off */
-    VM_EVENT_RESET,              /* the guest reset the machine (petrel ends) */
-    VM_EVENT_CRASH,              /* the guest crashed (detail: what happened) */
-    VM_EVENT_DEVICE_NEEDS_RESET, /* a device set DEVICE_NEEDS_RESET (detail: its name) */
-    VM_EVENT_CONSOLE_ATTACHED,   /* a `petrel console` client attached */
-    VM_EVENT_CONSOLE_DETACHED,   /* ... and left */
+    VM_EVENT_PAUSED,           /* every vCPU parked */
+    VM_EVENT_RESUMED,          /* every vCPU running again */
+    VM_EVENT_STOPPING,         /* the VM is ending (detail: why, as vm_exit_reason_name()) */
+    VM_EVENT_POWEROFF,         /* the guest powered off */
+    VM_EVENT_RESET,            /* the guest reset the machine (petrel ends) */
+    VM_EVENT_CRASH,            /* the guest crashed (detail: what happened) */
+    VM_EVENT_CONSOLE_ATTACHED, /* a `petrel console` client attached */
+    VM_EVENT_CONSOLE_DETACHED, /* ... and left */
 };
 
 /* Called on the loop for each event; detail may be NULL. */

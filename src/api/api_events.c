@@ -5,7 +5,8 @@
  *
  * Neither a slow nor a dead client holds the loop up or makes petrel's memory grow:
  * each client's lines wait in its connection's output buffer, at most
- * API_EVENTS_QUEUE_MAX bytes of them; an event that does not fit is dropped and
+ * API_EVENTS_QUEUE_MAX bytes of them (behind a socket send buffer of
+ * API_EVENTS_SNDBUF); an event that does not fit is dropped and
  * counted, and the next one that fits is preceded by {"event": "dropped", "count": N}.
  * A client that goes away is forgotten when its connection closes.
  */
@@ -154,6 +155,15 @@ int api_events_open(struct api_events *ev, struct evhttp_request *req, const cha
     memset(c, 0, sizeof(*c));
     c->req = req;
     c->conn = evhttp_request_get_connection(req);
+    /*
+     * The kernel's default send buffer would hold a few thousand events behind the
+     * queue's bound (a unix socket's is about 200 KiB): keep it small, so the bound is
+     * mostly the queue's, which drops and says so. Best effort.
+     */
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(c->conn);
+    int sndbuf = API_EVENTS_SNDBUF;
+    if (bev)
+        setsockopt(bufferevent_getfd(bev), SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
     evhttp_connection_set_closecb(c->conn, api_events_closed, c);
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
                       "application/x-ndjson");
@@ -164,25 +174,33 @@ int api_events_open(struct api_events *ev, struct evhttp_request *req, const cha
 }
 
 /*
- * Writes out once, without waiting, what out holds (a bufferevent's output, whose
- * start libevent keeps frozen: it is read in place, not drained; the connection is
- * freed next).
+ * Writes out, without waiting, what out holds (a bufferevent's output, whose start
+ * libevent keeps frozen: it is read in place, not drained; the connection is freed
+ * next), until the socket takes no more.
  */
 static void api_events_flush(struct evbuffer *out, int fd)
 {
-    struct evbuffer_iovec v[16];
-    struct iovec iov[16];
-    int n = evbuffer_peek(out, -1, NULL, v, 16);
+    size_t done = 0, len = evbuffer_get_length(out);
 
-    if (fd < 0 || n <= 0)
-        return;
-    if (n > 16)
-        n = 16;
-    for (int i = 0; i < n; i++)
-        iov[i] = (struct iovec){.iov_base = v[i].iov_base, .iov_len = v[i].iov_len};
-    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n};
-    ssize_t w = sendmsg(fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
-    (void)w; /* a client that cannot take it now loses the end of its stream */
+    while (fd >= 0 && done < len) {
+        struct evbuffer_ptr pos;
+        struct evbuffer_iovec v[16];
+        struct iovec iov[16];
+        if (evbuffer_ptr_set(out, &pos, done, EVBUFFER_PTR_SET) < 0)
+            return;
+        int n = evbuffer_peek(out, -1, &pos, v, 16);
+        if (n <= 0)
+            return;
+        if (n > 16)
+            n = 16;
+        for (int i = 0; i < n; i++)
+            iov[i] = (struct iovec){.iov_base = v[i].iov_base, .iov_len = v[i].iov_len};
+        struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+        ssize_t w = sendmsg(fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (w <= 0)
+            return; /* a client that cannot take it now loses the end of its stream */
+        done += (size_t)w;
+    }
 }
 
 void api_events_close_all(struct api_events *ev)

@@ -108,8 +108,12 @@ static void api_get_vm(struct api_server *s, struct evhttp_request *req, json_t 
     (void)body;
 
     vm_get_info(s->vm, &info);
+    unsigned listeners = 0;
+    for (unsigned i = 0; i < API_EVENTS_MAX_CLIENTS; i++)
+        listeners += s->events.clients[i].req != NULL;
     api_reply_json(req, 200, "OK",
-                   json_pack("{s:s, s:s, s:i, s:I, s:f, s:{s:I, s:f, s:f, s:o}, s:{s:I, s:I, s:I}}",
+                   json_pack("{s:s, s:s, s:i, s:I, s:f, s:{s:I, s:f, s:f, s:o}, s:{s:I, s:I, s:I}, "
+                             "s:{s:i, s:I}}",
                              "id", s->name, "state", vm_state_name(info.state), "vcpu_count",
                              (int)info.vcpus, "mem_size_mib", (json_int_t)(info.memory / MiB),
                              "uptime_s", info.uptime_s, "pause", "count", (json_int_t)info.pauses,
@@ -117,7 +121,8 @@ static void api_get_vm(struct api_server *s, struct evhttp_request *req, json_t 
                              (double)info.last_resume_ns / 1000.0, "steps", api_steps(&info.steps),
                              "console", "buffered", (json_int_t)info.console_buffered, "capacity",
                              (json_int_t)info.console_capacity, "dropped",
-                             (json_int_t)info.console_dropped));
+                             (json_int_t)info.console_dropped, "events", "clients", (int)listeners,
+                             "dropped", (json_int_t)s->events.dropped));
 }
 
 /* Ends a deferred PATCH /vm when the VM's transition completes. */

@@ -60,8 +60,6 @@ const char *vm_event_name(enum vm_event ev)
         return "guest_reset";
     case VM_EVENT_CRASH:
         return "guest_crash";
-    case VM_EVENT_DEVICE_NEEDS_RESET:
-        return "device_needs_reset";
     case VM_EVENT_CONSOLE_ATTACHED:
         return "console_attached";
     case VM_EVENT_CONSOLE_DETACHED:

@@ -19,7 +19,8 @@ import traceback
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 from harness import PETREL, case, expect, main, petrel, text  # noqa: E402
 
-COMMANDS = ["run", "pause", "resume", "stop", "status", "snapshot", "console", "list"]
+COMMANDS = ["run", "pause", "resume", "stop", "status", "snapshot", "console", "list", "events",
+            "wait"]
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE = os.path.join(HERE, "..", "..")
 # Each command's --help as it is meant to read: tests/unit/cli-help/CMD.txt (petrel.txt:
@@ -152,6 +153,8 @@ def samples(d):
         "list": {"json": [None]},
         "console": {"api-sock": [sock]},
         "snapshot": {"api-sock": [sock], "resume": [None]},
+        "events": target,
+        "wait": {"api-sock": [sock], "for": ["Paused"], "timeout": ["5"]},
     }
 
 
@@ -161,6 +164,8 @@ def baseline(cmd, d):
     return {"run": ["run", "--kernel", os.path.join(d, "no-kernel")],
             "list": ["list"],
             "snapshot": ["snapshot", "--api-sock", os.path.join(d, "x.sock"), d],
+            # Waiting for Stopped when no VM runs is done at once (status 0).
+            "wait": ["wait", "--api-sock", os.path.join(d, "x.sock"), "--for", "Running"],
             }.get(cmd, [cmd, "--api-sock", os.path.join(d, "x.sock")])
 
 
