@@ -211,6 +211,7 @@ static void vcpu_loop(struct vcpu *v)
             step = vcpu_complete_exit(v);
         } else {
             vcpu_park(v);
+            pausing = false; /* resumed: the next pause is a new one, even if already asked */
             continue;
         }
         if (step == VCPU_STEP_EXIT)
