@@ -213,5 +213,25 @@ def a_client_that_never_reads_holds_nothing_up():
         expect(said == dropped, "the notices add up to the VM's count: %d, %d" % (said, dropped))
         expect(names[-1] == "stopping", "the stream ends with stopping: %r" % names[-3:])
 
+@case
+def console_clients_attaching_and_leaving_are_events():
+    with tempfile.TemporaryDirectory() as d:
+        sock = os.path.join(d, "ev.sock")
+        r = Running("run", "--kernel", kit("halt"), "--api-sock", sock, "--console", "socket")
+        expect(r.wait_output("petrel console", stream=1), "console socket: " + r.errors())
+        cli = events_cli(sock)
+        for _ in range(2):
+            c = Running("console", "--api-sock", sock, stdin=subprocess.PIPE)
+            expect(c.wait_output("halt: ready"), "the history is replayed: %r" % c.errors())
+            c.proc.stdin.write(b"\x01d")
+            c.proc.stdin.close()
+            expect(c.wait() == 0, "detach exits 0: " + c.errors())
+        status, _, _ = api(sock, "PUT", "/actions", {"action_type": "Stop"})
+        expect(status == 204 and r.wait() == 0, "stopped")
+        got = [e["event"] for e in finish(cli)]
+        expect(got == ["console_attached", "console_detached"] * 2 + ["stopping"],
+               "attach, leave, twice, then stopping: %r" % got)
+
+
 if __name__ == "__main__":
     main()
