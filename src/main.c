@@ -18,6 +18,8 @@ static const struct cmd cmds[] = {
     {"console", "attach this terminal to a VM started with --console socket", cmd_console},
     {"stat", "show a VM's counters: exits per vCPU, accesses per device, kicks", cmd_stat},
     {"trace", "change what a running VM traces (--on, --off, --filter)", cmd_trace},
+    {"events", "print what happens to a VM as it happens (paused, stopping, ...)", cmd_events},
+    {"wait", "wait until a VM is Running, Paused or Stopped", cmd_wait},
 };
 
 static void usage(FILE *f)

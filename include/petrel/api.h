@@ -17,6 +17,8 @@
 #include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
 #include <sys/un.h>
 
 #include "petrel/util.h"
@@ -27,6 +29,8 @@
 
 struct vm;
 struct evhttp;
+struct evhttp_request;
+struct evhttp_connection;
 struct evconnlistener;
 
 /* Checks a VM name: 1-64 of [A-Za-z0-9._-], not starting with '.' or '-'. */
@@ -44,8 +48,62 @@ int api_sock_path(const char *name, char *buf, size_t len) MUST_CHECK;
 /* The console socket next to an API socket: NAME.sock -> NAME.console. */
 int api_console_path(const char *sock_path, char *buf, size_t len) MUST_CHECK;
 
+/* GET /events (api_events.c): the clients listening, at most API_EVENTS_MAX_CLIENTS. */
+#define API_EVENTS_MAX_CLIENTS 16
+#define API_EVENTS_QUEUE_MAX   (16 * 1024) /* a client's lines not yet written, in bytes */
+#define API_EVENTS_SNDBUF      (16 * 1024) /* its socket's send buffer (SO_SNDBUF) */
+#define API_EVENT_LINE_MAX     512         /* one event's line */
+
+struct api_events_client {
+    struct evhttp_request *req; /* NULL: a free slot */
+    struct evhttp_connection *conn;
+    uint64_t dropped; /* events dropped since the last one sent */
+};
+
+struct api_events {
+    struct api_events_client clients[API_EVENTS_MAX_CLIENTS];
+    size_t limit;     /* API_EVENTS_QUEUE_MAX (a test may set less) */
+    uint64_t dropped; /* every client's, in all */
+};
+
+/*
+ * One event as a line of JSON: {"event": EVENT, "time": CLOCK_MONOTONIC seconds} and,
+ * when both are given, KEY: VALUE (a string), then '\n'. Returns the line's length, or
+ * -ENOSPC when it does not fit in len, -ENOMEM.
+ */
+int api_event_format(char *buf, size_t len, const char *event, uint64_t time_ns, const char *key,
+                     const char *value);
+
+/* What to do with a line for a client (api_events_plan()). */
+enum api_events_plan {
+    API_EVENTS_DROP,        /* it does not fit: drop it and count it */
+    API_EVENTS_SEND,        /* send it */
+    API_EVENTS_SEND_NOTICE, /* send the "dropped" notice (notice bytes), then it */
+};
+
+/*
+ * Whether a line of line bytes goes to a client that has queued bytes not yet
+ * written, at most limit, and dropped events since its last line (then the
+ * notice must fit too). Pure: the unit tests drive it.
+ */
+enum api_events_plan api_events_plan(uint64_t dropped, size_t queued, size_t line, size_t notice,
+                                     size_t limit);
+
+/* Hooks ev to the VM's events (vm->on_event). */
+void api_events_init(struct api_events *ev, struct vm *vm, size_t limit);
+
+/*
+ * Answers GET /events: starts the chunked reply with a first line
+ * {"event": "state", "state": STATE}. -EBUSY when every slot is taken.
+ */
+int api_events_open(struct api_events *ev, struct evhttp_request *req, const char *state);
+
+/* Ends every client's reply and writes what is left, without waiting (petrel exits). */
+void api_events_close_all(struct api_events *ev);
+
 struct api_server {
     struct vm *vm;
+    struct api_events events;
     char name[API_NAME_MAX + 1];
     char sock_path[API_PATH_MAX];
     char lock_path[API_PATH_MAX + 8];
@@ -92,6 +150,49 @@ void api_response_free(struct api_response *resp);
  * exist, so no VM is running).
  */
 int api_client_open_dir(char *dir, size_t len, struct errbuf *eb) MUST_CHECK;
+
+/* A chunked body being decoded (api_chunked_decode()); zero it to start. */
+struct api_chunked {
+    int state;
+    uint64_t left; /* the chunk's bytes still to come, or its size being read */
+    unsigned digits;
+};
+
+/*
+ * Decodes the next len bytes of a chunked body, in place: the payload they hold is
+ * moved to the start of buf. Returns its length, or -EPROTO when they are not valid
+ * chunked encoding (or anything follows the last chunk). Exposed for the unit tests
+ * and the fuzz target.
+ */
+ssize_t api_chunked_decode(struct api_chunked *c, char *buf, size_t len);
+
+/* Whether the last chunk (and its trailer) has been decoded. */
+bool api_chunked_done(const struct api_chunked *c);
+
+/* A stream of lines from the API (GET /events). */
+struct api_stream {
+    int fd;
+    struct api_chunked ch;
+    char buf[16384]; /* decoded bytes not yet returned (len), then raw ones (raw) */
+    size_t len, raw;
+};
+
+/*
+ * GET path on the API socket at sock_path, waiting at most timeout_ms for the head of
+ * the answer, which must be 200 with a chunked body. 0, or -errno with a message in eb
+ * (-ENOENT, -ECONNREFUSED from connect()).
+ */
+int api_stream_open(struct api_stream *s, const char *sock_path, const char *path, int timeout_ms,
+                    struct errbuf *eb) MUST_CHECK;
+
+/*
+ * The stream's next line into line (NUL-terminated, without its '\n'): 1; 0 when the
+ * stream ended (petrel exited); -ETIMEDOUT once CLOCK_MONOTONIC passes deadline_ms (-1:
+ * no deadline); -EMSGSIZE for a line of size bytes or more; -EPROTO, -errno.
+ */
+int api_stream_line(struct api_stream *s, char *line, size_t size, long long deadline_ms);
+
+void api_stream_close(struct api_stream *s);
 
 /*
  * Parses a raw HTTP response (status line, headers, body). Exposed for the

@@ -71,6 +71,12 @@ struct vcpu {
     struct kvm_run *run; /* mmap()ed; run->immediate_exit is the kick's target */
     size_t run_size;
     int notify_fd; /* eventfd the vCPU acks through (the VM's) */
+    /*
+     * The VM's count of acks not yet in (see vcpu_ack()): only the ack that brings it
+     * to zero writes notify_fd, so a transition wakes the loop once. NULL: every ack
+     * writes (unit tests of a single vCPU).
+     */
+    atomic_uint *acks_pending;
 
     pthread_t thread;     /* loop only */
     bool thread_started;  /* loop only */
@@ -96,6 +102,14 @@ struct vcpu {
     struct kvm_debug_exit_arch debug;
     atomic_bool debug_stop;
     struct vcpu_stats stats;
+    /*
+     * The steps of the last pause (CLOCK_MONOTONIC ns), for GET /vm's pause.steps:
+     * kick_ns is the loop's (its signal sent); out_ns (the request seen out of
+     * KVM_RUN), parked_ns (the park hook done) and ack_ns (the PAUSED ack sent) the
+     * vCPU thread's, written before its PAUSED state store, which publishes them to
+     * the loop (read there once it has seen the state, until the next transition).
+     */
+    uint64_t kick_ns, out_ns, parked_ns, ack_ns;
     /* Statistics, vCPU thread only (read once the thread is joined): */
     unsigned long long kicks_seen;              /* KVM_RUNs cut short */
     unsigned long long completing_runs;         /* KVM_RUNs that completed an exit before a park */

@@ -57,6 +57,41 @@ struct vm_waiter {
 #define VM_MAX_WAITERS  64
 #define VM_KICK_BUCKETS 24
 
+/* What happened to the VM, for clients that wait for it (GET /events): see vm_event_name(). */
+enum vm_event {
+    VM_EVENT_PAUSED,           /* every vCPU parked */
+    VM_EVENT_RESUMED,          /* every vCPU running again */
+    VM_EVENT_STOPPING,         /* the VM is ending (detail: why, as vm_exit_reason_name()) */
+    VM_EVENT_POWEROFF,         /* the guest powered off */
+    VM_EVENT_RESET,            /* the guest reset the machine (petrel ends) */
+    VM_EVENT_CRASH,            /* the guest crashed (detail: what happened) */
+    VM_EVENT_CONSOLE_ATTACHED, /* a `petrel console` client attached */
+    VM_EVENT_CONSOLE_DETACHED, /* ... and left */
+};
+
+/* Called on the loop for each event; detail may be NULL. */
+typedef void vm_event_fn(void *ctx, enum vm_event ev, const char *detail);
+
+/* vCPUs whose steps a pause keeps (the first ones). */
+#define VM_STEPS_VCPUS 8
+
+/*
+ * The steps of the last completed pause, CLOCK_MONOTONIC ns (0: not reached), for
+ * GET /vm's pause.steps: where the time goes between the request and the reply.
+ */
+struct vm_steps {
+    uint64_t request_ns;                /* vm_pause() called (the request parsed, on the loop) */
+    uint64_t kick_ns[VM_STEPS_VCPUS];   /* the loop sent vCPU i its signal */
+    uint64_t out_ns[VM_STEPS_VCPUS];    /* vCPU i saw the request, out of KVM_RUN */
+    uint64_t parked_ns[VM_STEPS_VCPUS]; /* vCPU i's park hook done */
+    uint64_t ack_ns[VM_STEPS_VCPUS];    /* vCPU i acked */
+    uint64_t woken_ns;                  /* the loop woke for the ack that completed the pause */
+    uint64_t settled_ns;                /* the loop saw every vCPU parked */
+    uint64_t replied_ns; /* the request's answer (the HTTP reply) handed to its connection */
+    unsigned wakes;      /* loop wake-ups by vCPU acks during the pause */
+    unsigned nr_vcpus;   /* how many of the arrays are filled */
+};
+
 /* What `petrel status` and the API report. */
 struct vm_info {
     enum vm_state state;
@@ -66,6 +101,7 @@ struct vm_info {
     uint64_t pauses;         /* completed pauses */
     uint64_t last_kick_ns;   /* the last pause: request on the loop -> every vCPU parked */
     uint64_t last_resume_ns; /* the last resume: request -> every vCPU running */
+    struct vm_steps steps;   /* the last pause's steps */
     size_t console_buffered; /* guest output waiting for the console reader */
     size_t console_capacity;
     uint64_t console_dropped; /* output the console's reader did not take (a full pty) */
@@ -87,7 +123,8 @@ struct vm {
 
     struct vcpu *vcpus;
     unsigned nr_vcpus;
-    int vcpu_notify_fd; /* eventfd: vCPUs ack state changes and exits here */
+    int vcpu_notify_fd;       /* eventfd: vCPUs ack state changes and exits here */
+    atomic_uint acks_pending; /* acks counted by the loop, taken off by vCPUs (vcpu_ack()) */
 
     struct event_base *base;
     struct event *ev_vcpu;
@@ -105,6 +142,10 @@ struct vm {
 
     /* Event tracing (trace.h): every hook tests trace.flags. */
     struct trace trace;
+    struct vm_steps steps;     /* the last completed pause's, from its request to its reply */
+    uint64_t wake_ns;          /* the loop's last wake-up by a vCPU ack */
+    unsigned wakes;            /* ... and how many during the current transition */
+    uint64_t pause_request_ns; /* the current pause's vm_pause() */
 
     struct console_out console;
     struct console_in console_in;
@@ -135,6 +176,8 @@ struct vm {
      */
     void (*debug_hook)(void *ctx);
     void *debug_ctx;
+    vm_event_fn *on_event; /* loop only: who hears vm_emit(), or NULL */
+    void *on_event_ctx;
 
     struct vm_snap *snapshot;    /* a snapshot being written (snapshot.c), or NULL */
     uint64_t restore_advance_ns; /* a restore: how far the clock moved on (vm_restore_kvm) */
@@ -226,6 +269,15 @@ int vm_trace_set(struct vm *vm, const char *spec, const char *on, const char *of
 
 /* CLOCK_MONOTONIC in nanoseconds. */
 uint64_t vm_now_ns(void);
+
+/* Tells vm->on_event about ev (loop only). */
+void vm_emit(struct vm *vm, enum vm_event ev, const char *detail);
+
+/* "paused", "guest_poweroff", ... as GET /events spells them. */
+const char *vm_event_name(enum vm_event ev);
+
+/* "poweroff", "stop", ... : why a VM ended, as the stopping event says. */
+const char *vm_exit_reason_name(enum vm_exit_reason reason);
 
 /* The console's set-up and life (vm_console.c). */
 int vm_console_setup(struct vm *vm, struct errbuf *eb) MUST_CHECK;

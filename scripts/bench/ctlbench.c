@@ -5,7 +5,7 @@
  * measure the VMM and not the client (a Python client costs about 1 ms a request inside
  * the nested harness's emulated L1, more than the VMMs' difference).
  *
- * usage: ctlbench [--warmup N] [--timeout SECONDS] http|qmp SOCKET CYCLES
+ * usage: ctlbench [--warmup N] [--gap MS] [--timeout SECONDS] http|qmp|kvmtool SOCKET CYCLES
  *        ctlbench [--timeout SECONDS] http-snapshot SOCKET STATE MEM
  *        ctlbench [--timeout SECONDS] qmp-migrate SOCKET URI
  *        ctlbench exec -- ARGV...
@@ -17,6 +17,10 @@
  *         PATCH /vm Resumed (204).
  *   qmp   QEMU's QMP; qmp_capabilities once, then per cycle: query-status (the floor),
  *         stop, cont. Events (STOP, RESUME) are skipped while waiting for a "return".
+ *   kvmtool  kvmtool's control socket ($HOME/.lkvm/NAME.sock); per cycle: VMSTATE (the
+ *         floor), PAUSE + VMSTATE, RESUME + VMSTATE (PAUSE and RESUME get no reply).
+ *   --gap MS: in these three modes, each cycle first lets the guest run MS milliseconds
+ *         (after the previous cycle's resume, before its floor and pause).
  *   http-snapshot  PATCH /vm Paused (untimed; 204, or 200 when already paused), then
  *         PUT /snapshot/create {snapshot_path: STATE, mem_file_path: MEM}, timed to its 204.
  *   qmp-migrate  stop, migrate-set-capabilities events, migrate-set-parameters
@@ -35,7 +39,8 @@
  * The first N cycles (--warmup, default 0) run the same requests and are not reported.
  * stdout: TSV, a header line, then one line per reported cycle (http, qmp) or one line,
  * in microseconds:
- *   http: floor pause kick resume        qmp: floor stop cont
+ *   http: floor pause kick resume steps (steps: GET /vm's pause.steps as compact JSON)
+ *   qmp: floor stop cont                 kvmtool: floor pause resume
  *   http-snapshot, qmp-migrate: create   exec: exec
  *   launch: first loaded cont line (loaded: the migration completed, cont: its reply, both
  *           -1 without --qmp-listen; line: the first line starting with MATCH)
@@ -53,6 +58,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,6 +84,7 @@ struct ctl_conn {
     size_t len;
     size_t used;        /* bytes of the last reply, dropped when the next request starts */
     char migration[32]; /* the status of the last MIGRATION event seen */
+    long gap_us;        /* cycle modes: the guest runs this long between resume and pause */
     char err[512];
 };
 
@@ -95,6 +102,18 @@ static double ctl_now_us(void)
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+}
+
+/*
+ * Lets the guest run gap_us (--gap) before a cycle's pause: from the previous resume's
+ * reply to the floor request; a signal only cuts it short by being retried.
+ */
+static void ctl_gap(const struct ctl_conn *c)
+{
+    struct timespec ts = {.tv_sec = c->gap_us / 1000000, .tv_nsec = (c->gap_us % 1000000) * 1000};
+
+    while (c->gap_us && nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
 }
 
 /* Records the error message of a failed step; returns -1 for the caller to pass on. */
@@ -327,7 +346,7 @@ static int ctl_http(struct ctl_conn *c, const char *req, const char *what, int w
 
 /* Checks GET /vm's body: the VM is Paused and its pause count is *count + 1. */
 static int ctl_check_paused(struct ctl_conn *c, const struct ctl_reply *r, long long *count,
-                            double *kick_us)
+                            double *kick_us, char **steps)
 {
     char ex[1024];
     json_error_t jerr;
@@ -353,6 +372,15 @@ static int ctl_check_paused(struct ctl_conn *c, const struct ctl_reply *r, long 
     }
     *count = n;
     *kick_us = kick;
+    if (steps) {
+        /* petrel's per-step timestamps of this pause (docs/api.md), when it has them. */
+        json_t *st = json_object_get(json_object_get(o, "pause"), "steps");
+        *steps = st ? json_dumps(st, JSON_COMPACT) : strdup("{}");
+        if (!*steps) {
+            ctl_fail(c, "out of memory");
+            goto err_put;
+        }
+    }
     json_decref(o);
     return 0;
 
@@ -362,7 +390,7 @@ err_put:
 }
 
 /* Runs warmup + cycles pause/resume cycles against petrel's API; out gets 4 per cycle. */
-static int ctl_run_http(struct ctl_conn *c, int warmup, int cycles, double *out)
+static int ctl_run_http(struct ctl_conn *c, int warmup, int cycles, double *out, char **steps)
 {
     static const char get_root[] = "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n";
     static const char get_vm[] = "GET /vm HTTP/1.1\r\nHost: localhost\r\n\r\n";
@@ -379,11 +407,12 @@ static int ctl_run_http(struct ctl_conn *c, int warmup, int cycles, double *out)
         double scratch[4];
         double *o = i < warmup ? scratch : out + 4 * (i - warmup);
         double untimed;
+        ctl_gap(c);
         if (ctl_http(c, get_root, "GET /", 200, &r, &o[0]) < 0 ||
             ctl_http(c, pause, "PATCH /vm Paused", 204, &r, &o[1]) < 0 ||
             ctl_http(c, get_vm, "GET /vm", 200, &r, &untimed) < 0)
             return -1;
-        if (ctl_check_paused(c, &r, &count, &o[2]) < 0 ||
+        if (ctl_check_paused(c, &r, &count, &o[2], i < warmup ? NULL : &steps[i - warmup]) < 0 ||
             ctl_http(c, resume, "PATCH /vm Resumed", 204, &r, &o[3]) < 0)
             return -1;
     }
@@ -557,9 +586,73 @@ static int ctl_run_qmp(struct ctl_conn *c, int warmup, int cycles, double *out)
     for (int i = 0; i < warmup + cycles; i++) {
         double scratch[3];
         double *o = i < warmup ? scratch : out + 3 * (i - warmup);
+        ctl_gap(c);
         if (ctl_qmp(c, "query-status", &o[0]) < 0 || ctl_qmp(c, "stop", &o[1]) < 0 ||
             ctl_qmp(c, "cont", &o[2]) < 0)
             return -1;
+    }
+    return 0;
+}
+
+/*
+ * kvmtool's control socket ($HOME/.lkvm/NAME.sock, kvm-ipc.c): a message is a header of
+ * two native u32 (type, payload length) and the payload. PAUSE (4) and RESUME (5) get no
+ * reply; VMSTATE (8) is answered with the state as a native int (0 running, 1 paused).
+ */
+enum { CTL_LKVM_PAUSE = 4, CTL_LKVM_RESUME = 5, CTL_LKVM_VMSTATE = 8 };
+
+/* Sends kvmtool message type with no payload. */
+static int ctl_lkvm_send(struct ctl_conn *c, uint32_t type)
+{
+    uint32_t head[2] = {type, 0};
+
+    return ctl_send(c, (const char *)head, sizeof(head));
+}
+
+/* Asks kvmtool for its VM state and checks it is want. */
+static int ctl_lkvm_state(struct ctl_conn *c, int want, const char *what)
+{
+    int state;
+
+    if (ctl_lkvm_send(c, CTL_LKVM_VMSTATE) < 0)
+        return -1;
+    while (c->len < sizeof(state))
+        if (ctl_fill(c, sizeof(state), what) < 0)
+            return -1;
+    memcpy(&state, c->buf, sizeof(state));
+    ctl_consume(c, sizeof(state));
+    if (state != want)
+        return ctl_fail(c, "%s: kvmtool's VM state is %d, not %d", what, state, want);
+    return 0;
+}
+
+/*
+ * Runs warmup + cycles pause/resume cycles against kvmtool; out gets 3 per cycle: the
+ * floor (a VMSTATE query), the pause and the resume, each followed by a VMSTATE query
+ * on the same connection (their only way to be answered).
+ */
+static int ctl_run_lkvm(struct ctl_conn *c, int warmup, int cycles, double *out)
+{
+    for (int i = 0; i < warmup + cycles; i++) {
+        double scratch[3];
+        double *o = i < warmup ? scratch : out + 3 * (i - warmup);
+        double t0;
+        ctl_gap(c);
+        ctl_arm(c);
+        t0 = ctl_now_us();
+        if (ctl_lkvm_state(c, 0, "VMSTATE (floor)") < 0)
+            return -1;
+        o[0] = ctl_now_us() - t0;
+        ctl_arm(c);
+        t0 = ctl_now_us();
+        if (ctl_lkvm_send(c, CTL_LKVM_PAUSE) < 0 || ctl_lkvm_state(c, 1, "PAUSE + VMSTATE") < 0)
+            return -1;
+        o[1] = ctl_now_us() - t0;
+        ctl_arm(c);
+        t0 = ctl_now_us();
+        if (ctl_lkvm_send(c, CTL_LKVM_RESUME) < 0 || ctl_lkvm_state(c, 0, "RESUME + VMSTATE") < 0)
+            return -1;
+        o[2] = ctl_now_us() - t0;
     }
     return 0;
 }
@@ -849,7 +942,8 @@ static long ctl_arg_number(const char *s, long min, long max)
 /* Prints the usage; returns the bad-command-line exit status. */
 static int ctl_usage(void)
 {
-    fprintf(stderr, "usage: ctlbench [--warmup N] [--timeout SECONDS] http|qmp SOCKET CYCLES\n"
+    fprintf(stderr, "usage: ctlbench [--warmup N] [--gap MS] [--timeout SECONDS] http|qmp|kvmtool "
+                    "SOCKET CYCLES\n"
                     "       ctlbench [--timeout SECONDS] http-snapshot SOCKET STATE MEM\n"
                     "       ctlbench [--timeout SECONDS] qmp-migrate SOCKET URI\n"
                     "       ctlbench exec -- ARGV...\n"
@@ -858,23 +952,34 @@ static int ctl_usage(void)
     return 2;
 }
 
-/* The cycle modes (http, qmp): TSV of every reported cycle. */
-static int ctl_main_cycles(struct ctl_conn *c, bool http, const char *path, long warmup,
+/* The cycle modes (http, qmp, kvmtool): TSV of every reported cycle. */
+static int ctl_main_cycles(struct ctl_conn *c, const char *mode, const char *path, long warmup,
                            long cycles)
 {
+    bool http = !strcmp(mode, "http"), qmp = !strcmp(mode, "qmp");
     int cols = http ? 4 : 3;
     double *out = calloc((size_t)cycles * (size_t)cols, sizeof(*out));
-    int ret = out ? ctl_connect(c, path) : ctl_fail(c, "out of memory");
+    char **steps = http ? calloc((size_t)cycles, sizeof(*steps)) : NULL;
+    int ret = out && (steps || !http) ? ctl_connect(c, path) : ctl_fail(c, "out of memory");
 
     if (!ret)
-        ret = http ? ctl_run_http(c, (int)warmup, (int)cycles, out)
-                   : ctl_run_qmp(c, (int)warmup, (int)cycles, out);
+        ret = http  ? ctl_run_http(c, (int)warmup, (int)cycles, out, steps)
+              : qmp ? ctl_run_qmp(c, (int)warmup, (int)cycles, out)
+                    : ctl_run_lkvm(c, (int)warmup, (int)cycles, out);
     if (!ret) {
-        puts(http ? "floor\tpause\tkick\tresume" : "floor\tstop\tcont");
-        for (long n = 0; n < cycles; n++)
+        puts(http  ? "floor\tpause\tkick\tresume\tsteps"
+             : qmp ? "floor\tstop\tcont"
+                   : "floor\tpause\tresume");
+        for (long n = 0; n < cycles; n++) {
             for (int k = 0; k < cols; k++)
-                printf("%.1f%c", out[n * cols + k], k + 1 < cols ? '\t' : '\n');
+                printf("%.1f%c", out[n * cols + k], k + 1 < cols || http ? '\t' : '\n');
+            if (http)
+                printf("%s\n", steps[n]);
+        }
     }
+    for (long n = 0; steps && n < cycles; n++)
+        free(steps[n]);
+    free(steps);
     free(out);
     return ret;
 }
@@ -892,6 +997,8 @@ int main(int argc, char **argv)
             warmup = n;
         else if (!strcmp(argv[i], "--timeout") && (n = ctl_arg_number(argv[i + 1], 1, 3600)) > 0)
             c.timeout_ms = (int)n * 1000;
+        else if (!strcmp(argv[i], "--gap") && (n = ctl_arg_number(argv[i + 1], 0, 10000)) >= 0)
+            c.gap_us = n * 1000;
         else if (!strcmp(argv[i], "--qmp-listen"))
             qmp_listen = argv[i + 1];
         else
@@ -910,11 +1017,11 @@ int main(int argc, char **argv)
      * when the VMM is killed, so that they can be waited for. */
     prctl(PR_SET_CHILD_SUBREAPER, 1);
 
-    if (!strcmp(mode, "http") || !strcmp(mode, "qmp")) {
+    if (!strcmp(mode, "http") || !strcmp(mode, "qmp") || !strcmp(mode, "kvmtool")) {
         long cycles = left == 2 ? ctl_arg_number(argv[i + 1], 1, 10000000) : -1;
         if (cycles < 0 || qmp_listen)
             return ctl_usage();
-        ret = ctl_main_cycles(&c, !strcmp(mode, "http"), argv[i], warmup, cycles);
+        ret = ctl_main_cycles(&c, mode, argv[i], warmup, cycles);
     } else if (!strcmp(mode, "http-snapshot") || !strcmp(mode, "qmp-migrate")) {
         bool http = !strcmp(mode, "http-snapshot");
         double us = 0;

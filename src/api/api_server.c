@@ -69,22 +69,60 @@ static void api_get_machine(struct api_server *s, struct evhttp_request *req, js
                              (json_int_t)(s->vm->cfg.memory / MiB), "smt", 0));
 }
 
-/* GET /vm: petrel's status, with the last pause's kick time. */
+/* Microseconds from the request to a step, or -1 when it was not reached. */
+static double api_step_us(const struct vm_steps *st, uint64_t ns)
+{
+    return ns && ns >= st->request_ns ? (double)(ns - st->request_ns) / 1000.0 : -1;
+}
+
+/*
+ * The last pause's steps (struct vm_steps) as microseconds from its request: per vCPU i
+ * kick<i>, out<i>, parked<i>, ack<i>; then woken, settled, replied, and wakes (a count).
+ */
+static json_t *api_steps(const struct vm_steps *st)
+{
+    json_t *o = json_object();
+    char key[16];
+
+    if (!o || !st->request_ns)
+        return o;
+    for (unsigned i = 0; i < st->nr_vcpus; i++) {
+        static const char *const names[] = {"kick", "out", "parked", "ack"};
+        const uint64_t *ns[] = {st->kick_ns, st->out_ns, st->parked_ns, st->ack_ns};
+        for (unsigned k = 0; k < ARRAY_SIZE(names); k++) {
+            snprintf(key, sizeof(key), "%s%u", names[k], i);
+            json_object_set_new(o, key, json_real(api_step_us(st, ns[k][i])));
+        }
+    }
+    json_object_set_new(o, "woken", json_real(api_step_us(st, st->woken_ns)));
+    json_object_set_new(o, "settled", json_real(api_step_us(st, st->settled_ns)));
+    json_object_set_new(o, "replied", json_real(api_step_us(st, st->replied_ns)));
+    json_object_set_new(o, "wakes", json_integer(st->wakes));
+    return o;
+}
+
+/* GET /vm: petrel's status, with the last pause's kick time and steps. */
 static void api_get_vm(struct api_server *s, struct evhttp_request *req, json_t *body)
 {
     struct vm_info info;
     (void)body;
 
     vm_get_info(s->vm, &info);
-    api_reply_json(
-        req, 200, "OK",
-        json_pack("{s:s, s:s, s:i, s:I, s:f, s:{s:I, s:f, s:f}, s:{s:I, s:I, s:I}}", "id", s->name,
-                  "state", vm_state_name(info.state), "vcpu_count", (int)info.vcpus, "mem_size_mib",
-                  (json_int_t)(info.memory / MiB), "uptime_s", info.uptime_s, "pause", "count",
-                  (json_int_t)info.pauses, "last_kick_us", (double)info.last_kick_ns / 1000.0,
-                  "last_resume_us", (double)info.last_resume_ns / 1000.0, "console", "buffered",
-                  (json_int_t)info.console_buffered, "capacity", (json_int_t)info.console_capacity,
-                  "dropped", (json_int_t)info.console_dropped));
+    unsigned listeners = 0;
+    for (unsigned i = 0; i < API_EVENTS_MAX_CLIENTS; i++)
+        listeners += s->events.clients[i].req != NULL;
+    api_reply_json(req, 200, "OK",
+                   json_pack("{s:s, s:s, s:i, s:I, s:f, s:{s:I, s:f, s:f, s:o}, s:{s:I, s:I, s:I}, "
+                             "s:{s:i, s:I}}",
+                             "id", s->name, "state", vm_state_name(info.state), "vcpu_count",
+                             (int)info.vcpus, "mem_size_mib", (json_int_t)(info.memory / MiB),
+                             "uptime_s", info.uptime_s, "pause", "count", (json_int_t)info.pauses,
+                             "last_kick_us", (double)info.last_kick_ns / 1000.0, "last_resume_us",
+                             (double)info.last_resume_ns / 1000.0, "steps", api_steps(&info.steps),
+                             "console", "buffered", (json_int_t)info.console_buffered, "capacity",
+                             (json_int_t)info.console_capacity, "dropped",
+                             (json_int_t)info.console_dropped, "events", "clients", (int)listeners,
+                             "dropped", (json_int_t)s->events.dropped));
 }
 
 /* Ends a deferred PATCH /vm when the VM's transition completes. */
@@ -123,6 +161,15 @@ static void api_patch_vm(struct api_server *s, struct evhttp_request *req, json_
         vm_resume(s->vm, api_resumed, req);
     else
         api_fault(req, 400, "Bad Request", "\"state\" must be \"Paused\" or \"Resumed\"");
+}
+
+/* GET /events: JSON lines, one per event, until petrel exits (api_events.c). */
+static void api_get_events(struct api_server *s, struct evhttp_request *req, json_t *body)
+{
+    (void)body;
+    if (api_events_open(&s->events, req, vm_state_name(s->vm->state)) < 0)
+        api_fault(req, 503, "Service Unavailable",
+                  "too many clients are listening to events (16): close one");
 }
 
 /* Ends a deferred PUT /snapshot/create. */
@@ -263,6 +310,7 @@ static const struct api_route {
     {EVHTTP_REQ_GET, "/", api_get_root, NULL},
     {EVHTTP_REQ_GET, "/machine-config", api_get_machine, NULL},
     {EVHTTP_REQ_GET, "/vm", api_get_vm, NULL},
+    {EVHTTP_REQ_GET, "/events", api_get_events, NULL},
     {EVHTTP_REQ_PATCH, "/vm", api_patch_vm, (const char *const[]){"state", NULL}},
     {EVHTTP_REQ_PUT, "/actions", api_put_actions, (const char *const[]){"action_type", NULL}},
     {EVHTTP_REQ_GET, "/stats", api_get_stats, NULL},
@@ -494,6 +542,7 @@ int api_server_start(struct api_server *s, struct vm *vm, const char *name, cons
                                             EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
     evhttp_set_max_body_size(s->http, 1024 * 1024);
     evhttp_set_gencb(s->http, api_handle, s);
+    api_events_init(&s->events, vm, API_EVENTS_QUEUE_MAX);
     s->listener = evconnlistener_new(vm->base, NULL, NULL, LEV_OPT_CLOSE_ON_EXEC, -1, s->sock_fd);
     if (!s->listener || !evhttp_bind_listener(s->http, s->listener)) {
         ret = err_set(eb, -ENOMEM, "cannot serve the API socket");
@@ -521,6 +570,9 @@ void api_server_stop(struct api_server *s)
         unlink(s->console_path);
     }
     if (s->http) {
+        api_events_close_all(&s->events);
+        if (s->vm->on_event_ctx == &s->events)
+            s->vm->on_event = NULL;
         /* Frees the bound listener (and with it the socket) too. */
         evhttp_free(s->http);
         s->http = NULL;

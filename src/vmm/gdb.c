@@ -17,12 +17,14 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <cpuid.h>
@@ -630,6 +632,42 @@ int gdb_stub_start(struct vm *vm, const char *spec, struct gdb_stub **out, struc
     return 0;
 }
 
+/*
+ * The VM is gone and its W reply sent: close gracefully. gdb acknowledges the
+ * reply ('+') and then closes its end; a socket closed under it first makes gdb
+ * report "Remote communication error ... Broken pipe" instead of the exit status.
+ * So: no more from us (shutdown), then the client's last bytes until it closes,
+ * for GDB_LINGER_MS at most (the loop is gone; a client that keeps the connection
+ * open does not keep petrel).
+ */
+#define GDB_LINGER_MS 1000
+
+static void gdb_linger(int fd)
+{
+    char buf[256];
+    struct timespec t0, t;
+
+    if (shutdown(fd, SHUT_WR) < 0)
+        return;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        long left = GDB_LINGER_MS - ((t.tv_sec - t0.tv_sec) * 1000 +
+                                     (t.tv_nsec - t0.tv_nsec) / 1000000);
+        if (left <= 0)
+            return;
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int n = poll(&p, 1, (int)left);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return;
+        ssize_t r = read(fd, buf, sizeof(buf));
+        if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR))
+            return; /* gdb closed its end (or the connection failed): done */
+    }
+}
+
 void gdb_stub_stop(struct gdb_stub *g)
 {
     if (!g)
@@ -642,6 +680,7 @@ void gdb_stub_stop(struct gdb_stub *g)
     if (g->fd >= 0) {
         if (evbuffer_get_length(g->out))
             gdb_on_write(g->fd, EV_WRITE, g); /* a last W reply */
+        gdb_linger(g->fd);
         gdb_close_client(g);
     }
     if (g->ev_listen)

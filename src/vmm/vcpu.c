@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "petrel/sandbox.h"
@@ -62,12 +63,51 @@ void vcpu_destroy_common(struct vcpu *v)
     pthread_cond_destroy(&v->park_cond);
 }
 
-/* Tells the loop that this vCPU's state changed. */
+/* CLOCK_MONOTONIC in nanoseconds, for the steps of a pause. */
+static uint64_t vcpu_now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * Takes one ack off *pending; true when the loop must be woken: the count reached
+ * zero, or it already was zero (an ack nobody counted: waking the loop is always safe,
+ * it rescans every state).
+ */
+static bool vcpu_ack_last(atomic_uint *pending)
+{
+    unsigned n = atomic_load(pending);
+
+    while (n && !atomic_compare_exchange_weak(pending, &n, n - 1))
+        ;
+    return n <= 1;
+}
+
+/*
+ * Tells the loop that this vCPU's state changed.
+ *
+ * One wake-up per transition, and never a lost one: before it asks for a transition,
+ * the loop adds to *acks_pending one ack for each vCPU that will make it (a thread that
+ * has not exited); each of those stores its new state and only then takes its ack off
+ * the count. The ack that brings the count to zero is the last one taken off, after
+ * every counted state was stored, and it writes the eventfd: the loop, woken, sees every
+ * vCPU in its new state. A transition starts only once the previous one settled, but a
+ * vCPU may still be between its store and its decrement then (the loop saw the state);
+ * that decrement counts toward the next transition instead, whose count still reaches
+ * zero only with the last ack outstanding. A vCPU that leaves its loop (the VM is
+ * stopping then) never takes its ack off: its EXITED ack always writes, and so does
+ * vm_request_exit().
+ */
 static void vcpu_ack(struct vcpu *v, enum vcpu_state state)
 {
     uint64_t one = 1;
 
     atomic_store(&v->state, state);
+    if (state != VCPU_EXITED && v->acks_pending && !vcpu_ack_last(v->acks_pending))
+        return;
     /* An eventfd write only fails on counter overflow; the loop rescans every state anyway. */
     ssize_t n = write(v->notify_fd, &one, sizeof(one));
     (void)n;
@@ -82,12 +122,17 @@ static void vcpu_park(struct vcpu *v)
 {
     if (v->ops->parked)
         v->ops->parked(v);
+    v->parked_ns = vcpu_now_ns();
+    v->ack_ns = v->parked_ns;
     vcpu_ack(v, VCPU_PAUSED);
     pthread_mutex_lock(&v->park_lock);
-    while ((atomic_load(&v->requests) & (VCPU_REQ_PAUSE | VCPU_REQ_STOP)) == VCPU_REQ_PAUSE)
+    unsigned req;
+    while (((req = atomic_load(&v->requests)) & (VCPU_REQ_PAUSE | VCPU_REQ_STOP)) == VCPU_REQ_PAUSE)
         pthread_cond_wait(&v->park_cond, &v->park_lock);
     pthread_mutex_unlock(&v->park_lock);
-    vcpu_ack(v, VCPU_RUNNING);
+    /* Woken to stop: no RUNNING ack (the loop counted none), the EXITED one follows. */
+    if (!(req & VCPU_REQ_STOP))
+        vcpu_ack(v, VCPU_RUNNING);
 }
 
 /*
@@ -150,12 +195,17 @@ static enum vcpu_step vcpu_complete_exit(struct vcpu *v)
  */
 static void vcpu_loop(struct vcpu *v)
 {
+    bool pausing = false; /* this pause's request was seen (its out_ns is set) */
+
     for (;;) {
         ((volatile struct kvm_run *)v->run)->immediate_exit = 0;
         atomic_thread_fence(memory_order_seq_cst);
         unsigned req = atomic_load(&v->requests);
         if (req & VCPU_REQ_STOP)
             return;
+        if ((req & VCPU_REQ_PAUSE) && !pausing)
+            v->out_ns = vcpu_now_ns();
+        pausing = req & VCPU_REQ_PAUSE;
         enum vcpu_step step;
         if (!(req & VCPU_REQ_PAUSE)) {
             step = v->ops->run(v);
@@ -165,6 +215,7 @@ static void vcpu_loop(struct vcpu *v)
             step = vcpu_complete_exit(v);
         } else {
             vcpu_park(v);
+            pausing = false; /* resumed: the next pause is a new one, even if already asked */
             continue;
         }
         if (step == VCPU_STEP_EXIT)
@@ -212,10 +263,20 @@ int vcpu_request(struct vcpu *v, unsigned req)
     atomic_fetch_or(&v->requests, req);
     if (!v->thread_started)
         return 0;
-    /* Wake a parked vCPU; the lock pairs with the check in vcpu_park(). */
-    pthread_mutex_lock(&v->park_lock);
-    pthread_cond_broadcast(&v->park_cond);
-    pthread_mutex_unlock(&v->park_lock);
+    /*
+     * Wake a parked vCPU for STOP; the lock pairs with the check in vcpu_park(). PAUSE
+     * needs no wake-up: a parked vCPU's PAUSE bit is already set, and setting it again
+     * changes nothing its wait looks at. A vCPU held at a debug stop, though, waits in
+     * vcpu_wait_request() for PAUSE too: its debug_stop store (seq_cst) and the
+     * fetch_or above order it, so either this load sees it and wakes the wait, or
+     * the vCPU's own check under the lock sees the request and does not wait.
+     */
+    if ((req & VCPU_REQ_STOP) || atomic_load(&v->debug_stop)) {
+        pthread_mutex_lock(&v->park_lock);
+        pthread_cond_broadcast(&v->park_cond);
+        pthread_mutex_unlock(&v->park_lock);
+    }
+    v->kick_ns = vcpu_now_ns();
     int err = pthread_kill(v->thread, SIGRTMIN);
     if (err == ESRCH)
         return 0; /* the thread already left; its EXITED ack is on the way */

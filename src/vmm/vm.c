@@ -206,6 +206,7 @@ static int vm_create_vcpus(struct vm *vm, struct errbuf *eb)
     for (unsigned i = 0; i < vm->cfg.cpus; i++) {
         struct vcpu *v = &vm->vcpus[i];
         vcpu_init_common(v, i, &vcpu_kvm_ops, vm->vcpu_notify_fd);
+        v->acks_pending = &vm->acks_pending;
         v->vm = vm;
         v->fd = -1;
         vm->nr_vcpus++;
@@ -324,6 +325,7 @@ int vm_create(const struct vm_config *cfg, struct vm **out, struct errbuf *eb)
         return err_set(eb, -ENOMEM, "out of memory");
     vm->cfg = *cfg;
     vm->kvm_fd = vm->vm_fd = vm->debugcon_fd = -1;
+    atomic_init(&vm->acks_pending, 0);
     vm->loader.kernel_fd = vm->loader.initrd_fd = -1;
     vm->pty_master = vm->pty_slave = vm->console_file_fd = vm->client_fd = -1;
     vm->exit_vcpu = -1;
@@ -400,9 +402,11 @@ static void vm_on_vcpu_event(evutil_socket_t fd, short what, void *arg)
     uint64_t v;
     (void)what;
 
+    struct vm *vm = arg;
+    vm->wake_ns = vm_now_ns();
+    vm->wakes++;
     ssize_t n = read(fd, &v, sizeof(v));
     (void)n; /* EAGAIN: another wake-up already took the count; the scan is what counts */
-    struct vm *vm = arg;
     vm_control_progress(vm);
     if (vm->debug_hook)
         vm->debug_hook(vm->debug_ctx);

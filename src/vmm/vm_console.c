@@ -72,6 +72,7 @@ static void vm_console_client_gone(void *ctx)
     console_out_detach(&vm->console);
     close(vm->client_fd);
     vm->client_fd = -1;
+    vm_emit(vm, VM_EVENT_CONSOLE_DETACHED, NULL);
 }
 
 static int vm_console_open_pty(struct vm *vm, struct errbuf *eb)
@@ -237,6 +238,7 @@ int vm_console_attach(struct vm *vm, int fd)
     ret = console_out_attach(&vm->console, fd, "the console client", false, true);
     if (!ret)
         ret = console_in_attach(&vm->console_in, fd, false);
+    vm_emit(vm, VM_EVENT_CONSOLE_ATTACHED, NULL);
     if (ret) {
         vm_console_client_gone(vm);
         return ret;

@@ -45,6 +45,78 @@ const char *vm_state_name(enum vm_state state)
     return "Unknown";
 }
 
+const char *vm_event_name(enum vm_event ev)
+{
+    switch (ev) {
+    case VM_EVENT_PAUSED:
+        return "paused";
+    case VM_EVENT_RESUMED:
+        return "resumed";
+    case VM_EVENT_STOPPING:
+        return "stopping";
+    case VM_EVENT_POWEROFF:
+        return "guest_poweroff";
+    case VM_EVENT_RESET:
+        return "guest_reset";
+    case VM_EVENT_CRASH:
+        return "guest_crash";
+    case VM_EVENT_CONSOLE_ATTACHED:
+        return "console_attached";
+    case VM_EVENT_CONSOLE_DETACHED:
+        return "console_detached";
+    }
+    return "unknown";
+}
+
+const char *vm_exit_reason_name(enum vm_exit_reason reason)
+{
+    switch (reason) {
+    case VM_EXIT_NONE:
+        return "none";
+    case VM_EXIT_DEBUG:
+        return "debug_exit";
+    case VM_EXIT_RESET:
+        return "reset";
+    case VM_EXIT_POWEROFF:
+        return "poweroff";
+    case VM_EXIT_CRASH:
+        return "crash";
+    case VM_EXIT_SIGNAL:
+        return "signal";
+    case VM_EXIT_QUIT:
+        return "quit";
+    case VM_EXIT_STOP:
+        return "stop";
+    case VM_EXIT_ERROR:
+        return "error";
+    }
+    return "unknown";
+}
+
+void vm_emit(struct vm *vm, enum vm_event ev, const char *detail)
+{
+    if (vm->on_event)
+        vm->on_event(vm->on_event_ctx, ev, detail);
+}
+
+/* The events of a VM that starts to stop: what the guest did, if that is why, then stopping. */
+static void vm_emit_stopping(struct vm *vm)
+{
+    char detail[sizeof(vm->exit_detail)];
+
+    pthread_mutex_lock(&vm->exit_lock);
+    enum vm_exit_reason reason = vm->exit_reason;
+    memcpy(detail, vm->exit_detail, sizeof(detail));
+    pthread_mutex_unlock(&vm->exit_lock);
+    if (reason == VM_EXIT_POWEROFF)
+        vm_emit(vm, VM_EVENT_POWEROFF, NULL);
+    else if (reason == VM_EXIT_RESET)
+        vm_emit(vm, VM_EVENT_RESET, NULL);
+    else if (reason == VM_EXIT_CRASH)
+        vm_emit(vm, VM_EVENT_CRASH, detail[0] ? detail : NULL);
+    vm_emit(vm, VM_EVENT_STOPPING, vm_exit_reason_name(reason));
+}
+
 void vm_request_exit(struct vm *vm, enum vm_exit_reason reason, int status, int vcpu_id,
                      const char *detail)
 {
@@ -105,10 +177,28 @@ static void vm_clear_all(struct vm *vm, unsigned req)
         vcpu_clear_request(&vm->vcpus[i], req);
 }
 
+/*
+ * Counts the acks a transition waits for (every vCPU thread not gone), before any vCPU
+ * is asked: the last of them wakes the loop (vcpu_ack() in vcpu.c has the argument).
+ */
+static void vm_count_acks(struct vm *vm)
+{
+    unsigned n = 0;
+
+    for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+        enum vcpu_state s = vcpu_state(&vm->vcpus[i]);
+        if (vm->vcpus[i].thread_started && s != VCPU_EXITED && s != VCPU_CREATED)
+            n++;
+    }
+    atomic_fetch_add(&vm->acks_pending, n);
+}
+
 /* Starts the transition from a settled state toward goal (VM_PAUSED or VM_RUNNING). */
 static void vm_start_transition(struct vm *vm, enum vm_state goal)
 {
     vm->transition_start_ns = vm_now_ns();
+    vm->wakes = 0;
+    vm_count_acks(vm);
     if (goal == VM_PAUSED) {
         vm->state = VM_PAUSING;
         vm_request_all(vm, VCPU_REQ_PAUSE);
@@ -128,6 +218,7 @@ static void vm_settle(struct vm *vm)
 {
     struct vm_waiter w[VM_MAX_WAITERS];
     unsigned n = 0;
+    bool paused = vm->state == VM_PAUSED;
 
     while (n < vm->nr_waiters && vm->waiters[n].goal == vm->state)
         n++;
@@ -137,6 +228,28 @@ static void vm_settle(struct vm *vm)
     if (vm->nr_waiters)
         vm_start_transition(vm, vm->waiters[0].goal);
     vm_answer(w, n, 0, NULL);
+    if (paused)
+        vm->steps.replied_ns = vm_now_ns();
+}
+
+/* Keeps the steps of the pause that just completed (every vCPU has acked). */
+static void vm_note_steps(struct vm *vm)
+{
+    struct vm_steps *st = &vm->steps;
+
+    memset(st, 0, sizeof(*st));
+    st->request_ns = vm->pause_request_ns;
+    st->nr_vcpus = vm->nr_vcpus < VM_STEPS_VCPUS ? vm->nr_vcpus : VM_STEPS_VCPUS;
+    for (unsigned i = 0; i < st->nr_vcpus; i++) {
+        const struct vcpu *v = &vm->vcpus[i];
+        st->kick_ns[i] = v->kick_ns;
+        st->out_ns[i] = v->out_ns;
+        st->parked_ns[i] = v->parked_ns;
+        st->ack_ns[i] = v->ack_ns;
+    }
+    st->woken_ns = vm->wake_ns;
+    st->wakes = vm->wakes;
+    st->settled_ns = vm_now_ns();
 }
 
 void vm_kick_histogram_add(struct vm *vm, uint64_t ns)
@@ -164,6 +277,7 @@ void vm_control_progress(struct vm *vm)
         vm->nr_waiters = 0;
         /* A parked vCPU wakes for STOP too (vcpu_request broadcasts its condition). */
         vm_request_all(vm, VCPU_REQ_STOP);
+        vm_emit_stopping(vm);
         vm_answer(w, n, -ESHUTDOWN, "the VM is stopping");
     }
     /* A settled transition may start the next one, which may be done at once. */
@@ -174,10 +288,12 @@ void vm_control_progress(struct vm *vm)
                 return;
             vm->state = VM_PAUSED;
             vm->last_kick_ns = vm_now_ns() - vm->transition_start_ns;
+            vm_note_steps(vm);
             vm->pauses++;
             vm_kick_histogram_add(vm, vm->last_kick_ns);
             trace_control(&vm->trace, TRACE_OP_PAUSE, vm->last_kick_ns);
             hwdev_list_pause(&vm->devices); /* hooks return at once: nothing waits for I/O */
+            vm_emit(vm, VM_EVENT_PAUSED, NULL);
             vm_settle(vm);
             break;
         case VM_RESUMING:
@@ -186,6 +302,7 @@ void vm_control_progress(struct vm *vm)
             vm->state = VM_RUNNING;
             vm->last_resume_ns = vm_now_ns() - vm->transition_start_ns;
             trace_control(&vm->trace, TRACE_OP_RESUME, vm->last_resume_ns);
+            vm_emit(vm, VM_EVENT_RESUMED, NULL);
             vm_settle(vm);
             break;
         case VM_STOPPING:
@@ -249,6 +366,8 @@ static void vm_control_request(struct vm *vm, enum vm_state goal, vm_done_fn *do
 
 void vm_pause(struct vm *vm, vm_done_fn *done, void *ctx)
 {
+    if (!vm->nr_waiters)
+        vm->pause_request_ns = vm_now_ns();
     vm_control_request(vm, VM_PAUSED, done, ctx);
 }
 
@@ -303,6 +422,7 @@ void vm_get_info(struct vm *vm, struct vm_info *info)
     info->pauses = vm->pauses;
     info->last_kick_ns = vm->last_kick_ns;
     info->last_resume_ns = vm->last_resume_ns;
+    info->steps = vm->steps;
     info->console_buffered = outbuf_len(&vm->console.buf);
     info->console_capacity = vm->console.buf.cap;
     info->console_dropped = vm->console.dropped;

@@ -1,9 +1,12 @@
 /*
  * Fuzz target for what an API client controls: request bodies (through the
  * strict JSON validator every route uses) and, with the first byte choosing,
- * HTTP responses as the CLI parses them. Must never crash, leak or accept a
- * body with fields the route does not take.
+ * HTTP responses as the CLI parses them, or a chunked event stream (GET /events)
+ * as the CLI decodes it, fed in pieces whose size the first byte also picks. Must
+ * never crash, leak, decode more bytes than came in, or accept a body with fields
+ * the route does not take.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
@@ -25,6 +28,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             FUZZ_CHECK(strlen(resp.body) <= size - 1);
             api_response_free(&resp);
         }
+        return 0;
+    }
+    if (data[0] & 2) {
+        size_t step = (size_t)(data[0] >> 2) + 1;
+        struct api_chunked c = {0};
+        char *buf = malloc(size);
+        FUZZ_CHECK(buf != NULL);
+        for (size_t i = 1; i < size; i += step) {
+            size_t n = size - i < step ? size - i : step;
+            memcpy(buf, data + i, n);
+            ssize_t r = api_chunked_decode(&c, buf, n);
+            if (r < 0)
+                break;
+            FUZZ_CHECK((size_t)r <= n);
+        }
+        free(buf);
         return 0;
     }
     struct errbuf eb;

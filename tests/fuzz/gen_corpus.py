@@ -233,8 +233,19 @@ def api_seeds():
         "resp-short": b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\nshort",
         "resp-extra": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}trailing",
     }
+    # GET /events as the CLI decodes it (chunked); the first byte's high bits pick the
+    # size of the pieces it is fed in.
+    streams = {
+        "chunks-events": b"3B\r\n{\"event\":\"state\",\"time\":1.5,\"state\":\"Running\"}\n\r\n"
+                         b"1F;x=y\r\n{\"event\":\"paused\",\"time\":2.0}\n\r\n0\r\n\r\n",
+        "chunks-trailer": b"2\nab\n0\r\nX-A: b\r\n\r\n",
+        "chunks-huge-size": b"FFFFFFFFFFFFFFF\r\nabc",
+        "chunks-after-end": b"0\r\n\r\n1\r\nx\r\n",
+    }
     seeds = {name: b"\x00" + data for name, data in bodies.items()}
     seeds.update({name: b"\x01" + data for name, data in responses.items()})
+    seeds.update({name: bytes([0x02 | (i << 2)]) + data
+                  for i, (name, data) in enumerate(streams.items())})
     return seeds
 
 

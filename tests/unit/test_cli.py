@@ -19,7 +19,8 @@ import traceback
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 from harness import PETREL, case, expect, main, petrel, text  # noqa: E402
 
-COMMANDS = ["run", "pause", "resume", "stop", "status", "snapshot", "console", "list", "stat", "trace"]
+COMMANDS = ["run", "pause", "resume", "stop", "status", "snapshot", "console", "list", "stat", "trace",
+            "events", "wait"]
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE = os.path.join(HERE, "..", "..")
 # Each command's --help as it is meant to read: tests/unit/cli-help/CMD.txt (petrel.txt:
@@ -159,6 +160,8 @@ def samples(d):
         "stat": {"api-sock": [sock], "json": [None], "watch": ["1"]},
         "trace": {"api-sock": [sock], "json": [None], "on": ["virtio"], "off": ["pio"],
                   "filter": ["irq,control"]},
+        "events": target,
+        "wait": {"api-sock": [sock], "for": ["Paused"], "timeout": ["5"]},
     }
 
 
@@ -168,6 +171,8 @@ def baseline(cmd, d):
     return {"run": ["run", "--kernel", os.path.join(d, "no-kernel")],
             "list": ["list"],
             "snapshot": ["snapshot", "--api-sock", os.path.join(d, "x.sock"), d],
+            # Waiting for Stopped when no VM runs is done at once (status 0).
+            "wait": ["wait", "--api-sock", os.path.join(d, "x.sock"), "--for", "Running"],
             }.get(cmd, [cmd, "--api-sock", os.path.join(d, "x.sock")])
 
 

@@ -862,6 +862,83 @@ static void test_kick_race_mixed(void **state)
     kick_race(2, FAKE_MIXED, 10000);
 }
 
+/*
+ * Waits for the one wake-up a transition's acks give the loop when they are counted
+ * (vcpu_ack()): the eventfd's count is exactly 1, every vCPU is already in want when
+ * it fires, and no ack is left outstanding.
+ */
+static void group_wait_once(struct group *g, atomic_uint *pending, enum vcpu_state want,
+                            const char *what)
+{
+    struct pollfd pfd = {.fd = g->notify_fd, .events = POLLIN};
+    uint64_t v = 0;
+    int n;
+
+    do
+        n = poll(&pfd, 1, WAIT_MS);
+    while (n < 0 && errno == EINTR);
+    if (n <= 0)
+        fail_msg("%s: the loop was not woken within %d ms", what, WAIT_MS);
+    assert_int_equal(read(g->notify_fd, &v, sizeof(v)), sizeof(v));
+    if (v != 1)
+        fail_msg("%s: %llu wake-ups for one transition, want 1", what, (unsigned long long)v);
+    for (unsigned i = 0; i < g->n; i++)
+        if (vcpu_state(&g->f[i].v) != want)
+            fail_msg("%s: woken while vCPU %u is in state %d, want %d", what, i,
+                     vcpu_state(&g->f[i].v), want);
+    assert_int_equal(atomic_load(pending), 0);
+}
+
+/*
+ * With the acks counted, each pause and each resume wakes the loop once, by the last
+ * ack, after every vCPU's new state is visible; many cycles on busy and sleeping vCPUs,
+ * then a stop (whose EXITED acks always wake it).
+ */
+static void last_ack_wakes_once(unsigned n, unsigned cycles)
+{
+    struct group g;
+    atomic_uint pending;
+
+    atomic_init(&pending, 0);
+    group_init(&g, n, FAKE_MIXED);
+    for (unsigned i = 0; i < n; i++)
+        g.f[i].v.acks_pending = &pending;
+    group_start(&g);
+    for (unsigned c = 0; c < cycles; c++) {
+        atomic_fetch_add(&pending, n);
+        group_request(&g, VCPU_REQ_PAUSE);
+        group_wait_once(&g, &pending, VCPU_PAUSED, "pause");
+        atomic_fetch_add(&pending, n);
+        group_clear(&g, VCPU_REQ_PAUSE);
+        group_wait_once(&g, &pending, VCPU_RUNNING, "resume");
+    }
+    /* A stop while parked: the parked vCPUs leave without a RUNNING ack. */
+    atomic_fetch_add(&pending, n);
+    group_request(&g, VCPU_REQ_PAUSE);
+    group_wait_once(&g, &pending, VCPU_PAUSED, "last pause");
+    group_stop(&g);
+    assert_int_equal(atomic_load(&pending), 0);
+    group_destroy(&g);
+}
+
+static void test_last_ack_wakes_once_1(void **state)
+{
+    (void)state;
+    last_ack_wakes_once(1, 2000);
+}
+
+static void test_last_ack_wakes_once_2(void **state)
+{
+    (void)state;
+    last_ack_wakes_once(2, 2000);
+}
+
+static void test_last_ack_wakes_once_4(void **state)
+{
+    (void)state;
+    last_ack_wakes_once(4, 1000);
+}
+
 int main(void)
 {
     sigset_t kick;
@@ -896,6 +973,9 @@ int main(void)
         cmocka_unit_test(test_kick_race_spin),
         cmocka_unit_test(test_kick_race_block),
         cmocka_unit_test(test_kick_race_mixed),
+        cmocka_unit_test(test_last_ack_wakes_once_1),
+        cmocka_unit_test(test_last_ack_wakes_once_2),
+        cmocka_unit_test(test_last_ack_wakes_once_4),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -702,6 +702,79 @@ static void test_info_counts_transitions(void **state)
     assert_true(info.last_resume_ns <= t2 - t1);
 }
 
+/* --- Events (GET /events hears them through vm->on_event) --- */
+
+struct heard {
+    char text[512]; /* "name[:detail] " for each event, in order */
+};
+
+static void hear(void *ctx, enum vm_event ev, const char *detail)
+{
+    struct heard *h = ctx;
+    size_t n = strlen(h->text);
+
+    snprintf(h->text + n, sizeof(h->text) - n, "%s%s%s ", vm_event_name(ev), detail ? ":" : "",
+             detail ? detail : "");
+}
+
+/* paused and resumed once per transition (a joined request adds none), stopping at the end. */
+static void test_events_follow_the_transitions(void **state)
+{
+    struct fixture *f = *state;
+    struct heard h = {""};
+
+    f->vm->on_event = hear;
+    f->vm->on_event_ctx = &h;
+    pause_(f, 0);
+    park(f, 0);
+    assert_string_equal(h.text, ""); /* not before every vCPU is parked */
+    pause_(f, 1);
+    park(f, 1);
+    assert_string_equal(h.text, "paused ");
+    assert_answer(f, 0, 0, NULL, 1);
+    resume(f, 2);
+    wake(f, 0);
+    assert_string_equal(h.text, "paused ");
+    wake(f, 1);
+    assert_string_equal(h.text, "paused resumed ");
+    /* Nothing to do: no event. */
+    resume(f, 3);
+    assert_string_equal(h.text, "paused resumed ");
+    stop(f);
+    assert_string_equal(h.text, "paused resumed stopping:stop ");
+    assert_stops(f);
+    assert_string_equal(h.text, "paused resumed stopping:stop ");
+}
+
+/* What the guest did comes first, then stopping with the reason. */
+static void test_events_say_what_the_guest_did(void **state)
+{
+    struct fixture *f = *state;
+    struct heard h = {""};
+
+    f->vm->on_event = hear;
+    f->vm->on_event_ctx = &h;
+    vm_request_exit(f->vm, VM_EXIT_POWEROFF, 0, -1, NULL);
+    vm_request_exit(f->vm, VM_EXIT_CRASH, 3, 0, "too late: the first request wins");
+    vm_control_progress(f->vm);
+    vm_control_progress(f->vm);
+    assert_string_equal(h.text, "guest_poweroff stopping:poweroff ");
+}
+
+static void test_events_crash_carries_its_detail(void **state)
+{
+    struct fixture *f = *state;
+    struct heard h = {""};
+
+    f->vm->on_event = hear;
+    f->vm->on_event_ctx = &h;
+    pause_(f, 0);
+    vm_request_exit(f->vm, VM_EXIT_CRASH, 3, 1, "triple fault (KVM_EXIT_SHUTDOWN)");
+    vm_control_progress(f->vm);
+    assert_string_equal(h.text, "guest_crash:triple fault (KVM_EXIT_SHUTDOWN) stopping:crash ");
+    assert_answer(f, 0, -ESHUTDOWN, "stopping", 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -728,6 +801,9 @@ int main(void)
         T(test_vcpus_without_a_thread_do_not_hold_it_up),
         T(test_info_counts_transitions),
         T(test_device_hooks_follow_the_vcpus),
+        T(test_events_follow_the_transitions),
+        T(test_events_say_what_the_guest_did),
+        T(test_events_crash_carries_its_detail),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
