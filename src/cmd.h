@@ -24,6 +24,7 @@ int cmd_status(int argc, char **argv);
 int cmd_snapshot(int argc, char **argv);
 int cmd_list(int argc, char **argv);
 int cmd_console(int argc, char **argv);
+int cmd_cache(int argc, char **argv);
 
 /*
  * One option of a command. A command lists its options once, in a const

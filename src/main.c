@@ -16,6 +16,7 @@ static const struct cmd cmds[] = {
     {"snapshot", "pause a VM and write its snapshot to a directory", cmd_snapshot},
     {"list", "list running VMs", cmd_list},
     {"console", "attach this terminal to a VM started with --console socket", cmd_console},
+    {"cache", "list, prune or clear the cache of decompressed kernels", cmd_cache},
 };
 
 static void usage(FILE *f)

@@ -80,8 +80,9 @@ struct vm {
     struct bus mmio;
     struct kvm_cpuid2 *cpuid; /* KVM_GET_SUPPORTED_CPUID, patched per vCPU */
 
-    struct loader loader; /* only while vm_create() runs: the kernel and initrd */
-    uint64_t entry;       /* where vCPU 0 starts (the loaded kernel's entry point) */
+    struct loader loader;   /* only while vm_create() runs: the kernel and initrd */
+    uint64_t entry;         /* where vCPU 0 starts (the loaded kernel's entry point) */
+    const char *kernel_via; /* how the kernel booted (a static string), for --stats */
 
     struct vcpu *vcpus;
     unsigned nr_vcpus;

@@ -1,6 +1,8 @@
 /* The kernel and initrd: read and checked before KVM is touched, then put in guest memory. */
 #include "petrel/loader.h"
 
+#include "petrel/kernel_payload.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -65,8 +67,93 @@ static int loader_read_kernel(struct loader *ld, uint64_t *file_size, struct err
     return 0;
 }
 
+/* Boots k, the vmlinux of bz's payload in elf[0, len), as the bzImage: 0 or -ENOEXEC. */
+static int loader_adopt(struct loader *ld, const struct bzimage *bz, const uint8_t *elf, size_t len,
+                        struct errbuf *eb)
+{
+    struct kernel_image k;
+    char inner[sizeof(eb->msg)];
+
+    int ret = vmlinux_parse(elf, len, len, &k, eb);
+    if (!ret)
+        ret = bzimage_adopt_vmlinux(bz, ld->img, &k, eb);
+    if (ret) {
+        snprintf(inner, sizeof(inner), "%s", eb->msg);
+        return err_set(eb, ret, "its payload is not a vmlinux for it: %s", inner);
+    }
+    ld->kernel = k;
+    return 0;
+}
+
+/*
+ * A bzImage's payload instead of its decompressor (LOADER_ENTRY_AUTO): the
+ * cache's entry, or the payload decompressed here and stored. Decompressed
+ * first, before the guest starts, rather than in a worker while the guest
+ * runs its own decompressor: docs/architecture.md has the measurements. Never
+ * fails: what cannot be done leaves the bzImage as it is, with a note.
+ */
+static void loader_payload(struct loader *ld, const struct loader_opts *opts)
+{
+    struct errbuf e = {{0}};
+    struct bzimage bz;
+    struct kpayload p;
+    struct kcache c = {.dir_fd = -1};
+    char path[sizeof(c.path)];
+    const uint8_t *payload;
+    size_t plen, len;
+    uint8_t key[KCACHE_KEY_LEN];
+    const char *fallback = "booting the bzImage's own decompressor";
+
+    /* A bzImage without a payload (a guest-kit program) has nothing to decompress. */
+    if (bzimage_parse(ld->img, ld->len, &bz, &e) ||
+        bzimage_payload(&bz, ld->img, &payload, &plen, &e))
+        return;
+    if (kpayload_identify(payload, plen, &p, &e))
+        goto note;
+    if (opts->cache_path)
+        snprintf(path, sizeof(path), "%s", opts->cache_path);
+    else if (kcache_default_path(path, sizeof(path), &e))
+        goto note;
+    if (kcache_open(&c, path, true, &e)) {
+        fallback = "booting the bzImage's own decompressor (the kernel cache cannot be used)";
+        goto note;
+    }
+    kcache_key(ld->img, ld->len, key);
+    int ret = kcache_get(&c, key, &ld->cached, &e);
+    if (!ret) {
+        if (!loader_adopt(ld, &bz, ld->cached.elf, ld->cached.len, &e)) {
+            ld->via = "the bzImage's payload, from the kernel cache";
+            goto out;
+        }
+        kcache_put_entry(
+            &ld->cached); /* a verified entry that is no vmlinux: parse rules changed */
+        goto note;
+    }
+    if (ret == -EBADMSG)
+        snprintf(ld->note, sizeof(ld->note), "%.400s; rebuilding it", e.msg);
+    else if (ret != -ENOENT)
+        goto note;
+    ret = kpayload_decompress(&p, KPAYLOAD_MAX_OUT, now_ns() + LOADER_DECOMPRESS_S * 1000000000ULL,
+                              &ld->elf, &len, &e);
+    if (ret || loader_adopt(ld, &bz, ld->elf, len, &e)) {
+        free(ld->elf);
+        ld->elf = NULL;
+        goto note;
+    }
+    ld->via = "the bzImage's payload, decompressed by petrel";
+    if (kcache_store(&c, key, ld->elf, len, KCACHE_MAX_BYTES, &e))
+        snprintf(ld->note, sizeof(ld->note), "%.400s (the decompressed kernel is not kept)", e.msg);
+    else
+        ld->via = "the bzImage's payload, decompressed by petrel and cached";
+    goto out;
+note:
+    snprintf(ld->note, sizeof(ld->note), "%.400s: %s", e.msg, fallback);
+out:
+    kcache_close(&c);
+}
+
 int loader_open(struct loader *ld, const char *kernel_path, const char *initrd_path,
-                struct errbuf *eb)
+                const struct loader_opts *opts, struct errbuf *eb)
 {
     struct stat st;
 
@@ -82,6 +169,9 @@ int loader_open(struct loader *ld, const char *kernel_path, const char *initrd_p
         snprintf(inner, sizeof(inner), "%s", eb->msg);
         return err_set(eb, ret, "kernel %s: %s", kernel_path, inner);
     }
+    ld->via = ld->kernel.format;
+    if (ld->kernel.hdr_len && opts->entry == LOADER_ENTRY_AUTO)
+        loader_payload(ld, opts);
     if (!initrd_path)
         return 0;
     ld->initrd_fd = open(initrd_path, O_RDONLY | O_CLOEXEC);
@@ -95,6 +185,9 @@ int loader_open(struct loader *ld, const char *kernel_path, const char *initrd_p
 
 void loader_close(struct loader *ld)
 {
+    kcache_put_entry(&ld->cached);
+    free(ld->elf);
+    ld->elf = NULL;
     free(ld->img);
     ld->img = NULL;
     if (ld->kernel_fd >= 0)

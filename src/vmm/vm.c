@@ -327,9 +327,14 @@ int vm_create(const struct vm_config *cfg, struct vm **out, struct errbuf *eb)
     }
 
     if (!cfg->restore) {
-        ret = loader_open(&vm->loader, cfg->kernel_path, cfg->initrd_path, eb);
+        struct loader_opts lo = {.entry = cfg->kernel_entry_setup ? LOADER_ENTRY_SETUP
+                                                                  : LOADER_ENTRY_AUTO};
+        ret = loader_open(&vm->loader, cfg->kernel_path, cfg->initrd_path, &lo, eb);
         if (ret)
             goto err_destroy;
+        vm->kernel_via = vm->loader.via;
+        if (vm->loader.note[0])
+            fprintf(stderr, "petrel: kernel %s: %s\n", cfg->kernel_path, vm->loader.note);
     }
     vm->host.cfg = &vm->cfg;
     ret = machine_create(&vm->devices, &vm->host, eb);
@@ -483,6 +488,8 @@ void vm_report_exit(struct vm *vm, FILE *f)
                 (double)vm->last_kick_ns / 1000.0, kicks, completing, chained,
                 (unsigned long long)(st.output_dropped + vm->console.dropped +
                                      vm->debugcon_file.dropped));
+        if (vm->kernel_via)
+            fprintf(f, "petrel: stats: kernel booted as %s\n", vm->kernel_via);
     }
 }
 

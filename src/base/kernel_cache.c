@@ -1,0 +1,351 @@
+/*
+ * The cache of decompressed kernels (kernel_cache.h says what an entry is).
+ *
+ * Why SHA-256 from libcrypto for the key: the key must be strong (a bzImage
+ * that collides with another would boot the other's kernel), and libcrypto's
+ * SHA-256 uses the CPU's SHA extensions where there are some (~1.3 GB/s on
+ * this host's CPU, measured with openssl speed), several times an in-tree
+ * implementation; libcrypto is on every Debian system (libssl3). The entry's
+ * own check is a CRC-32 (zlib): it only has to catch a damaged or cut file
+ * (whoever can write the cache can write any checksum in it), and it costs a
+ * fraction of a SHA-256 over the ~66 MiB of a distribution's vmlinux.
+ *
+ * No fsync: an entry that a crash left empty or partial fails its check on
+ * the next use and is rebuilt, which costs less than an fsync on every write.
+ */
+#include "petrel/kernel_cache.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#define KC_MAGIC   "PETRELKC"
+#define KC_VERSION 1
+#define KC_SUFFIX  ".vmlinux"
+#define KC_TMP     ".tmp-"
+
+/* The trailer after an entry's bytes: all little-endian. */
+struct kc_trailer {
+    char magic[8];
+    uint8_t version[4];
+    uint8_t crc[4];
+    uint8_t len[8];
+    uint8_t key[KCACHE_KEY_LEN];
+    uint8_t reserved[8];
+};
+_Static_assert(sizeof(struct kc_trailer) == 64, "the trailer is 64 bytes");
+
+static void kc_put64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t kc_get64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+/* CRC-32 of len bytes (zlib's crc32() takes at most 4 GiB - 1 at once). */
+static uint32_t kc_crc(const uint8_t *p, size_t len)
+{
+    uLong crc = crc32(0L, Z_NULL, 0);
+    while (len) {
+        uInt n = len > (1U << 30) ? (1U << 30) : (uInt)len;
+        crc = crc32(crc, p, n);
+        p += n;
+        len -= n;
+    }
+    return (uint32_t)crc;
+}
+
+static void kc_name(const uint8_t key[KCACHE_KEY_LEN], char *buf, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    for (size_t i = 0; i < KCACHE_KEY_LEN && o + 2 < len; i++) {
+        buf[o++] = hex[key[i] >> 4];
+        buf[o++] = hex[key[i] & 15];
+    }
+    snprintf(buf + o, len - o, "%s", KC_SUFFIX);
+}
+
+void kcache_key(const uint8_t *data, size_t len, uint8_t key[KCACHE_KEY_LEN])
+{
+    unsigned n = KCACHE_KEY_LEN;
+    /* EVP_Digest fails only without memory: then a key of zeroes, which verifies nothing. */
+    if (!EVP_Digest(data, len, key, &n, EVP_sha256(), NULL))
+        memset(key, 0, KCACHE_KEY_LEN);
+}
+
+int kcache_default_path(char *buf, size_t len, struct errbuf *eb)
+{
+    const char *xdg = getenv("XDG_CACHE_HOME");
+    const char *home = getenv("HOME");
+    int n;
+
+    if (xdg && xdg[0] == '/')
+        n = snprintf(buf, len, "%s/petrel/kernels", xdg);
+    else if (geteuid() == 0)
+        n = snprintf(buf, len, "/var/cache/petrel/kernels");
+    else if (home && home[0] == '/')
+        n = snprintf(buf, len, "%s/.cache/petrel/kernels", home);
+    else
+        return err_set(eb, -ENOENT, "no cache directory: neither XDG_CACHE_HOME nor HOME is set");
+    if (n < 0 || (size_t)n >= len)
+        return err_set(eb, -ENAMETOOLONG, "the cache directory's path is too long");
+    return 0;
+}
+
+int kcache_open(struct kcache *c, const char *path, bool create, struct errbuf *eb)
+{
+    c->dir_fd = -1;
+    if (snprintf(c->path, sizeof(c->path), "%s", path) >= (int)sizeof(c->path))
+        return err_set(eb, -ENAMETOOLONG, "the cache directory's path is too long");
+    if (create) {
+        /* The parents, as mkdir -p (0700 for those petrel makes); the last is checked below. */
+        char p[sizeof(c->path)];
+        memcpy(p, c->path, sizeof(p));
+        for (char *s = strchr(p + 1, '/'); s; s = strchr(s + 1, '/')) {
+            *s = 0;
+            if (mkdir(p, 0700) < 0 && errno != EEXIST)
+                return err_set(eb, -errno, "cannot create %s: %s", p, strerror(errno));
+            *s = '/';
+        }
+    }
+    int fd = dir_open_private("the kernel cache", c->path, create, eb);
+    if (fd < 0)
+        return fd;
+    c->dir_fd = fd;
+    return 0;
+}
+
+void kcache_close(struct kcache *c)
+{
+    if (c->dir_fd >= 0)
+        close(c->dir_fd);
+    c->dir_fd = -1;
+}
+
+void kcache_put_entry(struct kcache_entry *e)
+{
+    if (e->map)
+        munmap(e->map, e->map_len);
+    *e = (struct kcache_entry){0};
+}
+
+/* Checks a mapped entry against key; NULL if it is whole, else what is wrong. */
+static const char *kc_check(const uint8_t *map, size_t size, const uint8_t key[KCACHE_KEY_LEN])
+{
+    struct kc_trailer t;
+
+    if (size < sizeof(t))
+        return "shorter than its trailer";
+    memcpy(&t, map + size - sizeof(t), sizeof(t));
+    if (memcmp(t.magic, KC_MAGIC, sizeof(t.magic)))
+        return "no trailer (truncated?)";
+    if (t.version[0] != KC_VERSION || t.version[1] || t.version[2] || t.version[3])
+        return "a trailer of another version";
+    if (kc_get64(t.len) != size - sizeof(t))
+        return "the wrong length (truncated?)";
+    if (memcmp(t.key, key, KCACHE_KEY_LEN))
+        return "another bzImage's key";
+    uint32_t crc = (uint32_t)t.crc[0] | (uint32_t)t.crc[1] << 8 | (uint32_t)t.crc[2] << 16 |
+                   (uint32_t)t.crc[3] << 24;
+    if (kc_crc(map, size - sizeof(t)) != crc)
+        return "a wrong checksum (corrupt)";
+    return NULL;
+}
+
+int kcache_get(struct kcache *c, const uint8_t key[KCACHE_KEY_LEN], struct kcache_entry *e,
+               struct errbuf *eb)
+{
+    char name[80];
+    struct stat st;
+
+    *e = (struct kcache_entry){0};
+    kc_name(key, name, sizeof(name));
+    int fd = openat(c->dir_fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT
+                   ? -ENOENT
+                   : err_set(eb, -errno, "cannot open %s/%s: %s", c->path, name, strerror(errno));
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size <= 0) {
+        close(fd);
+        unlinkat(c->dir_fd, name, 0);
+        return err_set(eb, -EBADMSG, "the cache entry %s/%s was empty or not a file: removed",
+                       c->path, name);
+    }
+    size_t size = (size_t)st.st_size;
+    void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (map == MAP_FAILED) {
+        int err = errno;
+        close(fd);
+        return err_set(eb, -err, "cannot map %s/%s: %s", c->path, name, strerror(err));
+    }
+    const char *bad = kc_check(map, size, key);
+    if (bad) {
+        munmap(map, size);
+        close(fd);
+        unlinkat(c->dir_fd, name, 0);
+        return err_set(eb, -EBADMSG, "the cache entry %s/%s had %s: removed", c->path, name, bad);
+    }
+    /* Used now: the size bound prunes the least recently used first. */
+    futimens(fd, NULL);
+    close(fd);
+    *e = (struct kcache_entry){
+        .map = map, .map_len = size, .elf = map, .len = size - sizeof(struct kc_trailer)};
+    return 0;
+}
+
+int kcache_store(struct kcache *c, const uint8_t key[KCACHE_KEY_LEN], const uint8_t *data,
+                 size_t len, uint64_t max_bytes, struct errbuf *eb)
+{
+    char name[80], tmp[96];
+    struct kc_trailer t = {.magic = KC_MAGIC};
+
+    kc_name(key, name, sizeof(name));
+    t.version[0] = KC_VERSION;
+    uint32_t crc = kc_crc(data, len);
+    for (int i = 0; i < 4; i++)
+        t.crc[i] = (uint8_t)(crc >> (8 * i));
+    kc_put64(t.len, len);
+    memcpy(t.key, key, KCACHE_KEY_LEN);
+
+    /* A unique temporary name: petrels filling the same entry never share one. */
+    int fd = -1;
+    for (unsigned tries = 0; fd < 0 && tries < 16; tries++) {
+        snprintf(tmp, sizeof(tmp), KC_TMP "%d-%llx-%u", (int)getpid(), (unsigned long long)now_ns(),
+                 tries);
+        fd = openat(c->dir_fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0 && errno != EEXIST)
+            return err_set(eb, -errno, "cannot write in %s: %s", c->path, strerror(errno));
+    }
+    if (fd < 0)
+        return err_set(eb, -EEXIST, "cannot make a temporary file in %s", c->path);
+    int ret = write_all(fd, data, len);
+    if (!ret)
+        ret = write_all(fd, &t, sizeof(t));
+    if (close(fd) < 0 && !ret)
+        ret = -errno;
+    if (!ret && renameat(c->dir_fd, tmp, c->dir_fd, name) < 0)
+        ret = -errno;
+    if (ret) {
+        unlinkat(c->dir_fd, tmp, 0);
+        return err_set(eb, ret, "cannot write %s/%s: %s", c->path, name, strerror(-ret));
+    }
+    unsigned removed;
+    uint64_t freed;
+    return kcache_prune(c, -1, max_bytes, name, &removed, &freed, eb);
+}
+
+/* Reads the directory: entries into *out (sorted, most recently used first). */
+static int kc_scan(struct kcache *c, struct kcache_info **out, size_t *n, int64_t stale_before,
+                   struct errbuf *eb)
+{
+    size_t cap = 0;
+    struct kcache_info *v = NULL;
+    struct dirent *d;
+    struct stat st;
+
+    *out = NULL;
+    *n = 0;
+    int fd = dup(c->dir_fd);
+    DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!dir) {
+        if (fd >= 0)
+            close(fd);
+        return err_set(eb, -errno, "cannot read %s: %s", c->path, strerror(errno));
+    }
+    rewinddir(dir);
+    while ((d = readdir(dir)) != NULL) {
+        size_t l = strlen(d->d_name);
+        if (fstatat(c->dir_fd, d->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+            continue;
+        if (!strncmp(d->d_name, KC_TMP, strlen(KC_TMP))) {
+            if (stale_before >= 0 && st.st_mtime < stale_before)
+                unlinkat(c->dir_fd, d->d_name, 0);
+            continue;
+        }
+        if (l < strlen(KC_SUFFIX) || strcmp(d->d_name + l - strlen(KC_SUFFIX), KC_SUFFIX) ||
+            l >= sizeof(v->name))
+            continue;
+        if (*n == cap) {
+            cap = cap ? 2 * cap : 16;
+            struct kcache_info *nv = realloc(v, cap * sizeof(*v));
+            if (!nv) {
+                free(v);
+                closedir(dir);
+                return err_set(eb, -ENOMEM, "out of memory");
+            }
+            v = nv;
+        }
+        struct kcache_info *i = &v[(*n)++];
+        snprintf(i->name, sizeof(i->name), "%s", d->d_name);
+        i->size = (uint64_t)st.st_size;
+        i->used = st.st_mtime;
+    }
+    closedir(dir);
+    /* Most recently used first (insertion sort: a cache holds a few dozen at most). */
+    for (size_t a = 1; a < *n; a++) {
+        struct kcache_info x = v[a];
+        size_t b = a;
+        while (b > 0 && v[b - 1].used < x.used) {
+            v[b] = v[b - 1];
+            b--;
+        }
+        v[b] = x;
+    }
+    *out = v;
+    return 0;
+}
+
+int kcache_list(struct kcache *c, struct kcache_info **out, size_t *n, struct errbuf *eb)
+{
+    return kc_scan(c, out, n, -1, eb);
+}
+
+int kcache_prune(struct kcache *c, int64_t older_than_s, uint64_t max_bytes, const char *keep,
+                 unsigned *removed, uint64_t *freed, struct errbuf *eb)
+{
+    struct kcache_info *v;
+    size_t n;
+    time_t now = time(NULL);
+
+    *removed = 0;
+    *freed = 0;
+    int ret = kc_scan(c, &v, &n, now - KCACHE_TMP_STALE_S, eb);
+    if (ret)
+        return ret;
+    uint64_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += v[i].size;
+    /* Oldest first: the list is most recent first. */
+    for (size_t i = n; i-- > 0;) {
+        bool old = older_than_s >= 0 && v[i].used < now - older_than_s;
+        if ((keep && !strcmp(v[i].name, keep)) || (!old && total <= max_bytes))
+            continue;
+        /* Another petrel may have removed it first: it is gone either way. */
+        if (unlinkat(c->dir_fd, v[i].name, 0) < 0 && errno != ENOENT) {
+            ret =
+                err_set(eb, -errno, "cannot remove %s/%s: %s", c->path, v[i].name, strerror(errno));
+            break;
+        }
+        total -= v[i].size;
+        (*removed)++;
+        *freed += v[i].size;
+    }
+    free(v);
+    return ret;
+}
