@@ -189,5 +189,99 @@ def sigint_stops_a_halted_two_vcpu_guest():
     expect(rc == 128 + signal.SIGINT, "SIGINT ends petrel with 130, got %r" % rc)
 
 
+PAYLOAD_FORMATS = ["gzip", "bzip2", "lzma", "xz", "lzo", "lz4", "zstd"]
+COLD = "kernel booted as the bzImage's payload, decompressed by petrel and cached"
+WARM = "kernel booted as the bzImage's payload, from the kernel cache"
+SETUP = "kernel booted as bzImage\n"
+
+
+@case
+def compressed_payload_boots_through_the_cache():
+    # bootinfo.FORMAT.bzImage carries bootinfo as a compressed vmlinux too. The first boot
+    # decompresses it and caches it, the second boots the cached vmlinux; both hand the
+    # guest exactly what the bzImage's own path does (--kernel-entry setup): the setup
+    # header, command line, initrd and e820 that bootinfo prints.
+    data = bytes(range(5, 5 + 240)) * 30
+    with tempfile.TemporaryDirectory() as cache, tempfile.NamedTemporaryFile() as f:
+        f.write(data)
+        f.flush()
+        env = dict(os.environ, XDG_CACHE_HOME=cache)
+        for fmt in PAYLOAD_FORMATS:
+            args = ["run", "--kernel", kit("bootinfo." + fmt), "--debug-exit", "--stats",
+                    "--initrd", f.name, "--cmdline", "kit.payload=" + fmt]
+            ref = petrel(*args, "--kernel-entry", "setup", env=env)
+            cold = petrel(*args, env=env)
+            warm = petrel(*args, env=env)
+            for p, how in ((ref, SETUP), (cold, COLD), (warm, WARM)):
+                expect(p.returncode == 0 and how in text(p.stderr),
+                       "%s: booted as %r" % (fmt, how.strip()), p)
+                expect("kernel %s:" % kit("bootinfo." + fmt) not in text(p.stderr),
+                       "%s: no note on stderr" % fmt, p)
+            out = text(ref.stdout)
+            expect("bootinfo: setup header fnv" in out and "initrd head" in out,
+                   "%s: bootinfo reports the header and the initrd" % fmt, ref)
+            expect(cold.stdout == ref.stdout and warm.stdout == ref.stdout,
+                   "%s: the same boot info from the cache as from the bzImage" % fmt, warm)
+        p = petrel("cache", "list", env=env)
+        expect(p.returncode == 0 and "%d entries" % len(PAYLOAD_FORMATS) in text(p.stdout),
+               "one cache entry per image", p)
+
+
+@case
+def corrupt_cache_entry_is_rebuilt_not_booted():
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, XDG_CACHE_HOME=cache)
+        args = ["run", "--kernel", kit("bootinfo.zstd"), "--debug-exit", "--stats"]
+        ref = petrel(*args, env=env)
+        expect(ref.returncode == 0 and COLD in text(ref.stderr), "the entry is made", ref)
+        kernels = os.path.join(cache, "petrel", "kernels")
+        (entry,) = [n for n in os.listdir(kernels) if n.endswith(".vmlinux")]
+        path = os.path.join(kernels, entry)
+        with open(path, "r+b") as e:
+            e.seek(0x300)  # inside the ELF's first segment: what a boot would run
+            b = e.read(1)
+            e.seek(0x300)
+            e.write(bytes([b[0] ^ 0xff]))
+        p = petrel(*args, env=env)
+        err = text(p.stderr)
+        expect(p.returncode == 0 and "wrong checksum (corrupt)" in err and
+               "rebuilding it" in err and COLD in err, "the corrupt entry is rebuilt", p)
+        expect(p.stdout == ref.stdout, "and the guest is the same", p)
+        p = petrel(*args, env=env)
+        expect(p.returncode == 0 and WARM in text(p.stderr) and "corrupt" not in text(p.stderr),
+               "the rebuilt entry is used", p)
+
+
+@case
+def unusable_payload_or_cache_boots_the_bzimage():
+    # A payload that is not what its magic says, and a cache that cannot be made: the
+    # bzImage's own path boots, and petrel says why once.
+    with tempfile.TemporaryDirectory() as d:
+        with open(kit("bootinfo.xz"), "rb") as f:
+            img = bytearray(f.read())
+        setup = (img[0x1f1] or 4) * 512 + 512
+        off, length = struct.unpack_from("<II", img, 0x248)
+        for i in range(16, length - 8, 97):
+            img[setup + off + i] ^= 0x5a
+        bad = os.path.join(d, "bad-payload.bzImage")
+        with open(bad, "wb") as f:
+            f.write(img)
+        env = dict(os.environ, XDG_CACHE_HOME=os.path.join(d, "cache"))
+        p = petrel("run", "--kernel", bad, "--debug-exit", "--stats", env=env)
+        err = text(p.stderr)
+        expect(p.returncode == 0 and "the xz payload is corrupt" in err and
+               "booting the bzImage's own decompressor" in err and SETUP in err,
+               "a corrupt payload: the bzImage boots, with a note", p)
+        expect(err.count("petrel: kernel ") == 1, "said once", p)
+        blocker = os.path.join(d, "file")
+        open(blocker, "w").close()
+        env = dict(os.environ, XDG_CACHE_HOME=blocker)
+        p = petrel("run", "--kernel", kit("bootinfo.gzip"), "--debug-exit", "--stats", env=env)
+        err = text(p.stderr)
+        expect(p.returncode == 0 and "the kernel cache cannot be used" in err and SETUP in err,
+               "an unusable cache: the bzImage boots, with a note", p)
+        expect(err.count("petrel: kernel ") == 1, "said once", p)
+
+
 if __name__ == "__main__":
     main()
