@@ -8,10 +8,10 @@
  * directory is the user's own (dir_open_private()).
  *
  * An entry, KEYHEX.vmlinux, is the decompressed bytes followed by a trailer
- * (magic, version, length, CRC-32 of the bytes, the key): written under a
+ * (magic, version, a 64-bit sum of the bytes, their length, the key): written under a
  * temporary name and renamed into place (two petrels filling the same entry
  * each rename a whole file), and verified on every use (a wrong size, trailer
- * or CRC: the entry is deleted and reported as a miss, never used). A use
+ * or sum: the entry is deleted and reported as a miss, never used). A use
  * sets its mtime, so the size bound prunes the least recently used first.
  */
 #ifndef PETREL_KERNEL_CACHE_H

@@ -44,9 +44,10 @@ struct loader {
     struct kernel_image kernel; /* its pointers point into img */
     int initrd_fd;
     uint64_t initrd_size;
-    uint8_t *elf;                     /* a payload decompressed for this boot, or NULL */
-    struct kcache_entry cached;       /* the payload's vmlinux from the cache, or none */
-    const char *via;                  /* how the kernel boots, for --stats */
+    uint8_t *elf;               /* a payload decompressed for this boot, or NULL */
+    struct kcache_entry cached; /* the payload's vmlinux from the cache, or none */
+    const char *via;            /* how the kernel boots, for --stats */
+    uint64_t ns_key, ns_cache, ns_decompress, ns_store; /* the payload path's steps, for --stats */
     char note[sizeof(struct errbuf)]; /* "" or why a bzImage boots its own decompressor */
 };
 

@@ -118,8 +118,12 @@ static void loader_payload(struct loader *ld, const struct loader_opts *opts)
         fallback = "booting the bzImage's own decompressor (the kernel cache cannot be used)";
         goto note;
     }
+    uint64_t t = now_ns();
     kcache_key(ld->img, ld->len, key);
+    ld->ns_key = now_ns() - t;
+    t = now_ns();
     int ret = kcache_get(&c, key, &ld->cached, &e);
+    ld->ns_cache = now_ns() - t;
     if (!ret) {
         if (!loader_adopt(ld, &bz, ld->cached.elf, ld->cached.len, &e)) {
             ld->via = "the bzImage's payload, from the kernel cache";
@@ -133,15 +137,20 @@ static void loader_payload(struct loader *ld, const struct loader_opts *opts)
         snprintf(ld->note, sizeof(ld->note), "%.400s; rebuilding it", e.msg);
     else if (ret != -ENOENT)
         goto note;
+    t = now_ns();
     ret = kpayload_decompress(&p, KPAYLOAD_MAX_OUT, now_ns() + LOADER_DECOMPRESS_S * 1000000000ULL,
                               &ld->elf, &len, &e);
+    ld->ns_decompress = now_ns() - t;
     if (ret || loader_adopt(ld, &bz, ld->elf, len, &e)) {
         free(ld->elf);
         ld->elf = NULL;
         goto note;
     }
     ld->via = "the bzImage's payload, decompressed by petrel";
-    if (kcache_store(&c, key, ld->elf, len, KCACHE_MAX_BYTES, &e))
+    t = now_ns();
+    ret = kcache_store(&c, key, ld->elf, len, KCACHE_MAX_BYTES, &e);
+    ld->ns_store = now_ns() - t;
+    if (ret)
         snprintf(ld->note, sizeof(ld->note), "%.400s (the decompressed kernel is not kept)", e.msg);
     else
         ld->via = "the bzImage's payload, decompressed by petrel and cached";

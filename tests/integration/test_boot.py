@@ -192,7 +192,7 @@ def sigint_stops_a_halted_two_vcpu_guest():
 PAYLOAD_FORMATS = ["gzip", "bzip2", "lzma", "xz", "lzo", "lz4", "zstd"]
 COLD = "kernel booted as the bzImage's payload, decompressed by petrel and cached"
 WARM = "kernel booted as the bzImage's payload, from the kernel cache"
-SETUP = "kernel booted as bzImage\n"
+SETUP = "kernel booted as bzImage ("
 
 
 @case
