@@ -12,6 +12,7 @@
 #define PETREL_VM_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -130,6 +131,10 @@ struct vm {
     int exit_status;
     int exit_vcpu; /* the vCPU that crashed or failed, or -1 */
     char exit_detail[160];
+    /* Set (seq_cst) once an exit is requested: a vCPU whose own exit made the request (a
+     * debug-exit, reset or power-off write) stops there instead of entering the guest
+     * again, where the loop would have to kick it out. */
+    atomic_bool exit_requested;
 };
 
 /*
