@@ -60,6 +60,22 @@ void kcache_close(struct kcache *c);
 void kcache_key(const uint8_t *data, size_t len, uint8_t key[KCACHE_KEY_LEN]);
 
 /*
+ * The key of the bzImage open as fd whose bytes are data[0, len): remembered
+ * from the last time this file was hashed when its device, inode, size, mtime
+ * and ctime are all as they were then (any write to the file changes its
+ * ctime, which no one can set back), else computed and remembered. The
+ * memory is a small file per bzImage (id-DEV-INO) in the cache; a failure to
+ * read or write it only costs the hash. As git does for its index, a file
+ * changed less than racy_ns ago is not remembered: a write within the same
+ * clock tick as the last one would leave its times as they were.
+ * *remembered says which it was.
+ */
+void kcache_key_of_file(struct kcache *c, int fd, const uint8_t *data, size_t len, uint64_t racy_ns,
+                        uint8_t key[KCACHE_KEY_LEN], bool *remembered);
+
+#define KCACHE_RACY_NS (2 * 1000000000ULL) /* well above any file system's time granularity */
+
+/*
  * Finds and verifies the entry for key. 0: *e holds it (kcache_put_entry() it);
  * -ENOENT: none; -EBADMSG: there was one, corrupt or truncated, now deleted
  * (eb says what was wrong); another -errno: the cache cannot be read.

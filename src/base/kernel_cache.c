@@ -118,6 +118,66 @@ void kcache_key(const uint8_t *data, size_t len, uint8_t key[KCACHE_KEY_LEN])
     SHA256_Final(key, &ctx);
 }
 
+/* What kcache_key_of_file() remembers of a bzImage. */
+struct kc_id {
+    char magic[8];
+    uint8_t size[8], mtime[8], ctime[8];
+    uint8_t key[KCACHE_KEY_LEN];
+};
+
+static void kc_id_of(const struct stat *st, struct kc_id *id)
+{
+    memset(id, 0, sizeof(*id));
+    memcpy(id->magic, "PETRELID", 8);
+    kc_put64(id->size, (uint64_t)st->st_size);
+    kc_put64(id->mtime,
+             (uint64_t)st->st_mtim.tv_sec * 1000000000ULL + (uint64_t)st->st_mtim.tv_nsec);
+    kc_put64(id->ctime,
+             (uint64_t)st->st_ctim.tv_sec * 1000000000ULL + (uint64_t)st->st_ctim.tv_nsec);
+}
+
+void kcache_key_of_file(struct kcache *c, int fd, const uint8_t *data, size_t len, uint64_t racy_ns,
+                        uint8_t key[KCACHE_KEY_LEN], bool *remembered)
+{
+    struct stat st;
+    struct kc_id want, have;
+    char name[64], tmp[96];
+
+    *remembered = false;
+    if (fstat(fd, &st) < 0 || (uint64_t)st.st_size != len) {
+        kcache_key(data, len, key);
+        return;
+    }
+    kc_id_of(&st, &want);
+    snprintf(name, sizeof(name), "id-%llx-%llx", (unsigned long long)st.st_dev,
+             (unsigned long long)st.st_ino);
+    int idfd = openat(c->dir_fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (idfd >= 0) {
+        ssize_t n = read(idfd, &have, sizeof(have));
+        close(idfd);
+        if (n == (ssize_t)sizeof(have) && !memcmp(&have, &want, offsetof(struct kc_id, key))) {
+            memcpy(key, have.key, KCACHE_KEY_LEN);
+            *remembered = true;
+            return;
+        }
+    }
+    kcache_key(data, len, key);
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    uint64_t now_rt = (uint64_t)now.tv_sec * 1000000000ULL + (uint64_t)now.tv_nsec;
+    if (kc_get64(want.mtime) + racy_ns > now_rt || kc_get64(want.ctime) + racy_ns > now_rt)
+        return; /* racy: changed too recently to be told apart from a change to come */
+    memcpy(want.key, key, KCACHE_KEY_LEN);
+    snprintf(tmp, sizeof(tmp), KC_TMP "%d-%llx-id", (int)getpid(), (unsigned long long)now_ns());
+    idfd = openat(c->dir_fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (idfd < 0)
+        return;
+    bool ok = write_all(idfd, &want, sizeof(want)) == 0;
+    ok = close(idfd) == 0 && ok;
+    if (!ok || renameat(c->dir_fd, tmp, c->dir_fd, name) < 0)
+        unlinkat(c->dir_fd, tmp, 0);
+}
+
 int kcache_default_path(char *buf, size_t len, struct errbuf *eb)
 {
     const char *xdg = getenv("XDG_CACHE_HOME");
@@ -278,7 +338,7 @@ int kcache_store(struct kcache *c, const uint8_t key[KCACHE_KEY_LEN], const uint
 
 /* Reads the directory: entries into *out (sorted, most recently used first). */
 static int kc_scan(struct kcache *c, struct kcache_info **out, size_t *n, int64_t stale_before,
-                   struct errbuf *eb)
+                   int64_t ids_before, struct errbuf *eb)
 {
     size_t cap = 0;
     struct kcache_info *v = NULL;
@@ -301,6 +361,11 @@ static int kc_scan(struct kcache *c, struct kcache_info **out, size_t *n, int64_
             continue;
         if (!strncmp(d->d_name, KC_TMP, strlen(KC_TMP))) {
             if (stale_before >= 0 && st.st_mtime < stale_before)
+                unlinkat(c->dir_fd, d->d_name, 0);
+            continue;
+        }
+        if (!strncmp(d->d_name, "id-", 3)) {
+            if (ids_before != INT64_MIN && st.st_mtime < ids_before)
                 unlinkat(c->dir_fd, d->d_name, 0);
             continue;
         }
@@ -339,7 +404,7 @@ static int kc_scan(struct kcache *c, struct kcache_info **out, size_t *n, int64_
 
 int kcache_list(struct kcache *c, struct kcache_info **out, size_t *n, struct errbuf *eb)
 {
-    return kc_scan(c, out, n, -1, eb);
+    return kc_scan(c, out, n, -1, INT64_MIN, eb);
 }
 
 int kcache_prune(struct kcache *c, int64_t older_than_s, uint64_t max_bytes, const char *keep,
@@ -351,7 +416,11 @@ int kcache_prune(struct kcache *c, int64_t older_than_s, uint64_t max_bytes, con
 
     *removed = 0;
     *freed = 0;
-    int ret = kc_scan(c, &v, &n, now - KCACHE_TMP_STALE_S, eb);
+    /* A bzImage's remembered key goes with clear (no bound) and with an age. */
+    int64_t ids_before = max_bytes == 0      ? INT64_MAX
+                         : older_than_s >= 0 ? now - older_than_s
+                                             : INT64_MIN;
+    int ret = kc_scan(c, &v, &n, now - KCACHE_TMP_STALE_S, ids_before, eb);
     if (ret)
         return ret;
     uint64_t total = 0;

@@ -119,7 +119,8 @@ static void loader_payload(struct loader *ld, const struct loader_opts *opts)
         goto note;
     }
     uint64_t t = now_ns();
-    kcache_key(ld->img, ld->len, key);
+    bool remembered;
+    kcache_key_of_file(&c, ld->kernel_fd, ld->img, ld->len, KCACHE_RACY_NS, key, &remembered);
     ld->ns_key = now_ns() - t;
     t = now_ns();
     int ret = kcache_get(&c, key, &ld->cached, &e);
