@@ -103,6 +103,23 @@ int kcache_store(struct kcache *c, const uint8_t key[KCACHE_KEY_LEN], const uint
 int kcache_prune(struct kcache *c, int64_t older_than_s, uint64_t max_bytes, const char *keep,
                  unsigned *removed, uint64_t *freed, struct errbuf *eb) MUST_CHECK;
 
+/*
+ * The lock of key's entry while one process fills it (KEYHEX.lock, flock): an
+ * fd holding it, or -EWOULDBLOCK when another process holds it, or -errno.
+ */
+int kcache_lock(struct kcache *c, const uint8_t key[KCACHE_KEY_LEN]) MUST_CHECK;
+
+/* Releases and removes the lock kcache_lock() returned. */
+void kcache_unlock(struct kcache *c, const uint8_t key[KCACHE_KEY_LEN], int fd);
+
+/*
+ * A bzImage whose payload cannot be used: why, kept as KEYHEX.bad so that
+ * later boots say so without decompressing it again (petrel cache clear
+ * forgets it). kcache_bad() returns true and the reason when there is one.
+ */
+void kcache_mark_bad(struct kcache *c, const uint8_t key[KCACHE_KEY_LEN], const char *why);
+bool kcache_bad(struct kcache *c, const uint8_t key[KCACHE_KEY_LEN], char *why, size_t len);
+
 /* Lists the entries, most recently used first, into a new array (*out, free() it). */
 int kcache_list(struct kcache *c, struct kcache_info **out, size_t *n,
                 struct errbuf *eb) MUST_CHECK;

@@ -16,14 +16,16 @@
 
 #define LOADER_MAX_KERNEL_SIZE (256 * MiB) /* a bzImage: read whole */
 #define LOADER_KERNEL_HEAD     (64 * KiB)  /* what is read first: a vmlinux's headers are in it */
-#define LOADER_DECOMPRESS_S    120         /* a payload's decompression may take this long */
+#define LOADER_DECOMPRESS_S                                                                        \
+    3600 /* the filler's decompression, at idle priority, may take this long */
 
 /*
  * How a bzImage boots. AUTO: its payload's vmlinux, from the cache of
- * decompressed kernels (kernel_cache.h), decompressed and cached on a miss;
- * the bzImage's own decompressor when that cannot be (no payload petrel can
- * decompress, no usable cache), which the loader's note says. SETUP: always
- * the bzImage's own path.
+ * decompressed kernels (kernel_cache.h); on a miss the bzImage's own
+ * decompressor, while a filler process decompresses the payload into the
+ * cache for later boots; the bzImage's own decompressor too when the payload
+ * cannot be used or the cache cannot be, which the loader's note says.
+ * SETUP: always the bzImage's own path.
  */
 enum loader_entry {
     LOADER_ENTRY_AUTO,
@@ -44,11 +46,10 @@ struct loader {
     struct kernel_image kernel; /* its pointers point into img */
     int initrd_fd;
     uint64_t initrd_size;
-    uint8_t *elf;               /* a payload decompressed for this boot, or NULL */
-    struct kcache_entry cached; /* the payload's vmlinux from the cache, or none */
-    const char *via;            /* how the kernel boots, for --stats */
-    uint64_t ns_key, ns_cache, ns_decompress, ns_store; /* the payload path's steps, for --stats */
-    char note[sizeof(struct errbuf)]; /* "" or why a bzImage boots its own decompressor */
+    struct kcache_entry cached;           /* the payload's vmlinux from the cache, or none */
+    const char *via;                      /* how the kernel boots, for --stats */
+    uint64_t ns_key, ns_cache, ns_filler; /* the payload path's steps, for --stats */
+    char note[sizeof(struct errbuf)];     /* "" or why a bzImage boots its own decompressor */
 };
 
 /* Opens, reads and checks the kernel and opens the initrd. 0 or -errno with eb. */

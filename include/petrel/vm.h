@@ -84,7 +84,7 @@ struct vm {
     struct loader loader;   /* only while vm_create() runs: the kernel and initrd */
     uint64_t entry;         /* where vCPU 0 starts (the loaded kernel's entry point) */
     const char *kernel_via; /* how the kernel booted (a static string), for --stats */
-    uint64_t kernel_ns[5];  /* its key, cache read, decompression, store; load into memory */
+    uint64_t kernel_ns[4];  /* its key, cache read, starting the filler; load into memory */
 
     struct vcpu *vcpus;
     unsigned nr_vcpus;

@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -98,7 +99,8 @@ static uint64_t kc_sum(const uint8_t *p, size_t len)
     return h ^ (h >> 32);
 }
 
-static void kc_name(const uint8_t key[KCACHE_KEY_LEN], char *buf, size_t len)
+static void kc_name_with(const uint8_t key[KCACHE_KEY_LEN], const char *suffix, char *buf,
+                         size_t len)
 {
     static const char hex[] = "0123456789abcdef";
     size_t o = 0;
@@ -106,7 +108,60 @@ static void kc_name(const uint8_t key[KCACHE_KEY_LEN], char *buf, size_t len)
         buf[o++] = hex[key[i] >> 4];
         buf[o++] = hex[key[i] & 15];
     }
-    snprintf(buf + o, len - o, "%s", KC_SUFFIX);
+    snprintf(buf + o, len - o, "%s", suffix);
+}
+
+static void kc_name(const uint8_t key[KCACHE_KEY_LEN], char *buf, size_t len)
+{
+    kc_name_with(key, KC_SUFFIX, buf, len);
+}
+
+int kcache_lock(struct kcache *c, const uint8_t key[KCACHE_KEY_LEN])
+{
+    char name[80];
+    kc_name_with(key, ".lock", name, sizeof(name));
+    int fd = openat(c->dir_fd, name, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -errno;
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        int err = errno;
+        close(fd);
+        return err == EWOULDBLOCK ? -EWOULDBLOCK : -err;
+    }
+    return fd;
+}
+
+void kcache_unlock(struct kcache *c, const uint8_t key[KCACHE_KEY_LEN], int fd)
+{
+    char name[80];
+    kc_name_with(key, ".lock", name, sizeof(name));
+    unlinkat(c->dir_fd, name, 0);
+    close(fd);
+}
+
+void kcache_mark_bad(struct kcache *c, const uint8_t key[KCACHE_KEY_LEN], const char *why)
+{
+    char name[80];
+    kc_name_with(key, ".bad", name, sizeof(name));
+    int fd = openat(c->dir_fd, name, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return;
+    if (write_all(fd, why, strlen(why)) < 0)
+        unlinkat(c->dir_fd, name, 0);
+    close(fd);
+}
+
+bool kcache_bad(struct kcache *c, const uint8_t key[KCACHE_KEY_LEN], char *why, size_t len)
+{
+    char name[80];
+    kc_name_with(key, ".bad", name, sizeof(name));
+    int fd = openat(c->dir_fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    ssize_t n = read(fd, why, len - 1);
+    close(fd);
+    why[n > 0 ? n : 0] = 0;
+    return true;
 }
 
 void kcache_key(const uint8_t *data, size_t len, uint8_t key[KCACHE_KEY_LEN])
@@ -364,7 +419,7 @@ static int kc_scan(struct kcache *c, struct kcache_info **out, size_t *n, int64_
                 unlinkat(c->dir_fd, d->d_name, 0);
             continue;
         }
-        if (!strncmp(d->d_name, "id-", 3)) {
+        if (!strncmp(d->d_name, "id-", 3) || (l > 4 && !strcmp(d->d_name + l - 4, ".bad"))) {
             if (ids_before != INT64_MIN && st.st_mtime < ids_before)
                 unlinkat(c->dir_fd, d->d_name, 0);
             continue;

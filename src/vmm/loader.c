@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* Reads len bytes at off of fd into buf: 0, or -errno with a message (what: "kernel", ...). */
@@ -86,11 +88,91 @@ static int loader_adopt(struct loader *ld, const struct bzimage *bz, const uint8
 }
 
 /*
+ * The filler: a process of its own, at idle priority, that decompresses the
+ * payload, checks it and stores it in the cache while (and after) this boot
+ * runs the bzImage's own decompressor. It holds the entry's lock (kcache_lock)
+ * from before its parent goes on until the entry is written, so a second
+ * petrel does not fill it again and a test can wait for it; ready gets one
+ * byte once it holds the lock (or gave up). A payload it cannot use is marked
+ * bad with the reason, which the next boot says. It never returns.
+ */
+static void loader_filler(struct loader *ld, struct kcache *c, const struct bzimage *bz,
+                          const struct kpayload *p, const uint8_t key[KCACHE_KEY_LEN], int ready)
+{
+    struct errbuf e = {{0}};
+    struct sched_param sp = {0};
+    uint8_t *elf;
+    size_t len;
+
+    setsid();
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    for (int fd = 0; fd < 3 && null >= 0; fd++)
+        dup2(null, fd);
+    /* Nothing of the VM's (a console pipe a reader waits on to end) may stay open here. */
+    for (int fd = 3; fd < 1024; fd++) {
+        if (fd != c->dir_fd && fd != ready)
+            close(fd);
+    }
+    int lock = kcache_lock(c, key);
+    ssize_t n = write(ready, "x", 1);
+    (void)n;
+    close(ready);
+    sched_setscheduler(0, SCHED_IDLE, &sp); /* after the parent goes on: it waits for ready */
+    if (lock < 0)
+        _exit(0); /* another petrel is filling it */
+    int ret = kpayload_decompress(p, KPAYLOAD_MAX_OUT,
+                                  now_ns() + LOADER_DECOMPRESS_S * 1000000000ULL, &elf, &len, &e);
+    if (!ret)
+        ret = loader_adopt(ld, bz, elf, len, &e);
+    if (!ret)
+        ret = kcache_store(c, key, elf, len, KCACHE_MAX_BYTES, &e);
+    else if (ret != -ETIMEDOUT && ret != -ENOMEM) /* at idle priority: tried again next time */
+        kcache_mark_bad(c, key, e.msg);
+    kcache_unlock(c, key, lock);
+    _exit(ret ? 1 : 0);
+}
+
+/*
+ * Starts the filler (double-forked: nobody's child to reap) and waits until
+ * it holds the entry's lock. Here petrel is still one thread, before KVM, the
+ * loop or any device exists. 0, or -errno (the cache stays empty this time).
+ */
+static int loader_fill_later(struct loader *ld, struct kcache *c, const struct bzimage *bz,
+                             const struct kpayload *p, const uint8_t key[KCACHE_KEY_LEN])
+{
+    int pfd[2];
+    char b;
+
+    if (pipe2(pfd, O_CLOEXEC) < 0)
+        return -errno;
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        int err = -errno;
+        close(pfd[0]);
+        close(pfd[1]);
+        return err;
+    }
+    if (pid == 0) {
+        close(pfd[0]);
+        if (fork() == 0)
+            loader_filler(ld, c, bz, p, key, pfd[1]);
+        _exit(0);
+    }
+    close(pfd[1]);
+    waitpid(pid, NULL, 0);
+    ssize_t n = read(pfd[0], &b, 1); /* EOF: the filler did not start */
+    close(pfd[0]);
+    return n == 1 ? 0 : -ECHILD;
+}
+
+/*
  * A bzImage's payload instead of its decompressor (LOADER_ENTRY_AUTO): the
- * cache's entry, or the payload decompressed here and stored. Decompressed
- * first, before the guest starts, rather than in a worker while the guest
- * runs its own decompressor: docs/architecture.md has the measurements. Never
- * fails: what cannot be done leaves the bzImage as it is, with a note.
+ * cache's entry when there is one. On a miss this boot runs the bzImage's own
+ * decompressor as before, and a filler process decompresses the payload into
+ * the cache at idle priority for the boots to come: docs/architecture.md has
+ * the measurements that chose this over decompressing first. Never fails:
+ * what cannot be done leaves the bzImage as it is, with a note.
  */
 static void loader_payload(struct loader *ld, const struct loader_opts *opts)
 {
@@ -98,9 +180,9 @@ static void loader_payload(struct loader *ld, const struct loader_opts *opts)
     struct bzimage bz;
     struct kpayload p;
     struct kcache c = {.dir_fd = -1};
-    char path[sizeof(c.path)];
+    char path[sizeof(c.path)], why[400];
     const uint8_t *payload;
-    size_t plen, len;
+    size_t plen;
     uint8_t key[KCACHE_KEY_LEN];
     const char *fallback = "booting the bzImage's own decompressor";
 
@@ -122,6 +204,10 @@ static void loader_payload(struct loader *ld, const struct loader_opts *opts)
     bool remembered;
     kcache_key_of_file(&c, ld->kernel_fd, ld->img, ld->len, KCACHE_RACY_NS, key, &remembered);
     ld->ns_key = now_ns() - t;
+    if (kcache_bad(&c, key, why, sizeof(why))) {
+        err_set(&e, -ENOEXEC, "%s", why);
+        goto note;
+    }
     t = now_ns();
     int ret = kcache_get(&c, key, &ld->cached, &e);
     ld->ns_cache = now_ns() - t;
@@ -130,31 +216,24 @@ static void loader_payload(struct loader *ld, const struct loader_opts *opts)
             ld->via = "the bzImage's payload, from the kernel cache";
             goto out;
         }
-        kcache_put_entry(
-            &ld->cached); /* a verified entry that is no vmlinux: parse rules changed */
+        kcache_put_entry(&ld->cached); /* verified, yet no vmlinux: the parse rules changed */
         goto note;
     }
+    if (ret != -ENOENT && ret != -EBADMSG)
+        goto note;
     if (ret == -EBADMSG)
-        snprintf(ld->note, sizeof(ld->note), "%.400s; rebuilding it", e.msg);
-    else if (ret != -ENOENT)
-        goto note;
+        snprintf(ld->note, sizeof(ld->note), "%.400s; decompressing it again in the background",
+                 e.msg);
     t = now_ns();
-    ret = kpayload_decompress(&p, KPAYLOAD_MAX_OUT, now_ns() + LOADER_DECOMPRESS_S * 1000000000ULL,
-                              &ld->elf, &len, &e);
-    ld->ns_decompress = now_ns() - t;
-    if (ret || loader_adopt(ld, &bz, ld->elf, len, &e)) {
-        free(ld->elf);
-        ld->elf = NULL;
-        goto note;
-    }
-    ld->via = "the bzImage's payload, decompressed by petrel";
-    t = now_ns();
-    ret = kcache_store(&c, key, ld->elf, len, KCACHE_MAX_BYTES, &e);
-    ld->ns_store = now_ns() - t;
+    ret = loader_fill_later(ld, &c, &bz, &p, key);
+    ld->ns_filler = now_ns() - t;
     if (ret)
-        snprintf(ld->note, sizeof(ld->note), "%.400s (the decompressed kernel is not kept)", e.msg);
+        snprintf(ld->note, sizeof(ld->note),
+                 "cannot start decompressing its payload into the kernel cache: %s",
+                 strerror(-ret));
     else
-        ld->via = "the bzImage's payload, decompressed by petrel and cached";
+        ld->via = "bzImage; its payload is being decompressed into the kernel cache in the "
+                  "background";
     goto out;
 note:
     snprintf(ld->note, sizeof(ld->note), "%.400s: %s", e.msg, fallback);
@@ -196,8 +275,6 @@ int loader_open(struct loader *ld, const char *kernel_path, const char *initrd_p
 void loader_close(struct loader *ld)
 {
     kcache_put_entry(&ld->cached);
-    free(ld->elf);
-    ld->elf = NULL;
     free(ld->img);
     ld->img = NULL;
     if (ld->kernel_fd >= 0)

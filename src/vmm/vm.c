@@ -182,7 +182,7 @@ static int vm_load_kernel(struct vm *vm, struct errbuf *eb)
                                                    : VM_DEFAULT_CMDLINE;
     uint64_t t = now_ns();
     int ret = loader_load(&vm->loader, &vm->mem, cmdline, eb);
-    vm->kernel_ns[4] = now_ns() - t;
+    vm->kernel_ns[3] = now_ns() - t;
     if (ret)
         return ret;
     vm->entry = vm->loader.kernel.entry;
@@ -337,8 +337,7 @@ int vm_create(const struct vm_config *cfg, struct vm **out, struct errbuf *eb)
         vm->kernel_via = vm->loader.via;
         vm->kernel_ns[0] = vm->loader.ns_key;
         vm->kernel_ns[1] = vm->loader.ns_cache;
-        vm->kernel_ns[2] = vm->loader.ns_decompress;
-        vm->kernel_ns[3] = vm->loader.ns_store;
+        vm->kernel_ns[2] = vm->loader.ns_filler;
         if (vm->loader.note[0])
             fprintf(stderr, "petrel: kernel %s: %s\n", cfg->kernel_path, vm->loader.note);
     }
@@ -497,9 +496,9 @@ void vm_report_exit(struct vm *vm, FILE *f)
         if (vm->kernel_via)
             fprintf(f,
                     "petrel: stats: kernel booted as %s (key %.1f ms, cache read %.1f ms, "
-                    "decompression %.1f ms, cache write %.1f ms; into guest memory %.1f ms)\n",
+                    "starting the filler %.1f ms; into guest memory %.1f ms)\n",
                     vm->kernel_via, vm->kernel_ns[0] / 1e6, vm->kernel_ns[1] / 1e6,
-                    vm->kernel_ns[2] / 1e6, vm->kernel_ns[3] / 1e6, vm->kernel_ns[4] / 1e6);
+                    vm->kernel_ns[2] / 1e6, vm->kernel_ns[3] / 1e6);
     }
 }
 

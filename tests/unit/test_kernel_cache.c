@@ -142,6 +142,35 @@ static void test_key_of_file_remembered(void **state)
     free(data);
 }
 
+/* One filler at a time; a payload marked bad says why until the cache is cleared. */
+static void test_lock_and_bad(void **state)
+{
+    struct fx *f = *state;
+    uint8_t k[KCACHE_KEY_LEN];
+    char why[64];
+    unsigned removed;
+    uint64_t freed;
+    struct errbuf eb;
+
+    key_of("bzImage locked", k);
+    int a = kcache_lock(&f->c, k);
+    assert_true(a >= 0);
+    assert_int_equal(kcache_lock(&f->c, k), -EWOULDBLOCK);
+    kcache_unlock(&f->c, k, a);
+    a = kcache_lock(&f->c, k);
+    assert_true(a >= 0);
+    kcache_unlock(&f->c, k, a);
+
+    assert_false(kcache_bad(&f->c, k, why, sizeof(why)));
+    kcache_mark_bad(&f->c, k, "the xz payload is corrupt");
+    assert_true(kcache_bad(&f->c, k, why, sizeof(why)));
+    assert_string_equal(why, "the xz payload is corrupt");
+    assert_int_equal(kcache_prune(&f->c, -1, UINT64_MAX, NULL, &removed, &freed, &eb), 0);
+    assert_true(kcache_bad(&f->c, k, why, sizeof(why))); /* a plain prune keeps it */
+    assert_int_equal(kcache_prune(&f->c, 0, 0, NULL, &removed, &freed, &eb), 0);
+    assert_false(kcache_bad(&f->c, k, why, sizeof(why)));
+}
+
 static void test_store_then_get(void **state)
 {
     struct fx *f = *state;
@@ -440,6 +469,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_key_is_sha256),
         cmocka_unit_test_setup_teardown(test_key_of_file_remembered, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lock_and_bad, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_then_get, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_entry_discarded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_truncated_entry_discarded, setup, teardown),
