@@ -66,12 +66,14 @@ void kcache_key(const uint8_t *data, size_t len, uint8_t key[KCACHE_KEY_LEN]);
  * ctime, which no one can set back), else computed and remembered. The
  * memory is a small file per bzImage (id-DEV-INO) in the cache; a failure to
  * read or write it only costs the hash. As git does for its index, a file
- * changed less than racy_ns ago is not remembered: a write within the same
- * clock tick as the last one would leave its times as they were.
- * *remembered says which it was.
+ * changed less than racy_ns ago is hashed but not remembered: a write within
+ * the same clock tick as the last one would leave its times as they were.
+ * Without hash, a file neither remembered nor racy is not hashed either
+ * (KCACHE_KEY_UNKNOWN): the caller leaves that to its filler.
  */
-void kcache_key_of_file(struct kcache *c, int fd, const uint8_t *data, size_t len, uint64_t racy_ns,
-                        uint8_t key[KCACHE_KEY_LEN], bool *remembered);
+enum kcache_keyed { KCACHE_KEY_UNKNOWN, KCACHE_KEY_REMEMBERED, KCACHE_KEY_HASHED };
+enum kcache_keyed kcache_key_of_file(struct kcache *c, int fd, const uint8_t *data, size_t len,
+                                     uint64_t racy_ns, bool hash, uint8_t key[KCACHE_KEY_LEN]);
 
 #define KCACHE_RACY_NS (2 * 1000000000ULL) /* well above any file system's time granularity */
 
@@ -111,6 +113,12 @@ int kcache_lock(struct kcache *c, const uint8_t key[KCACHE_KEY_LEN]) MUST_CHECK;
 
 /* Releases and removes the lock kcache_lock() returned. */
 void kcache_unlock(struct kcache *c, const uint8_t key[KCACHE_KEY_LEN], int fd);
+
+/* The same, for any name in the cache: a filler that does not know its key yet locks
+ * the bzImage's file (kcache_file_lock_name(): id-DEV-INO.lock). */
+int kcache_lock_name(struct kcache *c, const char *name) MUST_CHECK;
+void kcache_unlock_name(struct kcache *c, const char *name, int fd);
+void kcache_file_lock_name(int fd, char *buf, size_t len);
 
 /*
  * A bzImage whose payload cannot be used: why, kept as KEYHEX.bad so that

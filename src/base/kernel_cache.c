@@ -120,6 +120,11 @@ int kcache_lock(struct kcache *c, const uint8_t key[KCACHE_KEY_LEN])
 {
     char name[80];
     kc_name_with(key, ".lock", name, sizeof(name));
+    return kcache_lock_name(c, name);
+}
+
+int kcache_lock_name(struct kcache *c, const char *name)
+{
     int fd = openat(c->dir_fd, name, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0)
         return -errno;
@@ -135,8 +140,22 @@ void kcache_unlock(struct kcache *c, const uint8_t key[KCACHE_KEY_LEN], int fd)
 {
     char name[80];
     kc_name_with(key, ".lock", name, sizeof(name));
+    kcache_unlock_name(c, name, fd);
+}
+
+void kcache_unlock_name(struct kcache *c, const char *name, int fd)
+{
     unlinkat(c->dir_fd, name, 0);
     close(fd);
+}
+
+void kcache_file_lock_name(int fd, char *buf, size_t len)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        memset(&st, 0, sizeof(st));
+    snprintf(buf, len, "id-%llx-%llx.lock", (unsigned long long)st.st_dev,
+             (unsigned long long)st.st_ino);
 }
 
 void kcache_mark_bad(struct kcache *c, const uint8_t key[KCACHE_KEY_LEN], const char *why)
@@ -191,17 +210,16 @@ static void kc_id_of(const struct stat *st, struct kc_id *id)
              (uint64_t)st->st_ctim.tv_sec * 1000000000ULL + (uint64_t)st->st_ctim.tv_nsec);
 }
 
-void kcache_key_of_file(struct kcache *c, int fd, const uint8_t *data, size_t len, uint64_t racy_ns,
-                        uint8_t key[KCACHE_KEY_LEN], bool *remembered)
+enum kcache_keyed kcache_key_of_file(struct kcache *c, int fd, const uint8_t *data, size_t len,
+                                     uint64_t racy_ns, bool hash, uint8_t key[KCACHE_KEY_LEN])
 {
     struct stat st;
     struct kc_id want, have;
     char name[64], tmp[96];
 
-    *remembered = false;
     if (fstat(fd, &st) < 0 || (uint64_t)st.st_size != len) {
         kcache_key(data, len, key);
-        return;
+        return KCACHE_KEY_HASHED;
     }
     kc_id_of(&st, &want);
     snprintf(name, sizeof(name), "id-%llx-%llx", (unsigned long long)st.st_dev,
@@ -212,25 +230,29 @@ void kcache_key_of_file(struct kcache *c, int fd, const uint8_t *data, size_t le
         close(idfd);
         if (n == (ssize_t)sizeof(have) && !memcmp(&have, &want, offsetof(struct kc_id, key))) {
             memcpy(key, have.key, KCACHE_KEY_LEN);
-            *remembered = true;
-            return;
+            return KCACHE_KEY_REMEMBERED;
         }
     }
-    kcache_key(data, len, key);
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     uint64_t now_rt = (uint64_t)now.tv_sec * 1000000000ULL + (uint64_t)now.tv_nsec;
-    if (kc_get64(want.mtime) + racy_ns > now_rt || kc_get64(want.ctime) + racy_ns > now_rt)
-        return; /* racy: changed too recently to be told apart from a change to come */
+    /* Racy: changed too recently to be told apart from a change to come. */
+    bool racy = kc_get64(want.mtime) + racy_ns > now_rt || kc_get64(want.ctime) + racy_ns > now_rt;
+    if (!hash && !racy)
+        return KCACHE_KEY_UNKNOWN;
+    kcache_key(data, len, key);
+    if (racy)
+        return KCACHE_KEY_HASHED;
     memcpy(want.key, key, KCACHE_KEY_LEN);
     snprintf(tmp, sizeof(tmp), KC_TMP "%d-%llx-id", (int)getpid(), (unsigned long long)now_ns());
     idfd = openat(c->dir_fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (idfd < 0)
-        return;
+        return KCACHE_KEY_HASHED;
     bool ok = write_all(idfd, &want, sizeof(want)) == 0;
     ok = close(idfd) == 0 && ok;
     if (!ok || renameat(c->dir_fd, tmp, c->dir_fd, name) < 0)
         unlinkat(c->dir_fd, tmp, 0);
+    return KCACHE_KEY_HASHED;
 }
 
 int kcache_default_path(char *buf, size_t len, struct errbuf *eb)

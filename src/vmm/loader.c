@@ -97,12 +97,16 @@ static int loader_adopt(struct loader *ld, const struct bzimage *bz, const uint8
  * bad with the reason, which the next boot says. It never returns.
  */
 static void loader_filler(struct loader *ld, struct kcache *c, const struct bzimage *bz,
-                          const struct kpayload *p, const uint8_t key[KCACHE_KEY_LEN], int ready)
+                          const struct kpayload *p, uint8_t key[KCACHE_KEY_LEN], bool have_key,
+                          int ready)
 {
     struct errbuf e = {{0}};
     struct sched_param sp = {0};
+    struct kcache_entry entry;
+    char file_lock_name[80];
     uint8_t *elf;
     size_t len;
+    int file_lock = -1, lock = -1, ret = 0;
 
     setsid();
     int null = open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -110,18 +114,32 @@ static void loader_filler(struct loader *ld, struct kcache *c, const struct bzim
         dup2(null, fd);
     /* Nothing of the VM's (a console pipe a reader waits on to end) may stay open here. */
     for (int fd = 3; fd < 1024; fd++) {
-        if (fd != c->dir_fd && fd != ready)
+        if (fd != c->dir_fd && fd != ready && fd != ld->kernel_fd)
             close(fd);
     }
-    int lock = kcache_lock(c, key);
+    /* Without its key yet, the filler holds the bzImage file's lock until it is done. */
+    if (!have_key) {
+        kcache_file_lock_name(ld->kernel_fd, file_lock_name, sizeof(file_lock_name));
+        file_lock = kcache_lock_name(c, file_lock_name);
+    } else {
+        lock = kcache_lock(c, key);
+    }
     ssize_t n = write(ready, "x", 1);
     (void)n;
     close(ready);
+    if (have_key ? lock < 0 : file_lock < 0)
+        _exit(0);                           /* another petrel is filling it */
     sched_setscheduler(0, SCHED_IDLE, &sp); /* after the parent goes on: it waits for ready */
-    if (lock < 0)
-        _exit(0); /* another petrel is filling it */
-    int ret = kpayload_decompress(p, KPAYLOAD_MAX_OUT,
-                                  now_ns() + LOADER_DECOMPRESS_S * 1000000000ULL, &elf, &len, &e);
+    if (!have_key) {
+        kcache_key_of_file(c, ld->kernel_fd, ld->img, ld->len, KCACHE_RACY_NS, true, key);
+        if (kcache_bad(c, key, e.msg, sizeof(e.msg)) || kcache_get(c, key, &entry, &e) == 0)
+            goto out; /* known already: the key is remembered now */
+        lock = kcache_lock(c, key);
+        if (lock < 0)
+            goto out;
+    }
+    ret = kpayload_decompress(p, KPAYLOAD_MAX_OUT, now_ns() + LOADER_DECOMPRESS_S * 1000000000ULL,
+                              &elf, &len, &e);
     if (!ret)
         ret = loader_adopt(ld, bz, elf, len, &e);
     if (!ret)
@@ -129,6 +147,9 @@ static void loader_filler(struct loader *ld, struct kcache *c, const struct bzim
     else if (ret != -ETIMEDOUT && ret != -ENOMEM) /* at idle priority: tried again next time */
         kcache_mark_bad(c, key, e.msg);
     kcache_unlock(c, key, lock);
+out:
+    if (file_lock >= 0)
+        kcache_unlock_name(c, file_lock_name, file_lock);
     _exit(ret ? 1 : 0);
 }
 
@@ -138,7 +159,7 @@ static void loader_filler(struct loader *ld, struct kcache *c, const struct bzim
  * loop or any device exists. 0, or -errno (the cache stays empty this time).
  */
 static int loader_fill_later(struct loader *ld, struct kcache *c, const struct bzimage *bz,
-                             const struct kpayload *p, const uint8_t key[KCACHE_KEY_LEN])
+                             const struct kpayload *p, uint8_t key[KCACHE_KEY_LEN], bool have_key)
 {
     int pfd[2];
     char b;
@@ -156,7 +177,7 @@ static int loader_fill_later(struct loader *ld, struct kcache *c, const struct b
     if (pid == 0) {
         close(pfd[0]);
         if (fork() == 0)
-            loader_filler(ld, c, bz, p, key, pfd[1]);
+            loader_filler(ld, c, bz, p, key, have_key, pfd[1]);
         _exit(0);
     }
     close(pfd[1]);
@@ -200,16 +221,20 @@ static void loader_payload(struct loader *ld, const struct loader_opts *opts)
         fallback = "booting the bzImage's own decompressor (the kernel cache cannot be used)";
         goto note;
     }
+    /* The key when it is remembered (or the file is too new to be): hashing is the filler's. */
     uint64_t t = now_ns();
-    bool remembered;
-    kcache_key_of_file(&c, ld->kernel_fd, ld->img, ld->len, KCACHE_RACY_NS, key, &remembered);
+    enum kcache_keyed keyed =
+        kcache_key_of_file(&c, ld->kernel_fd, ld->img, ld->len, KCACHE_RACY_NS, false, key);
     ld->ns_key = now_ns() - t;
+    int ret = -ENOENT;
+    if (keyed == KCACHE_KEY_UNKNOWN)
+        goto fill;
     if (kcache_bad(&c, key, why, sizeof(why))) {
         err_set(&e, -ENOEXEC, "%s", why);
         goto note;
     }
     t = now_ns();
-    int ret = kcache_get(&c, key, &ld->cached, &e);
+    ret = kcache_get(&c, key, &ld->cached, &e);
     ld->ns_cache = now_ns() - t;
     if (!ret) {
         if (!loader_adopt(ld, &bz, ld->cached.elf, ld->cached.len, &e)) {
@@ -224,8 +249,9 @@ static void loader_payload(struct loader *ld, const struct loader_opts *opts)
     if (ret == -EBADMSG)
         snprintf(ld->note, sizeof(ld->note), "%.400s; decompressing it again in the background",
                  e.msg);
+fill:
     t = now_ns();
-    ret = loader_fill_later(ld, &c, &bz, &p, key);
+    ret = loader_fill_later(ld, &c, &bz, &p, key, keyed != KCACHE_KEY_UNKNOWN);
     ld->ns_filler = now_ns() - t;
     if (ret)
         snprintf(ld->note, sizeof(ld->note),

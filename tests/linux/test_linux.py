@@ -499,14 +499,18 @@ def bzimage_cache(r, g):
             check("petrel: kernel " not in out, "petrel had a note on the kernel:\n%s"
                   % "\n".join(ln for ln in out.splitlines() if "petrel: kernel" in ln))
             kernels = os.path.join(g.env["XDG_CACHE_HOME"], "petrel", "kernels")
-            if phase == "cold":  # the filler holds KEY.lock until the entry is written
+            if phase == "cold":  # the filler holds a lock until the entry is written: the
+                # bzImage file's (id-DEV-INO.lock) while it hashes, then the key's
                 with open(VMLINUZ, "rb") as f:
-                    lock = os.path.join(kernels, hashlib.sha256(f.read()).hexdigest() + ".lock")
-                fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                os.close(fd)
-                if os.path.exists(lock):
-                    os.unlink(lock)
+                    key = hashlib.sha256(f.read()).hexdigest()
+                st = os.stat(VMLINUZ)
+                for name in ("id-%x-%x.lock" % (st.st_dev, st.st_ino), key + ".lock"):
+                    lock = os.path.join(kernels, name)
+                    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                    os.close(fd)
+                    if os.path.exists(lock):
+                        os.unlink(lock)
             check(len([n for n in os.listdir(kernels) if n.endswith(".vmlinux")]) == 1,
                   "not one entry in %s: %r" % (kernels, os.listdir(kernels)))
         if phase == "cold":

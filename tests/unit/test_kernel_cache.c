@@ -97,47 +97,52 @@ static void test_key_is_sha256(void **state)
 }
 
 /* A bzImage's key is remembered while the file is unchanged (not while it is racy, just
- * written), and hashed again once it changes. */
+ * written), hashed again once it changes, and without hash left unknown, not hashed. */
 static void test_key_of_file_remembered(void **state)
 {
     struct fx *f = *state;
     char path[128];
     uint8_t want[KCACHE_KEY_LEN], k[KCACHE_KEY_LEN];
-    bool remembered;
+    const uint64_t hour = 3600 * 1000000000ULL;
     uint8_t *data = pattern(50001, 7);
 
     snprintf(path, sizeof(path), "%s/bzImage", f->dir);
     int fd = open(path, O_RDWR | O_CREAT, 0600);
     assert_int_equal(write(fd, data, 50000), 50000);
     kcache_key(data, 50000, want);
-    /* Just written: racy under a window of an hour, so never remembered. */
+    /* Just written: racy under a window of an hour, so hashed even without hash, never
+     * remembered. */
     for (int i = 0; i < 2; i++) {
-        kcache_key_of_file(&f->c, fd, data, 50000, 3600 * 1000000000ULL, k, &remembered);
-        assert_false(remembered);
+        memset(k, 0, sizeof(k));
+        assert_int_equal(kcache_key_of_file(&f->c, fd, data, 50000, hour, false, k),
+                         KCACHE_KEY_HASHED);
         assert_memory_equal(k, want, KCACHE_KEY_LEN);
     }
-    kcache_key_of_file(&f->c, fd, data, 50000, 0, k, &remembered);
-    assert_false(remembered);
-    kcache_key_of_file(&f->c, fd, data, 50000, 0, k, &remembered);
-    assert_true(remembered);
+    /* Not racy (a window of 0): without hash, unknown; with it, hashed and remembered. */
+    assert_int_equal(kcache_key_of_file(&f->c, fd, data, 50000, 0, false, k), KCACHE_KEY_UNKNOWN);
+    memset(k, 0, sizeof(k));
+    assert_int_equal(kcache_key_of_file(&f->c, fd, data, 50000, 0, true, k), KCACHE_KEY_HASHED);
     assert_memory_equal(k, want, KCACHE_KEY_LEN);
-    /* Changed (a byte appended; mtime set back as it was): hashed again. */
+    memset(k, 0, sizeof(k));
+    assert_int_equal(kcache_key_of_file(&f->c, fd, data, 50000, 0, false, k),
+                     KCACHE_KEY_REMEMBERED);
+    assert_memory_equal(k, want, KCACHE_KEY_LEN);
+    /* Changed (a byte appended; mtime set back as it was): not remembered any more. */
     struct stat st;
     assert_int_equal(fstat(fd, &st), 0);
     assert_int_equal(pwrite(fd, data + 50000, 1, 50000), 1);
     struct timespec t[2] = {st.st_atim, st.st_mtim};
     assert_int_equal(futimens(fd, t), 0);
+    assert_int_equal(kcache_key_of_file(&f->c, fd, data, 50001, 0, false, k), KCACHE_KEY_UNKNOWN);
     kcache_key(data, 50001, want);
-    kcache_key_of_file(&f->c, fd, data, 50001, 0, k, &remembered);
-    assert_false(remembered);
+    assert_int_equal(kcache_key_of_file(&f->c, fd, data, 50001, 0, true, k), KCACHE_KEY_HASHED);
     assert_memory_equal(k, want, KCACHE_KEY_LEN);
     /* clear forgets it. */
     unsigned removed;
     uint64_t freed;
     struct errbuf eb;
     assert_int_equal(kcache_prune(&f->c, 0, 0, NULL, &removed, &freed, &eb), 0);
-    kcache_key_of_file(&f->c, fd, data, 50001, 0, k, &remembered);
-    assert_false(remembered);
+    assert_int_equal(kcache_key_of_file(&f->c, fd, data, 50001, 0, false, k), KCACHE_KEY_UNKNOWN);
     close(fd);
     free(data);
 }
