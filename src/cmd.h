@@ -28,6 +28,7 @@ int cmd_stat(int argc, char **argv);
 int cmd_trace(int argc, char **argv);
 int cmd_events(int argc, char **argv);
 int cmd_wait(int argc, char **argv);
+int cmd_cache(int argc, char **argv);
 
 /*
  * One option of a command. A command lists its options once, in a const

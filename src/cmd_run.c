@@ -23,6 +23,7 @@
 /* The keys of the options without a short form. */
 enum {
     RUN_DEBUG_EXIT = CMD_OPT_LONG,
+    RUN_KERNEL_ENTRY,
     RUN_DEBUGCON,
     RUN_CONSOLE,
     RUN_API_SOCK,
@@ -43,7 +44,13 @@ enum {
 static const struct cmd_opt run_opts[] = {
     {'k', "kernel", "FILE",
      "the kernel to boot (required): a bzImage (/boot/vmlinuz-*), or an uncompressed ELF "
-     "vmlinux, which skips the kernel's decompressor"},
+     "vmlinux, which skips the kernel's decompressor. A bzImage's payload is decompressed "
+     "by petrel once and kept in the kernel cache (petrel cache), and later boots start in "
+     "its vmlinux, with no decompressor and so no KASLR (the kernel runs where it was "
+     "linked)"},
+    {RUN_KERNEL_ENTRY, "kernel-entry", "MODE",
+     "auto (default): a bzImage boots its payload's vmlinux from the kernel cache; setup: it "
+     "always runs its own decompressor (and KASLR)"},
     {'i', "initrd", "FILE", "an initial ramdisk to load with it"},
     {'a', "cmdline", "TEXT",
      "the kernel command line, passed exactly as given (default: \"" VM_DEFAULT_CMDLINE
@@ -256,11 +263,17 @@ static int run_option(int key, char *arg, struct run_args *a)
     static const struct {
         int key;
         const char *name;
-    } machine_opts[] = {
-        {'k', "--kernel"},  {'i', "--initrd"},          {'a', "--cmdline"},
-        {'c', "--cpus"},    {'m', "--memory"},          {RUN_DRIVE, "--drive"},
-        {RUN_RNG, "--rng"}, {RUN_TESTDEV, "--testdev"}, {RUN_DEBUG_EXIT, "--debug-exit"},
-        {RUN_NET, "--net"}};
+    } machine_opts[] = {{'k', "--kernel"},
+                        {RUN_KERNEL_ENTRY, "--kernel-entry"},
+                        {'i', "--initrd"},
+                        {'a', "--cmdline"},
+                        {'c', "--cpus"},
+                        {'m', "--memory"},
+                        {RUN_DRIVE, "--drive"},
+                        {RUN_RNG, "--rng"},
+                        {RUN_TESTDEV, "--testdev"},
+                        {RUN_DEBUG_EXIT, "--debug-exit"},
+                        {RUN_NET, "--net"}};
     for (unsigned i = 0; i < ARRAY_SIZE(machine_opts); i++) {
         if (key == machine_opts[i].key && !a->machine_opt)
             a->machine_opt = machine_opts[i].name;
@@ -277,6 +290,11 @@ static int run_option(int key, char *arg, struct run_args *a)
         break;
     case 'k':
         cfg->kernel_path = arg;
+        break;
+    case RUN_KERNEL_ENTRY:
+        if (strcmp(arg, "auto") && strcmp(arg, "setup"))
+            return run_bad("--kernel-entry '%s' must be auto or setup", arg);
+        cfg->kernel_entry_setup = !strcmp(arg, "setup");
         break;
     case 'i':
         cfg->initrd_path = arg;

@@ -20,6 +20,7 @@ static const struct cmd cmds[] = {
     {"trace", "change what a running VM traces (--on, --off, --filter)", cmd_trace},
     {"events", "print what happens to a VM as it happens (paused, stopping, ...)", cmd_events},
     {"wait", "wait until a VM is Running, Paused or Stopped", cmd_wait},
+    {"cache", "list, prune or clear the cache of decompressed kernels", cmd_cache},
 };
 
 static void usage(FILE *f)

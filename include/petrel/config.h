@@ -31,6 +31,7 @@ enum vm_console_mode {
 struct vm_config {
     const char *kernel_path;
     const char *initrd_path; /* NULL: none */
+    bool kernel_entry_setup; /* --kernel-entry setup: a bzImage runs its own decompressor */
     const char *cmdline;     /* NULL: VM_DEFAULT_CMDLINE(_VIRTIO) */
     unsigned cpus;
     uint64_t memory;

@@ -10,11 +10,32 @@
 #include <stdint.h>
 
 #include "petrel/guest_mem.h"
+#include "petrel/kernel_cache.h"
 #include "petrel/util.h"
 #include "petrel/x86_boot.h"
 
 #define LOADER_MAX_KERNEL_SIZE (256 * MiB) /* a bzImage: read whole */
 #define LOADER_KERNEL_HEAD     (64 * KiB)  /* what is read first: a vmlinux's headers are in it */
+#define LOADER_DECOMPRESS_S                                                                        \
+    3600 /* the filler's decompression, at idle priority, may take this long */
+
+/*
+ * How a bzImage boots. AUTO: its payload's vmlinux, from the cache of
+ * decompressed kernels (kernel_cache.h); on a miss the bzImage's own
+ * decompressor, while a filler process decompresses the payload into the
+ * cache for later boots; the bzImage's own decompressor too when the payload
+ * cannot be used or the cache cannot be, which the loader's note says.
+ * SETUP: always the bzImage's own path.
+ */
+enum loader_entry {
+    LOADER_ENTRY_AUTO,
+    LOADER_ENTRY_SETUP,
+};
+
+struct loader_opts {
+    enum loader_entry entry;
+    const char *cache_path; /* NULL: kcache_default_path() */
+};
 
 struct loader {
     const char *kernel_path;
@@ -25,11 +46,15 @@ struct loader {
     struct kernel_image kernel; /* its pointers point into img */
     int initrd_fd;
     uint64_t initrd_size;
+    struct kcache_entry cached;           /* the payload's vmlinux from the cache, or none */
+    const char *via;                      /* how the kernel boots, for --stats */
+    uint64_t ns_key, ns_cache, ns_filler; /* the payload path's steps, for --stats */
+    char note[sizeof(struct errbuf)];     /* "" or why a bzImage boots its own decompressor */
 };
 
 /* Opens, reads and checks the kernel and opens the initrd. 0 or -errno with eb. */
 int loader_open(struct loader *ld, const char *kernel_path, const char *initrd_path,
-                struct errbuf *eb) MUST_CHECK;
+                const struct loader_opts *opts, struct errbuf *eb) MUST_CHECK;
 
 /* Loads the kernel, command line, zero page and initrd into mem. */
 int loader_load(struct loader *ld, struct guest_mem *mem, const char *cmdline,

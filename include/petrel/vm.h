@@ -12,6 +12,7 @@
 #define PETREL_VM_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -118,8 +119,10 @@ struct vm {
     struct bus mmio;
     struct kvm_cpuid2 *cpuid; /* KVM_GET_SUPPORTED_CPUID, patched per vCPU */
 
-    struct loader loader; /* only while vm_create() runs: the kernel and initrd */
-    uint64_t entry;       /* where vCPU 0 starts (the loaded kernel's entry point) */
+    struct loader loader;   /* only while vm_create() runs: the kernel and initrd */
+    uint64_t entry;         /* where vCPU 0 starts (the loaded kernel's entry point) */
+    const char *kernel_via; /* how the kernel booted (a static string), for --stats */
+    uint64_t kernel_ns[4];  /* its key, cache read, starting the filler; load into memory */
 
     struct vcpu *vcpus;
     unsigned nr_vcpus;
@@ -187,6 +190,10 @@ struct vm {
     int exit_status;
     int exit_vcpu; /* the vCPU that crashed or failed, or -1 */
     char exit_detail[160];
+    /* Set (seq_cst) once an exit is requested: a vCPU whose own exit made the request (a
+     * debug-exit, reset or power-off write) stops there instead of entering the guest
+     * again, where the loop would have to kick it out. */
+    atomic_bool exit_requested;
 };
 
 /*

@@ -68,6 +68,8 @@
 #define BP_RELOCATABLE       0x234
 #define BP_XLOADFLAGS        0x236
 #define BP_CMDLINE_SIZE      0x238
+#define BP_PAYLOAD_OFFSET    0x248
+#define BP_PAYLOAD_LENGTH    0x24c
 #define BP_PREF_ADDRESS      0x258
 #define BP_INIT_SIZE         0x260
 #define BP_E820_TABLE        0x2d0
@@ -80,6 +82,7 @@
 #define BZ_CAN_USE_HEAP  0x80
 #define BZ_XLF_KERNEL_64 0x01
 #define BZ_MIN_VERSION   0x020c /* 2.12: the first protocol with XLF_KERNEL_64 */
+#define BZ_PREF_VERSION  0x020a /* 2.10: pref_address, init_size */
 
 #define E820_RAM      1
 #define E820_RESERVED 2
@@ -103,6 +106,8 @@ struct bzimage {
     uint32_t cmdline_max; /* longest command line, without the NUL */
     uint32_t initrd_addr_max;
     bool relocatable;
+    uint64_t pref_address;  /* where the kernel runs best, and the vmlinux's first address */
+    uint32_t hdr_init_size; /* init_size as the header says it */
 };
 
 /*
@@ -168,6 +173,24 @@ int vmlinux_parse(const uint8_t *img, size_t len, uint64_t file_size, struct ker
  */
 int kernel_parse(const uint8_t *img, size_t len, uint64_t file_size, struct kernel_image *k,
                  struct errbuf *eb) MUST_CHECK;
+
+/*
+ * The compressed payload of a bzImage that bzimage_parse() accepted: the
+ * protected-mode kernel's bytes [payload_offset, +payload_length). -ENOENT
+ * (with a message) when its header has none or it lies outside the file.
+ */
+int bzimage_payload(const struct bzimage *bz, const uint8_t *img, const uint8_t **payload,
+                    size_t *len, struct errbuf *eb) MUST_CHECK;
+
+/*
+ * Makes k, an ELF vmlinux parsed from bz's own payload, boot as the bzImage
+ * would: checks that it is the kernel that header describes (its lowest
+ * segment at pref_address, its memory within init_size of it), then gives it
+ * the bzImage's setup header (copied to the zero page as for the bzImage),
+ * command-line and initrd limits. -ENOEXEC with a message otherwise.
+ */
+int bzimage_adopt_vmlinux(const struct bzimage *bz, const uint8_t *img, struct kernel_image *k,
+                          struct errbuf *eb) MUST_CHECK;
 
 /* Where and what petrel loads. initrd may be absent (initrd_size 0). */
 struct boot_load {

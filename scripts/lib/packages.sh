@@ -7,10 +7,12 @@ PETREL_PACKAGES=(
     gcc libc6-dev meson ninja-build pkg-config python3
     libevent-dev libjansson-dev libfdt-dev liburing-dev libcmocka-dev libseccomp-dev
     libslirp-dev
+    # a bzImage's payload decompressed on the host; the kernel cache's SHA-256
+    zlib1g-dev liblzma-dev libzstd-dev liblz4-dev libbz2-dev liblzo2-dev libssl-dev
     # tests: formatting, the fuzz targets' libFuzzer builds (clang only recommends the
     # runtime, and setup installs without recommends), the nested KVM harness
     clang clang-format libclang-rt-14-dev qemu-system-x86 busybox-static cpio gzip xz-utils
-    zstd kmod e2fsprogs util-linux
+    zstd lz4 lzop bzip2 kmod e2fsprogs util-linux
     # tests: ACPI table disassembly (iasl -d); snapshot state files shown as text (dtc)
     acpica-tools device-tree-compiler
     # tests: the gdb stub, driven by Debian's gdb in batch mode (integration-gdb, tests/linux)

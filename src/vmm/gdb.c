@@ -652,8 +652,8 @@ static void gdb_linger(int fd)
     clock_gettime(CLOCK_MONOTONIC, &t0);
     for (;;) {
         clock_gettime(CLOCK_MONOTONIC, &t);
-        long left = GDB_LINGER_MS - ((t.tv_sec - t0.tv_sec) * 1000 +
-                                     (t.tv_nsec - t0.tv_nsec) / 1000000);
+        long left =
+            GDB_LINGER_MS - ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000);
         if (left <= 0)
             return;
         struct pollfd p = {.fd = fd, .events = POLLIN};

@@ -106,6 +106,7 @@ static enum vcpu_step vcpu_handle_debug(struct vcpu *v)
 static enum vcpu_step vcpu_kvm_run(struct vcpu *v)
 {
     struct kvm_run *run = v->run;
+    enum vcpu_step step;
 
     uint64_t t0 = now_ns();
     int ret = ioctl(v->fd, KVM_RUN, 0);
@@ -132,9 +133,11 @@ static enum vcpu_step vcpu_kvm_run(struct vcpu *v)
                   1);
     switch (run->exit_reason) {
     case KVM_EXIT_IO:
-        return vcpu_handle_io(v);
+        step = vcpu_handle_io(v);
+        break;
     case KVM_EXIT_MMIO:
-        return vcpu_handle_mmio(v);
+        step = vcpu_handle_mmio(v);
+        break;
     case KVM_EXIT_INTR:
         return VCPU_STEP_INTERRUPTED;
     case KVM_EXIT_DEBUG:
@@ -156,6 +159,11 @@ static enum vcpu_step vcpu_kvm_run(struct vcpu *v)
     default:
         return vcpu_crash(v, "unexpected KVM exit reason %u", run->exit_reason);
     }
+    /* The access asked the VM to end (debug-exit, a reset or power-off register): this
+     * vCPU ends here rather than enter the guest again and wait for the loop's kick. */
+    if (step == VCPU_STEP_CONTINUE && atomic_load(&v->vm->exit_requested))
+        return VCPU_STEP_EXIT;
+    return step;
 }
 
 /*

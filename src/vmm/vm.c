@@ -181,7 +181,9 @@ static int vm_load_kernel(struct vm *vm, struct errbuf *eb)
     const char *cmdline = vm->cfg.cmdline          ? vm->cfg.cmdline
                           : vm->cfg.console_virtio ? VM_DEFAULT_CMDLINE_VIRTIO
                                                    : VM_DEFAULT_CMDLINE;
+    uint64_t t = now_ns();
     int ret = loader_load(&vm->loader, &vm->mem, cmdline, eb);
+    vm->kernel_ns[3] = now_ns() - t;
     if (ret)
         return ret;
     vm->entry = vm->loader.kernel.entry;
@@ -341,9 +343,17 @@ int vm_create(const struct vm_config *cfg, struct vm **out, struct errbuf *eb)
     }
 
     if (!cfg->restore) {
-        ret = loader_open(&vm->loader, cfg->kernel_path, cfg->initrd_path, eb);
+        struct loader_opts lo = {.entry = cfg->kernel_entry_setup ? LOADER_ENTRY_SETUP
+                                                                  : LOADER_ENTRY_AUTO};
+        ret = loader_open(&vm->loader, cfg->kernel_path, cfg->initrd_path, &lo, eb);
         if (ret)
             goto err_destroy;
+        vm->kernel_via = vm->loader.via;
+        vm->kernel_ns[0] = vm->loader.ns_key;
+        vm->kernel_ns[1] = vm->loader.ns_cache;
+        vm->kernel_ns[2] = vm->loader.ns_filler;
+        if (vm->loader.note[0])
+            fprintf(stderr, "petrel: kernel %s: %s\n", cfg->kernel_path, vm->loader.note);
     }
     vm->host.cfg = &vm->cfg;
     ret = machine_create(&vm->devices, &vm->host, eb);
@@ -515,6 +525,12 @@ void vm_report_exit(struct vm *vm, FILE *f)
         if (vm->cfg.nr_nets)
             fprintf(f, "petrel: stats: network frames dropped %llu\n",
                     (unsigned long long)st.net_dropped);
+        if (vm->kernel_via)
+            fprintf(f,
+                    "petrel: stats: kernel booted as %s (key %.1f ms, cache read %.1f ms, "
+                    "starting the filler %.1f ms; into guest memory %.1f ms)\n",
+                    vm->kernel_via, vm->kernel_ns[0] / 1e6, vm->kernel_ns[1] / 1e6,
+                    vm->kernel_ns[2] / 1e6, vm->kernel_ns[3] / 1e6);
     }
 }
 

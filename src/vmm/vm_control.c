@@ -130,6 +130,7 @@ void vm_request_exit(struct vm *vm, enum vm_exit_reason reason, int status, int 
         snprintf(vm->exit_detail, sizeof(vm->exit_detail), "%s", detail ? detail : "");
     }
     pthread_mutex_unlock(&vm->exit_lock);
+    atomic_store(&vm->exit_requested, true);
     ssize_t n = write(vm->vcpu_notify_fd, &one, sizeof(one));
     (void)n; /* fails only on counter overflow: the loop is awake anyway */
 }

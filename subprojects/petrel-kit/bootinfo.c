@@ -14,6 +14,17 @@ int kit_main(void)
 
     printf("bootinfo: zero page at %p\n", (const void *)boot_params_base());
     printf("bootinfo: cmdline \"%s\"\n", boot_params_cmdline());
+    /* The setup header as the loader left it: a loader that boots this image another way
+     * (its payload's vmlinux) must hand over the same header. */
+    const uint8_t *bp = boot_params_base();
+    uint32_t fnv = 2166136261u;
+    for (unsigned i = BP_HDR; i < BP_HDR_END; i++)
+        fnv = (fnv ^ bp[i]) * 16777619u;
+    printf("bootinfo: setup header fnv %08x version %x init_size %x payload %x+%x\n", (unsigned)fnv,
+           (unsigned)(bp[0x206] | bp[0x207] << 8),
+           (unsigned)(bp[0x260] | bp[0x261] << 8 | bp[0x262] << 16 | (uint32_t)bp[0x263] << 24),
+           (unsigned)(bp[0x248] | bp[0x249] << 8 | bp[0x24a] << 16 | (uint32_t)bp[0x24b] << 24),
+           (unsigned)(bp[0x24c] | bp[0x24d] << 8 | bp[0x24e] << 16 | (uint32_t)bp[0x24f] << 24));
     printf("bootinfo: e820 %u entries\n", n);
     for (unsigned i = 0; i < n; i++) {
         struct e820_entry e;

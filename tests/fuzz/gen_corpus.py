@@ -1118,7 +1118,55 @@ def trace_seeds():
     return seeds
 
 
-TARGETS = {"kernel": kernel_seeds, "uart8250": uart_seeds, "api": api_seeds,
+# Linux's compressor commands (scripts/Makefile.lib), as tests/unit/gen_payloads.py has
+# them, but with small dictionaries: each iteration's decoder allocates what the header asks.
+PAYLOAD_COMPRESSORS = {
+    "gzip": ["gzip", "-n", "-f", "-9"],
+    "bzip2": ["bzip2", "-1"],
+    "lzma": ["xz", "--format=lzma", "--lzma1=preset=9,dict=64KiB"],
+    "xz": ["xz", "--check=crc32", "--x86", "--lzma2=preset=9,dict=64KiB"],
+    "lzo": ["lzop", "-9"],
+    "lz4": ["lz4", "-l", "-9", "-c"],
+    "zstd": ["zstd", "-19", "-c", "-q"],
+}
+
+
+def payload(fmt, data):
+    """data compressed as Linux's build does it, the size appended (gzip's ISIZE is it)."""
+    import subprocess
+    out = subprocess.run(PAYLOAD_COMPRESSORS[fmt], input=data, stdout=subprocess.PIPE,
+                         check=True).stdout
+    return out if fmt == "gzip" else out + struct.pack("<I", len(data))
+
+
+def bzimage_with_payload(pl, pref=0x100000, init_size=0x200000):
+    """A bzImage whose protected-mode part is 0x400 bytes of code, then the payload."""
+    img = bytearray(bzimage(pm_size=0x400 + len(pl) + 4, init_size=init_size))
+    setup = 3 * 512
+    img[setup + 0x400:setup + 0x400 + len(pl)] = pl
+    struct.pack_into("<II", img, 0x248, 0x400, len(pl))
+    struct.pack_into("<Q", img, 0x258, pref)
+    return bytes(img)
+
+
+def payload_seeds():
+    """fuzz_payload: byte 0 even: a payload alone; odd: a bzImage carrying one."""
+    elf = vmlinux()
+    seeds = {}
+    for fmt in PAYLOAD_COMPRESSORS:
+        pl = payload(fmt, elf)
+        seeds["raw-" + fmt] = b"\x00" + pl
+        seeds["bzimage-" + fmt] = b"\x01" + bzimage_with_payload(pl)
+        seeds["bomb-" + fmt] = b"\x00" + payload(fmt, bytes(1 << 20))[:-4] + \
+            struct.pack("<I", 1000)
+    seeds["bzimage-wrong-pref"] = b"\x01" + bzimage_with_payload(payload("xz", elf), 0x1000000)
+    seeds["bzimage-small-init"] = b"\x01" + bzimage_with_payload(payload("xz", elf),
+                                                                   init_size=0x1000)
+    seeds["bzimage-not-elf"] = b"\x01" + bzimage_with_payload(payload("gzip", bytes(4096)))
+    return seeds
+
+
+TARGETS = {"kernel": kernel_seeds, "payload": payload_seeds, "uart8250": uart_seeds, "api": api_seeds,
            "rtc_cmos": rtc_seeds, "virtqueue": vq_seeds, "pci": pci_seeds,
            "virtio_pci": virtio_pci_seeds, "virtio_blk": virtio_blk_seeds,
            "virtio_console": virtio_console_seeds, "virtio_net": virtio_net_seeds,

@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from harness import PETREL, case, expect, main, petrel, text  # noqa: E402
 
 COMMANDS = ["run", "pause", "resume", "stop", "status", "snapshot", "console", "list", "stat", "trace",
-            "events", "wait"]
+            "events", "wait", "cache"]
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE = os.path.join(HERE, "..", "..")
 # Each command's --help as it is meant to read: tests/unit/cli-help/CMD.txt (petrel.txt:
@@ -140,7 +140,8 @@ def samples(d):
     sock = os.path.join(d, "x.sock")
     target = {"api-sock": [sock], "json": [None]}
     return {
-        "run": {"kernel": [os.path.join(d, "no-kernel")], "initrd": [f],
+        "run": {"kernel": [os.path.join(d, "no-kernel")], "kernel-entry": ["setup"],
+                "initrd": [f],
                 "cmdline": ["console=ttyS0 quiet"], "cpus": ["2"], "memory": ["512M"],
                 "debug-exit": [None], "debugcon": [os.path.join(d, "debugcon")],
                 "console": ["virtio,pty"], "name": ["test-cli"],
@@ -162,6 +163,7 @@ def samples(d):
                   "filter": ["irq,control"]},
         "events": target,
         "wait": {"api-sock": [sock], "for": ["Paused"], "timeout": ["5"]},
+        "cache": {"older-than": ["30d"], "max-size": ["1G"]},
     }
 
 
@@ -170,6 +172,7 @@ def samples(d):
 def baseline(cmd, d):
     return {"run": ["run", "--kernel", os.path.join(d, "no-kernel")],
             "list": ["list"],
+            "cache": ["cache", "prune"],
             "snapshot": ["snapshot", "--api-sock", os.path.join(d, "x.sock"), d],
             # Waiting for Stopped when no VM runs is done at once (status 0).
             "wait": ["wait", "--api-sock", os.path.join(d, "x.sock"), "--for", "Running"],
@@ -200,7 +203,8 @@ def every_documented_option_is_taken():
                    (cmd, sorted(opts), sorted(set(want) | {"help"})))
             base = baseline(cmd, d)
             b = base_run = run_as(None, base, env)
-            expect(b.returncode == (0 if cmd == "list" else 1), "petrel %s: status" % cmd, b)
+            expect(b.returncode == (0 if cmd in ("list", "cache") else 1), "petrel %s: status" % cmd,
+                   b)
             if cmd == "run":
                 expect("no-kernel" in text(b.stderr), "run: the error is the kernel", b)
             for name, (short, arg) in sorted(opts.items()):
@@ -355,6 +359,7 @@ def run_as(uid, args, env):
 def env_with(xdg):
     env = dict(os.environ)
     env.pop("XDG_RUNTIME_DIR", None)
+    env["XDG_CACHE_HOME"] = os.path.join(xdg or "/nonexistent", "cache")  # never the user's
     if xdg is not None:
         env["XDG_RUNTIME_DIR"] = xdg
     return env

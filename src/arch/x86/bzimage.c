@@ -80,6 +80,53 @@ int bzimage_parse(const uint8_t *img, size_t len, struct bzimage *bz, struct err
     bz->cmdline_max = get_le32(img + BP_CMDLINE_SIZE);
     bz->initrd_addr_max = get_le32(img + BP_INITRD_ADDR_MAX);
     bz->relocatable = img[BP_RELOCATABLE] != 0;
+    bz->hdr_init_size = get_le32(img + BP_INIT_SIZE);
+    bz->pref_address = get_le64(img + BP_PREF_ADDRESS);
+    return 0;
+}
+
+int bzimage_payload(const struct bzimage *bz, const uint8_t *img, const uint8_t **payload,
+                    size_t *len, struct errbuf *eb)
+{
+    if (bz->version < BZ_PREF_VERSION)
+        return err_set(eb, -ENOENT, "boot protocol %u.%02u has no payload fields", bz->version >> 8,
+                       bz->version & 0xff);
+    uint32_t off = get_le32(img + BP_PAYLOAD_OFFSET);
+    uint32_t plen = get_le32(img + BP_PAYLOAD_LENGTH);
+    if (!plen)
+        return err_set(eb, -ENOENT, "the setup header names no payload");
+    if (off > bz->pm_size || plen > bz->pm_size - off)
+        return err_set(eb, -ENOENT,
+                       "the payload (%u bytes at %u) lies outside the kernel's %zu bytes", plen,
+                       off, bz->pm_size);
+    *payload = bz->pm + off;
+    *len = plen;
+    return 0;
+}
+
+int bzimage_adopt_vmlinux(const struct bzimage *bz, const uint8_t *img, struct kernel_image *k,
+                          struct errbuf *eb)
+{
+    uint64_t low = UINT64_MAX;
+
+    for (unsigned i = 0; i < k->nr_seg; i++)
+        low = k->seg[i].gpa < low ? k->seg[i].gpa : low;
+    /* The decompressor puts the kernel at pref_address (LOAD_PHYSICAL_ADDR) when it is free. */
+    if (low != bz->pref_address)
+        return err_set(eb, -ENOEXEC,
+                       "its payload's vmlinux loads at %#llx, not at the header's pref_address "
+                       "%#llx",
+                       (unsigned long long)low, (unsigned long long)bz->pref_address);
+    if (k->end - low > bz->hdr_init_size)
+        return err_set(eb, -ENOEXEC,
+                       "its payload's vmlinux needs %#llx bytes of memory, more than the "
+                       "header's init_size %#x",
+                       (unsigned long long)(k->end - low), bz->hdr_init_size);
+    k->format = "bzImage's payload (ELF vmlinux)";
+    k->hdr = img + BP_HDR;
+    k->hdr_len = bz->hdr_end - BP_HDR;
+    k->cmdline_max = bz->cmdline_max;
+    k->initrd_addr_max = bz->initrd_addr_max;
     return 0;
 }
 
