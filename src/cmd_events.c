@@ -62,8 +62,9 @@ static int events_usage(const struct events_cmd *e, bool wait, FILE *f)
                    "\n"
                    "Prints what happens to the VM as it happens, one line each (the first says\n"
                    "its state): paused, resumed, stopping, guest_poweroff, guest_reset,\n"
-                   "guest_crash, console_attached, console_detached, and dropped when this\n"
-                   "reader fell behind. Ends when the VM's process exits.\n\n");
+                   "guest_crash, console_attached, console_detached, device_needs_reset,\n"
+                   "and dropped when this reader fell behind. Ends when the VM's process\n"
+                   "exits.\n\n");
     fprintf(f, "NAME is the --name the VM was started with; its API socket is found in\n"
                "$XDG_RUNTIME_DIR/petrel, /run/petrel (root) or /tmp/petrel-UID.\n"
                "\n"

@@ -85,6 +85,9 @@ struct hwdev_host {
      * asking wins) and disconnects in destroy. */
     void (*console_connect)(void *vm, const struct console_port *port, bool input);
     void (*console_disconnect)(void *vm, const struct console_port *port);
+    /* A device broke (a guest's bad ring) and asks its driver for a reset: any thread,
+     * under the device's lock; the VM tells GET /events' clients. NULL: nobody. */
+    void (*device_needs_reset)(void *vm, const char *device, const char *why);
     void *vm;
 };
 

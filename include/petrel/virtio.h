@@ -171,6 +171,9 @@ struct virtio_sys {
     const struct virtio_sys_ops *ops; /* NULL: KVM */
     struct trace *trace;              /* event tracing (NULL: none) */
     const char *name;                 /* the instance ("vda") in the trace; NULL: the PCI name */
+    /* The device set DEVICE_NEEDS_RESET (any thread, the device's lock held). NULL: none. */
+    void (*needs_reset)(void *ctx, const char *device, const char *why);
+    void *needs_reset_ctx;
 };
 
 struct virtio_queue {

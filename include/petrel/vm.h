@@ -60,14 +60,15 @@ struct vm_waiter {
 
 /* What happened to the VM, for clients that wait for it (GET /events): see vm_event_name(). */
 enum vm_event {
-    VM_EVENT_PAUSED,           /* every vCPU parked */
-    VM_EVENT_RESUMED,          /* every vCPU running again */
-    VM_EVENT_STOPPING,         /* the VM is ending (detail: why, as vm_exit_reason_name()) */
-    VM_EVENT_POWEROFF,         /* the guest powered off */
-    VM_EVENT_RESET,            /* the guest reset the machine (petrel ends) */
-    VM_EVENT_CRASH,            /* the guest crashed (detail: what happened) */
-    VM_EVENT_CONSOLE_ATTACHED, /* a `petrel console` client attached */
-    VM_EVENT_CONSOLE_DETACHED, /* ... and left */
+    VM_EVENT_PAUSED,             /* every vCPU parked */
+    VM_EVENT_RESUMED,            /* every vCPU running again */
+    VM_EVENT_STOPPING,           /* the VM is ending (detail: why, as vm_exit_reason_name()) */
+    VM_EVENT_POWEROFF,           /* the guest powered off */
+    VM_EVENT_RESET,              /* the guest reset the machine (petrel ends) */
+    VM_EVENT_CRASH,              /* the guest crashed (detail: what happened) */
+    VM_EVENT_CONSOLE_ATTACHED,   /* a `petrel console` client attached */
+    VM_EVENT_CONSOLE_DETACHED,   /* ... and left */
+    VM_EVENT_DEVICE_NEEDS_RESET, /* a device asks its driver for a reset (detail: which, why) */
 };
 
 /* Called on the loop for each event; detail may be NULL. */
@@ -126,7 +127,15 @@ struct vm {
 
     struct vcpu *vcpus;
     unsigned nr_vcpus;
-    int vcpu_notify_fd;       /* eventfd: vCPUs ack state changes and exits here */
+    int vcpu_notify_fd; /* eventfd: vCPUs ack state changes and exits here */
+    /*
+     * Devices that asked for a reset (host.device_needs_reset, any thread), for the
+     * loop to tell GET /events' clients: notices[0, nr_notices) under notice_lock,
+     * the loop woken through vcpu_notify_fd; what did not fit is counted.
+     */
+    pthread_mutex_t notice_lock;
+    char notices[8][256];
+    unsigned nr_notices, notices_lost;
     atomic_uint acks_pending; /* acks counted by the loop, taken off by vCPUs (vcpu_ack()) */
 
     struct event_base *base;

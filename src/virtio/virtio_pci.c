@@ -121,6 +121,12 @@ static void needs_reset(struct virtio_dev *v, unsigned q)
                     v->queues[q].vq.broken_reason);
     }
     v->status |= VIRTIO_STATUS_NEEDS_RESET;
+    if (v->sys.needs_reset) {
+        char why[192];
+        snprintf(why, sizeof(why), "queue %u: %s", q, v->queues[q].vq.broken_reason);
+        v->sys.needs_reset(v->sys.needs_reset_ctx, v->sys.name ? v->sys.name : v->pci.dev.name,
+                           why);
+    }
     if (v->status & VIRTIO_STATUS_DRIVER_OK) {
         v->isr |= VIRTIO_ISR_CONFIG;
         fire(v, v->config_vector);
@@ -771,6 +777,8 @@ struct virtio_sys virtio_sys_of(const struct hwdev_host *host)
         .routing = host->routing,
         .base = host->base,
         .trace = host->trace,
+        .needs_reset = host->device_needs_reset,
+        .needs_reset_ctx = host->vm,
     };
 }
 

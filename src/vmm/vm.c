@@ -22,6 +22,9 @@
 #define VM_IDENTITY_MAP_GPA 0xfffbc000ULL
 #define VM_TSS_GPA          0xfffbd000ULL
 
+/* host.device_needs_reset (below). */
+static void vm_device_needs_reset(void *arg, const char *device, const char *why);
+
 static const struct {
     int cap;
     const char *name;
@@ -253,6 +256,7 @@ static int vm_setup_devices(struct vm *vm, struct errbuf *eb)
     vm->host.trace = &vm->trace;
     vm->host.console_connect = vm_console_connect;
     vm->host.console_disconnect = vm_console_disconnect;
+    vm->host.device_needs_reset = vm_device_needs_reset;
     vm->host.vm = vm;
     /* The PCI host bridge is always there: the DSDT describes it, stock kernels probe it. */
     pci_bus_init(&vm->pci, &vm->mmio);
@@ -333,6 +337,7 @@ int vm_create(const struct vm_config *cfg, struct vm **out, struct errbuf *eb)
     vm->exit_vcpu = -1;
     vm->trace.fd = vm->trace.notify_fd = -1;
     pthread_mutex_init(&vm->exit_lock, NULL);
+    pthread_mutex_init(&vm->notice_lock, NULL);
     hwdev_list_init(&vm->devices);
     bus_init(&vm->pio, "pio");
     bus_init(&vm->mmio, "mmio");
@@ -406,6 +411,41 @@ err_destroy:
     return ret;
 }
 
+/* host.device_needs_reset: any thread. Queued for the loop, which it wakes. */
+static void vm_device_needs_reset(void *arg, const char *device, const char *why)
+{
+    struct vm *vm = arg;
+    uint64_t one = 1;
+
+    pthread_mutex_lock(&vm->notice_lock);
+    if (vm->nr_notices < ARRAY_SIZE(vm->notices))
+        snprintf(vm->notices[vm->nr_notices++], sizeof(vm->notices[0]), "%s: %s", device, why);
+    else
+        vm->notices_lost++;
+    pthread_mutex_unlock(&vm->notice_lock);
+    ssize_t n = write(vm->vcpu_notify_fd, &one, sizeof(one));
+    (void)n; /* fails only on counter overflow: the loop is awake anyway */
+}
+
+/* The loop: tells the events' clients which devices asked for a reset. */
+static void vm_tell_notices(struct vm *vm)
+{
+    char notices[ARRAY_SIZE(vm->notices)][sizeof(vm->notices[0])];
+    char lost[64];
+
+    pthread_mutex_lock(&vm->notice_lock);
+    unsigned n = vm->nr_notices, nlost = vm->notices_lost;
+    memcpy(notices, vm->notices, n * sizeof(notices[0]));
+    vm->nr_notices = vm->notices_lost = 0;
+    pthread_mutex_unlock(&vm->notice_lock);
+    for (unsigned i = 0; i < n; i++)
+        vm_emit(vm, VM_EVENT_DEVICE_NEEDS_RESET, notices[i]);
+    if (nlost) {
+        snprintf(lost, sizeof(lost), "%u more devices (not named: too many at once)", nlost);
+        vm_emit(vm, VM_EVENT_DEVICE_NEEDS_RESET, lost);
+    }
+}
+
 /* The loop's reaction to anything a vCPU (or vm_request_exit) reported. */
 static void vm_on_vcpu_event(evutil_socket_t fd, short what, void *arg)
 {
@@ -417,6 +457,7 @@ static void vm_on_vcpu_event(evutil_socket_t fd, short what, void *arg)
     vm->wakes++;
     ssize_t n = read(fd, &v, sizeof(v));
     (void)n; /* EAGAIN: another wake-up already took the count; the scan is what counts */
+    vm_tell_notices(vm);
     vm_control_progress(vm);
     if (vm->debug_hook)
         vm->debug_hook(vm->debug_ctx);
@@ -583,5 +624,6 @@ void vm_destroy(struct vm *vm)
     if (vm->vcpu_notify_fd >= 0)
         close(vm->vcpu_notify_fd);
     pthread_mutex_destroy(&vm->exit_lock);
+    pthread_mutex_destroy(&vm->notice_lock);
     free(vm);
 }

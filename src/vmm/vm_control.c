@@ -64,6 +64,8 @@ const char *vm_event_name(enum vm_event ev)
         return "console_attached";
     case VM_EVENT_CONSOLE_DETACHED:
         return "console_detached";
+    case VM_EVENT_DEVICE_NEEDS_RESET:
+        return "device_needs_reset";
     }
     return "unknown";
 }

@@ -5,6 +5,7 @@ returns when the guest powers off, and times out with a message and status 1; a 
 that never reads does not hold the VM up."""
 import json
 import os
+import re
 import socket
 import subprocess
 import tempfile
@@ -232,6 +233,46 @@ def console_clients_attaching_and_leaving_are_events():
         expect(got == ["console_attached", "console_detached"] * 2 + ["stopping"],
                "attach, leave, twice, then stopping: %r" % got)
 
+
+
+@case
+def a_device_that_needs_a_reset_is_an_event():
+    # The kit's hostile driver breaks the queues of virtio-blk and virtio-rng 19 times in
+    # all, resetting the device after each (test_virtio says what each case does). With
+    # --gdb the guest waits, paused, until `petrel resume`: the client listens first.
+    with tempfile.TemporaryDirectory() as d:
+        sock = os.path.join(d, "ev.sock")
+        disk = os.path.join(d, "rw.img")
+        with open(disk, "wb") as f:
+            f.truncate(1 << 20)
+        r = Running("run", "--kernel", kit("hostile"), "--debug-exit", "--rng", "--cmdline",
+                    "console=ttyS0", "--drive", "path=%s,id=rw" % disk, "--api-sock", sock,
+                    "--gdb", "unix:" + os.path.join(d, "gdb.sock"))
+        try:
+            expect(r.wait_output("the guest waits for gdb", stream=1), r.errors())
+            p = subprocess.Popen([PETREL, "events", "--api-sock", sock, "--json"],
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE)
+            first = json.loads(p.stdout.readline())
+            expect(first["event"] == "state" and first["state"] == "Paused",
+                   "the stream starts with the state: %r" % first)
+            res = petrel("resume", "--api-sock", sock)
+            expect(res.returncode == 0, "resumed", res)
+            expect(r.wait() == 0, "hostile powers off: " + r.output() + r.errors())
+            events = finish(p)
+        finally:
+            if r.proc.poll() is None:
+                r.proc.kill()
+                r.proc.wait()
+    resets = [e for e in events if e["event"] == "device_needs_reset"]
+    named = [e["detail"] for e in resets if "more devices" not in e["detail"]]
+    lost = sum(int(e["detail"].split()[0]) for e in resets if "more devices" in e["detail"])
+    expect(named and all(re.match(r"(vda|rng): queue 0: \S", n) for n in named),
+           "each names the device, the queue and why: %r" % named)
+    expect(any(n.startswith("vda: ") for n in named) and any(n.startswith("rng: ") for n in named),
+           "both devices among them: %r" % named)
+    expect(len(named) + lost == 19, "one event per broken queue (19): %d named, %d counted: %r"
+           % (len(named), lost, resets))
 
 if __name__ == "__main__":
     main()
