@@ -640,7 +640,12 @@ def snapshot_into_an_unwritable_or_full_directory_fails_and_the_vm_runs_on():
             status, j, body = vm.api("PUT", "/snapshot/create", {
                 "snapshot_path": tiny + "/state", "mem_file_path": memdir + "/mem"})
             expect(status == 400 and "cannot write %s/state.tmp-%d: No space left on device" % (
-                tiny, vm.proc.pid) in j["fault_message"], "the state file's ENOSPC: " + body)
+                tiny, vm.proc.pid) in j["fault_message"], "the state file's ENOSPC: %d %s (%s) "
+                "%r %r %s" % (status, body, vm.errors(),
+                              [(f, os.path.getsize(os.path.join(root + tiny, f)))
+                               for f in os.listdir(root + tiny)], os.listdir(memdir),
+                              [ln for ln in open("/proc/%d/mountinfo" % vm.proc.pid)
+                               if "tiny" in ln]))
             expect(os.listdir(root + tiny) == [] and os.listdir(memdir) == [],
                    "neither file left: %r %r" % (os.listdir(root + tiny), os.listdir(memdir)))
             expect(vm.state() == "Paused", "still paused")
