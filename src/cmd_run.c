@@ -116,10 +116,10 @@ static const struct cmd_opt run_opts[] = {
      "snapshot was away; frozen: it goes on from where it stopped (for a guest that runs "
      "NTP)"},
     {RUN_SECCOMP, "seccomp", "MODE",
-     "on (default): each thread of petrel (the loop, the vCPUs, the block workers) may make "
-     "only the system calls its work needs, and any other ends petrel with a message naming "
-     "the call and the thread; log: such a call is allowed and the kernel logs it (dmesg), "
-     "to find one without a dead VM; off: no filter"},
+     "on: each thread of petrel (the loop, the vCPUs, the block workers) may make only the "
+     "system calls its work needs, and any other ends petrel with a message naming the call "
+     "and the thread; log (default, until a Linux guest runs clean with on): such a call is "
+     "allowed and the kernel logs it (dmesg); off: no filter"},
     {RUN_GDB, "gdb", "unix:PATH|127.0.0.1:PORT",
      "serve a gdb stub there (gdb: target remote PATH or :PORT); the guest waits, paused, "
      "until gdb continues it (or petrel resume). No other address is taken: the stub controls "
@@ -480,7 +480,10 @@ static int run_restore_config(struct run_args *a, void **tree)
 int cmd_run(int argc, char **argv)
 {
     struct run_args a = {
-        .cfg = {.cpus = 1, .memory = VM_DEFAULT_MEMORY, .console = VM_CONSOLE_STDIO},
+        .cfg = {.cpus = 1,
+                .memory = VM_DEFAULT_MEMORY,
+                .console = VM_CONSOLE_STDIO,
+                .seccomp = SANDBOX_LOG},
     };
     char default_name[32];
     int ret = run_parse(argc, argv, &a);
