@@ -17,6 +17,9 @@ PETREL_PACKAGES=(
     acpica-tools device-tree-compiler
     # tests: the gdb stub, driven by Debian's gdb in batch mode (integration-gdb, tests/linux)
     gdb
+    # tests: a tap in a network namespace (ip netns, ip tuntap: integration-net, tests/linux
+    # net_tap, scripts/bench/net); a minimal Debian image may lack it
+    iproute2
 )
 
 # Prints, one a line, the packages among "$@" that dpkg does not list as installed.
