@@ -42,7 +42,9 @@ struct job {
  * Runs run(job) on a new thread; once it returns, done(job) runs on base's
  * loop (done may be NULL; it may start the job again or free it). Embed the
  * job in the caller's own struct and reach it with container_of(). 0, -EBUSY
- * (job still active) or -errno; on failure nothing was started.
+ * (job still active) or -errno; on failure nothing was started. run may be
+ * over before job_start returns: store its result in a local, never in a
+ * field run writes.
  */
 int job_start(struct job *job, struct event_base *base, void (*run)(struct job *),
               void (*done)(struct job *)) MUST_CHECK;

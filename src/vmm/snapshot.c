@@ -173,8 +173,12 @@ static void snap_memory_written(struct job *job)
         if (s->err && !s->eb.msg[0])
             s->eb = eb;
     }
-    if (!s->err)
-        s->err = job_start(&s->job, s->vm->base, snap_write_state, snap_written);
+    /* Not s->err = job_start(): the worker may have set s->err before job_start returns. */
+    if (!s->err) {
+        int ret = job_start(&s->job, s->vm->base, snap_write_state, snap_written);
+        if (ret)
+            s->err = ret;
+    }
     if (s->err) {
         if (!s->eb.msg[0])
             err_set(&s->eb, s->err, "cannot write the snapshot: %s", strerror(-s->err));
@@ -233,10 +237,10 @@ void vm_snapshot(struct vm *vm, const char *state_path, const char *mem_path, vm
         return;
     }
     vm->snapshot = s;
-    s->err = job_start(&s->job, vm->base, snap_write_memory, snap_memory_written);
-    if (s->err) {
+    int ret = job_start(&s->job, vm->base, snap_write_memory, snap_memory_written);
+    if (ret) { /* then no worker runs: s is the loop's alone again */
         s->mem_tmp[0] = s->state_tmp[0] = '\0';
-        err_set(&s->eb, s->err, "cannot start writing the snapshot: %s", strerror(-s->err));
+        s->err = err_set(&s->eb, ret, "cannot start writing the snapshot: %s", strerror(-ret));
         snap_finish(s);
     }
 }
