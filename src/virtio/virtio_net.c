@@ -420,6 +420,8 @@ static int net_hw_realize(struct hwdev *hw, struct errbuf *eb)
     struct virtio_sys sys = virtio_sys_of(hw->host);
     uint8_t mac[6];
 
+    sys.name = hw->name; /* "net0": events and the trace say which NIC */
+
     net_spec_mac(&hw->host->cfg->nets[d->index], d->index, mac);
     int ret = virtio_net_init(&d->net, &sys, mac, d->be->vnet_hdr);
     if (ret)

@@ -570,14 +570,15 @@ void virtq_kick(struct virtq *vq)
  * taken irqs interrupts; or the device asks for a reset (its status is read
  * only after a configuration interrupt: each read is an exit).
  */
-static int wait_check(struct virtq *vq, unsigned irqs, unsigned *config_seen)
+static int wait_check(struct virtq *vq, unsigned irqs)
 {
     struct virtio_dev *d = vq->dev;
 
     if (irqs ? vq->interrupts >= irqs : RING_READ(vq->used->idx) != vq->last_used)
         return 1;
-    if (d->config_interrupts != *config_seen) {
-        *config_seen = d->config_interrupts;
+    unsigned seen = d->config_interrupts;
+    if (seen != d->config_checked) {
+        d->config_checked = seen;
         if (virtio_status(d) & VIRTIO_STATUS_NEEDS_RESET)
             return -VIRTIO_ERR_RESET;
     }
@@ -588,7 +589,6 @@ static int wait_check(struct virtq *vq, unsigned irqs, unsigned *config_seen)
 static int wait_for(struct virtq *vq, unsigned irqs)
 {
     struct virtio_dev *d = vq->dev;
-    unsigned config_seen = d->config_interrupts;
     int r;
 
     if (d->timeout_ms) {
@@ -597,7 +597,7 @@ static int wait_for(struct virtq *vq, unsigned irqs)
         lapic_timer_oneshot(IRQ_VECTOR_WAIT, ms * LAPIC_TIMER_TICKS_PER_MS);
     }
     /* Check, then sleep: sti's shadow keeps an interrupt from slipping in between. */
-    while (!(r = wait_check(vq, irqs, &config_seen))) {
+    while (!(r = wait_check(vq, irqs))) {
         if (d->timeout_ms && wait_timer_fired)
             break;
         kit_idle();
