@@ -21,7 +21,9 @@
  * the chain back (virtq_unpop()) and stops until tx_ready. Frames are dropped
  * (and counted in rx_dropped, tx_dropped) only where the protocol leaves no
  * choice: the link is not up yet, a frame is too large for the buffers a
- * driver without MRG_RXBUF posted, or too large or too small to be a frame.
+ * driver without MRG_RXBUF posted, or with it for all the buffers its queue
+ * can hold at once (every descriptor posted: waiting would hold the queue
+ * until a reset), or too large or too small to be a frame.
  *
  * Hostile chains break the queue (DEVICE_NEEDS_RESET), as for virtio-blk: a
  * device-writable buffer on the transmit queue or a chain shorter than the
