@@ -68,6 +68,7 @@
  *   net-tx-writable       a frame followed by a device-writable buffer
  *   net-tx-runt           a header and 6 bytes: no Ethernet header (dropped)
  *   net-tx-too-big        a header and 65563 bytes, one more than petrel passes (dropped)
+ *   net-rings-overlap     receiveq's used ring over its available ring, at queue_enable
  *   net-rx-desc-outside-ram, net-rx-chain-loop, net-rx-head-out-of-range,
  *   net-rx-avail-idx-jump, net-rx-data-over-ring
  *                         the transport's cases on receiveq
@@ -152,11 +153,12 @@ struct seg {
 struct hcase {
     const char *name;
     enum target on;
-    int (*submit)(
-        struct dev *d); /* builds, publishes and kicks; 1: skipped (d->v.error); -1: why */
-    unsigned q;         /* the queue that answers */
-    uint64_t also;      /* features asked for this case besides d->want (and required) */
-    uint64_t without;   /* features of d->want not asked for this case */
+    /* Builds, publishes and kicks: 0; 1 skipped (d->v.error says why); -1 failed (why);
+     * 2 the device answered "needs reset" already. */
+    int (*submit)(struct dev *d);
+    unsigned q;       /* the queue that answers */
+    uint64_t also;    /* features asked for this case besides d->want (and required) */
+    uint64_t without; /* features of d->want not asked for this case */
 };
 
 static struct pci_func funcs[PCI_MAX_FUNCS];
@@ -340,14 +342,17 @@ static int c_indirect_nested(struct dev *d)
     return go(d);
 }
 
-/* Publishes head queue size + 3 (whatever the descriptors hold: the head is refused first). */
-static void head_out_of_range(struct virtq *vq)
+/* Publishes head queue size + 3 (whatever the descriptors hold: the head is refused first), kicks.
+ */
+static int head_out_of_range(struct virtq *vq)
 {
     virtq_publish(vq, (uint16_t)(vq->size + 3));
+    virtq_kick(vq);
+    return 0;
 }
 
-/* Moves the available index by queue size + 1, every entry head 0. */
-static void avail_idx_jump(struct virtq *vq)
+/* Moves the available index by queue size + 1, every entry head 0; kicks. */
+static int avail_idx_jump(struct virtq *vq)
 {
     for (unsigned i = 0; i < vq->size; i++)
         vq->avail->ring[i] = 0;
@@ -355,6 +360,8 @@ static void avail_idx_jump(struct virtq *vq)
      * element would be reported as running ahead. */
     __asm__ volatile("" : : : "memory");
     *(volatile uint16_t *)&vq->avail->idx = (uint16_t)(vq->avail_idx + vq->size + 1);
+    virtq_kick(vq);
+    return 0;
 }
 
 /* A good block read in descriptors 0-2 of queue 0 (a transport case's raw material). */
@@ -371,20 +378,12 @@ static struct virtq *blk_read_chain(struct dev *d)
 
 static int c_head_out_of_range(struct dev *d)
 {
-    struct virtq *vq = blk_read_chain(d);
-
-    head_out_of_range(vq);
-    virtq_kick(vq);
-    return 0;
+    return head_out_of_range(blk_read_chain(d));
 }
 
 static int c_avail_idx_jump(struct dev *d)
 {
-    struct virtq *vq = blk_read_chain(d);
-
-    avail_idx_jump(vq);
-    virtq_kick(vq);
-    return 0;
+    return avail_idx_jump(blk_read_chain(d));
 }
 
 static int c_data_over_ring(struct dev *d)
@@ -550,24 +549,21 @@ static int c_net_tx_chain_loop(struct dev *d)
     return 0;
 }
 
+/* A good frame as descriptor 0 of transmitq (a transport case's raw material). */
+static struct virtq *tx_frame_desc(struct dev *d)
+{
+    virtq_desc_set(&d->v.vq[VNET_TX], 0, addr_of(data), VNET_HDR + 60, 0, 0);
+    return &d->v.vq[VNET_TX];
+}
+
 static int c_net_tx_head_out_of_range(struct dev *d)
 {
-    struct virtq *vq = &d->v.vq[VNET_TX];
-
-    virtq_desc_set(vq, 0, addr_of(data), VNET_HDR + 60, 0, 0);
-    head_out_of_range(vq);
-    virtq_kick(vq);
-    return 0;
+    return head_out_of_range(tx_frame_desc(d));
 }
 
 static int c_net_tx_avail_idx_jump(struct dev *d)
 {
-    struct virtq *vq = &d->v.vq[VNET_TX];
-
-    virtq_desc_set(vq, 0, addr_of(data), VNET_HDR + 60, 0, 0);
-    avail_idx_jump(vq);
-    virtq_kick(vq);
-    return 0;
+    return avail_idx_jump(tx_frame_desc(d));
 }
 
 static int c_net_tx_data_over_ring(struct dev *d)
@@ -617,21 +613,22 @@ static int c_net_rx_chain_loop(struct dev *d)
     return rx_trigger(d);
 }
 
+/* A good receive buffer as descriptor 0 of receiveq (a transport case's raw material). */
+static struct virtq *rx_buf_desc(struct dev *d)
+{
+    virtq_desc_set(&d->v.vq[VNET_RX], 0, addr_of(data), 2048, VIRTQ_DESC_F_WRITE, 0);
+    return &d->v.vq[VNET_RX];
+}
+
 static int c_net_rx_head_out_of_range(struct dev *d)
 {
-    struct virtq *vq = &d->v.vq[VNET_RX];
-
-    virtq_desc_set(vq, 0, addr_of(data), 2048, VIRTQ_DESC_F_WRITE, 0);
-    head_out_of_range(vq);
+    head_out_of_range(rx_buf_desc(d));
     return rx_trigger(d);
 }
 
 static int c_net_rx_avail_idx_jump(struct dev *d)
 {
-    struct virtq *vq = &d->v.vq[VNET_RX];
-
-    virtq_desc_set(vq, 0, addr_of(data), 2048, VIRTQ_DESC_F_WRITE, 0);
-    avail_idx_jump(vq);
+    avail_idx_jump(rx_buf_desc(d));
     return rx_trigger(d);
 }
 
@@ -646,6 +643,23 @@ static int c_net_rx_readable(struct dev *d)
     struct seg s[2] = {{addr_of(data), VNET_HDR, 0},
                        {addr_of(data) + 1024, 2048, VIRTQ_DESC_F_WRITE}};
     return rx_chain(d, s, 2);
+}
+
+/*
+ * receiveq's used ring over its available ring (2.7: the rings are separate):
+ * refused when the driver enables the queue. Answers by itself: 2 needs
+ * reset, or -1 and why.
+ */
+static int c_net_rings_overlap(struct dev *d)
+{
+    struct virtio_dev *v = &d->v;
+
+    if (virtio_start(v, d->want))
+        return bad("start: %s", v->error);
+    if (!virtio_queue_setup_used(v, VNET_RX, KIT_VIRTQ_MAX, addr_of(v->vq[VNET_RX].avail)))
+        return bad("the queue was enabled");
+    uint8_t st = virtio_status(v);
+    return st & VIRTIO_STATUS_NEEDS_RESET ? 2 : bad("%s; status 0x%02x", v->error, st);
 }
 
 /* Without MRG_RXBUF or with it (the case's features say which). */
@@ -694,6 +708,7 @@ static const struct hcase cases[] = {
     {"net-tx-writable", NET, c_net_tx_writable, VNET_TX, 0, 0},
     {"net-tx-runt", NET, c_net_tx_runt, VNET_TX, 0, 0},
     {"net-tx-too-big", NET, c_net_tx_too_big, VNET_TX, 0, 0},
+    {"net-rings-overlap", NET, c_net_rings_overlap, VNET_RX, 0, 0},
     {"net-rx-desc-outside-ram", NET, c_net_rx_desc_outside_ram, VNET_RX, 0, 0},
     {"net-rx-chain-loop", NET, c_net_rx_chain_loop, VNET_RX, 0, 0},
     {"net-rx-head-out-of-range", NET, c_net_rx_head_out_of_range, VNET_RX, 0, 0},
@@ -961,12 +976,12 @@ int kit_main(void)
                          (unsigned long long)(hc->also & ~d->v.accepted));
         }
         int r = d->v.error[0] ? 1 : hc->submit(d);
-        if (r > 0) {
+        if (r == 1) {
             printf("hostile: %s skipped (%s)\n", hc->name, d->v.error);
             nskipped++;
         } else {
             ran++;
-            enum answer a = r < 0 ? A_BAD : answer(d, hc);
+            enum answer a = r < 0 ? A_BAD : r == 2 ? A_RESET : answer(d, hc);
             static const char *const names[] = {"needs reset", "IOERR", "UNSUPP", "dropped"};
             int ok = a != A_BAD;
             char first[sizeof(why)];

@@ -237,7 +237,7 @@ def console_clients_attaching_and_leaving_are_events():
 
 @case
 def a_device_that_needs_a_reset_is_an_event():
-    # The kit's hostile driver breaks the queues of virtio-blk, virtio-rng and virtio-net 34
+    # The kit's hostile driver breaks the queues of virtio-blk, virtio-rng and virtio-net 35
     # times in all, resetting the device after each (test_virtio says what each case does). With
     # --gdb the guest waits, paused, until `petrel resume`: the client listens first.
     with tempfile.TemporaryDirectory() as d:
@@ -272,7 +272,7 @@ def a_device_that_needs_a_reset_is_an_event():
            "each names the device, the queue and why: %r" % named)
     expect(all(any(n.startswith(dev) for n in named) for dev in ("vda: ", "rng: ", "net0: ")),
            "the three devices among them: %r" % named)
-    expect(len(named) + lost == 34, "one event per broken queue (34): %d named, %d counted: %r"
+    expect(len(named) + lost == 35, "one event per broken queue (35): %d named, %d counted: %r"
            % (len(named), lost, resets))
     # virtio-net's own reasons (virtio_net.c), not the transport's, for the net-specific cases.
     for why in ("net0: queue 1: transmitq chain 0 has 8 bytes, less than the header",

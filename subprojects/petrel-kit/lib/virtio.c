@@ -388,7 +388,8 @@ int virtio_start(struct virtio_dev *d, uint64_t want)
     return 0;
 }
 
-int virtio_queue_setup(struct virtio_dev *d, unsigned q, unsigned size)
+/* virtio_queue_setup(), the used ring where the device is told (0: the kit's own). */
+static int queue_setup(struct virtio_dev *d, unsigned q, unsigned size, uint64_t used)
 {
     struct virtq *vq;
 
@@ -457,7 +458,7 @@ int virtio_queue_setup(struct virtio_dev *d, unsigned q, unsigned size)
     common_w16(d, COMMON_Q_SIZE, (uint16_t)size);
     common_w64(d, COMMON_Q_DESC, (uint64_t)(uintptr_t)vq->desc);
     common_w64(d, COMMON_Q_DRIVER, (uint64_t)(uintptr_t)vq->avail);
-    common_w64(d, COMMON_Q_DEVICE, (uint64_t)(uintptr_t)vq->used);
+    common_w64(d, COMMON_Q_DEVICE, used ? used : (uint64_t)(uintptr_t)vq->used);
     common_w16(d, COMMON_Q_MSIX, (uint16_t)(q + 1));
     if (common_r16(d, COMMON_Q_MSIX) != q + 1) {
         fail(d, "queue %u: the device refused MSI-X entry %u", q, q + 1);
@@ -469,6 +470,16 @@ int virtio_queue_setup(struct virtio_dev *d, unsigned q, unsigned size)
         return give_up(d);
     }
     return 0;
+}
+
+int virtio_queue_setup(struct virtio_dev *d, unsigned q, unsigned size)
+{
+    return queue_setup(d, q, size, 0);
+}
+
+int virtio_queue_setup_used(struct virtio_dev *d, unsigned q, unsigned size, uint64_t used)
+{
+    return queue_setup(d, q, size, used);
 }
 
 int virtio_driver_ok(struct virtio_dev *d)

@@ -174,6 +174,13 @@ int virtio_start(struct virtio_dev *d, uint64_t want);
  */
 int virtio_queue_setup(struct virtio_dev *d, unsigned q, unsigned size);
 
+/*
+ * virtio_queue_setup(), but the device is told the used ring is at used (a
+ * hostile driver's: over the queue's own available ring, say); the kit's
+ * waits still look at its own. For hostile.c.
+ */
+int virtio_queue_setup_used(struct virtio_dev *d, unsigned q, unsigned size, uint64_t used);
+
 /* Sets DRIVER_OK. 0, or -1 if the device then says FAILED or NEEDS_RESET. */
 int virtio_driver_ok(struct virtio_dev *d);
 
