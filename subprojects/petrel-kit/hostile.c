@@ -968,7 +968,7 @@ int kit_main(void)
             virtio_reset(&d->v);
             if (dev_start(d, hc->also, hc->without)) {
                 printf("hostile: %s FAIL (%s)\n", hc->name, why);
-                failed++;
+                failed++, ran++;
                 continue;
             }
             if ((d->v.accepted & hc->also) != hc->also)
