@@ -21,12 +21,19 @@
  * the chain back (virtq_unpop()) and stops until tx_ready. Frames are dropped
  * (and counted in rx_dropped, tx_dropped) only where the protocol leaves no
  * choice: the link is not up yet, a frame is too large for the buffers a
- * driver without MRG_RXBUF posted, or too large or too small to be a frame.
+ * driver without MRG_RXBUF posted, or with it for all the buffers its queue
+ * can hold at once (every descriptor posted: waiting would hold the queue
+ * until a reset), or too large or too small to be a frame.
  *
  * Hostile chains break the queue (DEVICE_NEEDS_RESET), as for virtio-blk: a
  * device-writable buffer on the transmit queue or a chain shorter than the
  * header; a device-readable buffer on the receive queue or a receive chain
- * with no room for the header.
+ * with no room for the header (with MRG_RXBUF 5.1.6.3.1 forbids it; without,
+ * such a chain can never hold a frame). A transmit chain that walks but holds
+ * no frame (shorter than an Ethernet header, longer than NET_MAX_FRAME) is
+ * used with length 0 and counted in tx_dropped, as a wire drops it. The kit's
+ * hostile program (net-*) pins each answer; docs/architecture.md compares
+ * them with QEMU's and Firecracker's.
  */
 #ifndef PETREL_VIRTIO_NET_H
 #define PETREL_VIRTIO_NET_H

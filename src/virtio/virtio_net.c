@@ -167,8 +167,9 @@ static bool net_rx_live(struct virtio_net *net)
 /*
  * Places a frame into the posted chains (lock held): 1 placed and pushed; 0
  * not enough room (every chain given back, the driver asked to kick for
- * more); -EMSGSIZE too large for a chain without MRG_RXBUF (dropped, the
- * chain kept); -EIO the queue broke.
+ * more); -EMSGSIZE too large for a chain without MRG_RXBUF, or with it for
+ * every chain the queue can hold (dropped, the chains kept); -EIO the queue
+ * broke.
  */
 static int net_rx_place(struct virtio_net *net, struct virtq *vq, const uint8_t *in_hdr,
                         const uint8_t *frame, size_t len)
@@ -187,7 +188,9 @@ static int net_rx_place(struct virtio_net *net, struct virtq *vq, const uint8_t 
             return -EIO;
         if (r == 0) {
             virtq_unpop(vq, n);
-            return 0;
+            /* Every descriptor is in these chains: the driver can add no more until some
+             * are used, so this frame would hold the queue until a reset. */
+            return n == vq->num ? -EMSGSIZE : 0;
         }
         if (c->nr_out || c->in_bytes < VIRTIO_NET_HDR_SIZE) {
             virtq_break(vq, "receiveq chain %u has %s", c->head,
@@ -419,6 +422,8 @@ static int net_hw_realize(struct hwdev *hw, struct errbuf *eb)
     struct virtio_net_hw *d = container_of(hw, struct virtio_net_hw, hw);
     struct virtio_sys sys = virtio_sys_of(hw->host);
     uint8_t mac[6];
+
+    sys.name = hw->name; /* "net0": events and the trace say which NIC */
 
     net_spec_mac(&hw->host->cfg->nets[d->index], d->index, mac);
     int ret = virtio_net_init(&d->net, &sys, mac, d->be->vnet_hdr);

@@ -292,9 +292,16 @@ def blk_stop_while_a_reset_waits_for_the_host():
 
 # ---- a hostile driver: subprojects/petrel-kit/hostile.c ----
 
-# How petrel answers each malformed request (src/virtio/virtqueue.c, virtio_blk.c): a chain
-# it cannot walk, or one with nowhere to put a status byte, breaks the queue
-# (DEVICE_NEEDS_RESET); a chain that walks but asks for something wrong gets a status.
+# How petrel answers each malformed request (src/virtio/virtqueue.c, virtio_blk.c,
+# virtio_net.c): a chain it cannot walk, or one with nowhere to put a status byte, breaks the
+# queue (DEVICE_NEEDS_RESET); a chain that walks but asks for something wrong gets a status.
+# virtio-net (net-*, with --net user): a chain no conforming driver builds (virtio 1.2
+# 5.1.6: a transmit chain shorter than the header or with a device-writable buffer; a receive
+# chain with a device-readable buffer or no room for the header, with or without MRG_RXBUF)
+# breaks the queue, and so do rings over each other, at queue_enable (net-rings-overlap); a transmit chain that walks but holds no frame (a runt, or one larger
+# than NET_MAX_FRAME) is used with length 0 and counted as dropped, as on a wire. Each net-rx-*
+# chain is broken by the frame that comes for it (slirp's answer to an ARP request), which is
+# dropped and counted too.
 HOSTILE = {
     "desc-outside-ram": "needs reset", "desc-mmio": "needs reset",
     "desc-len-wrap": "needs reset", "chain-loop": "needs reset",
@@ -310,7 +317,19 @@ HOSTILE = {
     "rng-desc-outside-ram": "needs reset", "rng-chain-loop": "needs reset",
     "rng-head-out-of-range": "needs reset", "rng-avail-idx-jump": "needs reset",
     "rng-data-over-ring": "needs reset",
+    "net-tx-desc-outside-ram": "needs reset", "net-tx-chain-loop": "needs reset",
+    "net-tx-head-out-of-range": "needs reset", "net-tx-avail-idx-jump": "needs reset",
+    "net-tx-data-over-ring": "needs reset", "net-tx-header-short": "needs reset",
+    "net-tx-writable": "needs reset", "net-tx-runt": "dropped", "net-tx-too-big": "dropped",
+    "net-rings-overlap": "needs reset",
+    "net-rx-desc-outside-ram": "needs reset", "net-rx-chain-loop": "needs reset",
+    "net-rx-head-out-of-range": "needs reset", "net-rx-avail-idx-jump": "needs reset",
+    "net-rx-data-over-ring": "needs reset", "net-rx-readable": "needs reset",
+    "net-rx-header-short": "needs reset", "net-rx-mrg-header-short": "needs reset",
 }
+# Frames --stats counts as dropped: the two net-tx ones answered "dropped", and the frame
+# that broke each of the eight net-rx-* queues (slirp sends nothing unasked: no IPv6).
+HOSTILE_NET_DROPPED = 10
 
 
 @case
@@ -319,8 +338,8 @@ def hostile_driver_gets_errors_and_petrel_lives_on():
         rw, ro = disk(d, "rw.img"), disk(d, "ro.img", os.urandom(DISK))
         with open(ro, "rb") as f:
             ro_before = f.read()
-        p = petrel("run", "--kernel", kit("hostile"), "--debug-exit", "--rng",
-                   "--cmdline", "console=ttyS0", "--drive", "path=%s,id=rw" % rw,
+        p = petrel("run", "--kernel", kit("hostile"), "--debug-exit", "--rng", "--net", "user",
+                   "--stats", "--cmdline", "console=ttyS0", "--drive", "path=%s,id=rw" % rw,
                    "--drive", "path=%s,ro,id=ro" % ro)
         out, err = text(p.stdout), text(p.stderr)
         expect(p.returncode == 0, "hostile powers off and petrel exits 0", p)
@@ -328,12 +347,15 @@ def hostile_driver_gets_errors_and_petrel_lives_on():
         expect(got == HOSTILE, "every case refused as designed:\n  got  %r\n  want %r" %
                (got, HOSTILE), p)
         expect("FAIL" not in out and "skipped (" not in out, "no case failed or was skipped", p)
-        expect(re.search(r"hostile: PASS cases 29 needs-reset 19 ioerr 9 unsupp 1 skipped 0\r?\n"
-                         r"hostile: poweroff", out), "the summary", p)
+        expect(re.search(r"hostile: PASS cases 47 needs-reset 35 ioerr 9 unsupp 1 dropped 2 "
+                         r"skipped 0\r?\nhostile: poweroff", out), "the summary", p)
+        dropped = re.findall(r"^petrel: stats: network frames dropped (\d+)$", err, re.M)
+        expect(dropped == [str(HOSTILE_NET_DROPPED)],
+               "%d frames counted as dropped: %r" % (HOSTILE_NET_DROPPED, dropped), p)
         # Logged once per device, not once per request: the first broken queue of each
         # device and the first bad request of the drive.
         resets = re.findall(r"^petrel: (.*) the device needs a reset$", err, re.M)
-        expect(len(resets) == 2, "one 'needs a reset' line per device (blk, rng)", p)
+        expect(len(resets) == 3, "one 'needs a reset' line per device (blk, rng, net)", p)
         expect(len(re.findall(r"further bad requests are not logged", err)) == 1,
                "one bad-request line for the read-write drive", p)
         expect(not re.search(r"(?i)sanitizer|segfault|abort|assert", err), "no crash", p)

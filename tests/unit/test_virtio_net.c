@@ -427,6 +427,35 @@ static void test_receive_waits_for_room(void **state)
     assert_true(r->net.rx_wanted);
 }
 
+/*
+ * MRG_RXBUF with every descriptor posted and still too little room: the driver
+ * can add nothing more until the device uses something, so waiting would hold
+ * the queue (and the backend's backlog behind the frame) until a reset. The
+ * frame is dropped and counted, every chain given back, nothing broken; the
+ * next frame that fits takes them.
+ */
+static void test_receive_whole_ring_too_small(void **state)
+{
+    struct rig *r = *state;
+    uint8_t f[600];
+
+    bring_up(r, 1ULL << VIRTIO_NET_F_MRG_RXBUF);
+    make_frame(f, sizeof(f), 3);
+    for (unsigned i = 0; i < QSIZE; i++)
+        add_rx(r, BUF_GPA + 0x100 * i, HDR + 8); /* 8 bytes of frame each but the first */
+    kick(r, VIRTIO_NET_RX);
+    assert_int_equal(virtio_net_receive(&r->net, f, sizeof(f)), -EMSGSIZE);
+    assert_int_equal(r->net.rx_dropped, 1);
+    assert_false(r->net.rx_wanted);
+    assert_int_equal(used_idx(r, VIRTIO_NET_RX), 0);
+    assert_false(status(r) & VIRTIO_STATUS_NEEDS_RESET);
+    /* A frame that fits them (the ring holds 8 + 15 * 20 bytes of frame): 60 in 4 chains. */
+    assert_int_equal(virtio_net_receive(&r->net, f, 60), 1);
+    assert_int_equal(used_idx(r, VIRTIO_NET_RX), 4);
+    assert_int_equal(le16(r->h.ram + BUF_GPA + 10), 4);
+    assert_int_equal(r->net.rx_dropped, 1);
+}
+
 /* Before DRIVER_OK, or with the link down, frames are dropped and counted. */
 static void test_receive_link_not_up(void **state)
 {
@@ -777,6 +806,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_receive_one_chain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_receive_mergeable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_receive_waits_for_room, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_receive_whole_ring_too_small, setup, teardown),
         cmocka_unit_test_setup_teardown(test_receive_link_not_up, setup, teardown),
         cmocka_unit_test_setup_teardown(test_paused_takes_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hostile_chains, setup, teardown),

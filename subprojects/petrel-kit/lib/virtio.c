@@ -388,7 +388,8 @@ int virtio_start(struct virtio_dev *d, uint64_t want)
     return 0;
 }
 
-int virtio_queue_setup(struct virtio_dev *d, unsigned q, unsigned size)
+/* virtio_queue_setup(), the used ring where the device is told (0: the kit's own). */
+static int queue_setup(struct virtio_dev *d, unsigned q, unsigned size, uint64_t used)
 {
     struct virtq *vq;
 
@@ -457,7 +458,7 @@ int virtio_queue_setup(struct virtio_dev *d, unsigned q, unsigned size)
     common_w16(d, COMMON_Q_SIZE, (uint16_t)size);
     common_w64(d, COMMON_Q_DESC, (uint64_t)(uintptr_t)vq->desc);
     common_w64(d, COMMON_Q_DRIVER, (uint64_t)(uintptr_t)vq->avail);
-    common_w64(d, COMMON_Q_DEVICE, (uint64_t)(uintptr_t)vq->used);
+    common_w64(d, COMMON_Q_DEVICE, used ? used : (uint64_t)(uintptr_t)vq->used);
     common_w16(d, COMMON_Q_MSIX, (uint16_t)(q + 1));
     if (common_r16(d, COMMON_Q_MSIX) != q + 1) {
         fail(d, "queue %u: the device refused MSI-X entry %u", q, q + 1);
@@ -469,6 +470,16 @@ int virtio_queue_setup(struct virtio_dev *d, unsigned q, unsigned size)
         return give_up(d);
     }
     return 0;
+}
+
+int virtio_queue_setup(struct virtio_dev *d, unsigned q, unsigned size)
+{
+    return queue_setup(d, q, size, 0);
+}
+
+int virtio_queue_setup_used(struct virtio_dev *d, unsigned q, unsigned size, uint64_t used)
+{
+    return queue_setup(d, q, size, used);
 }
 
 int virtio_driver_ok(struct virtio_dev *d)
@@ -570,14 +581,15 @@ void virtq_kick(struct virtq *vq)
  * taken irqs interrupts; or the device asks for a reset (its status is read
  * only after a configuration interrupt: each read is an exit).
  */
-static int wait_check(struct virtq *vq, unsigned irqs, unsigned *config_seen)
+static int wait_check(struct virtq *vq, unsigned irqs)
 {
     struct virtio_dev *d = vq->dev;
 
     if (irqs ? vq->interrupts >= irqs : RING_READ(vq->used->idx) != vq->last_used)
         return 1;
-    if (d->config_interrupts != *config_seen) {
-        *config_seen = d->config_interrupts;
+    unsigned seen = d->config_interrupts;
+    if (seen != d->config_checked) {
+        d->config_checked = seen;
         if (virtio_status(d) & VIRTIO_STATUS_NEEDS_RESET)
             return -VIRTIO_ERR_RESET;
     }
@@ -588,7 +600,6 @@ static int wait_check(struct virtq *vq, unsigned irqs, unsigned *config_seen)
 static int wait_for(struct virtq *vq, unsigned irqs)
 {
     struct virtio_dev *d = vq->dev;
-    unsigned config_seen = d->config_interrupts;
     int r;
 
     if (d->timeout_ms) {
@@ -597,7 +608,7 @@ static int wait_for(struct virtq *vq, unsigned irqs)
         lapic_timer_oneshot(IRQ_VECTOR_WAIT, ms * LAPIC_TIMER_TICKS_PER_MS);
     }
     /* Check, then sleep: sti's shadow keeps an interrupt from slipping in between. */
-    while (!(r = wait_check(vq, irqs, &config_seen))) {
+    while (!(r = wait_check(vq, irqs))) {
         if (d->timeout_ms && wait_timer_fired)
             break;
         kit_idle();

@@ -31,7 +31,9 @@
  * MSI-X: table entry 0 is the configuration vector, entry q + 1 queue q's;
  * each gets its own CPU vector (irq_msi_alloc()) aimed at this CPU. A
  * configuration interrupt wakes waiters too, so a device that sets
- * DEVICE_NEEDS_RESET ends a wait (-VIRTIO_ERR_RESET) instead of hanging it.
+ * DEVICE_NEEDS_RESET ends a wait (-VIRTIO_ERR_RESET) instead of hanging it;
+ * one that came while no wait looked at it (a wait on another queue that
+ * ended with a used element) is seen by the next wait, on any queue.
  */
 #ifndef KIT_VIRTIO_H
 #define KIT_VIRTIO_H
@@ -142,6 +144,7 @@ struct virtio_dev {
     unsigned resets_waited; /* resets whose status did not read 0 at once */
     struct irq_msi config_msi;
     volatile unsigned config_interrupts;
+    unsigned config_checked; /* config_interrupts when a wait last read the status */
     struct virtq vq[KIT_VIRTIO_QUEUES];
     char error[120];
 };
@@ -170,6 +173,13 @@ int virtio_start(struct virtio_dev *d, uint64_t want);
  * memory and vector (zeroed rings, counters back to 0).
  */
 int virtio_queue_setup(struct virtio_dev *d, unsigned q, unsigned size);
+
+/*
+ * virtio_queue_setup(), but the device is told the used ring is at used (a
+ * hostile driver's: over the queue's own available ring, say); the kit's
+ * waits still look at its own. For hostile.c.
+ */
+int virtio_queue_setup_used(struct virtio_dev *d, unsigned q, unsigned size, uint64_t used);
 
 /* Sets DRIVER_OK. 0, or -1 if the device then says FAILED or NEEDS_RESET. */
 int virtio_driver_ok(struct virtio_dev *d);
