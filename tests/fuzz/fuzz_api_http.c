@@ -353,9 +353,10 @@ static void check_reply(struct evhttp_request *req, int code)
     r->replied = true;
     FUZZ_CHECK(r->want != 0); /* a valid request reached no fake call */
     if (code != r->want)
-        fprintf(stderr, "fuzz_api_http: %s %s answered %d, the model wants %d\n",
-                r->route == R_NONE ? "(no route)" : "", __real_evhttp_request_get_uri(req), code,
-                r->want);
+        fprintf(stderr,
+                "fuzz_api_http: method 0x%x %s (route %d) answered %d, the model wants %d\n",
+                (unsigned)evhttp_request_get_command(req), __real_evhttp_request_get_uri(req),
+                r->route, code, r->want);
     FUZZ_CHECK(code == r->want);
     if (code >= 400)
         FUZZ_CHECK(r->outcome != O_ACCEPTED);

@@ -21,7 +21,9 @@ sizing, MSI-X set-up, masking and firing, BARs moved onto each other, odd
 port accesses) for fuzz_pci, in its op format, and driver start-ups with
 virtio-blk requests of every kind (reads, writes, flush, GET_ID, discard and
 write-zeroes ranges, indirect chains, malformed and read-only cases, a reset
-midway) for fuzz_virtio_blk, in fuzz_virtio_ops.h's op format.
+midway) for fuzz_virtio_blk, in fuzz_virtio_ops.h's op format, and what API clients
+write (every route, bad paths, methods, headers and bodies, the body limits, chunked
+bodies, Expect, HTTP/1.0, pipelined requests) for fuzz_api_http.
 
 fuzz_snapshot's seeds are not here: they are state files, which
 fuzz_snapshot_seeds.c writes with petrel's own writers so that they keep up
