@@ -37,6 +37,7 @@
  * - once the client has closed and the loop has settled: no GET /events slot is held,
  *   no file descriptor leaked (the lowest free fd is what it was).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -44,6 +45,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -612,11 +614,43 @@ static void fixture_cleanup(void)
     rmdir(F.dir);
 }
 
+/*
+ * Removes the directories of earlier runs that ended without their atexit() (a crash, a
+ * libFuzzer timeout or leak report): a directory whose lock file no process holds.
+ */
+static void fixture_sweep(void)
+{
+    DIR *d = opendir("/tmp");
+    struct dirent *e;
+
+    while (d && (e = readdir(d))) {
+        char path[512];
+        if (strncmp(e->d_name, "petrel-fuzz-http.", 17))
+            continue;
+        snprintf(path, sizeof(path), "/tmp/%s/api.sock.lock", e->d_name);
+        int fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+        if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) < 0) {
+            close(fd); /* a live run's */
+            continue;
+        }
+        unlink(path);
+        if (fd >= 0)
+            close(fd);
+        snprintf(path, sizeof(path), "/tmp/%s/api.sock", e->d_name);
+        unlink(path);
+        snprintf(path, sizeof(path), "/tmp/%s", e->d_name);
+        rmdir(path);
+    }
+    if (d)
+        closedir(d);
+}
+
 static void fixture_init(void)
 {
     struct errbuf eb;
 
     signal(SIGPIPE, SIG_IGN); /* as petrel's main() does: a gone client is an error, not a kill */
+    fixture_sweep();
     snprintf(F.dir, sizeof(F.dir), "/tmp/petrel-fuzz-http.XXXXXX");
     FUZZ_CHECK(mkdtemp(F.dir) != NULL);
     snprintf(F.sock, sizeof(F.sock), "%s/api.sock", F.dir);
