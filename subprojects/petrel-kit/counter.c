@@ -17,7 +17,10 @@
  * prints "counter: N wrote S" instead of "counter: N": a drive written for as
  * long as the guest runs, whose file says how far it got. No virtio-blk:
  * "counter: no virtio-blk (1af4:1042)", exit 3; a failed write: "counter:
- * FAIL <why>", exit 1.
+ * FAIL <why>", exit 1. counter.verify=1 (with counter.blk=1) also reads the sector
+ * back after each write and compares it before the line is printed (a mismatch:
+ * "counter: FAIL sector S byte K reads 0x.. not 0x..", exit 1): scripts/soak's
+ * guest, which prints, writes and checks its data while the host pauses it.
  * counter.touch=<percent> first writes one byte (non-zero) to each 4 KiB page
  * of that share of the e820 RAM, from the end of the image up (below 4 GiB, the
  * kit's identity map; the first MiB and the image itself are left alone, so 100
@@ -41,6 +44,7 @@
 #define COUNTER_MS_DEFAULT 100
 #define BLK_SECTOR         512
 #define BLK_CFG_CAPACITY   0 /* virtio 1.2, 5.2.4 */
+#define VIRTIO_BLK_T_IN    0
 #define VIRTIO_BLK_T_OUT   1
 #define VIRTIO_BLK_S_OK    0
 
@@ -54,6 +58,7 @@ static struct {
     uint64_t sector;
 } blk_hdr;
 static uint8_t blk_data[BLK_SECTOR];
+static uint8_t blk_back[BLK_SECTOR]; /* counter.verify: what the sector reads back */
 static volatile uint8_t blk_status;
 
 #define COUNTER_PAGE   4096ULL
@@ -130,8 +135,38 @@ static int counter_blk_start(void)
     return 0;
 }
 
+/* Reads sector s back and compares it with blk_data. 0, or -1 (reported). */
+static int counter_blk_verify(uint64_t s)
+{
+    struct virtq_buf bufs[3] = {
+        {&blk_hdr, sizeof(blk_hdr)}, {blk_back, BLK_SECTOR}, {(void *)&blk_status, 1}};
+    uint32_t written;
+
+    blk_hdr.type = VIRTIO_BLK_T_IN;
+    blk_hdr.sector = s;
+    blk_status = 0xee;
+    for (unsigned k = 0; k < BLK_SECTOR; k++)
+        blk_back[k] = (uint8_t)~blk_data[k];
+    if (virtq_xfer(&blk.vq[0], bufs, 1, 2, &written)) {
+        printf("counter: FAIL read %llu: %s\n", (unsigned long long)s, blk.error);
+        return -1;
+    }
+    if (blk_status != VIRTIO_BLK_S_OK) {
+        printf("counter: FAIL read %llu: status 0x%02x\n", (unsigned long long)s, blk_status);
+        return -1;
+    }
+    for (unsigned k = 0; k < BLK_SECTOR; k++) {
+        if (blk_back[k] != blk_data[k]) {
+            printf("counter: FAIL sector %llu byte %u reads 0x%02x not 0x%02x\n",
+                   (unsigned long long)s, k, blk_back[k], blk_data[k]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* Writes tick n's sector and waits for it. Returns the sector, or -1 (reported). */
-static int64_t counter_blk_write(unsigned long n)
+static int64_t counter_blk_write(unsigned long n, int verify)
 {
     uint64_t s = n % blk_capacity;
     struct virtq_buf bufs[3] = {
@@ -151,6 +186,8 @@ static int64_t counter_blk_write(unsigned long n)
         printf("counter: FAIL write %llu: status 0x%02x\n", (unsigned long long)s, blk_status);
         return -1;
     }
+    if (verify && counter_blk_verify(s))
+        return -1;
     return (int64_t)s;
 }
 
@@ -175,6 +212,11 @@ int kit_main(void)
     unsigned long use_blk = 0;
     if (kit_cmdline_uint("counter.blk", 10, &use_blk) == -2 || use_blk > 1) {
         puts("counter: bad counter.blk (want 0 or 1)");
+        return 2;
+    }
+    unsigned long verify = 0;
+    if (kit_cmdline_uint("counter.verify", 10, &verify) == -2 || verify > 1) {
+        puts("counter: bad counter.verify (want 0 or 1)");
         return 2;
     }
     unsigned long touch = 0;
@@ -202,7 +244,7 @@ int kit_main(void)
             printf("counter: %lu\n", n);
             continue;
         }
-        int64_t s = counter_blk_write(n);
+        int64_t s = counter_blk_write(n, (int)verify);
         if (s < 0)
             return 1;
         printf("counter: %lu wrote %llu\n", n, (unsigned long long)s);

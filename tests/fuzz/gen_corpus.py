@@ -21,7 +21,9 @@ sizing, MSI-X set-up, masking and firing, BARs moved onto each other, odd
 port accesses) for fuzz_pci, in its op format, and driver start-ups with
 virtio-blk requests of every kind (reads, writes, flush, GET_ID, discard and
 write-zeroes ranges, indirect chains, malformed and read-only cases, a reset
-midway) for fuzz_virtio_blk, in fuzz_virtio_ops.h's op format.
+midway) for fuzz_virtio_blk, in fuzz_virtio_ops.h's op format, and what API clients
+write (every route, bad paths, methods, headers and bodies, the body limits, chunked
+bodies, Expect, HTTP/1.0, pipelined requests) for fuzz_api_http.
 
 fuzz_snapshot's seeds are not here: they are state files, which
 fuzz_snapshot_seeds.c writes with petrel's own writers so that they keep up
@@ -246,6 +248,95 @@ def api_seeds():
     seeds.update({name: b"\x01" + data for name, data in responses.items()})
     seeds.update({name: bytes([0x02 | (i << 2)]) + data
                   for i, (name, data) in enumerate(streams.items())})
+    return seeds
+
+
+def http_req(method, path, body=None, headers=(), version=b"HTTP/1.1"):
+    """One HTTP request as a client writes it."""
+    out = method + b" " + path + b" " + version + b"\r\nHost: localhost\r\n"
+    for h in headers:
+        out += h + b"\r\n"
+    if body is not None:
+        out += b"Content-Length: %d\r\n" % len(body)
+    return out + b"\r\n" + (body or b"")
+
+
+def api_http_seeds():
+    """fuzz_api_http: flags byte, write size byte, then what a client writes."""
+    P, R = http_req, b'{"state": "%s"}'
+    act = b'{"action_type": "%s"}'
+    reqs = {
+        "get-root": P(b"GET", b"/"),
+        "get-machine": P(b"GET", b"/machine-config"),
+        "get-vm-query": P(b"GET", b"/vm?x=1#f"),
+        "get-events": P(b"GET", b"/events"),
+        "get-stats": P(b"GET", b"/stats"),
+        "get-trace": P(b"GET", b"/trace"),
+        "pause": P(b"PATCH", b"/vm", R % b"Paused"),
+        "resume": P(b"PATCH", b"/vm", R % b"Resumed"),
+        "bad-state": P(b"PATCH", b"/vm", R % b"Stopped"),
+        "cad": P(b"PUT", b"/actions", act % b"SendCtrlAltDel"),
+        "power": P(b"PUT", b"/actions", act % b"PowerButton"),
+        "stop": P(b"PUT", b"/actions", act % b"Stop"),
+        "put-trace": P(b"PUT", b"/trace", b'{"filter": "pio,mmio"}'),
+        "put-trace-bad": P(b"PUT", b"/trace", b'{"filter": "xbad"}'),
+        "patch-trace": P(b"PATCH", b"/trace", b'{"on": "virtio", "off": "pio"}'),
+        "patch-trace-none": P(b"PATCH", b"/trace", b'{}'),
+        "snapshot": P(b"PUT", b"/snapshot/create",
+                      b'{"snapshot_path": "/tmp/s", "mem_file_path": "/tmp/m", '
+                      b'"snapshot_type": "Full"}'),
+        "snapshot-diff": P(b"PUT", b"/snapshot/create",
+                           b'{"snapshot_path": "s", "mem_file_path": "m", '
+                           b'"snapshot_type": "Diff"}'),
+        "unknown-path": P(b"GET", b"/nope"),
+        "long-path": P(b"GET", b"/" + b"a" * 300),
+        "wrong-method": P(b"DELETE", b"/vm"),
+        "head": P(b"HEAD", b"/"),
+        "options": P(b"OPTIONS", b"/vm"),
+        "get-with-body": P(b"GET", b"/vm", b"{}"),
+        "no-body": P(b"PATCH", b"/vm"),
+        "unknown-field": P(b"PATCH", b"/vm", b'{"state": "Paused", "x": "y"}'),
+        "duplicate": P(b"PATCH", b"/vm", b'{"state": "Paused", "state": "Resumed"}'),
+        "not-object": P(b"PATCH", b"/vm", b'["Paused"]'),
+        "not-string": P(b"PUT", b"/actions", b'{"action_type": 1}'),
+        "body-16k": P(b"PUT", b"/trace", b'{"filter": "' + b"a" * (16 * 1024 - 14) + b'"}'),
+        "body-16k-plus": P(b"PUT", b"/trace", b'{"filter": "' + b"a" * (16 * 1024 - 13) + b'"}'),
+        "body-over-1m": b"PUT /trace HTTP/1.1\r\nContent-Length: 2000000\r\n\r\n{",
+        "chunked": b"PATCH /vm HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+                   b"5\r\n{\"sta\r\nE\r\nte\": \"Paused\"}\r\n0\r\n\r\n",
+        "expect-continue": P(b"PATCH", b"/vm", R % b"Paused", [b"Expect: 100-continue"]),
+        "expect-other": P(b"PATCH", b"/vm", R % b"Paused", [b"Expect: 42"]),
+        "http10": P(b"GET", b"/vm", version=b"HTTP/1.0"),
+        "close": P(b"GET", b"/", headers=[b"Connection: close"]),
+        "bad-line": b"GARBAGE\r\n\r\n",
+        "bad-header": b"GET / HTTP/1.1\r\nNoColon\r\n\r\n",
+        "bad-length": b"PATCH /vm HTTP/1.1\r\nContent-Length: -5\r\n\r\n{}",
+        "two-lengths": b"PATCH /vm HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 3\r\n"
+                       b"\r\n{}x",
+        "folded-header": b"GET / HTTP/1.1\r\nX-A: b\r\n c\r\n\r\n",
+        "lf-only": b"GET /vm HTTP/1.1\nHost: x\n\n",
+        "pipelined": P(b"GET", b"/") + P(b"PATCH", b"/vm", R % b"Paused") +
+                     P(b"PATCH", b"/vm", R % b"Paused") + P(b"PUT", b"/snapshot/create",
+                     b'{"snapshot_path": "s", "mem_file_path": "m"}') +
+                     P(b"PATCH", b"/vm", R % b"Resumed") + P(b"GET", b"/vm"),
+        "pipelined-stop": P(b"PATCH", b"/vm", R % b"Paused") + P(b"PUT", b"/actions",
+                          act % b"Stop") + P(b"PATCH", b"/vm", R % b"Resumed") +
+                          P(b"PUT", b"/actions", act % b"SendCtrlAltDel"),
+        "pipelined-events": P(b"GET", b"/") + P(b"GET", b"/events") + P(b"GET", b"/"),
+        "pipelined-errors": P(b"GET", b"/nope") + P(b"POST", b"/vm", b"{}") +
+                            P(b"PATCH", b"/vm", b"{") + P(b"GET", b"/stats"),
+        "many-pauses": b"".join(P(b"PATCH", b"/vm", R % (b"Paused" if i % 2 else b"Resumed"))
+                                for i in range(70)),
+    }
+    seeds = {}
+    for i, (name, data) in enumerate(reqs.items()):
+        # Flags vary over the seeds (completion timing, keyboard, power button, ...).
+        seeds[name] = bytes([(i * 37) & 0xFF, 0]) + data
+        seeds[name + "-split"] = bytes([(i * 53 + 5) & 0xFF, 1 + i % 17]) + data
+    for flags in (0x00, 0x01, 0x02, 0x03, 0x0C, 0x10, 0x20, 0x40, 0x80):
+        seeds["all-%02x" % flags] = bytes([flags, 0]) + b"".join(reqs[k] for k in (
+            "pause", "snapshot", "cad", "power", "resume", "power", "get-stats", "put-trace",
+            "patch-trace", "get-events"))
     return seeds
 
 
@@ -1171,7 +1262,8 @@ TARGETS = {"kernel": kernel_seeds, "payload": payload_seeds, "uart8250": uart_se
            "virtio_pci": virtio_pci_seeds, "virtio_blk": virtio_blk_seeds,
            "virtio_console": virtio_console_seeds, "virtio_net": virtio_net_seeds,
            "gdb": gdb_seeds, "escape": escape_seeds, "i8042": i8042_seeds,
-           "testdev": testdev_seeds, "trace": trace_seeds}
+           "testdev": testdev_seeds, "trace": trace_seeds,
+           "api_http": api_http_seeds}
 
 
 def main():
