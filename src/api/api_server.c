@@ -534,13 +534,14 @@ int api_server_start(struct api_server *s, struct vm *vm, const char *name, cons
         ret = err_set(eb, -ENOMEM, "cannot create the HTTP server");
         goto err_stop;
     }
-    /* evhttp refuses PATCH unless told; bodies beyond this get its own 413. */
+    /* evhttp refuses PATCH unless told; bodies beyond this get its own 413, longer headers 400. */
     /* Every method reaches api_handle(), which answers 405 in JSON where evhttp would say 501. */
     evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
                                             EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
                                             EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
                                             EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
     evhttp_set_max_body_size(s->http, 1024 * 1024);
+    evhttp_set_max_headers_size(s->http, 64 * 1024); /* unlimited by default */
     evhttp_set_gencb(s->http, api_handle, s);
     api_events_init(&s->events, vm, API_EVENTS_QUEUE_MAX);
     s->listener = evconnlistener_new(vm->base, NULL, NULL, LEV_OPT_CLOSE_ON_EXEC, -1, s->sock_fd);

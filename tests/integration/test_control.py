@@ -2,7 +2,9 @@
 """Pause, resume and stop through the API and the CLI; bad requests; consoles."""
 import json
 import os
+import re
 import signal
+import socket
 import subprocess
 import tempfile
 
@@ -116,6 +118,19 @@ def malformed_requests_get_4xx_and_the_vm_runs_on():
                                                                     want, status, body[:200]))
             expect(j is not None and words in j.get("fault_message", ""),
                    "fault_message mentions %r: %s" % (words, body[:200]))
+    # Headers are bounded too (64 KiB): a client cannot make petrel hold megabytes.
+    c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    c.connect(vm.sock)
+    try:
+        try:
+            c.sendall(b"GET /vm HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (2 << 20) +
+                      b"\r\n\r\n")
+        except OSError:
+            pass  # petrel may close before the rest is sent; its answer is below
+        head = c.recv(4096).split(b"\r\n", 1)[0]
+    finally:
+        c.close()
+    expect(re.match(rb"HTTP/1\.[01] 4\d\d ", head), "2 MiB of headers get a 4xx: %r" % head)
     expect(vm.state() == "Running", "the VM still runs")
     expect(vm.api("PATCH", "/vm", {"state": "Paused"})[0] == 204, "and still pauses")
     expect(vm.stop() == 0, "stop")
