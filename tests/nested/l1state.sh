@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # tests/nested/l1state.sh: reading what QEMU's monitor said about L1's CPU (sourced by
 # tests/nested/run; tested by l1state_test.sh on the states in testdata/).
 #
