@@ -6,7 +6,8 @@
  * that no number is skipped or repeated across pause and resume.
  *
  * Options: counter.ms=<n> the period in milliseconds (default 100;
- * approximate, see lapic.h); counter.max=<n> exit 0 after printing n lines;
+ * approximate, see lapic.h); counter.every=<n> a line every n ticks (default
+ * 1): a fast tick with little output; counter.max=<n> exit 0 after printing n lines;
  * counter.smp=1 first starts the other CPUs (include/kit/smp.h), which spin
  * without exits for good, and prints "counter: cpus N": a pause test gets
  * busy vCPUs and a consecutive counter at once.
@@ -199,6 +200,11 @@ int kit_main(void)
         printf("counter: bad counter.ms (want 1 to %u)\n", TICKER_MS_MAX);
         return 2;
     }
+    unsigned long every = 1;
+    if (kit_cmdline_uint("counter.every", 10, &every) == -2 || every == 0) {
+        puts("counter: bad counter.every (want a positive number)");
+        return 2;
+    }
     int max_err = kit_cmdline_uint("counter.max", 10, &max);
     if (max_err == -2) {
         puts("counter: bad counter.max (want a number)");
@@ -238,7 +244,7 @@ int kit_main(void)
     for (unsigned long n = 0; forever || n < max; n++) {
         uint64_t seen = ticker_count();
 
-        while (ticker_count() == seen)
+        while (ticker_count() - seen < every)
             kit_idle();
         if (!use_blk) {
             printf("counter: %lu\n", n);
