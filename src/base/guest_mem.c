@@ -57,16 +57,8 @@ static int gm_map(struct guest_mem *gm, uint64_t gpa, uint64_t size, int fd, uin
      * (anonymous RAM only: a private file mapping's copied pages are small).
      */
     madvise(p, size, MADV_DONTDUMP);
-    /*
-     * Except the first 2 MiB: they hold what petrel writes at boot (the zero page, the
-     * firmware tables, the command line) and the whole of a small guest, a few dozen
-     * pages in all; one huge page there costs zeroing 2 MiB at the first touch (about
-     * 60 ms of a tiny guest's start-up inside the nested harness, docs/architecture.md).
-     * Linux runs from 16 MiB up, where THP stays.
-     */
-    uint64_t skip = gpa == 0 ? GM_ALIGN : 0;
-    if (fd < 0 && size > skip)
-        madvise(p + skip, size - skip, MADV_HUGEPAGE);
+    if (fd < 0)
+        madvise(p, size, MADV_HUGEPAGE);
     gm->regions[gm->nr++] = (struct gm_region){.gpa = gpa, .size = size, .host = p};
     return 0;
 }

@@ -409,24 +409,6 @@ static void write_small_pages(const struct guest_mem *gm)
  * no page loaded before it is touched, and a write to the restored RAM stays
  * in memory (MAP_PRIVATE): the file keeps the snapshot.
  */
-/*
- * The first 2 MiB of RAM are never a transparent huge page: a tiny guest's boot touches
- * a few pages there, and one huge page would be 2 MiB zeroed at the first touch. (Where
- * THP is off, this passes on any code; with THP on madvise or always, it fails on code
- * that advises the whole region.)
- */
-static void test_first_2mib_small_pages(void **state)
-{
-    (void)state;
-    struct guest_mem gm;
-
-    assert_int_equal(gm_init(&gm, SMALL_RAM), 0);
-    *(uint8_t *)gm_ptr(&gm, 0x7000, 1) = 1;  /* the zero page's neighbourhood */
-    *(uint8_t *)gm_ptr(&gm, 1 * MiB, 1) = 1; /* a kit program's code */
-    assert_int_equal(present_pages(gm.regions[0].host, 2 * MiB), 2);
-    gm_destroy(&gm);
-}
-
 static void test_save_restore(void **state)
 {
     (void)state;
@@ -776,7 +758,6 @@ int main(void)
         cmocka_unit_test_setup(test_save_swapped_pages, file_setup),
         cmocka_unit_test_setup(test_save_without_pagemap, file_setup),
         cmocka_unit_test_setup(test_save_enospc, file_setup),
-        cmocka_unit_test(test_first_2mib_small_pages),
         cmocka_unit_test_setup(test_save_sync_fails, file_setup),
         cmocka_unit_test_setup(test_not_regular, file_setup),
         cmocka_unit_test_setup(test_restore_wrong_length, file_setup),
