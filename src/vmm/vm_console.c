@@ -181,8 +181,6 @@ int vm_console_start(struct vm *vm, struct errbuf *eb)
     switch (vm->cfg.console) {
     case VM_CONSOLE_STDIO:
         ret = console_out_attach(&vm->console, STDOUT_FILENO, "standard output", true, false);
-        if (!ret)
-            console_out_direct(&vm->console);
         /* Escape keys on a terminal only: through pipes every byte passes untouched. */
         if (!ret && !vm->cfg.stdin_closed)
             ret = console_in_attach(&vm->console_in, STDIN_FILENO, isatty(STDIN_FILENO));
@@ -198,8 +196,6 @@ int vm_console_start(struct vm *vm, struct errbuf *eb)
     case VM_CONSOLE_FILE:
         ret = console_out_attach(&vm->console, vm->console_file_fd, vm->cfg.console_path, true,
                                  false);
-        if (!ret)
-            console_out_direct(&vm->console);
         break;
     case VM_CONSOLE_SOCKET:
         break;
