@@ -2,6 +2,7 @@
 re-running the benchmark inside the nested harness when it does not."""
 import fcntl
 import os
+import shutil
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -24,6 +25,21 @@ def hw_virt():
     """Whether this host's KVM is hardware virtualization (kvm_intel, kvm_amd): another one
     (kvm_pvm) runs petrel's kit guests but not QEMU's q35 (it fails on MSR 0x10a)."""
     return os.path.isdir("/sys/module/kvm_intel") or os.path.isdir("/sys/module/kvm_amd")
+
+
+def find_lkvm():
+    """kvmtool's lkvm where it can run here, else None (with a note why its column is
+    skipped). lkvm checks CPUID for VT-x/AMD-V before it opens /dev/kvm, so it refuses
+    kvm_pvm's host even where petrel runs (PETREL_BENCH_NESTED=1 on such a host)."""
+    lkvm = shutil.which("lkvm")
+    if not lkvm:
+        print("kvmtool: no lkvm on PATH (it is built by hand from its source, "
+              "scripts/bench/build-kvmtool): its column is skipped", flush=True)
+    elif not hw_virt():
+        print("kvmtool: %s refuses a host without VT-x/AMD-V (this /dev/kvm is not "
+              "kvm_intel or kvm_amd): its column is skipped" % lkvm, flush=True)
+        lkvm = None
+    return lkvm
 
 
 def ensure_kvm(script, args, nested=False):
