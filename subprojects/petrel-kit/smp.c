@@ -3,8 +3,9 @@
  * included), then "smp: cpu <apic id> up" for each CPU that checked in, in
  * APIC ID order, and exits 0. The APs halt once checked in.
  *
- * Options: smp.expect=<n> exit 1 (after the lines, and "smp: expected <n>
- * cpus") if the count is not n. A bad value prints "smp: bad smp.expect" and
+ * Options: smp.expect=<n> waits up to 10 s more for APs that are late (a
+ * loaded host) and exits 1 (after the lines, and "smp: expected <n> cpus")
+ * if the count is not n. A bad value prints "smp: bad smp.expect" and
  * exits 2.
  */
 #include "kit/cmdline.h"
@@ -22,6 +23,8 @@ int kit_main(void)
         return 2;
     }
     unsigned n = kit_smp_start(NULL);
+    if (expect_err == 0 && n < expect) /* late APs (a loaded host): up to 10 s more */
+        n = kit_smp_wait((unsigned)expect, 10000);
     printf("smp: cpus %u\n", n);
     for (unsigned id = 0; id < KIT_SMP_APIC_IDS; id++) {
         if (kit_smp_online(id))

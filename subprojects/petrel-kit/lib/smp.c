@@ -138,6 +138,14 @@ unsigned kit_smp_count(void)
     return smp_cpus;
 }
 
+unsigned kit_smp_wait(unsigned n, unsigned ms)
+{
+    for (unsigned waited = 0; kit_smp_count() < n && waited < ms; waited += KIT_SMP_QUIET_MS)
+        smp_delay_us(KIT_SMP_QUIET_MS * 1000);
+    lapic_timer_stop();
+    return kit_smp_count();
+}
+
 int kit_smp_online(unsigned apic_id)
 {
     if (apic_id >= KIT_SMP_APIC_IDS)

@@ -54,6 +54,14 @@ unsigned kit_smp_start(kit_smp_fn *fn);
 /* CPUs checked in so far, the BSP included (1 before kit_smp_start()). */
 unsigned kit_smp_count(void);
 
+/*
+ * After kit_smp_start(), for a program that knows how many CPUs to expect: waits
+ * until n have checked in or ms have passed (LAPIC timer, as kit_smp_start());
+ * returns kit_smp_count(). An AP's vCPU thread on a loaded host can miss the
+ * quiet period and still be on its way.
+ */
+unsigned kit_smp_wait(unsigned n, unsigned ms);
+
 /* Whether the CPU with this APIC ID has checked in. */
 int kit_smp_online(unsigned apic_id);
 
