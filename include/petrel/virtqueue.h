@@ -186,7 +186,8 @@ struct virtq_chain {
     unsigned cap;
     unsigned nr_out, nr_in;
     uint64_t out_bytes, in_bytes;
-    uint16_t head; /* give it back to virtq_push() */
+    unsigned nr_desc; /* descriptors of the queue's table it holds (an indirect table: 1) */
+    uint16_t head;    /* give it back to virtq_push() */
 };
 
 /*

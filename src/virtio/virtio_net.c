@@ -178,7 +178,7 @@ static int net_rx_place(struct virtio_net *net, struct virtq *vq, const uint8_t 
     struct virtq_chain first = {.segs = first_segs, .cap = VIRTIO_NET_QUEUE_SIZE};
     struct virtq_chain ch = {.segs = net->rx_segs, .cap = VIRTIO_NET_QUEUE_SIZE};
     bool mrg = net_mrg(net);
-    unsigned n = 0;
+    unsigned n = 0, descs = 0;
     size_t done = 0; /* bytes of the frame placed */
 
     while (n == 0 || done < len) {
@@ -190,8 +190,9 @@ static int net_rx_place(struct virtio_net *net, struct virtq *vq, const uint8_t 
             virtq_unpop(vq, n);
             /* Every descriptor is in these chains: the driver can add no more until some
              * are used, so this frame would hold the queue until a reset. */
-            return n == vq->num ? -EMSGSIZE : 0;
+            return descs >= vq->num ? -EMSGSIZE : 0;
         }
+        descs += c->nr_desc;
         if (c->nr_out || c->in_bytes < VIRTIO_NET_HDR_SIZE) {
             virtq_break(vq, "receiveq chain %u has %s", c->head,
                         c->nr_out ? "a device-readable buffer" : "no room for the header");

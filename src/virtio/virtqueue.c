@@ -359,6 +359,8 @@ static int walk_chain(struct virtq *vq, uint16_t head, struct virtq_chain *ch)
                                in_indirect ? "indirect table" : "queue", table_n);
         struct virtq_desc d = read_desc(table, i);
 
+        if (!in_indirect)
+            ch->nr_desc++;
         if (d.flags & VIRTQ_DESC_F_INDIRECT) {
             if (!vq->indirect)
                 return virtq_break(vq, "indirect descriptor %u without VIRTIO_F_INDIRECT_DESC", i);
@@ -420,7 +422,7 @@ static int walk_chain(struct virtq *vq, uint16_t head, struct virtq_chain *ch)
 /* Empties ch: nothing taken. */
 static void chain_clear(struct virtq_chain *ch)
 {
-    ch->nr_out = ch->nr_in = 0;
+    ch->nr_out = ch->nr_in = ch->nr_desc = 0;
     ch->out_bytes = ch->in_bytes = 0;
     ch->head = 0;
 }

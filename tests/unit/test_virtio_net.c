@@ -456,6 +456,26 @@ static void test_receive_whole_ring_too_small(void **state)
     assert_int_equal(r->net.rx_dropped, 1);
 }
 
+/* The same with every descriptor in two-descriptor chains: half as many chains as the size. */
+static void test_receive_whole_ring_too_small_pairs(void **state)
+{
+    struct rig *r = *state;
+    uint8_t f[600];
+
+    bring_up(r, 1ULL << VIRTIO_NET_F_MRG_RXBUF);
+    make_frame(f, sizeof(f), 3);
+    for (unsigned i = 0; i < QSIZE / 2; i++) {
+        struct seg s[2] = {{BUF_GPA + 0x200 * i, HDR, VIRTQ_DESC_F_WRITE},
+                           {BUF_GPA + 0x200 * i + 0x100, 8, VIRTQ_DESC_F_WRITE}};
+        add_chain(r, VIRTIO_NET_RX, s, 2);
+    }
+    kick(r, VIRTIO_NET_RX);
+    assert_int_equal(virtio_net_receive(&r->net, f, sizeof(f)), -EMSGSIZE);
+    assert_int_equal(r->net.rx_dropped, 1);
+    assert_false(r->net.rx_wanted);
+    assert_int_equal(used_idx(r, VIRTIO_NET_RX), 0);
+}
+
 /* Before DRIVER_OK, or with the link down, frames are dropped and counted. */
 static void test_receive_link_not_up(void **state)
 {
@@ -807,6 +827,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_receive_mergeable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_receive_waits_for_room, setup, teardown),
         cmocka_unit_test_setup_teardown(test_receive_whole_ring_too_small, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_receive_whole_ring_too_small_pairs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_receive_link_not_up, setup, teardown),
         cmocka_unit_test_setup_teardown(test_paused_takes_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hostile_chains, setup, teardown),
