@@ -420,20 +420,26 @@ static void gdb_paused(void *ctx, int err, const char *msg)
         gdb_session_interrupted(&g->sess, g->sess.g_cpu);
 }
 
+/* The VM is stopping: a client waiting for the guest hears its exit status (W), once. */
+static void gdb_tell_exit(struct gdb_stub *g)
+{
+    if (g->exited)
+        return;
+    g->exited = true;
+    pthread_mutex_lock(&g->vm->exit_lock);
+    int status = g->vm->exit_status;
+    pthread_mutex_unlock(&g->vm->exit_lock);
+    if (g->fd >= 0)
+        gdb_session_exited(&g->sess, status);
+}
+
 /* After every vCPU report (vm->debug_hook): a debug exit to stop for, or the VM's end. */
 static void gdb_hook(void *ctx)
 {
     struct gdb_stub *g = ctx;
 
     if (g->vm->state == VM_STOPPING) {
-        if (!g->exited) {
-            g->exited = true;
-            pthread_mutex_lock(&g->vm->exit_lock);
-            int status = g->vm->exit_status;
-            pthread_mutex_unlock(&g->vm->exit_lock);
-            if (g->fd >= 0)
-                gdb_session_exited(&g->sess, status);
-        }
+        gdb_tell_exit(g);
         return;
     }
     for (unsigned i = 0; i < g->vm->nr_vcpus; i++) {
@@ -676,7 +682,12 @@ void gdb_stub_stop(struct gdb_stub *g)
         g->vm->debug_hook = NULL;
         g->vm->debug_ctx = NULL;
     }
-    g->exited = true; /* no detach: the VM is gone */
+    /*
+     * The hook may not have seen the stop: a resume that finds every vCPU
+     * already gone (the guest ran to its end before the loop looked) stops the
+     * loop before the vCPUs' report is read. The W goes out here then.
+     */
+    gdb_tell_exit(g);
     if (g->fd >= 0) {
         if (evbuffer_get_length(g->out))
             gdb_on_write(g->fd, EV_WRITE, g); /* a last W reply */
