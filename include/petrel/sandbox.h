@@ -72,4 +72,7 @@ void sandbox_enter_or_die(enum sandbox_role role);
 /* The role's name, for messages ("vcpu"). */
 const char *sandbox_role_name(enum sandbox_role role);
 
+/* System call nr's name ("openat"), or NULL for a number petrel's table lacks. */
+const char *sandbox_syscall_name(int nr);
+
 #endif

@@ -20,6 +20,7 @@
 #include <seccomp.h>
 
 #include "petrel/exit.h"
+#include "syscall_names.h"
 
 struct sc {
     int nr;
@@ -257,10 +258,13 @@ static struct {
     struct sock_fprog prog[SANDBOX_ROLES];
 } policy;
 
-/* For the SIGSYS handler: syscall names (resolved beforehand), the thread's role. */
-#define MAX_SYSCALL 512
-static const char *syscall_names[MAX_SYSCALL];
+/* For the SIGSYS handler: the thread's role (the names are a constant table). */
 static __thread const char *thread_role;
+
+const char *sandbox_syscall_name(int nr)
+{
+    return nr >= 0 && nr < SYSCALL_NAMES_MAX ? syscall_names[nr] : NULL;
+}
 
 const char *sandbox_role_name(enum sandbox_role role)
 {
@@ -309,8 +313,8 @@ static void on_sigsys(int sig, siginfo_t *si, void *uc)
     put(line, sizeof(line), &n, "petrel: seccomp: the ");
     put(line, sizeof(line), &n, thread_role ? thread_role : "unsandboxed");
     put(line, sizeof(line), &n, " thread made a forbidden system call: ");
-    put(line, sizeof(line), &n,
-        nr >= 0 && nr < MAX_SYSCALL && syscall_names[nr] ? syscall_names[nr] : "?");
+    const char *name = sandbox_syscall_name(nr);
+    put(line, sizeof(line), &n, name ? name : "?");
     put(line, sizeof(line), &n, " (");
     put_uint(line, sizeof(line), &n, (unsigned long)nr);
     if (nr == SCMP_SYS(ioctl)) {
@@ -429,13 +433,7 @@ int sandbox_init(enum sandbox_mode mode, unsigned flags, struct errbuf *eb)
             return err_set(eb, ret, "cannot build the %s thread's seccomp filter: %s",
                            roles[i].name, strerror(-ret));
     }
-    /*
-     * Only `on` traps (SIGSYS); with `log` the kernel logs and no handler runs. The
-     * lookup is a linear search of libseccomp's table per number: about a fifth of
-     * petrel's own CPU time at start-up, so it is not done for nothing.
-     */
-    for (int nr = 0; mode == SANDBOX_ON && nr < MAX_SYSCALL; nr++)
-        syscall_names[nr] = seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, nr);
+    /* Only `on` traps (SIGSYS); with `log` the kernel logs and no handler runs. */
     struct sigaction sa = {.sa_sigaction = on_sigsys, .sa_flags = SA_SIGINFO};
     sigemptyset(&sa.sa_mask);
     if (sigaction(SIGSYS, &sa, NULL) < 0)

@@ -24,6 +24,8 @@
 
 #include <cmocka.h>
 
+#include <seccomp.h>
+
 #include "petrel/sandbox.h"
 
 /* What a child did: its exit status (or 128 + signal) and what it wrote on stderr. */
@@ -244,6 +246,32 @@ static void test_loop_sockets_only_with_net_user(void **unused)
                   "the loop thread made a forbidden system call: execve (59)");
 }
 
+/*
+ * The SIGSYS line's names come from a table made by scripts/gen-syscall-names: it
+ * names every call libseccomp knows, as libseccomp does (run the script again when
+ * this fails after an upgrade).
+ */
+static void test_syscall_names_match_libseccomp(void **unused)
+{
+    (void)unused;
+    unsigned known = 0;
+    for (int nr = 0; nr < 1024; nr++) {
+        char *want = seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, nr);
+        const char *got = sandbox_syscall_name(nr);
+        if (want) {
+            if (!got || strcmp(got, want))
+                fail_msg("syscall %d: libseccomp says %s, the table %s", nr, want,
+                         got ? got : "nothing");
+            known++;
+        }
+        free(want);
+    }
+    assert_true(known > 300);
+    assert_string_equal(sandbox_syscall_name(257), "openat");
+    assert_null(sandbox_syscall_name(-1));
+    assert_null(sandbox_syscall_name(100000));
+}
+
 static void test_mode_parse(void **unused)
 {
     (void)unused;
@@ -266,6 +294,7 @@ int main(void)
         cmocka_unit_test(test_blk_calls_work),
         cmocka_unit_test(test_job_inside_the_loop),
         cmocka_unit_test(test_loop_sockets_only_with_net_user),
+        cmocka_unit_test(test_syscall_names_match_libseccomp),
         cmocka_unit_test(test_mode_parse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
