@@ -116,10 +116,10 @@ static const struct cmd_opt run_opts[] = {
      "snapshot was away; frozen: it goes on from where it stopped (for a guest that runs "
      "NTP)"},
     {RUN_SECCOMP, "seccomp", "MODE",
-     "on: each thread of petrel (the loop, the vCPUs, the block workers) may make only the "
-     "system calls its work needs, and any other ends petrel with a message naming the call "
-     "and the thread; log (default, until a Linux guest runs clean with on): such a call is "
-     "allowed and the kernel logs it (dmesg); off: no filter"},
+     "on (default): each thread of petrel (the loop, the vCPUs, the block workers) may make "
+     "only the system calls its work needs, and any other ends petrel with a message naming "
+     "the call and the thread; log: such a call is allowed and the kernel logs it (dmesg, "
+     "with audit on); off: no filter"},
     {RUN_GDB, "gdb", "unix:PATH|127.0.0.1:PORT",
      "serve a gdb stub there (gdb: target remote PATH or :PORT); the guest waits, paused, "
      "until gdb continues it (or petrel resume). No other address is taken: the stub controls "
@@ -483,7 +483,7 @@ int cmd_run(int argc, char **argv)
         .cfg = {.cpus = 1,
                 .memory = VM_DEFAULT_MEMORY,
                 .console = VM_CONSOLE_STDIO,
-                .seccomp = SANDBOX_LOG},
+                .seccomp = SANDBOX_ON},
     };
     char default_name[32];
     int ret = run_parse(argc, argv, &a);

@@ -53,7 +53,7 @@ struct vm_config {
     const void *restore;
     const char *restore_mem_path;
     bool restore_clock_frozen;
-    enum sandbox_mode seccomp; /* the threads' seccomp filters (petrel run: log by default) */
+    enum sandbox_mode seccomp; /* the threads' seccomp filters (petrel run: on by default) */
     const char *trace_spec;    /* --trace: what to trace from the start (NULL: nothing) */
     const char *trace_path;    /* where the trace goes once on (--trace-file, or NAME.trace) */
 };

@@ -16,9 +16,28 @@
 
 #define CPUID_MAX_ENTRIES 256
 
-/* KVM_GET_SUPPORTED_CPUID into a malloc()ed table, with the TSC-deadline bit KVM
- * leaves to userspace set when KVM_CAP_TSC_DEADLINE_TIMER says it works. 0 or -errno. */
+/*
+ * KVM_GET_SUPPORTED_CPUID into a malloc()ed table, with the TSC-deadline bit KVM
+ * leaves to userspace set when KVM_CAP_TSC_DEADLINE_TIMER says it works, and
+ * without XSAVE where the host is QEMU's TCG (x86_cpuid_hide_xsave()). 0 or -errno.
+ */
 int x86_cpuid_supported(int kvm_fd, struct kvm_cpuid2 **out) MUST_CHECK;
+
+/*
+ * True when petrel's own CPU is QEMU's TCG emulation (its hypervisor leaf says
+ * "TCGTCGTCGTCG"): the nested harness's L1, whose emulated SVM has known gaps.
+ */
+bool x86_host_is_tcg(void);
+
+/*
+ * Takes XSAVE and everything that needs its state (AVX and its successors,
+ * FMA, F16C, XOP, FMA4, MPX, PKU, AMX) out of a CPUID table, leaf 0xD with them:
+ * the guest saves its FPU and SSE state with FXSAVE. For TCG hosts, where QEMU
+ * does not pass a guest's XSETBV to KVM as an SVM intercept, so that KVM puts its
+ * stale XCR0 (x87 only) back at every entry: a guest's XSAVE then leaves SSE
+ * registers out and processes see each other's (docs/architecture.md).
+ */
+void x86_cpuid_hide_xsave(struct kvm_cpuid2 *cpuid);
 
 #define X86_CPUID1_ECX_TSC_DEADLINE (1U << 24)
 

@@ -27,11 +27,11 @@
 #include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
-#include <cpuid.h>
 #include <event2/buffer.h>
 
 #include "petrel/gdb_session.h"
 #include "petrel/vm.h"
+#include "petrel/x86_cpu.h"
 
 enum gdb_stub_state {
     GDB_STUB_STOPPED,  /* the VM is paused for gdb (or was resumed behind its back) */
@@ -219,9 +219,6 @@ static bool gdb_dr7_has(uint64_t dr7, bool data)
  */
 static void gdb_host_limits(struct gdb_stub *g)
 {
-    unsigned a, b, c, d;
-    char sig[13] = {0};
-
     if (access("/sys/module/kvm_pvm", F_OK) == 0) {
         g->no_sw_bp = g->no_watch = true;
         g->limits_why = "this host's KVM (kvm_pvm) fails on int3 and never fires a data "
@@ -229,14 +226,7 @@ static void gdb_host_limits(struct gdb_stub *g)
                         "stepping and Ctrl-C work)";
         return;
     }
-    __cpuid(1, a, b, c, d);
-    if (!(c & (1U << 31)))
-        return; /* not under a hypervisor */
-    __cpuid(0x40000000, a, b, c, d);
-    memcpy(sig, &b, 4);
-    memcpy(sig + 4, &c, 4);
-    memcpy(sig + 8, &d, 4);
-    if (!strcmp(sig, "TCGTCGTCGTCG")) {
+    if (x86_host_is_tcg()) {
         g->no_sw_bp = g->no_hw_exec = g->no_watch = g->no_step = true;
         g->limits_why = "this host's CPU is QEMU's TCG emulation, whose SVM delivers no guest "
                         "debug exits to KVM: breakpoints, watchpoints and stepping are refused "

@@ -341,6 +341,47 @@ static int tables_teardown(void **state)
     return 0;
 }
 
+/* Under TCG the guest gets no XSAVE, nor anything whose state needs it; SSE stays. */
+static void test_cpuid_hide_xsave(void **state)
+{
+    (void)state;
+    static const struct kvm_cpuid_entry2 all[] = {
+        {.function = 0x1, .eax = 0x00800f12, .ecx = 0xffffffff, .edx = 0xffffffff},
+        {.function = 0x7, .index = 0, .ebx = 0xffffffff, .ecx = 0xffffffff, .edx = 0xffffffff},
+        {.function = 0x7, .index = 1, .eax = 0xffffffff},
+        {.function = 0xd, .index = 0, .eax = 7, .ebx = 0x240, .ecx = 0x340},
+        {.function = 0xd, .index = 2, .eax = 0x100, .ebx = 0x240},
+        {.function = 0x80000001, .ecx = 0xffffffff, .edx = 0xffffffff},
+        {.function = 0x4, .index = 0, .eax = 0x1c004121},
+    };
+    struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + sizeof(all));
+    assert_non_null(c);
+    c->nent = ARRAY_SIZE(all);
+    memcpy(c->entries, all, sizeof(all));
+    x86_cpuid_hide_xsave(c);
+
+    struct kvm_cpuid_entry2 *e = must_find(c, 0x1, 0);
+    /* FMA, XSAVE, OSXSAVE, AVX, F16C gone; SSE3, PCLMULQDQ, SSSE3, SSE4.1/4.2, AES stay. */
+    assert_int_equal(e->ecx, ~(1U << 12 | 1U << 26 | 1U << 27 | 1U << 28 | 1U << 29));
+    assert_int_equal(e->ecx & (1U << 0 | 1U << 1 | 1U << 9 | 1U << 19 | 1U << 20 | 1U << 25),
+                     1U << 0 | 1U << 1 | 1U << 9 | 1U << 19 | 1U << 20 | 1U << 25);
+    assert_int_equal(e->edx, 0xffffffff); /* FXSR, SSE, SSE2 */
+    e = must_find(c, 0x7, 0);
+    assert_int_equal(e->ebx & (1U << 5 | 1U << 16), 0);                   /* AVX2, AVX-512F */
+    assert_int_equal(e->ebx & (1U << 3 | 1U << 8 | 1U << 9), 0x308);      /* BMI1, BMI2, ERMS */
+    assert_int_equal(e->ecx & (1U << 3 | 1U << 4 | 1U << 10), 0);         /* PKU, VPCLMULQDQ */
+    assert_int_equal(e->edx & (1U << 22 | 1U << 24 | 1U << 25), 0);       /* AMX */
+    assert_int_equal(must_find(c, 0x7, 1)->eax & (1U << 4 | 1U << 5), 0); /* AVX-VNNI, BF16 */
+    for (unsigned i = 0; i < c->nent; i++) {
+        e = &c->entries[i];
+        if (e->function == 0xd && (e->eax || e->ebx || e->ecx || e->edx))
+            fail_msg("leaf 0xd.%u still describes XSAVE state", e->index);
+    }
+    assert_int_equal(must_find(c, 0x80000001, 0)->ecx & (1U << 11 | 1U << 16), 0); /* XOP, FMA4 */
+    assert_int_equal(must_find(c, 0x4, 0)->eax, 0x1c004121);
+    free(c);
+}
+
 static void test_identity_map(void **state)
 {
     struct tables *t = *state;
@@ -460,6 +501,7 @@ int main(void)
         cmocka_unit_test(test_cpuid_find),
         cmocka_unit_test(test_cpuid_patch),
         cmocka_unit_test(test_cpuid_patch_idempotent),
+        cmocka_unit_test(test_cpuid_hide_xsave),
         TABLES_TEST(test_identity_map),
         cmocka_unit_test(test_table_layout),
         TABLES_TEST(test_gdt),

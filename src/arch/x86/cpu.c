@@ -1,6 +1,7 @@
 /* x86 vCPU set-up: CPUID, MSRs, FPU, LAPIC, long-mode registers, boot tables. */
 #include "petrel/x86_cpu.h"
 
+#include <cpuid.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,8 @@ int x86_cpuid_supported(int kvm_fd, struct kvm_cpuid2 **out)
             struct kvm_cpuid_entry2 *leaf1 = x86_cpuid_find(c, 0x1, 0);
             if (leaf1 && ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_TSC_DEADLINE_TIMER) > 0)
                 leaf1->ecx |= X86_CPUID1_ECX_TSC_DEADLINE;
+            if (x86_host_is_tcg())
+                x86_cpuid_hide_xsave(c);
             *out = c;
             return 0;
         }
@@ -43,6 +46,56 @@ int x86_cpuid_supported(int kvm_fd, struct kvm_cpuid2 **out)
         free(c);
         if (err != -E2BIG || nent >= 4096)
             return err;
+    }
+}
+
+bool x86_host_is_tcg(void)
+{
+    unsigned a, b, c, d;
+    char sig[13] = {0};
+
+    __cpuid(1, a, b, c, d);
+    if (!(c & (1U << 31)))
+        return false; /* not under a hypervisor */
+    __cpuid(0x40000000, a, b, c, d);
+    memcpy(sig, &b, 4);
+    memcpy(sig + 4, &c, 4);
+    memcpy(sig + 8, &d, 4);
+    return !strcmp(sig, "TCGTCGTCGTCG");
+}
+
+void x86_cpuid_hide_xsave(struct kvm_cpuid2 *cpuid)
+{
+    for (uint32_t i = 0; i < cpuid->nent; i++) {
+        struct kvm_cpuid_entry2 *e = &cpuid->entries[i];
+        switch (e->function) {
+        case 0x1:
+            /* FMA 12, XSAVE 26, OSXSAVE 27, AVX 28, F16C 29. */
+            e->ecx &= ~(1U << 12 | 1U << 26 | 1U << 27 | 1U << 28 | 1U << 29);
+            break;
+        case 0x7:
+            if (e->index == 0) {
+                /* AVX2 5, MPX 14, AVX-512 F DQ IFMA PF ER CD BW VL. */
+                e->ebx &= ~(1U << 5 | 1U << 14 | 1U << 16 | 1U << 17 | 1U << 21 | 1U << 26 |
+                            1U << 27 | 1U << 28 | 1U << 30 | 1U << 31);
+                /* AVX-512 VBMI 1, PKU 3, OSPKE 4, VBMI2 6, VAES 9, VPCLMULQDQ 10,
+                 * AVX-512 VNNI 11, BITALG 12, VPOPCNTDQ 14. */
+                e->ecx &= ~(1U << 1 | 1U << 3 | 1U << 4 | 1U << 6 | 1U << 9 | 1U << 10 | 1U << 11 |
+                            1U << 12 | 1U << 14);
+                /* AVX-512 4VNNIW 2, 4FMAPS 3, VP2INTERSECT 8, AMX 22 24 25, FP16 23. */
+                e->edx &=
+                    ~(1U << 2 | 1U << 3 | 1U << 8 | 1U << 22 | 1U << 23 | 1U << 24 | 1U << 25);
+            } else if (e->index == 1) {
+                e->eax &= ~(1U << 4 | 1U << 5); /* AVX-VNNI, AVX-512 BF16 */
+            }
+            break;
+        case 0xd:
+            e->eax = e->ebx = e->ecx = e->edx = 0; /* no XSAVE state components */
+            break;
+        case 0x80000001:
+            e->ecx &= ~(1U << 11 | 1U << 16); /* XOP, FMA4 */
+            break;
+        }
     }
 }
 
