@@ -492,6 +492,13 @@ int vm_run(struct vm *vm, struct errbuf *eb)
     for (unsigned i = 0; i < vm->nr_vcpus; i++)
         vcpu_join(&vm->vcpus[i]);
     /*
+     * What the loop answered just before it stopped goes out: a 204 to the power
+     * button that ended the guest is still in its connection's buffer when the
+     * guest's poweroff breaks the loop. One more pass, without waiting, writes what
+     * the sockets take now (and finds the VM stopping, as every handler expects).
+     */
+    event_base_loop(vm->base, EVLOOP_NONBLOCK);
+    /*
      * No producer is left: write out what the guest produced, then let the
      * terminal go. A reader that stopped reading (a pty nobody has open, a
      * console client, a pipe) gets CONSOLE_EXIT_WAIT_MS in all, not forever:
