@@ -44,7 +44,8 @@ struct job {
  * job in the caller's own struct and reach it with container_of(). 0, -EBUSY
  * (job still active) or -errno; on failure nothing was started. run may be
  * over before job_start returns: store its result in a local, never in a
- * field run writes.
+ * field run writes, and once it returned 0 read no field run writes (nor
+ * free the job) until done runs.
  */
 int job_start(struct job *job, struct event_base *base, void (*run)(struct job *),
               void (*done)(struct job *)) MUST_CHECK;

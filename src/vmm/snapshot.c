@@ -173,17 +173,22 @@ static void snap_memory_written(struct job *job)
         if (s->err && !s->eb.msg[0])
             s->eb = eb;
     }
-    /* Not s->err = job_start(): the worker may have set s->err before job_start returns. */
+    /*
+     * Once job_start() succeeds, s belongs to the worker until snap_written() runs:
+     * it may fail and set s->err before job_start() returns, so nothing here may read
+     * s->err (or finish s) after that. Reading it, this path freed s under a running
+     * job when a full filesystem failed the state file at once, and the job's
+     * completion then ran on freed memory (SIGSEGV).
+     */
     if (!s->err) {
         int ret = job_start(&s->job, s->vm->base, snap_write_state, snap_written);
-        if (ret)
-            s->err = ret;
+        if (!ret)
+            return;
+        s->err = ret;
     }
-    if (s->err) {
-        if (!s->eb.msg[0])
-            err_set(&s->eb, s->err, "cannot write the snapshot: %s", strerror(-s->err));
-        snap_finish(s);
-    }
+    if (!s->eb.msg[0])
+        err_set(&s->eb, s->err, "cannot write the snapshot: %s", strerror(-s->err));
+    snap_finish(s);
 }
 
 /* path into buf made absolute: the files are named in the state file and in messages. */
