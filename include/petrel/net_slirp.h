@@ -12,6 +12,13 @@
 #define NET_SLIRP_BACKLOG 256 /* frames for the guest waiting for its buffers, at most */
 #define NET_SLIRP_HIGH    64  /* from this many on, nothing is read from host sockets */
 
+/* The library --net user loads (dlopen()) when it makes a user network. */
+#define NET_SLIRP_SONAME "libslirp.so.0"
+
+/* net_slirp_create() with libslirp loaded from soname (tests name one that is missing). */
+int net_slirp_create_from(const char *soname, const struct net_spec *spec, struct net_backend **be,
+                          struct errbuf *eb) MUST_CHECK;
+
 /* The libevent mask (EV_READ, EV_WRITE) watching fd now, 0: not watched. */
 short net_slirp_watched(struct net_backend *be, int fd);
 

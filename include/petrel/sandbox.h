@@ -1,7 +1,7 @@
 /*
  * Per-thread seccomp filters: each of petrel's threads, once its set-up is done and
  * before it handles anything a guest or a client controls, narrows itself to the
- * system calls its role needs (src/vmm/sandbox.c lists each with its reason):
+ * system calls its role needs (src/base/sandbox_policy.c lists each with its reason):
  *
  *   vcpu  KVM_RUN and the few ioctls a device emulated on a vCPU thread makes
  *   blk   a block worker's preadv/pwritev/fdatasync/fallocate
@@ -17,8 +17,9 @@
  * the call through and has the kernel log it (SECCOMP_RET_LOG: dmesg / the audit
  * log), to find a missing call without a dead VM; off installs nothing.
  *
- * The filters are one policy for the process, built once by sandbox_init() on the
- * main thread before any other thread exists and read-only afterwards: thread start
+ * The filters are one policy for the process, chosen once by sandbox_init() on the
+ * main thread before any other thread exists (the BPF programs themselves are made
+ * at build time) and read-only afterwards: thread start
  * functions in base/ and virtio/ apply it without knowing the VM, and the SIGSYS
  * handler must reach the names of system calls. That is the only global state here.
  */
@@ -48,9 +49,11 @@ int sandbox_mode_parse(const char *s, enum sandbox_mode *mode);
 /* What the loop needs besides, by the VM's configuration. */
 #define SANDBOX_NET_USER (1u << 0) /* --net user: libslirp's host sockets */
 #define SANDBOX_NET_TAP  (1u << 1) /* --net tap: the tap's offloads */
+#define SANDBOX_VARIANTS 4         /* the loop's programs: one per combination of the flags */
 
 /*
- * Builds the filters of every role and installs the SIGSYS handler. Called once,
+ * Chooses every role's filter for mode and flags (from the programs made at build
+ * time) and installs the SIGSYS handler. Called once,
  * on the main thread, before any thread starts. 0, or -errno with a message.
  */
 int sandbox_init(enum sandbox_mode mode, unsigned flags, struct errbuf *eb) MUST_CHECK;

@@ -21,7 +21,15 @@
  * dropped (back-pressure); only frames slirp makes on its own past
  * NET_SLIRP_BACKLOG (ARP, DHCP, retransmissions, acks) are dropped and
  * counted.
+ *
+ * libslirp is loaded with dlopen() when a user network is made, not linked:
+ * as a DT_NEEDED library it (with glib, pcre2 and libm) was mapped and
+ * relocated at every start of petrel, though only --net user calls it
+ * (docs/architecture.md, start-up). It is loaded before the loop enters its
+ * seccomp filter (devices are made first) and never unloaded (RTLD_NODELETE:
+ * glib does not support being unloaded).
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,8 +68,21 @@ struct slirp_pollent {
     int events;
 };
 
+/* The libslirp calls petrel makes, from the dlopen()ed library. */
+struct slirp_lib {
+    void *handle;
+    __typeof__(slirp_new) *new_;
+    __typeof__(slirp_cleanup) *cleanup;
+    __typeof__(slirp_input) *input;
+    __typeof__(slirp_pollfds_fill) *pollfds_fill;
+    __typeof__(slirp_pollfds_poll) *pollfds_poll;
+    __typeof__(slirp_handle_timer) *handle_timer;
+    __typeof__(slirp_add_hostfwd) *add_hostfwd;
+};
+
 struct net_slirp {
     struct net_backend be; /* first */
+    struct slirp_lib lib;
     Slirp *slirp;
     struct event_base *base;
     struct net_port port;
@@ -195,7 +216,7 @@ static void slirp_fd_ready(evutil_socket_t fd, short what, void *arg)
 
     s->cur_fd = (int)fd;
     s->cur_revents = (what & EV_READ ? SLIRP_POLL_IN : 0) | (what & EV_WRITE ? SLIRP_POLL_OUT : 0);
-    slirp_pollfds_poll(s->slirp, 0, slirp_get_revents, s);
+    s->lib.pollfds_poll(s->slirp, 0, slirp_get_revents, s);
     s->cur_fd = -1;
     s->cur_revents = 0;
     slirp_sync(s);
@@ -208,7 +229,7 @@ static void slirp_poll_timeout(evutil_socket_t fd, short what, void *arg)
     (void)fd, (void)what;
 
     s->cur_fd = -1;
-    slirp_pollfds_poll(s->slirp, 0, slirp_get_revents, s);
+    s->lib.pollfds_poll(s->slirp, 0, slirp_get_revents, s);
     slirp_sync(s);
 }
 
@@ -247,7 +268,7 @@ static void slirp_sync(struct net_slirp *s)
         return; /* not attached yet: attach syncs */
     s->nr_pt = 0;
     s->fill_failed = false;
-    slirp_pollfds_fill(s->slirp, &timeout, slirp_add_poll, s);
+    s->lib.pollfds_fill(s->slirp, &timeout, slirp_add_poll, s);
     s->throttled = s->qlen >= NET_SLIRP_HIGH;
     for (unsigned i = 0; i < s->nr_watches; i++)
         s->watches[i]->want = 0;
@@ -294,7 +315,7 @@ static void slirp_timer_fire(evutil_socket_t fd, short what, void *arg)
     struct slirp_timer *t = arg;
     (void)fd, (void)what;
 
-    slirp_handle_timer(t->s->slirp, t->id, t->cb_opaque);
+    t->s->lib.handle_timer(t->s->slirp, t->id, t->cb_opaque);
     slirp_sync(t->s);
 }
 
@@ -395,7 +416,7 @@ static int slirp_be_send(struct net_backend *be, const void *frame, size_t len)
 {
     struct net_slirp *s = to_slirp(be);
 
-    slirp_input(s->slirp, frame, (int)len);
+    s->lib.input(s->slirp, frame, (int)len);
     slirp_sync(s);
     return 0;
 }
@@ -425,7 +446,7 @@ static void slirp_be_destroy(struct net_backend *be)
     struct net_slirp *s = to_slirp(be);
 
     if (s->slirp)
-        slirp_cleanup(s->slirp); /* frees its timers through timer_free */
+        s->lib.cleanup(s->slirp); /* frees its timers through timer_free */
     while (s->timers)
         slirp_timer_free(s->timers, s);
     for (unsigned i = 0; i < s->nr_watches; i++) {
@@ -441,6 +462,8 @@ static void slirp_be_destroy(struct net_backend *be)
         event_free(s->poll_timer);
     if (s->flush_ev)
         event_free(s->flush_ev);
+    if (s->lib.handle)
+        dlclose(s->lib.handle); /* a reference less: RTLD_NODELETE keeps it mapped */
     free(s);
 }
 
@@ -451,13 +474,58 @@ static const struct net_backend_ops slirp_ops = {
     .destroy = slirp_be_destroy,
 };
 
+/* Loads libslirp (soname) and the calls petrel makes into *lib. */
+static int slirp_lib_load(const char *soname, struct slirp_lib *lib, struct errbuf *eb)
+{
+    lib->handle = dlopen(soname, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
+    if (!lib->handle) {
+        const char *why = dlerror();
+        return err_set(eb, -ENOENT,
+                       "--net user needs libslirp, which cannot be loaded (%s; Debian's package "
+                       "is libslirp0)",
+                       why ? why : soname);
+    }
+    struct {
+        const char *name;
+        void **fn;
+    } syms[] = {
+        {"slirp_new", (void **)&lib->new_},
+        {"slirp_cleanup", (void **)&lib->cleanup},
+        {"slirp_input", (void **)&lib->input},
+        {"slirp_pollfds_fill", (void **)&lib->pollfds_fill},
+        {"slirp_pollfds_poll", (void **)&lib->pollfds_poll},
+        {"slirp_handle_timer", (void **)&lib->handle_timer},
+        {"slirp_add_hostfwd", (void **)&lib->add_hostfwd},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(syms); i++) {
+        if (!(*syms[i].fn = dlsym(lib->handle, syms[i].name))) {
+            dlclose(lib->handle);
+            lib->handle = NULL;
+            return err_set(eb, -ENOENT, "--net user: %s has no %s: libslirp 4.7 or later is needed",
+                           soname, syms[i].name);
+        }
+    }
+    return 0;
+}
+
 int net_slirp_create(const struct net_spec *spec, struct net_backend **out, struct errbuf *eb)
+{
+    return net_slirp_create_from(NET_SLIRP_SONAME, spec, out, eb);
+}
+
+int net_slirp_create_from(const char *soname, const struct net_spec *spec, struct net_backend **out,
+                          struct errbuf *eb)
 {
     struct net_slirp *s = calloc(1, sizeof(*s));
 
     *out = NULL;
     if (!s)
         return err_set(eb, -ENOMEM, "net: out of memory");
+    int ret = slirp_lib_load(soname, &s->lib, eb);
+    if (ret) {
+        free(s);
+        return ret;
+    }
     s->be.ops = &slirp_ops;
     s->cur_fd = -1;
     s->last_timeout = UINT32_MAX;
@@ -470,16 +538,16 @@ int net_slirp_create(const struct net_spec *spec, struct net_backend **out, stru
         .vdhcp_start.s_addr = htonl(0x0a00020f), /* 10.0.2.15: the guest */
         .vnameserver.s_addr = htonl(0x0a000203), /* 10.0.2.3: DNS, forwarded */
     };
-    s->slirp = slirp_new(&cfg, &slirp_cb, s);
+    s->slirp = s->lib.new_(&cfg, &slirp_cb, s);
     if (!s->slirp) {
-        free(s);
+        slirp_be_destroy(&s->be);
         return err_set(eb, -ENOMEM, "net: cannot start the user network (libslirp)");
     }
     for (unsigned i = 0; i < spec->nr_fwd; i++) {
         const struct net_hostfwd *f = &spec->fwd[i];
         struct in_addr host = {f->host_addr}, guest = {htonl(0x0a00020f)};
         errno = 0;
-        if (slirp_add_hostfwd(s->slirp, f->udp, host, f->host_port, guest, f->guest_port) < 0) {
+        if (s->lib.add_hostfwd(s->slirp, f->udp, host, f->host_port, guest, f->guest_port) < 0) {
             int err = errno ? errno : EADDRINUSE;
             char a[INET_ADDRSTRLEN];
             inet_ntop(AF_INET, &host, a, sizeof(a));

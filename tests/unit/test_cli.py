@@ -56,6 +56,19 @@ def getopt_errors_name_the_command():
 
 
 @case
+def needs_no_libslirp():
+    # libslirp (with glib, pcre2 and libm) is dlopen()ed by --net user alone: as a
+    # DT_NEEDED library it was mapped and relocated at every start (docs/architecture.md,
+    # start-up).
+    p = subprocess.run(["readelf", "-d", PETREL], capture_output=True)
+    expect(p.returncode == 0, "readelf -d petrel", p)
+    needed = re.findall(r"\(NEEDED\)\s+Shared library: \[([^]]+)\]", text(p.stdout))
+    expect("libc.so.6" in needed, "readelf lists petrel's libraries: %s" % needed, p)
+    extra = [n for n in needed if re.match(r"lib(slirp|glib|pcre)", n)]
+    expect(not extra, "petrel does not need %s at start" % extra, p)
+
+
+@case
 def options_of_another_command_are_unknown():
     # --graceful and --timeout are petrel stop's; --json is pause/resume/status's.
     for cmd in ("pause", "resume", "status"):

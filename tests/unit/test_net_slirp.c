@@ -303,6 +303,36 @@ static void test_hostfwd_port_taken(void **state)
         fail_msg("'%s' does not say '%s'", eb.msg, want);
 }
 
+/*
+ * libslirp is loaded when a user network is made: a library that is not there is a
+ * clear error naming it, nothing is made, and a later attempt with the real one works.
+ */
+static void test_missing_library_is_a_clear_error(void **unused)
+{
+    (void)unused;
+    struct errbuf eb = {{0}};
+    struct net_spec spec;
+    struct net_backend *be = (struct net_backend *)&eb;
+
+    assert_int_equal(net_spec_parse("user", &spec, &eb), 0);
+    assert_int_equal(net_slirp_create_from("libpetrel-no-such-slirp.so.0", &spec, &be, &eb),
+                     -ENOENT);
+    assert_null(be);
+    if (!strstr(eb.msg, "--net user needs libslirp") ||
+        !strstr(eb.msg, "libpetrel-no-such-slirp.so.0") || !strstr(eb.msg, "libslirp0"))
+        fail_msg("message: %s", eb.msg);
+
+    /* A library without libslirp's calls (libc) is refused by name too. */
+    assert_int_equal(net_slirp_create_from("libc.so.6", &spec, &be, &eb), -ENOENT);
+    assert_null(be);
+    if (!strstr(eb.msg, "libc.so.6 has no slirp_new"))
+        fail_msg("message: %s", eb.msg);
+
+    assert_int_equal(net_slirp_create(&spec, &be, &eb), 0);
+    assert_non_null(be);
+    be->ops->destroy(be);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -311,6 +341,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_backlog_back_pressure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hostfwd_connect_reaches_the_guest, setup, teardown),
         cmocka_unit_test(test_spec_parse),
+        cmocka_unit_test(test_missing_library_is_a_clear_error),
         cmocka_unit_test_setup_teardown(test_hostfwd_port_taken, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
