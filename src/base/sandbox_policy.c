@@ -54,6 +54,10 @@ static const struct sc base_calls[] = {
     SC(madvise, "free returning memory; a thread's exit releasing its stack"),
     SC(brk, "malloc"),
     SC(clock_gettime, "monotonic time where the vDSO cannot answer"),
+    /* Where the host's clocksource has no vDSO (hpet or acpi_pm, as under QEMU's TCG),
+     * every time call is a system call: libslirp's gettimeofday() killed petrel there. */
+    SC(gettimeofday, "wall-clock time where the vDSO cannot answer (libslirp, libevent)"),
+    SC(time, "time() where the vDSO cannot answer"),
     SC(gettid, "thread identity (pthread, messages)"),
     SC(getpid, "pthread_kill, abort"),
     SC(tgkill, "abort() and raise() on an internal error"),

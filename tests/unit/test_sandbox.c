@@ -19,6 +19,9 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <time.h>
+#include <sys/time.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -139,6 +142,28 @@ static void test_log_and_off_let_the_call_through(void **unused)
     o = in_child(run_thread_case, &off);
     assert_int_equal(o.status, 0);
     assert_string_equal(o.err, "");
+}
+
+/* The time through system calls, as where the host's clocksource has no vDSO. */
+static int time_syscalls(void)
+{
+    struct timeval tv;
+    struct timespec ts;
+    if (syscall(SYS_gettimeofday, &tv, NULL) || syscall(SYS_clock_gettime, CLOCK_MONOTONIC, &ts))
+        return 1;
+    return syscall(SYS_time, NULL) > 0 ? 0 : 2;
+}
+
+/* Every role may read the clock where the vDSO cannot (under QEMU's TCG it never can). */
+static void test_every_role_reads_the_time_without_the_vdso(void **unused)
+{
+    (void)unused;
+    for (int r = 0; r < SANDBOX_ROLES; r++) {
+        struct thread_case c = {SANDBOX_ON, (enum sandbox_role)r, time_syscalls, 0};
+        struct outcome o = in_child(run_thread_case, &c);
+        if (o.status != 0)
+            fail_msg("the %s thread: status %d, %s", sandbox_role_name(r), o.status, o.err);
+    }
 }
 
 /* A block worker's request: read, write, flush, discard on its file. */
@@ -295,6 +320,7 @@ int main(void)
         cmocka_unit_test(test_job_inside_the_loop),
         cmocka_unit_test(test_loop_sockets_only_with_net_user),
         cmocka_unit_test(test_syscall_names_match_libseccomp),
+        cmocka_unit_test(test_every_role_reads_the_time_without_the_vdso),
         cmocka_unit_test(test_mode_parse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
