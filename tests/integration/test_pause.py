@@ -135,25 +135,32 @@ def cycles_while_the_guest_splits_mmio_accesses():
     # 16 bytes across a page boundary), and a pause that lands between two of them must
     # complete the rest before the vCPU parks. The guest checks every value it reads;
     # it must go on checking after the storm, and some pauses must have needed more
-    # than one completing KVM_RUN (or the case did not test what it says). With
-    # --debug-exit a FAIL ends petrel (status 1) at once, and the cycles with it.
-    g = Guest("mmiosplit", "mmiosplit.report=4", "mmiosplit: ready",
-              extra=("--rng", "--debug-exit"))
-    g.cycles(CYCLES // 2)
-    rounds = [int(n) for n in re.findall(r"mmiosplit: round (\d+)\r\n", g.r.output())]
-    last = rounds[-1] if rounds else 0
-    expect(g.r.wait_output("mmiosplit: round %d\r\n" % (last + 32)),
-           "the guest checks on after the pauses: " + g.r.output()[-300:])
-    g.stop()
-    out = g.r.output()
-    expect("FAIL" not in out, "every value read back as written: " + out[-300:])
-    rounds = [int(n) for n in re.findall(r"mmiosplit: round (\d+)\r\n", out)]
-    expect(rounds == list(range(16, 16 * (len(rounds) + 1), 16)),
-           "rounds reported in order: %r" % rounds[-5:])
-    m = re.search(r"KVM_RUNs completing an exit before a park (\d+) \((\d+) ended in the "
-                  r"next exit\)", g.r.errors())
-    expect(m, "the stats line: " + g.r.errors())
-    expect(int(m.group(2)) > 0, "some pause completed a chain of exits: " + m.group(0))
+    # than one completing KVM_RUN (or the case did not test what it says): where a
+    # loaded host lets few pauses land inside an access, up to 3 storms, each checked
+    # in full. With --debug-exit a FAIL ends petrel (status 1) at once, and the cycles
+    # with it.
+    seen = []
+    for _ in range(3):
+        g = Guest("mmiosplit", "mmiosplit.report=4", "mmiosplit: ready",
+                  extra=("--rng", "--debug-exit"))
+        g.cycles(CYCLES // 2)
+        rounds = [int(n) for n in re.findall(r"mmiosplit: round (\d+)\r\n", g.r.output())]
+        last = rounds[-1] if rounds else 0
+        expect(g.r.wait_output("mmiosplit: round %d\r\n" % (last + 32)),
+               "the guest checks on after the pauses: " + g.r.output()[-300:])
+        g.stop()
+        out = g.r.output()
+        expect("FAIL" not in out, "every value read back as written: " + out[-300:])
+        rounds = [int(n) for n in re.findall(r"mmiosplit: round (\d+)\r\n", out)]
+        expect(rounds == list(range(16, 16 * (len(rounds) + 1), 16)),
+               "rounds reported in order: %r" % rounds[-5:])
+        m = re.search(r"KVM_RUNs completing an exit before a park (\d+) \((\d+) ended in "
+                      r"the next exit\)", g.r.errors())
+        expect(m, "the stats line: " + g.r.errors())
+        seen.append(m.group(0))
+        if int(m.group(2)) > 0:
+            return
+    expect(False, "some pause completed a chain of exits, in 3 storms: %r" % seen)
 
 
 @case
