@@ -237,7 +237,9 @@ def goes_on(vm, before, more=8):
     """The restored vm counts on from exactly where before (the console up to the
     snapshot) ends; returns the console of both."""
     last = last_number(before)
-    vm.read_until("counter: %d wrote" % (last + more))
+    # The whole line: a stop right after "counter: N wrote" could cut it short, and the
+    # caller then counts only to N - 1.
+    vm.read_until(re.compile(r"counter: %d wrote \d+\r\n" % (last + more)))
     stream = before + vm.output()
     counted(stream)
     return stream
