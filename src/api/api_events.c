@@ -129,9 +129,14 @@ static void api_events_on_vm(void *ctx, enum vm_event e, const char *detail)
 {
     struct api_events *ev = ctx;
     char line[API_EVENT_LINE_MAX];
+    unsigned listening = 0;
+
+    for (unsigned i = 0; i < API_EVENTS_MAX_CLIENTS; i++)
+        listening += ev->clients[i].req != NULL;
+    if (!listening)
+        return; /* nobody to tell: no JSON made (every pause and resume comes here) */
     uint64_t now = vm_now_ns();
     int len = api_event_format(line, sizeof(line), vm_event_name(e), now, "detail", detail);
-
     if (len < 0)
         return;
     for (unsigned i = 0; i < API_EVENTS_MAX_CLIENTS; i++)
