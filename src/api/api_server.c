@@ -51,8 +51,16 @@ static void api_send_reply(struct evhttp_request *req, int code, const char *rea
     evbuffer_unfreeze(out, 1);
     int n = evbuffer_write(out, fd);
     evbuffer_freeze(out, 1);
-    if (n > 0 && !evbuffer_get_length(out))
-        bufferevent_trigger(bev, EV_WRITE, BEV_TRIG_DEFER_CALLBACKS);
+    if (n <= 0 || evbuffer_get_length(out))
+        return;
+    bufferevent_trigger(bev, EV_WRITE, BEV_TRIG_DEFER_CALLBACKS);
+    /*
+     * Then stop watching for room, as libevent does once its output is empty: a connection
+     * freed next (Connection: close) must not leave its write event behind, which libevent
+     * would remove only after the socket is closed (and warn). The trigger is already
+     * queued: it does not look at the write interest again.
+     */
+    bufferevent_disable(bev, EV_WRITE);
 }
 
 /* Sends a JSON body (stolen) with the status. */
