@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
@@ -22,6 +23,45 @@
 #include "petrel/api.h"
 #include "petrel/i8042.h"
 #include "petrel/vm.h"
+
+/*
+ * evhttp_send_reply(), then the reply written out at once where the socket takes it
+ * whole. evhttp only queues it and asks for EPOLLOUT, so on its own the reply leaves
+ * one loop iteration later (an epoll_wait that returns at once, then the write); on a
+ * single CPU the client waits for all of that. Once the reply is out, evhttp's
+ * write-done callback (the request's end, the connection back to reading) is run
+ * from the same iteration (BEV_TRIG_DEFER_CALLBACKS: after this handler and evhttp's
+ * own frames have returned), as libevent runs it after its own write. A reply the
+ * socket does not take whole is left, written or not, to libevent's usual path.
+ */
+static void api_send_reply(struct evhttp_request *req, int code, const char *reason,
+                           struct evbuffer *body)
+{
+    struct evhttp_connection *conn = evhttp_request_get_connection(req);
+    struct bufferevent *bev = conn ? evhttp_connection_get_bufferevent(conn) : NULL;
+
+    evhttp_send_reply(req, code, reason, body);
+    if (!bev)
+        return;
+    struct evbuffer *out = bufferevent_get_output(bev);
+    int fd = bufferevent_getfd(bev);
+    if (fd < 0 || !evbuffer_get_length(out))
+        return;
+    /* The socket bufferevent keeps its output's start frozen except while it writes. */
+    evbuffer_unfreeze(out, 1);
+    int n = evbuffer_write(out, fd);
+    evbuffer_freeze(out, 1);
+    if (n <= 0 || evbuffer_get_length(out))
+        return;
+    bufferevent_trigger(bev, EV_WRITE, BEV_TRIG_DEFER_CALLBACKS);
+    /*
+     * Then stop watching for room, as libevent does once its output is empty: a connection
+     * freed next (Connection: close) must not leave its write event behind, which libevent
+     * would remove only after the socket is closed (and warn). The trigger is already
+     * queued: it does not look at the write interest again.
+     */
+    bufferevent_disable(bev, EV_WRITE);
+}
 
 /* Sends a JSON body (stolen) with the status. */
 static void api_reply_json(struct evhttp_request *req, int code, const char *reason, json_t *j)
@@ -34,7 +74,7 @@ static void api_reply_json(struct evhttp_request *req, int code, const char *rea
         evbuffer_add(buf, text, strlen(text));
     free(text);
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
-    evhttp_send_reply(req, code, reason, buf);
+    api_send_reply(req, code, reason, buf);
     if (buf)
         evbuffer_free(buf);
 }
@@ -47,7 +87,7 @@ static void api_fault(struct evhttp_request *req, int code, const char *reason, 
 
 static void api_no_content(struct evhttp_request *req)
 {
-    evhttp_send_reply(req, 204, "No Content", NULL);
+    api_send_reply(req, 204, "No Content", NULL);
 }
 
 /* GET /: Firecracker's InstanceInfo. */

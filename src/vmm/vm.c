@@ -278,18 +278,42 @@ static void vm_on_signal(evutil_socket_t sig, short what, void *arg)
 
 static void vm_on_vcpu_event(evutil_socket_t fd, short what, void *arg);
 
+/*
+ * The loop's event_base, with libevent's epoll changelist: the event changes made
+ * while callbacks run are merged per fd and applied once, before the next epoll_wait,
+ * so a change undone in the same iteration costs no syscall. An API request made four
+ * epoll_ctl calls without it (evhttp stops reading the connection for the request,
+ * then watches it for reading and for writing while it replies, then for reading
+ * again); with the reply written at once (api_server.c) it makes one (libevent
+ * re-states the read interest it had).
+ *
+ * libevent warns that the changelist is unsafe with fds cloned by dup(): an fd closed
+ * while its removal is still pending stays registered in epoll as long as another
+ * descriptor of the same file is open. petrel closes no watched fd that has such a
+ * twin: connections, eventfds, the pty and slirp's sockets are its alone, the filler
+ * process (loader.c) closes everything it inherits, and stdio is closed only at exit.
+ */
+static struct event_base *vm_new_base(void)
+{
+    struct event_config *cfg = event_config_new();
+    struct event_base *base = NULL;
+
+    /* IGNORE_ENV: event_base_new() reads libevent's EVENT_* variables, each behind four
+     * set-id checks (getuid, geteuid, getgid, getegid: 16 syscalls at every start). */
+    if (cfg && !event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST) &&
+        !event_config_set_flag(cfg, EVENT_BASE_FLAG_IGNORE_ENV))
+        base = event_base_new_with_config(cfg);
+    if (cfg)
+        event_config_free(cfg);
+    return base;
+}
+
 static int vm_setup_loop(struct vm *vm, struct errbuf *eb)
 {
     static const int signals[] = {SIGINT, SIGTERM, SIGHUP};
     int ret;
 
-    /* Not event_base_new(): it reads libevent's EVENT_* variables, each behind four
-     * set-id checks (getuid, geteuid, getgid, getegid: 16 syscalls at every start). */
-    struct event_config *ec = event_config_new();
-    if (ec && !event_config_set_flag(ec, EVENT_BASE_FLAG_IGNORE_ENV))
-        vm->base = event_base_new_with_config(ec);
-    if (ec)
-        event_config_free(ec);
+    vm->base = vm_new_base();
     if (!vm->base)
         return err_set(eb, -ENOMEM, "cannot create the event loop");
     vm->ev_vcpu =

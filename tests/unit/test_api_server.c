@@ -1,6 +1,7 @@
 /*
  * The API server's socket directory and sockets, without KVM: api_server_start()
- * on a VM that is only an event loop. The default directory must be the user's
+ * on a VM that is only an event loop; and that a reply leaves in the loop iteration
+ * that read its request. The default directory must be the user's
  * alone (another user may have made /tmp/petrel-UID first), and every socket
  * must have mode 0600 from the moment it exists (no chmod() of a path after
  * bind(), which would follow a link put there). As root, the /tmp/petrel-UID
@@ -21,7 +22,9 @@
 #include <string.h>
 #include <sys/inotify.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -370,6 +373,72 @@ static void test_tmp_dir_as_plain_user(void **state)
                  msg, status);
 }
 
+/* Whatever the client has been sent so far, appended to buf (NUL-terminated); its length. */
+static size_t client_take(int fd, char *buf, size_t size, size_t have)
+{
+    ssize_t n;
+
+    while (have + 1 < size && (n = recv(fd, buf + have, size - 1 - have, MSG_DONTWAIT)) > 0)
+        have += (size_t)n;
+    buf[have] = '\0';
+    return have;
+}
+
+/*
+ * A reply is written in the loop iteration that read its request, not one later (evhttp
+ * alone queues it and waits for EPOLLOUT: the client, on a single CPU, waits for that
+ * extra epoll_wait): with the client's request sent first, one iteration accepts the
+ * connection, the next reads the request, and the whole reply must be there after it.
+ * The connection then serves the next request the same way (keep-alive: evhttp's
+ * write-done step ran), and "Connection: close" still ends it after the reply.
+ */
+static void test_reply_in_the_iteration_of_its_request(void **state)
+{
+    static const char get[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    static const char get_close[] = "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    struct api_server s;
+    struct errbuf eb = {{0}};
+    char buf[4096];
+    (void)state;
+
+    snprintf(addr.sun_path, sizeof(addr.sun_path), "%s/r.sock", scratch);
+    struct vm *vm = fake_vm_new(VM_CONSOLE_STDIO);
+    assert_non_null(vm);
+    assert_int_equal(api_server_start(&s, vm, "r", addr.sun_path, &eb), 0);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(connect(fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
+    assert_int_equal(send(fd, get, strlen(get), 0), (ssize_t)strlen(get));
+
+    /* The accept, then the request. */
+    assert_int_equal(event_base_loop(vm->base, EVLOOP_ONCE), 0);
+    assert_int_equal(client_take(fd, buf, sizeof(buf), 0), 0);
+    assert_int_equal(event_base_loop(vm->base, EVLOOP_ONCE), 0);
+    size_t len = client_take(fd, buf, sizeof(buf), 0);
+    if (!strstr(buf, "HTTP/1.1 200 OK\r\n") || !strstr(buf, "\"app_name\":\"petrel\"}"))
+        fail_msg("after the iteration that read GET /, the client has %zu bytes: \"%s\"", len, buf);
+
+    /* The same connection, the next request: one iteration. */
+    assert_int_equal(send(fd, get, strlen(get), 0), (ssize_t)strlen(get));
+    assert_int_equal(event_base_loop(vm->base, EVLOOP_ONCE), 0);
+    len = client_take(fd, buf, sizeof(buf), 0);
+    if (!strstr(buf, "HTTP/1.1 200 OK\r\n") || !strstr(buf, "\"app_name\":\"petrel\"}"))
+        fail_msg("the second GET / on the connection: the client has %zu bytes: \"%s\"", len, buf);
+
+    /* Connection: close: the reply, then the end of the stream. */
+    assert_int_equal(send(fd, get_close, strlen(get_close), 0), (ssize_t)strlen(get_close));
+    assert_int_equal(event_base_loop(vm->base, EVLOOP_ONCE), 0);
+    len = client_take(fd, buf, sizeof(buf), 0);
+    if (!strstr(buf, "HTTP/1.1 200 OK\r\n") || !strstr(buf, "\"app_name\":\"petrel\"}"))
+        fail_msg("GET / with Connection: close: the client has %zu bytes: \"%s\"", len, buf);
+    assert_int_equal(recv(fd, buf, sizeof(buf), MSG_DONTWAIT), 0);
+
+    close(fd);
+    api_server_stop(&s);
+    fake_vm_free(vm);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -378,6 +447,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_api_sock_path_mode, scratch_setup, scratch_teardown),
         cmocka_unit_test_setup_teardown(test_unsafe_dir_refused, scratch_setup, scratch_teardown),
         cmocka_unit_test(test_tmp_dir_as_plain_user),
+        cmocka_unit_test_setup_teardown(test_reply_in_the_iteration_of_its_request, scratch_setup,
+                                        scratch_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
