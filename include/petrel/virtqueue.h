@@ -164,7 +164,7 @@ struct virtq {
     const char *trace_dev;
     uint16_t trace_queue;
     /* Counters for GET /stats (the caller's serialisation, like everything here). */
-    uint64_t chains;              /* chains popped */
+    uint64_t chains;              /* chains popped (less those given back by virtq_unpop) */
     uint64_t bytes_out, bytes_in; /* their device-readable bytes; the used lengths pushed */
 };
 

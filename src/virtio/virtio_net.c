@@ -472,6 +472,7 @@ static void net_hw_stats(struct hwdev *hw, struct hwdev_stats *st)
     struct virtio_net_hw *d = container_of(hw, struct virtio_net_hw, hw);
     if (!hw->realized)
         return;
+    virtio_stats(&d->net.vdev, st);
     st->net_dropped +=
         d->net.tx_dropped + d->net.rx_dropped + (d->be ? d->be->rx_dropped + d->be->tx_dropped : 0);
 }

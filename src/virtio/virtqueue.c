@@ -522,12 +522,15 @@ int virtq_push_many(struct virtq *vq, const struct virtq_used_elem *e, unsigned 
     vq->used_idx = (uint16_t)(vq->used_idx + n);
     /* Release: every element and buffer before the one index that publishes them all. */
     store16_release(&vq->used->idx, vq->used_idx);
+    for (unsigned i = 0; i < n; i++)
+        vq->bytes_in += e[i].len;
     return 0;
 }
 
 void virtq_unpop(struct virtq *vq, unsigned n)
 {
     vq->last_avail_idx = (uint16_t)(vq->last_avail_idx - n);
+    vq->chains -= n; /* given back: popped again later, and counted then */
 }
 
 bool virtq_need_interrupt(struct virtq *vq)

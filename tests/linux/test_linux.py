@@ -1126,7 +1126,7 @@ def serve_page():
 
 
 @scenario(["net_boots_with_a_dhcp_lease", "net_address_route_dns", "net_fetches_from_host_loopback",
-           "net_hostfwd_reaches_the_guest", "net_poweroff_exits_0"],
+           "net_hostfwd_reaches_the_guest", "net_stats_count_the_traffic", "net_poweroff_exits_0"],
           kernel=VMLINUX, cpus=1, memory="256M", cmdline="console=ttyS0 quiet",
           args=("--net", "user,hostfwd=tcp:127.0.0.1:%d-:8080" % NET_FWD_PORT))
 def net_user(r, g):
@@ -1169,6 +1169,14 @@ def net_user(r, g):
                 got += chunk
         check(got.startswith(b"petrel-hostfwd-42\n"),
               "the guest's server said %r through 127.0.0.1:%d" % (got, NET_FWD_PORT))
+    with r.check("net_stats_count_the_traffic"):
+        # GET /stats counts the NIC's interrupts, chains and bytes, as for every virtio
+        # device: at least the 16 KiB page came in and the request went out.
+        status, j, body = api(g.sock, "GET", "/stats")
+        net0 = [d for d in (j or {}).get("devices", []) if d["name"] == "net0"]
+        check(net0 and net0[0].get("requests", 0) > 0 and net0[0].get("bytes_in", 0) > 16384
+              and net0[0].get("bytes_out", 0) > 0 and net0[0].get("interrupts", 0) > 0,
+              "GET /stats for net0: %d %s" % (status, net0 or body[:500]))
     with r.check("net_poweroff_exits_0"):
         ends_with(g, "poweroff", shows=["The system is going down"])
 

@@ -555,6 +555,28 @@ static void test_full_ring(void **state)
     assert_int_equal(used(r)->idx, (uint16_t)(65535 + QSIZE));
 }
 
+/* GET /stats' counters: chains kept (an unpop gives them back), every used length pushed. */
+static void test_counters(void **state)
+{
+    struct rig *r = *state;
+    setup_queue(r, QSIZE, 0, F_V1);
+    for (unsigned i = 0; i < 4; i++) {
+        set_desc(r, DESC_GPA, i, DATA_GPA + 16 * i, 16, 0, 0);
+        add_head(r, (uint16_t)i);
+    }
+    for (unsigned i = 0; i < 4; i++)
+        assert_int_equal(pop(r), 1);
+    virtq_unpop(&r->vq, 2); /* no room for the frame: two chains given back */
+    assert_int_equal(r->vq.chains, 2);
+    struct virtq_used_elem e[2] = {{.id = 0, .len = 100}, {.id = 1, .len = 28}};
+    assert_int_equal(virtq_push_many(&r->vq, e, 2), 0);
+    assert_int_equal(r->vq.bytes_in, 128);
+    assert_int_equal(pop(r), 1);
+    assert_int_equal(virtq_push(&r->vq, 2, 7), 0);
+    assert_int_equal(r->vq.chains, 3);
+    assert_int_equal(r->vq.bytes_in, 135);
+}
+
 struct event_case {
     uint16_t event, new_idx, old;
     bool want;
@@ -1364,6 +1386,7 @@ int main(void)
         T(test_indirect),
         T(test_wrap),
         T(test_full_ring),
+        T(test_counters),
         cmocka_unit_test(test_need_event_rule),
         T(test_need_interrupt_event_idx),
         T(test_no_interrupt_flag),
