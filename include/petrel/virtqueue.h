@@ -286,9 +286,11 @@ int virtq_push_many(struct virtq *vq, const struct virtq_used_elem *e, unsigned 
  * Gives back the last n chains popped and not pushed, so that the next pops
  * take them again (a device that found it cannot use them now: a frame that
  * does not fit the buffers posted so far). The caller must not have pushed
- * since popping them.
+ * since popping them. out_bytes: their device-readable bytes together (the
+ * chains' out_bytes), taken off GET /stats' count with the chains, as they
+ * are counted again when popped again.
  */
-void virtq_unpop(struct virtq *vq, unsigned n);
+void virtq_unpop(struct virtq *vq, unsigned n, uint64_t out_bytes);
 
 /*
  * Whether the driver wants an interrupt for what was pushed since the last

@@ -110,7 +110,7 @@ static enum virtio_chain_ret net_tx_chain(struct virtio_dev *vdev, struct virtq 
             }
         }
         if (net->be->ops->send(net->be, net->frame, got) == -EAGAIN) {
-            virtq_unpop(vq, 1); /* taken again once the backend has room */
+            virtq_unpop(vq, 1, ch->out_bytes); /* taken again once the backend has room */
             net->tx_waiting = true;
             return VIRTIO_CHAIN_WAIT;
         }
@@ -187,7 +187,7 @@ static int net_rx_place(struct virtio_net *net, struct virtq *vq, const uint8_t 
         if (r < 0)
             return -EIO;
         if (r == 0) {
-            virtq_unpop(vq, n);
+            virtq_unpop(vq, n, 0); /* receive chains: device-writable only */
             /* Every descriptor is in these chains: the driver can add no more until some
              * are used, so this frame would hold the queue until a reset. */
             return descs >= vq->num ? -EMSGSIZE : 0;
@@ -199,7 +199,7 @@ static int net_rx_place(struct virtio_net *net, struct virtq *vq, const uint8_t 
             return -EIO;
         }
         if (!mrg && c->in_bytes < VIRTIO_NET_HDR_SIZE + len) {
-            virtq_unpop(vq, 1);
+            virtq_unpop(vq, 1, 0);
             return -EMSGSIZE;
         }
         uint64_t start = n ? 0 : VIRTIO_NET_HDR_SIZE;

@@ -527,10 +527,11 @@ int virtq_push_many(struct virtq *vq, const struct virtq_used_elem *e, unsigned 
     return 0;
 }
 
-void virtq_unpop(struct virtq *vq, unsigned n)
+void virtq_unpop(struct virtq *vq, unsigned n, uint64_t out_bytes)
 {
     vq->last_avail_idx = (uint16_t)(vq->last_avail_idx - n);
     vq->chains -= n; /* given back: popped again later, and counted then */
+    vq->bytes_out -= out_bytes;
 }
 
 bool virtq_need_interrupt(struct virtq *vq)

@@ -566,14 +566,17 @@ static void test_counters(void **state)
     }
     for (unsigned i = 0; i < 4; i++)
         assert_int_equal(pop(r), 1);
-    virtq_unpop(&r->vq, 2); /* no room for the frame: two chains given back */
+    assert_int_equal(r->vq.bytes_out, 64); /* four readable 16-byte buffers */
+    virtq_unpop(&r->vq, 2, 32);            /* no room for the frame: two chains given back */
     assert_int_equal(r->vq.chains, 2);
+    assert_int_equal(r->vq.bytes_out, 32);
     struct virtq_used_elem e[2] = {{.id = 0, .len = 100}, {.id = 1, .len = 28}};
     assert_int_equal(virtq_push_many(&r->vq, e, 2), 0);
     assert_int_equal(r->vq.bytes_in, 128);
     assert_int_equal(pop(r), 1);
     assert_int_equal(virtq_push(&r->vq, 2, 7), 0);
     assert_int_equal(r->vq.chains, 3);
+    assert_int_equal(r->vq.bytes_out, 48);
     assert_int_equal(r->vq.bytes_in, 135);
 }
 
