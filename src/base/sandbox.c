@@ -18,7 +18,6 @@
 #include <unistd.h>
 
 #include "petrel/exit.h"
-#include "syscall_names.h"
 
 /* The BPF programs, made at build time from sandbox_policy.c's lists. */
 #include "sandbox_bpf.h"

@@ -378,7 +378,8 @@ int main(int argc, char **argv)
     }
     fprintf(out,
             "/* Made at build time by src/base/sandbox_policy.c with libseccomp %u.%u.%u: the\n"
-            " * policy's BPF programs, by mode, role and SANDBOX_NET_* flags. Do not edit. */\n",
+            " * policy's BPF programs, by mode, role and SANDBOX_NET_* flags, and the system\n"
+            " * calls' names for the SIGSYS line. Do not edit. */\n",
             v->major, v->minor, v->micro);
     for (int m = SANDBOX_ON; m <= SANDBOX_LOG; m++)
         for (int r = 0; r < SANDBOX_ROLES; r++)
@@ -413,6 +414,23 @@ int main(int argc, char **argv)
             fprintf(out, "},\n");
         }
         fprintf(out, "    },\n");
+    }
+    fprintf(out, "};\n");
+    /* The SIGSYS line's names: libseccomp's, as a table (no lookup at run time). */
+    int max = 0;
+    for (int nr = 0; nr < 1024; nr++) {
+        char *n = seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, nr);
+        if (n)
+            max = nr + 1;
+        free(n);
+    }
+    fprintf(out, "#define SYSCALL_NAMES_MAX %d\n", max);
+    fprintf(out, "static const char *const syscall_names[SYSCALL_NAMES_MAX] = {\n");
+    for (int nr = 0; nr < max; nr++) {
+        char *n = seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, nr);
+        if (n)
+            fprintf(out, "    [%d] = \"%s\",\n", nr, n);
+        free(n);
     }
     fprintf(out, "};\n");
     if (fclose(out) || rename(tmp, argv[1])) {

@@ -272,9 +272,8 @@ static void test_loop_sockets_only_with_net_user(void **unused)
 }
 
 /*
- * The SIGSYS line's names come from a table made by scripts/gen-syscall-names: it
- * names every call libseccomp knows, as libseccomp does (run the script again when
- * this fails after an upgrade).
+ * The SIGSYS line's names come from a table the build makes (sandbox_policy.c, into
+ * sandbox_bpf.h): it names every call libseccomp knows, as libseccomp does.
  */
 static void test_syscall_names_match_libseccomp(void **unused)
 {
