@@ -19,8 +19,9 @@
  * the eventfds and calls the device's queue_notify() on the loop: a vCPU
  * never runs device work.
  *
- * Interrupts. One MSI-X vector per queue plus one for configuration changes,
- * each with a GSI and an irqfd allocated up front; the route is set when the
+ * Interrupts. MSI-X: by default one vector per queue plus one for configuration
+ * changes (ops->nr_vectors may offer fewer: the driver then shares a vector among
+ * its queues), each with a GSI and an irqfd allocated up front; the route is set when the
  * guest unmasks the vector (pci.h's MSI-X contract). virtio_notify_queue_locked()
  * applies the driver's suppression (EVENT_IDX, NO_INTERRUPT) and fires the
  * queue's vector: masked, it waits in the PBA until the guest unmasks it.
@@ -136,6 +137,12 @@ struct virtio_dev_ops {
     unsigned num_queues;     /* 1 .. VIRTIO_MAX_QUEUES */
     uint16_t queue_max_size; /* a power of 2 up to VIRTQ_MAX_SIZE */
     unsigned config_size;    /* bytes of device configuration, <= VIRTIO_PCI_DEVICE_MAX */
+    /*
+     * MSI-X table entries, 2 .. num_queues + 1 (0: num_queues + 1, a vector per queue and
+     * one for configuration). Fewer than that and a driver shares one vector among its
+     * queues (Linux falls back to that when it cannot have a vector per queue).
+     */
+    unsigned nr_vectors;
     /* Device configuration accesses (offset + size <= config_size); may be NULL. */
     uint64_t (*config_read)(struct virtio_dev *vdev, unsigned offset, unsigned size);
     void (*config_write)(struct virtio_dev *vdev, unsigned offset, uint64_t value, unsigned size);
@@ -199,7 +206,7 @@ struct virtio_dev {
     uint8_t isr;
     unsigned nr_queues;
     struct virtio_queue *queues;
-    unsigned nr_vectors; /* nr_queues + 1 */
+    unsigned nr_vectors; /* ops->nr_vectors, or nr_queues + 1 */
     uint32_t *gsi;       /* per vector */
     struct irqfd *irqfds;
     uint64_t bar_addr;  /* where the BAR decodes, or PCI_BAR_UNMAPPED */

@@ -25,6 +25,14 @@
  * can hold at once (every descriptor posted: waiting would hold the queue
  * until a reset), or too large or too small to be a frame.
  *
+ * Interrupts: the MSI-X table has two entries, configuration and one for both
+ * queues, so a driver shares one vector between receive and transmit (Linux's
+ * fallback when it cannot have a vector per queue). A transmit completion and
+ * the frame that answers it (a TCP ack from slirp) usually land in the same
+ * pass of the loop: one interrupt instead of two, about half the interrupt
+ * injections, EOI exits and interrupt-window exits per frame of a guest's
+ * request/response traffic (docs/architecture.md, virtio-net).
+ *
  * Hostile chains break the queue (DEVICE_NEEDS_RESET), as for virtio-blk: a
  * device-writable buffer on the transmit queue or a chain shorter than the
  * header; a device-readable buffer on the receive queue or a receive chain
@@ -132,9 +140,10 @@ extern const struct hwdev_ops virtio_net_pci;
  * ('link-up'). No chain is ever held across events (transmit gives a chain
  * back rather than keep it), so nothing of the queues is the device's own.
  * The backend's state is not saved (docs/devices.md): a user backend starts
- * afresh, and the guest's TCP connections through it are lost.
+ * afresh, and the guest's TCP connections through it are lost. v2: two MSI-X
+ * vectors (v1 had one per queue: its queue vectors do not fit).
  */
-#define VIRTIO_NET_STATE_COMPATIBLE "petrel,virtio-net-v1"
+#define VIRTIO_NET_STATE_COMPATIBLE "petrel,virtio-net-v2"
 
 int virtio_net_save(const struct virtio_net *net, struct state_out *out) MUST_CHECK;
 int virtio_net_restore(struct virtio_net *net, struct state_in *in) MUST_CHECK;

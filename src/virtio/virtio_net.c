@@ -322,6 +322,7 @@ static const struct virtio_dev_ops virtio_net_ops = {
     .device_type = VIRTIO_ID_NET,
     .class_code = 0x020000, /* Ethernet controller, as QEMU's virtio-net-pci */
     .num_queues = 2,
+    .nr_vectors = 2, /* configuration, and one for both queues (virtio_net.h) */
     .queue_max_size = VIRTIO_NET_QUEUE_SIZE,
     .config_size = VIRTIO_NET_CONFIG_SIZE,
     .config_read = net_config_read,

@@ -7,7 +7,8 @@
  *   0x1000  ISR status (1 byte, read-to-clear)
  *   0x2000  device configuration (ops->config_size bytes)
  *   0x3000  notifications: queue q at 0x3000 + 4 q (notify_off q, multiplier 4)
- *   0x4000  MSI-X table (one vector per queue, then the configuration vector)
+ *   0x4000  MSI-X table (ops->nr_vectors entries: by default one per queue plus one for
+ *           configuration; fewer, and the driver shares a vector among its queues)
  *   0x6000  MSI-X PBA
  */
 #include <errno.h>
@@ -581,7 +582,8 @@ static bool ops_valid(const struct virtio_dev_ops *ops)
     unsigned m = ops->queue_max_size;
     return ops->num_queues >= 1 && ops->num_queues <= VIRTIO_MAX_QUEUES && m &&
            m <= VIRTQ_MAX_SIZE && !(m & (m - 1)) && ops->config_size <= VIRTIO_PCI_DEVICE_MAX &&
-           ops->queue_notify;
+           ops->queue_notify &&
+           (!ops->nr_vectors || (ops->nr_vectors >= 2 && ops->nr_vectors <= ops->num_queues + 1));
 }
 
 /* The function's BAR, its virtio capabilities and MSI-X. */
@@ -677,7 +679,7 @@ int virtio_pci_init(struct virtio_dev *vdev, const char *name, const struct virt
     vdev->bar_addr = PCI_BAR_UNMAPPED;
     vdev->reset_fd = -1;
     vdev->nr_queues = ops->num_queues;
-    vdev->nr_vectors = ops->num_queues + 1;
+    vdev->nr_vectors = ops->nr_vectors ? ops->nr_vectors : ops->num_queues + 1;
 
     vdev->queues = calloc(vdev->nr_queues, sizeof(*vdev->queues));
     vdev->gsi = malloc(vdev->nr_vectors * sizeof(*vdev->gsi));

@@ -302,7 +302,7 @@ def nic_with_a_user_network_restores():
         dts = subprocess.run(["dtc", "-I", "dtb", "-O", "dts", os.path.join(snap, "state")],
                              capture_output=True, text=True)
         expect('spec = "%s";' % net in dts.stdout, "the config keeps the --net", dts)
-        expect("net0 {" in dts.stdout and '"petrel,virtio-net-v1"' in dts.stdout,
+        expect("net0 {" in dts.stdout and '"petrel,virtio-net-v2"' in dts.stdout,
                "the NIC's node", dts)
         r = restore(d, "restored", snap)
         try:

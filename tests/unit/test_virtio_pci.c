@@ -220,6 +220,28 @@ static void kick(struct rig *r, unsigned q)
 
 /* ---- tests ---- */
 
+/* A device may offer fewer MSI-X vectors than queues + 1, never fewer than 2 or more. */
+static void test_nr_vectors(void **state)
+{
+    struct rig *r = *state;
+    struct virtio_dev d;
+    struct virtio_dev_ops ops = tdev_ops;
+
+    assert_int_equal(r->v->nr_vectors, 3); /* the default: a vector per queue, one for config */
+    for (unsigned n = 0; n <= 4; n++) {
+        ops.nr_vectors = n;
+        int ret = virtio_pci_init(&d, "vtest", &ops, 1ULL << 0, &r->h.sys);
+        if (n == 1 || n == 4) {
+            assert_int_equal(ret, -EINVAL);
+            continue;
+        }
+        assert_int_equal(ret, 0);
+        assert_int_equal(d.nr_vectors, n ? n : 3);
+        assert_int_equal(d.pci.msix.nr, n ? n : 3);
+        virtio_pci_destroy(&d);
+    }
+}
+
 static void test_identity_and_caps(void **state)
 {
     struct rig *r = *state;
@@ -1027,6 +1049,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_identity_and_caps, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nr_vectors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_features, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reset, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reset_pending, setup, teardown),

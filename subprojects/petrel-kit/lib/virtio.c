@@ -267,9 +267,13 @@ static void virtio_msi(unsigned vector)
 
     if (i >= IRQ_VECTOR_MSI_END - IRQ_VECTOR_MSI)
         return;
-    if (msi_queue[i])
-        msi_queue[i]->interrupts++;
-    else if (msi_config[i])
+    if (msi_queue[i]) {
+        /* Every queue on the vector (shared when the table is small, as Linux does it). */
+        struct virtio_dev *d = msi_queue[i]->dev;
+        for (unsigned q = 0; q < KIT_VIRTIO_QUEUES; q++)
+            if (d->vq[q].msi.vector == vector)
+                d->vq[q].interrupts++;
+    } else if (msi_config[i])
         msi_config[i]->config_interrupts++;
 }
 
@@ -362,7 +366,7 @@ int virtio_start(struct virtio_dev *d, uint64_t want)
     if (d->msix_size < 2) {
         fail(d,
              "MSI-X table has %u entries; the kit needs one for configuration and one "
-             "per queue",
+             "for the queues",
              d->msix_size);
         return give_up(d);
     }
@@ -398,10 +402,6 @@ static int queue_setup(struct virtio_dev *d, unsigned q, unsigned size, uint64_t
     vq = &d->vq[q];
     if (q >= d->num_queues) {
         fail(d, "queue %u: the device has %u queues", q, d->num_queues);
-        return give_up(d);
-    }
-    if (q + 1 >= d->msix_size) {
-        fail(d, "queue %u: the MSI-X table has %u entries", q, d->msix_size);
         return give_up(d);
     }
     if (!vq->desc && virtq_pool_used == KIT_VIRTQ_POOL) {
@@ -446,22 +446,33 @@ static int queue_setup(struct virtio_dev *d, unsigned q, unsigned size, uint64_t
     vq->avail_idx = vq->last_used = 0;
     vq->interrupts = 0;
     vq->notify = d->notify + nat;
+    /* Entry q + 1 where the table has one; else the queues left share its last entry and
+     * its MSI vector (Linux's fallback when it cannot have a vector per queue). */
+    unsigned entry = q + 1 < d->msix_size ? q + 1 : d->msix_size - 1;
     if (!again) {
-        if (irq_msi_alloc(virtio_msi, &vq->msi)) {
+        struct virtq *with = 0;
+        for (unsigned p = 0; p < q && entry != q + 1; p++)
+            if (d->vq[p].desc && d->vq[p].entry == entry)
+                with = &d->vq[p];
+        if (with) {
+            vq->msi = with->msi;
+        } else if (irq_msi_alloc(virtio_msi, &vq->msi)) {
             fail(d, "queue %u: no MSI vector left", q);
             return give_up(d);
+        } else {
+            msi_queue[vq->msi.vector - IRQ_VECTOR_MSI] = vq;
         }
-        msi_queue[vq->msi.vector - IRQ_VECTOR_MSI] = vq;
+        vq->entry = entry;
     }
-    msix_entry_set(d, q + 1, &vq->msi);
+    msix_entry_set(d, vq->entry, &vq->msi);
 
     common_w16(d, COMMON_Q_SIZE, (uint16_t)size);
     common_w64(d, COMMON_Q_DESC, (uint64_t)(uintptr_t)vq->desc);
     common_w64(d, COMMON_Q_DRIVER, (uint64_t)(uintptr_t)vq->avail);
     common_w64(d, COMMON_Q_DEVICE, used ? used : (uint64_t)(uintptr_t)vq->used);
-    common_w16(d, COMMON_Q_MSIX, (uint16_t)(q + 1));
-    if (common_r16(d, COMMON_Q_MSIX) != q + 1) {
-        fail(d, "queue %u: the device refused MSI-X entry %u", q, q + 1);
+    common_w16(d, COMMON_Q_MSIX, (uint16_t)vq->entry);
+    if (common_r16(d, COMMON_Q_MSIX) != vq->entry) {
+        fail(d, "queue %u: the device refused MSI-X entry %u", q, vq->entry);
         return give_up(d);
     }
     common_w16(d, COMMON_Q_ENABLE, 1);

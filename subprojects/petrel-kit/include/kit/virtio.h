@@ -126,7 +126,8 @@ struct virtq {
     uint16_t last_used; /* the next used index to consume */
     uint64_t notify;    /* the queue's notification address */
     struct irq_msi msi;
-    volatile unsigned interrupts; /* MSI-X interrupts taken for this queue */
+    unsigned entry;               /* its MSI-X table entry (shared when the table is small) */
+    volatile unsigned interrupts; /* MSI-X interrupts taken for this queue (or its vector) */
 };
 
 struct virtio_dev {
