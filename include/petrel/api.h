@@ -108,6 +108,11 @@ struct api_server {
     int sock_fd; /* until the HTTP server takes it */
     struct api_http http;
     bool serving;
+    /* GET /'s body for each enum vm_state, made on first use (len 0: not yet). */
+    struct {
+        char text[256];
+        size_t len;
+    } root[5];
     /* VM_CONSOLE_SOCKET: clients of `petrel console NAME` connect here. */
     char console_path[API_PATH_MAX];
     struct evconnlistener *console_listener;

@@ -52,14 +52,31 @@ static void api_no_content(struct api_req *req)
     api_http_reply(req, 204, NULL, NULL, 0);
 }
 
-/* GET /: Firecracker's InstanceInfo. */
+/*
+ * GET /: Firecracker's InstanceInfo. Only the state changes, so the body is made (by
+ * jansson, as any other) once per state and kept: the API's floor does no JSON work.
+ */
 static void api_get_root(struct api_server *s, struct api_req *req, json_t *body)
 {
+    enum vm_state st = s->vm->state;
     (void)body;
-    api_reply_json(req, 200,
-                   json_pack("{s:s, s:s, s:s, s:s}", "id", s->name, "state",
-                             vm_state_name(s->vm->state), "vmm_version", PETREL_VERSION, "app_name",
-                             "petrel"));
+
+    if ((unsigned)st >= ARRAY_SIZE(s->root)) {
+        api_fault(req, 500, "unknown state");
+        return;
+    }
+    if (!s->root[st].len) {
+        json_t *j = json_pack("{s:s, s:s, s:s, s:s}", "id", s->name, "state", vm_state_name(st),
+                              "vmm_version", PETREL_VERSION, "app_name", "petrel");
+        size_t n = j ? json_dumpb(j, s->root[st].text, sizeof(s->root[st].text), JSON_COMPACT) : 0;
+        json_decref(j);
+        if (!n || n > sizeof(s->root[st].text)) {
+            api_fault(req, 500, "out of memory");
+            return;
+        }
+        s->root[st].len = n;
+    }
+    api_http_reply(req, 200, "application/json", s->root[st].text, s->root[st].len);
 }
 
 /* GET /machine-config: Firecracker's machine configuration, as far as petrel has it. */
@@ -150,11 +167,9 @@ static void api_resumed(void *ctx, int err, const char *msg)
     api_vm_done(ctx, err, msg, "Running");
 }
 
-/* PATCH /vm {"state": "Paused" | "Resumed"}: 204 once every vCPU has acked. */
-static void api_patch_vm(struct api_server *s, struct api_req *req, json_t *body)
+/* PATCH /vm's state (NULL: missing). */
+static void api_patch_vm_state(struct api_server *s, struct api_req *req, const char *state)
 {
-    const char *state = json_string_value(json_object_get(body, "state"));
-
     if (!state)
         api_fault(req, 400, "missing field \"state\"");
     else if (!strcmp(state, "Paused"))
@@ -163,6 +178,53 @@ static void api_patch_vm(struct api_server *s, struct api_req *req, json_t *body
         vm_resume(s->vm, api_resumed, req);
     else
         api_fault(req, 400, "\"state\" must be \"Paused\" or \"Resumed\"");
+}
+
+/* PATCH /vm {"state": "Paused" | "Resumed"}: 204 once every vCPU has acked. */
+static void api_patch_vm(struct api_server *s, struct api_req *req, json_t *body)
+{
+    api_patch_vm_state(s, req, json_string_value(json_object_get(body, "state")));
+}
+
+/* Skips JSON whitespace (RFC 8259 2). */
+static const char *api_json_ws(const char *p, const char *end)
+{
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+        p++;
+    return p;
+}
+
+/* Matches tok at p (after whitespace); where it ends, or NULL. */
+static const char *api_json_tok(const char *p, const char *end, const char *tok)
+{
+    size_t n = strlen(tok);
+
+    p = api_json_ws(p, end);
+    return (size_t)(end - p) >= n && !memcmp(p, tok, n) ? p + n : NULL;
+}
+
+/*
+ * The pause's and resume's own body, {"state": "Paused"} or {"state": "Resumed"} with
+ * any whitespace, read without jansson (the pause's hot path): "Paused", "Resumed", or
+ * NULL for any other body, which then goes through api_parse_body() as usual. Both are
+ * bodies api_parse_body() accepts with that value, so the answer is the same.
+ */
+static const char *api_patch_vm_quick(const char *body, size_t len)
+{
+    static const char *const states[] = {"Paused", "Resumed"};
+    const char *end = body + len, *p;
+
+    if (!body || !(p = api_json_tok(body, end, "{")) || !(p = api_json_tok(p, end, "\"state\"")) ||
+        !(p = api_json_tok(p, end, ":")) || !(p = api_json_tok(p, end, "\"")))
+        return NULL;
+    for (size_t i = 0; i < ARRAY_SIZE(states); i++) {
+        size_t n = strlen(states[i]);
+        const char *q;
+        if ((size_t)(end - p) > n && !memcmp(p, states[i], n) && p[n] == '"' &&
+            (q = api_json_tok(p + n + 1, end, "}")) && api_json_ws(q, end) == end)
+            return states[i];
+    }
+    return NULL;
 }
 
 /* GET /events: JSON lines, one per event, until petrel exits (api_events.c). */
@@ -340,6 +402,11 @@ static void api_handle(void *arg, struct api_req *req)
         if (r->method != req->method)
             continue;
         json_t *body = NULL;
+        const char *quick;
+        if (r->fn == api_patch_vm && (quick = api_patch_vm_quick(req->body, req->body_len))) {
+            api_patch_vm_state(s, req, quick);
+            return;
+        }
         if (r->fields) {
             struct errbuf eb;
             body = api_parse_body(req->body, req->body_len, r->fields, &eb);
