@@ -103,9 +103,13 @@ struct api_http {
     void *arg;
     struct api_conn *conns; /* a list */
     unsigned nr_conns;
+    unsigned timeout_ms; /* API_HTTP_TIMEOUT_S (a test may set less) */
 };
 
-/* Serves the listening socket fd (taken over) on base, handing requests to handle(arg, req). */
+/*
+ * Serves the listening socket fd (taken over; -1: none, connections come only through
+ * api_http_adopt()) on base, handing requests to handle(arg, req).
+ */
 int api_http_start(struct api_http *h, struct event_base *base, int fd, api_http_handler *handle,
                    void *arg) MUST_CHECK;
 

@@ -409,7 +409,8 @@ static void api_conn_watch(struct api_conn *c)
         c->wr_on = want_wr;
     }
     if (want_timer != c->timer_on) {
-        static const struct timeval tv = {.tv_sec = API_HTTP_TIMEOUT_S};
+        struct timeval tv = {.tv_sec = c->h->timeout_ms / 1000,
+                             .tv_usec = (c->h->timeout_ms % 1000) * 1000};
         if (want_timer)
             evtimer_add(&c->timer, &tv);
         else
@@ -814,6 +815,9 @@ int api_http_start(struct api_http *h, struct event_base *base, int fd, api_http
     h->fd = fd;
     h->handle = handle;
     h->arg = arg;
+    h->timeout_ms = API_HTTP_TIMEOUT_S * 1000;
+    if (fd < 0)
+        return 0;
     if (event_assign(&h->accept_ev, base, fd, EV_READ | EV_PERSIST, api_http_on_accept, h) ||
         event_add(&h->accept_ev, NULL)) {
         h->fd = -1;
