@@ -44,8 +44,6 @@ struct vcpu_ops {
     enum vcpu_step (*run)(struct vcpu *v);
     /* Optional: called on the vCPU thread once parked, before the PAUSED ack. */
     void (*parked)(struct vcpu *v);
-    /* Optional: called on the vCPU thread after its RUNNING ack, before it runs on. */
-    void (*resumed)(struct vcpu *v);
 };
 
 /*

@@ -132,11 +132,8 @@ static void vcpu_park(struct vcpu *v)
         pthread_cond_wait(&v->park_cond, &v->park_lock);
     pthread_mutex_unlock(&v->park_lock);
     /* Woken to stop: no RUNNING ack (the loop counted none), the EXITED one follows. */
-    if (req & VCPU_REQ_STOP)
-        return;
-    vcpu_ack(v, VCPU_RUNNING);
-    if (v->ops->resumed)
-        v->ops->resumed(v);
+    if (!(req & VCPU_REQ_STOP))
+        vcpu_ack(v, VCPU_RUNNING);
 }
 
 /*

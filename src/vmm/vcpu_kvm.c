@@ -1,6 +1,5 @@
 /* One KVM_RUN and the handling of its exit, on the vCPU's own thread. */
 #include <errno.h>
-#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -178,23 +177,7 @@ static void vcpu_kvm_parked(struct vcpu *v)
     ioctl(v->fd, KVM_KVMCLOCK_CTRL, 0);
 }
 
-/*
- * After the RUNNING ack, lets the loop run before the guest: where the loop shares
- * this CPU, it has more vCPUs to wake or the resume to answer, and this thread, just
- * woken, would otherwise spin in the guest for a whole time slice first (a resume of
- * 1 spinning vCPU took 5.5 ms in the nested harness's single-CPU L1, 1.0 ms with
- * this). With a CPU of its own the loop is not waiting, and this returns at once.
- * (The unit tests' fake vCPUs do not yield: their race test wants the resumed vCPU to
- * reach its run step before the next pause comes.)
- */
-static void vcpu_kvm_resumed(struct vcpu *v)
-{
-    (void)v;
-    sched_yield();
-}
-
 const struct vcpu_ops vcpu_kvm_ops = {
     .run = vcpu_kvm_run,
     .parked = vcpu_kvm_parked,
-    .resumed = vcpu_kvm_resumed,
 };
