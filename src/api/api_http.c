@@ -664,11 +664,21 @@ static void api_conn_resume(struct api_conn *c)
     api_conn_process(c);
 }
 
-/* Serves what the buffer holds, one request at a time, then watches for what comes next. */
+/*
+ * Serves what the buffer holds, one request at a time, then watches for what comes next.
+ * A reply's after() runs once the reply has left and before the next request is taken
+ * (a stop after its 204 comes before the requests pipelined behind it), with in_process
+ * still set: what it does (answering requests, even on this connection) cannot free c
+ * under this loop.
+ */
 static void api_conn_process(struct api_conn *c)
 {
     c->in_process = true;
-    while (c->fd >= 0 && !c->busy && !c->stream && !api_conn_out_pending(c)) {
+    for (;;) {
+        if (!api_conn_out_pending(c))
+            api_conn_run_after(c);
+        if (c->fd < 0 || c->busy || c->stream || api_conn_out_pending(c))
+            break;
         if (c->close_after) {
             api_conn_close(c);
             break;
@@ -688,8 +698,6 @@ static void api_conn_process(struct api_conn *c)
     }
     if (c->fd < 0)
         return; /* closed with a reply owed: freed when it comes */
-    if (!api_conn_out_pending(c))
-        api_conn_run_after(c);
     api_conn_watch(c);
 }
 

@@ -156,6 +156,8 @@ static void test_parse_refuses(void **state)
 
 enum mode { M_SYNC, M_DEFER, M_BIG };
 
+static void fx_after(void *arg);
+
 struct seen {
     enum api_method method;
     char target[128];
@@ -173,6 +175,7 @@ static struct fx {
     unsigned nseen;
     struct api_req *deferred[8];
     unsigned ndeferred;
+    unsigned after_at; /* nseen when a reply's after() ran (0: not yet) */
     char got[1 << 20]; /* what the client read */
     size_t got_len;
     bool eof;
@@ -194,6 +197,12 @@ static void fx_handle(void *arg, struct api_req *req)
         F->deferred[F->ndeferred++] = req;
         return;
     }
+    if (!strcmp(req->target, "/after")) {
+        req->after = fx_after;
+        req->after_arg = s;
+        api_http_reply(req, 204, NULL, NULL, 0);
+        return;
+    }
     if (F->mode == M_BIG) {
         static char big[256 * 1024];
         memset(big, 'b', sizeof(big));
@@ -205,6 +214,12 @@ static void fx_handle(void *arg, struct api_req *req)
     int n = snprintf(body, sizeof(body), "%s|%.*s", req->target,
                      (int)(req->body ? req->body_len : 0), req->body ? req->body : "");
     api_http_reply(req, 200, "text/plain", body, (size_t)n);
+}
+
+static void fx_after(void *arg)
+{
+    (void)arg;
+    F->after_at = F->nseen;
 }
 
 static int fx_setup(void **state)
@@ -492,6 +507,20 @@ static void test_head_has_no_body(void **state)
     assert_non_null(strstr(F->got, "Content-Length: 3\r\n\r\nHTTP/1.1 200 OK"));
 }
 
+/*
+ * A reply's after() (a stop after its 204) runs once the reply has left and before the
+ * request pipelined behind it is taken (fuzz_api_http found it run later, from where a
+ * reply it made on the same connection could free it).
+ */
+static void test_after_runs_before_the_next_request(void **state)
+{
+    (void)state;
+    fx_sends("GET /after HTTP/1.1\r\n\r\nGET /next HTTP/1.1\r\n\r\n");
+    fx_settle();
+    assert_int_equal(F->nseen, 2);
+    assert_int_equal(F->after_at, 1); /* /next not seen yet when it ran */
+}
+
 /* A request that never ends (slowloris): the connection closes at the deadline. */
 static void test_partial_request_times_out(void **state)
 {
@@ -570,6 +599,7 @@ int main(void)
         T(test_100_continue),
         T(test_connection_close),
         T(test_head_has_no_body),
+        T(test_after_runs_before_the_next_request),
         T(test_partial_request_times_out),
         T(test_client_never_reads),
         T(test_connection_bound),
