@@ -1,6 +1,6 @@
 /*
  * The control API: HTTP/1.1 + JSON on a unix socket, served on the VM's loop
- * by libevent's evhttp, following Firecracker's paths and bodies where the same
+ * by petrel's own HTTP server (api_http.h), following Firecracker's paths and bodies where the same
  * thing exists. docs/api.md is the reference. The CLI is a thin client of it
  * (api_client_call()).
  *
@@ -21,6 +21,7 @@
 #include <sys/types.h>
 #include <sys/un.h>
 
+#include "petrel/api_http.h"
 #include "petrel/util.h"
 
 #define API_MAX_BODY (16 * 1024) /* petrel's own limit, answered in JSON */
@@ -28,9 +29,6 @@
 #define API_PATH_MAX sizeof(((struct sockaddr_un *)0)->sun_path)
 
 struct vm;
-struct evhttp;
-struct evhttp_request;
-struct evhttp_connection;
 struct evconnlistener;
 
 /* Checks a VM name: 1-64 of [A-Za-z0-9._-], not starting with '.' or '-'. */
@@ -55,9 +53,8 @@ int api_console_path(const char *sock_path, char *buf, size_t len) MUST_CHECK;
 #define API_EVENT_LINE_MAX     512         /* one event's line */
 
 struct api_events_client {
-    struct evhttp_request *req; /* NULL: a free slot */
-    struct evhttp_connection *conn;
-    uint64_t dropped; /* events dropped since the last one sent */
+    struct api_conn *conn; /* NULL: a free slot */
+    uint64_t dropped;      /* events dropped since the last one sent */
 };
 
 struct api_events {
@@ -96,7 +93,7 @@ void api_events_init(struct api_events *ev, struct vm *vm, size_t limit);
  * Answers GET /events: starts the chunked reply with a first line
  * {"event": "state", "state": STATE}. -EBUSY when every slot is taken.
  */
-int api_events_open(struct api_events *ev, struct evhttp_request *req, const char *state);
+int api_events_open(struct api_events *ev, struct api_req *req, const char *state);
 
 /* Ends every client's reply and writes what is left, without waiting (petrel exits). */
 void api_events_close_all(struct api_events *ev);
@@ -108,9 +105,14 @@ struct api_server {
     char sock_path[API_PATH_MAX];
     char lock_path[API_PATH_MAX + 8];
     int lock_fd;
-    int sock_fd;
-    struct evhttp *http;
-    struct evconnlistener *listener;
+    int sock_fd; /* until the HTTP server takes it */
+    struct api_http http;
+    bool serving;
+    /* GET /'s body for each enum vm_state, made on first use (len 0: not yet). */
+    struct {
+        char text[256];
+        size_t len;
+    } root[5];
     /* VM_CONSOLE_SOCKET: clients of `petrel console NAME` connect here. */
     char console_path[API_PATH_MAX];
     struct evconnlistener *console_listener;

@@ -80,6 +80,8 @@ struct vcpu {
 
     pthread_t thread;     /* loop only */
     bool thread_started;  /* loop only */
+    pid_t pid;            /* getpid() at vcpu_start(), for the kick's tgkill; loop only */
+    atomic_int tid;       /* the thread's id while it runs its loop, else 0; see vcpu_request() */
     atomic_uint requests; /* VCPU_REQ_*; see vcpu_loop() for the protocol */
     atomic_int state;     /* enum vcpu_state; written by the vCPU thread */
 

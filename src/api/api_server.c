@@ -1,7 +1,7 @@
 /*
- * The API server: evhttp on a unix socket, on the VM's loop. Handlers only
- * translate between HTTP/JSON and vm_* calls; pause and resume answer when
- * the VM's transition completes (every vCPU acked).
+ * The API server: petrel's HTTP server (api_http.c) on a unix socket, on the VM's loop. Handlers
+ * only translate between HTTP/JSON and vm_* calls; pause and resume answer when the VM's transition
+ * completes (every vCPU acked).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -13,98 +13,77 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
 #include <jansson.h>
 
 #include "petrel/api.h"
+#include "petrel/api_http.h"
 #include "petrel/i8042.h"
 #include "petrel/vm.h"
 
 /*
- * evhttp_send_reply(), then the reply written out at once where the socket takes it
- * whole. evhttp only queues it and asks for EPOLLOUT, so on its own the reply leaves
- * one loop iteration later (an epoll_wait that returns at once, then the write); on a
- * single CPU the client waits for all of that. Once the reply is out, evhttp's
- * write-done callback (the request's end, the connection back to reading) is run
- * from the same iteration (BEV_TRIG_DEFER_CALLBACKS: after this handler and evhttp's
- * own frames have returned), as libevent runs it after its own write. A reply the
- * socket does not take whole is left, written or not, to libevent's usual path.
+ * Sends a JSON body (stolen) with the status: dumped into a buffer on the stack, or
+ * allocated when it does not fit (GET /stats of a VM with many devices).
  */
-static void api_send_reply(struct evhttp_request *req, int code, const char *reason,
-                           struct evbuffer *body)
+static void api_reply_json(struct api_req *req, int code, json_t *j)
 {
-    struct evhttp_connection *conn = evhttp_request_get_connection(req);
-    struct bufferevent *bev = conn ? evhttp_connection_get_bufferevent(conn) : NULL;
+    char buf[4096];
+    size_t n = j ? json_dumpb(j, buf, sizeof(buf), JSON_COMPACT | JSON_REAL_PRECISION(10)) : 0;
 
-    evhttp_send_reply(req, code, reason, body);
-    if (!bev)
+    if (n <= sizeof(buf)) {
+        json_decref(j);
+        api_http_reply(req, code, "application/json", buf, n);
         return;
-    struct evbuffer *out = bufferevent_get_output(bev);
-    int fd = bufferevent_getfd(bev);
-    if (fd < 0 || !evbuffer_get_length(out))
-        return;
-    /* The socket bufferevent keeps its output's start frozen except while it writes. */
-    evbuffer_unfreeze(out, 1);
-    int n = evbuffer_write(out, fd);
-    evbuffer_freeze(out, 1);
-    if (n <= 0 || evbuffer_get_length(out))
-        return;
-    bufferevent_trigger(bev, EV_WRITE, BEV_TRIG_DEFER_CALLBACKS);
-    /*
-     * Then stop watching for room, as libevent does once its output is empty: a connection
-     * freed next (Connection: close) must not leave its write event behind, which libevent
-     * would remove only after the socket is closed (and warn). The trigger is already
-     * queued: it does not look at the write interest again.
-     */
-    bufferevent_disable(bev, EV_WRITE);
-}
-
-/* Sends a JSON body (stolen) with the status. */
-static void api_reply_json(struct evhttp_request *req, int code, const char *reason, json_t *j)
-{
-    struct evbuffer *buf = evbuffer_new();
+    }
     char *text = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(10));
-
     json_decref(j);
-    if (buf && text)
-        evbuffer_add(buf, text, strlen(text));
+    api_http_reply(req, code, "application/json", text ? text : "", text ? strlen(text) : 0);
     free(text);
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
-    api_send_reply(req, code, reason, buf);
-    if (buf)
-        evbuffer_free(buf);
 }
 
 /* Firecracker's error shape: {"fault_message": "..."}. */
-static void api_fault(struct evhttp_request *req, int code, const char *reason, const char *msg)
+static void api_fault(struct api_req *req, int code, const char *msg)
 {
-    api_reply_json(req, code, reason, json_pack("{s:s}", "fault_message", msg));
+    api_reply_json(req, code, json_pack("{s:s}", "fault_message", msg));
 }
 
-static void api_no_content(struct evhttp_request *req)
+static void api_no_content(struct api_req *req)
 {
-    api_send_reply(req, 204, "No Content", NULL);
+    api_http_reply(req, 204, NULL, NULL, 0);
 }
 
-/* GET /: Firecracker's InstanceInfo. */
-static void api_get_root(struct api_server *s, struct evhttp_request *req, json_t *body)
+/*
+ * GET /: Firecracker's InstanceInfo. Only the state changes, so the body is made (by
+ * jansson, as any other) once per state and kept: the API's floor does no JSON work.
+ */
+static void api_get_root(struct api_server *s, struct api_req *req, json_t *body)
 {
+    enum vm_state st = s->vm->state;
     (void)body;
-    api_reply_json(req, 200, "OK",
-                   json_pack("{s:s, s:s, s:s, s:s}", "id", s->name, "state",
-                             vm_state_name(s->vm->state), "vmm_version", PETREL_VERSION, "app_name",
-                             "petrel"));
+
+    if ((unsigned)st >= ARRAY_SIZE(s->root)) {
+        api_fault(req, 500, "unknown state");
+        return;
+    }
+    if (!s->root[st].len) {
+        json_t *j = json_pack("{s:s, s:s, s:s, s:s}", "id", s->name, "state", vm_state_name(st),
+                              "vmm_version", PETREL_VERSION, "app_name", "petrel");
+        size_t n = j ? json_dumpb(j, s->root[st].text, sizeof(s->root[st].text), JSON_COMPACT) : 0;
+        json_decref(j);
+        if (!n || n > sizeof(s->root[st].text)) {
+            api_fault(req, 500, "out of memory");
+            return;
+        }
+        s->root[st].len = n;
+    }
+    api_http_reply(req, 200, "application/json", s->root[st].text, s->root[st].len);
 }
 
 /* GET /machine-config: Firecracker's machine configuration, as far as petrel has it. */
-static void api_get_machine(struct api_server *s, struct evhttp_request *req, json_t *body)
+static void api_get_machine(struct api_server *s, struct api_req *req, json_t *body)
 {
     (void)body;
-    api_reply_json(req, 200, "OK",
+    api_reply_json(req, 200,
                    json_pack("{s:i, s:I, s:b}", "vcpu_count", (int)s->vm->nr_vcpus, "mem_size_mib",
                              (json_int_t)(s->vm->cfg.memory / MiB), "smt", 0));
 }
@@ -142,7 +121,7 @@ static json_t *api_steps(const struct vm_steps *st)
 }
 
 /* GET /vm: petrel's status, with the last pause's kick time and steps. */
-static void api_get_vm(struct api_server *s, struct evhttp_request *req, json_t *body)
+static void api_get_vm(struct api_server *s, struct api_req *req, json_t *body)
 {
     struct vm_info info;
     (void)body;
@@ -150,8 +129,8 @@ static void api_get_vm(struct api_server *s, struct evhttp_request *req, json_t 
     vm_get_info(s->vm, &info);
     unsigned listeners = 0;
     for (unsigned i = 0; i < API_EVENTS_MAX_CLIENTS; i++)
-        listeners += s->events.clients[i].req != NULL;
-    api_reply_json(req, 200, "OK",
+        listeners += s->events.clients[i].conn != NULL;
+    api_reply_json(req, 200,
                    json_pack("{s:s, s:s, s:i, s:I, s:f, s:{s:I, s:f, s:f, s:o}, s:{s:I, s:I, s:I}, "
                              "s:{s:i, s:I}}",
                              "id", s->name, "state", vm_state_name(info.state), "vcpu_count",
@@ -168,14 +147,14 @@ static void api_get_vm(struct api_server *s, struct evhttp_request *req, json_t 
 /* Ends a deferred PATCH /vm when the VM's transition completes. */
 static void api_vm_done(void *ctx, int err, const char *msg, const char *state)
 {
-    struct evhttp_request *req = ctx;
+    struct api_req *req = ctx;
 
     if (!err)
         api_no_content(req);
     else if (err == -EALREADY)
-        api_reply_json(req, 200, "OK", json_pack("{s:s, s:s}", "state", state, "message", msg));
+        api_reply_json(req, 200, json_pack("{s:s, s:s}", "state", state, "message", msg));
     else
-        api_fault(req, 409, "Conflict", msg);
+        api_fault(req, 409, msg);
 }
 
 static void api_paused(void *ctx, int err, const char *msg)
@@ -188,41 +167,85 @@ static void api_resumed(void *ctx, int err, const char *msg)
     api_vm_done(ctx, err, msg, "Running");
 }
 
-/* PATCH /vm {"state": "Paused" | "Resumed"}: 204 once every vCPU has acked. */
-static void api_patch_vm(struct api_server *s, struct evhttp_request *req, json_t *body)
+/* PATCH /vm's state (NULL: missing). */
+static void api_patch_vm_state(struct api_server *s, struct api_req *req, const char *state)
 {
-    const char *state = json_string_value(json_object_get(body, "state"));
-
     if (!state)
-        api_fault(req, 400, "Bad Request", "missing field \"state\"");
+        api_fault(req, 400, "missing field \"state\"");
     else if (!strcmp(state, "Paused"))
         vm_pause(s->vm, api_paused, req);
     else if (!strcmp(state, "Resumed"))
         vm_resume(s->vm, api_resumed, req);
     else
-        api_fault(req, 400, "Bad Request", "\"state\" must be \"Paused\" or \"Resumed\"");
+        api_fault(req, 400, "\"state\" must be \"Paused\" or \"Resumed\"");
+}
+
+/* PATCH /vm {"state": "Paused" | "Resumed"}: 204 once every vCPU has acked. */
+static void api_patch_vm(struct api_server *s, struct api_req *req, json_t *body)
+{
+    api_patch_vm_state(s, req, json_string_value(json_object_get(body, "state")));
+}
+
+/* Skips JSON whitespace (RFC 8259 2). */
+static const char *api_json_ws(const char *p, const char *end)
+{
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+        p++;
+    return p;
+}
+
+/* Matches tok at p (after whitespace); where it ends, or NULL. */
+static const char *api_json_tok(const char *p, const char *end, const char *tok)
+{
+    size_t n = strlen(tok);
+
+    p = api_json_ws(p, end);
+    return (size_t)(end - p) >= n && !memcmp(p, tok, n) ? p + n : NULL;
+}
+
+/*
+ * The pause's and resume's own body, {"state": "Paused"} or {"state": "Resumed"} with
+ * any whitespace, read without jansson (the pause's hot path): "Paused", "Resumed", or
+ * NULL for any other body, which then goes through api_parse_body() as usual. Both are
+ * bodies api_parse_body() accepts with that value, so the answer is the same.
+ */
+static const char *api_patch_vm_quick(const char *body, size_t len)
+{
+    static const char *const states[] = {"Paused", "Resumed"};
+    const char *end = body + len, *p;
+
+    if (!body || !(p = api_json_tok(body, end, "{")) || !(p = api_json_tok(p, end, "\"state\"")) ||
+        !(p = api_json_tok(p, end, ":")) || !(p = api_json_tok(p, end, "\"")))
+        return NULL;
+    for (size_t i = 0; i < ARRAY_SIZE(states); i++) {
+        size_t n = strlen(states[i]);
+        const char *q;
+        if ((size_t)(end - p) > n && !memcmp(p, states[i], n) && p[n] == '"' &&
+            (q = api_json_tok(p + n + 1, end, "}")) && api_json_ws(q, end) == end)
+            return states[i];
+    }
+    return NULL;
 }
 
 /* GET /events: JSON lines, one per event, until petrel exits (api_events.c). */
-static void api_get_events(struct api_server *s, struct evhttp_request *req, json_t *body)
+static void api_get_events(struct api_server *s, struct api_req *req, json_t *body)
 {
     (void)body;
     if (api_events_open(&s->events, req, vm_state_name(s->vm->state)) < 0)
-        api_fault(req, 503, "Service Unavailable",
-                  "too many clients are listening to events (16): close one");
+        api_fault(req, 503, "too many clients are listening to events (16): close one");
 }
 
 /* Ends a deferred PUT /snapshot/create. */
 static void api_snapshot_done(void *ctx, int err, const char *msg)
 {
-    struct evhttp_request *req = ctx;
+    struct api_req *req = ctx;
 
     if (!err)
         api_no_content(req);
     else if (err == -EBUSY)
-        api_fault(req, 409, "Conflict", msg);
+        api_fault(req, 409, msg);
     else
-        api_fault(req, 400, "Bad Request", msg);
+        api_fault(req, 400, msg);
 }
 
 /*
@@ -230,47 +253,45 @@ static void api_snapshot_done(void *ctx, int err, const char *msg)
  * "snapshot_type" may only be "Full"): 204 once both files are on disk; the VM must be
  * Paused and stays so.
  */
-static void api_put_snapshot(struct api_server *s, struct evhttp_request *req, json_t *body)
+static void api_put_snapshot(struct api_server *s, struct api_req *req, json_t *body)
 {
     const char *state = json_string_value(json_object_get(body, "snapshot_path"));
     const char *mem = json_string_value(json_object_get(body, "mem_file_path"));
     json_t *type = json_object_get(body, "snapshot_type");
 
     if (!state || !mem)
-        api_fault(req, 400, "Bad Request",
-                  "\"snapshot_path\" and \"mem_file_path\" must be strings");
+        api_fault(req, 400, "\"snapshot_path\" and \"mem_file_path\" must be strings");
     else if (type && (!json_is_string(type) || strcmp(json_string_value(type), "Full")))
-        api_fault(req, 400, "Bad Request", "\"snapshot_type\" must be \"Full\"");
+        api_fault(req, 400, "\"snapshot_type\" must be \"Full\"");
     else
         vm_snapshot(s->vm, state, mem, api_snapshot_done, req);
 }
 
 /* Stops the VM once the 204 has been written out. */
-static void api_stop_after_reply(struct evhttp_request *req, void *arg)
+static void api_stop_after_reply(void *arg)
 {
-    (void)req;
     vm_request_exit(arg, VM_EXIT_STOP, PETREL_STATUS_OK, -1, NULL);
 }
 
 /* PUT /actions {"action_type": "SendCtrlAltDel" | "PowerButton" | "Stop"}. */
-static void api_put_actions(struct api_server *s, struct evhttp_request *req, json_t *body)
+static void api_put_actions(struct api_server *s, struct api_req *req, json_t *body)
 {
     /* Set-1 make and break codes (the i8042 translates, as Linux sets it up). */
     static const uint8_t ctrl_alt_del[] = {0x1d, 0x38, 0xe0, 0x53, 0xe0, 0xd3, 0xb8, 0x9d};
     const char *type = json_string_value(json_object_get(body, "action_type"));
 
     if (!type) {
-        api_fault(req, 400, "Bad Request", "missing field \"action_type\"");
+        api_fault(req, 400, "missing field \"action_type\"");
     } else if (!strcmp(type, "SendCtrlAltDel")) {
         int err = vm_send_keys(s->vm, ctrl_alt_del, sizeof(ctrl_alt_del));
         if (!err)
             api_no_content(req);
         else if (err == -ESHUTDOWN)
-            api_fault(req, 409, "Conflict", "the VM is stopping");
+            api_fault(req, 409, "the VM is stopping");
         else if (err == -ENOSPC)
-            api_fault(req, 409, "Conflict", "the keyboard buffer is full");
+            api_fault(req, 409, "the keyboard buffer is full");
         else
-            api_fault(req, 409, "Conflict", "this VM has no keyboard");
+            api_fault(req, 409, "this VM has no keyboard");
     } else if (!strcmp(type, "PowerButton")) {
         /* A press the guest cannot answer is refused: a graceful stop need not time out. */
         const char *msg;
@@ -278,126 +299,123 @@ static void api_put_actions(struct api_server *s, struct evhttp_request *req, js
         if (!err)
             api_no_content(req);
         else if (err == -EOPNOTSUPP)
-            api_fault(req, 422, "Unprocessable Content", msg);
+            api_fault(req, 422, msg);
         else
-            api_fault(req, 409, "Conflict", msg);
+            api_fault(req, 409, msg);
     } else if (!strcmp(type, "Stop")) {
-        evhttp_request_set_on_complete_cb(req, api_stop_after_reply, s->vm);
+        req->after = api_stop_after_reply;
+        req->after_arg = s->vm;
         api_no_content(req);
     } else {
-        api_fault(req, 400, "Bad Request",
+        api_fault(req, 400,
                   "\"action_type\" must be \"SendCtrlAltDel\", \"PowerButton\" or \"Stop\"");
     }
 }
 
 /* GET /stats: every counter (docs/api.md). */
-static void api_get_stats(struct api_server *s, struct evhttp_request *req, json_t *body)
+static void api_get_stats(struct api_server *s, struct api_req *req, json_t *body)
 {
     (void)body;
     json_t *j = vm_stats_json(s->vm);
     if (j)
-        api_reply_json(req, 200, "OK", j);
+        api_reply_json(req, 200, j);
     else
-        api_fault(req, 500, "Internal Server Error", "out of memory");
+        api_fault(req, 500, "out of memory");
 }
 
 /* GET /trace: the filter, the file and the counts. */
-static void api_get_trace(struct api_server *s, struct evhttp_request *req, json_t *body)
+static void api_get_trace(struct api_server *s, struct api_req *req, json_t *body)
 {
     (void)body;
     json_t *j = vm_trace_json(s->vm);
     if (j)
-        api_reply_json(req, 200, "OK", j);
+        api_reply_json(req, 200, j);
     else
-        api_fault(req, 500, "Internal Server Error", "out of memory");
+        api_fault(req, 500, "out of memory");
 }
 
 /* PUT /trace {"filter": SPEC} replaces the filter; PATCH /trace {"on": SPEC, "off": KINDS} changes
  * it. */
-static void api_set_trace(struct api_server *s, struct evhttp_request *req, json_t *body)
+static void api_set_trace(struct api_server *s, struct api_req *req, json_t *body)
 {
     struct errbuf eb;
     json_t *spec = json_object_get(body, "filter"), *on = json_object_get(body, "on"),
            *off = json_object_get(body, "off");
-    bool put = evhttp_request_get_command(req) == EVHTTP_REQ_PUT;
+    bool put = req->method == API_M_PUT;
 
     if (put && !json_is_string(spec)) {
-        api_fault(req, 400, "Bad Request", "\"filter\" must be a string");
+        api_fault(req, 400, "\"filter\" must be a string");
         return;
     }
     if (!put && ((on && !json_is_string(on)) || (off && !json_is_string(off)) || (!on && !off))) {
-        api_fault(req, 400, "Bad Request", "\"on\" and \"off\" must be strings (one at least)");
+        api_fault(req, 400, "\"on\" and \"off\" must be strings (one at least)");
         return;
     }
     int err = vm_trace_set(s->vm, json_string_value(spec), json_string_value(on),
                            json_string_value(off), &eb);
     if (err == -EINVAL)
-        api_fault(req, 400, "Bad Request", eb.msg);
+        api_fault(req, 400, eb.msg);
     else if (err)
-        api_fault(req, 409, "Conflict", eb.msg);
+        api_fault(req, 409, eb.msg);
     else
         api_get_trace(s, req, NULL);
 }
 
-typedef void api_handler(struct api_server *s, struct evhttp_request *req, json_t *body);
+typedef void api_handler(struct api_server *s, struct api_req *req, json_t *body);
 
 static const struct api_route {
-    enum evhttp_cmd_type method;
+    enum api_method method;
     const char *path;
     api_handler *fn;
     const char *const *fields; /* NULL: no body */
 } api_routes[] = {
-    {EVHTTP_REQ_GET, "/", api_get_root, NULL},
-    {EVHTTP_REQ_GET, "/machine-config", api_get_machine, NULL},
-    {EVHTTP_REQ_GET, "/vm", api_get_vm, NULL},
-    {EVHTTP_REQ_GET, "/events", api_get_events, NULL},
-    {EVHTTP_REQ_PATCH, "/vm", api_patch_vm, (const char *const[]){"state", NULL}},
-    {EVHTTP_REQ_PUT, "/actions", api_put_actions, (const char *const[]){"action_type", NULL}},
-    {EVHTTP_REQ_GET, "/stats", api_get_stats, NULL},
-    {EVHTTP_REQ_GET, "/trace", api_get_trace, NULL},
-    {EVHTTP_REQ_PUT, "/trace", api_set_trace, (const char *const[]){"filter", NULL}},
-    {EVHTTP_REQ_PATCH, "/trace", api_set_trace, (const char *const[]){"on", "off", NULL}},
-    {EVHTTP_REQ_PUT, "/snapshot/create", api_put_snapshot,
+    {API_M_GET, "/", api_get_root, NULL},
+    {API_M_GET, "/machine-config", api_get_machine, NULL},
+    {API_M_GET, "/vm", api_get_vm, NULL},
+    {API_M_GET, "/events", api_get_events, NULL},
+    {API_M_PATCH, "/vm", api_patch_vm, (const char *const[]){"state", NULL}},
+    {API_M_PUT, "/actions", api_put_actions, (const char *const[]){"action_type", NULL}},
+    {API_M_GET, "/stats", api_get_stats, NULL},
+    {API_M_GET, "/trace", api_get_trace, NULL},
+    {API_M_PUT, "/trace", api_set_trace, (const char *const[]){"filter", NULL}},
+    {API_M_PATCH, "/trace", api_set_trace, (const char *const[]){"on", "off", NULL}},
+    {API_M_PUT, "/snapshot/create", api_put_snapshot,
      (const char *const[]){"snapshot_path", "mem_file_path", "snapshot_type", NULL}},
 };
 
-static void api_handle(struct evhttp_request *req, void *arg)
+/* Routes a request (api_http.c parsed it) to its handler, or answers 404, 405 or 400. */
+static void api_handle(void *arg, struct api_req *req)
 {
     struct api_server *s = arg;
-    const char *uri = evhttp_request_get_uri(req);
-    enum evhttp_cmd_type method = evhttp_request_get_command(req);
-    struct evbuffer *in = evhttp_request_get_input_buffer(req);
-    size_t len = evbuffer_get_length(in);
-    char path[256];
+    size_t plen = strcspn(req->target, "?#"); /* the path without a query string */
     bool path_known = false;
 
-    /* The path without a query string. */
-    size_t plen = strcspn(uri, "?#");
-    if (plen >= sizeof(path)) {
-        api_fault(req, 404, "Not Found", "no such path");
+    if (plen >= 256) {
+        api_fault(req, 404, "no such path");
         return;
     }
-    memcpy(path, uri, plen);
-    path[plen] = '\0';
-
     for (size_t i = 0; i < ARRAY_SIZE(api_routes); i++) {
         const struct api_route *r = &api_routes[i];
-        if (strcmp(r->path, path) != 0)
+        if (strlen(r->path) != plen || memcmp(r->path, req->target, plen) != 0)
             continue;
         path_known = true;
-        if (r->method != method)
+        if (r->method != req->method)
             continue;
         json_t *body = NULL;
+        const char *quick;
+        if (r->fn == api_patch_vm && (quick = api_patch_vm_quick(req->body, req->body_len))) {
+            api_patch_vm_state(s, req, quick);
+            return;
+        }
         if (r->fields) {
             struct errbuf eb;
-            char *data = len <= API_MAX_BODY ? (char *)evbuffer_pullup(in, -1) : NULL;
-            body = api_parse_body(data, len, r->fields, &eb);
+            body = api_parse_body(req->body, req->body_len, r->fields, &eb);
             if (!body) {
-                api_fault(req, 400, "Bad Request", eb.msg);
+                api_fault(req, 400, eb.msg);
                 return;
             }
-        } else if (len) {
-            api_fault(req, 400, "Bad Request", "this request takes no body");
+        } else if (req->body_len) {
+            api_fault(req, 400, "this request takes no body");
             return;
         }
         r->fn(s, req, body);
@@ -405,9 +423,9 @@ static void api_handle(struct evhttp_request *req, void *arg)
         return;
     }
     if (path_known)
-        api_fault(req, 405, "Method Not Allowed", "this path does not take that method");
+        api_fault(req, 405, "this path does not take that method");
     else
-        api_fault(req, 404, "Not Found", "no such path");
+        api_fault(req, 404, "no such path");
 }
 
 static int api_mkdir_parent(const char *path)
@@ -569,26 +587,14 @@ int api_server_start(struct api_server *s, struct vm *vm, const char *name, cons
         ret = s->sock_fd;
         goto err_stop;
     }
-    s->http = evhttp_new(vm->base);
-    if (!s->http) {
-        ret = err_set(eb, -ENOMEM, "cannot create the HTTP server");
-        goto err_stop;
-    }
-    /* evhttp refuses PATCH unless told; bodies beyond this get its own 413, longer headers 400. */
-    /* Every method reaches api_handle(), which answers 405 in JSON where evhttp would say 501. */
-    evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
-                                            EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
-                                            EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
-                                            EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
-    evhttp_set_max_body_size(s->http, 1024 * 1024);
-    evhttp_set_max_headers_size(s->http, 64 * 1024); /* unlimited by default */
-    evhttp_set_gencb(s->http, api_handle, s);
     api_events_init(&s->events, vm, API_EVENTS_QUEUE_MAX);
-    s->listener = evconnlistener_new(vm->base, NULL, NULL, LEV_OPT_CLOSE_ON_EXEC, -1, s->sock_fd);
-    if (!s->listener || !evhttp_bind_listener(s->http, s->listener)) {
-        ret = err_set(eb, -ENOMEM, "cannot serve the API socket");
+    ret = api_http_start(&s->http, vm->base, s->sock_fd, api_handle, s);
+    if (ret) {
+        err_set(eb, ret, "cannot serve the API socket");
         goto err_stop;
     }
+    s->serving = true;
+    s->sock_fd = -1; /* the HTTP server's now */
     if (vm->cfg.console == VM_CONSOLE_SOCKET) {
         ret = api_console_start(s, eb);
         if (ret)
@@ -610,18 +616,13 @@ void api_server_stop(struct api_server *s)
         s->console_listener = NULL;
         unlink(s->console_path);
     }
-    if (s->http) {
+    if (s->serving) {
         api_events_close_all(&s->events);
         if (s->vm->on_event_ctx == &s->events)
             s->vm->on_event = NULL;
-        /* Frees the bound listener (and with it the socket) too. */
-        evhttp_free(s->http);
-        s->http = NULL;
-        s->listener = NULL;
-    }
-    if (s->listener) {
-        evconnlistener_free(s->listener);
-        s->listener = NULL;
+        /* Writes what each connection has left, without waiting, and closes the socket. */
+        api_http_stop(&s->http);
+        s->serving = false;
     }
     if (s->sock_fd >= 0) {
         close(s->sock_fd);

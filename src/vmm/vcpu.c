@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -235,7 +236,9 @@ static void *vcpu_thread(void *arg)
     pthread_sigmask(SIG_UNBLOCK, &kick, NULL);
 
     sandbox_enter_or_die(SANDBOX_VCPU);
+    atomic_store(&v->tid, (int)gettid());
     vcpu_loop(v);
+    atomic_store(&v->tid, 0); /* before the thread can end: see vcpu_request() */
 
     pthread_sigmask(SIG_BLOCK, &kick, NULL);
     vcpu_tls_run = NULL;
@@ -246,6 +249,7 @@ static void *vcpu_thread(void *arg)
 int vcpu_start(struct vcpu *v)
 {
     atomic_store(&v->state, VCPU_RUNNING);
+    v->pid = getpid();
     int err = pthread_create(&v->thread, NULL, vcpu_thread, v);
     if (err) {
         atomic_store(&v->state, VCPU_CREATED);
@@ -277,6 +281,21 @@ int vcpu_request(struct vcpu *v, unsigned req)
         pthread_mutex_unlock(&v->park_lock);
     }
     v->kick_ns = vcpu_now_ns();
+    /*
+     * The kick is a raw tgkill() to the thread's id: pthread_kill() costs three more
+     * system calls (it blocks every signal around its own tgkill and asks getpid()),
+     * each a trip through two layers of emulation in a nested guest. The id is read
+     * while the thread runs its loop (it clears it before it can end), and only the
+     * loop starts threads (vCPUs, disk and snapshot workers): so between this load and
+     * the tgkill no new thread of petrel can have been given the same id. A thread not
+     * yet running its loop (0) gets pthread_kill(), which is safe whatever its state.
+     */
+    int tid = atomic_load(&v->tid);
+    if (tid > 0) {
+        if (syscall(SYS_tgkill, v->pid, tid, SIGRTMIN) == 0 || errno == ESRCH)
+            return 0;
+        return -errno;
+    }
     int err = pthread_kill(v->thread, SIGRTMIN);
     if (err == ESRCH)
         return 0; /* the thread already left; its EXITED ack is on the way */

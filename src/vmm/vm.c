@@ -281,11 +281,10 @@ static void vm_on_vcpu_event(evutil_socket_t fd, short what, void *arg);
 /*
  * The loop's event_base, with libevent's epoll changelist: the event changes made
  * while callbacks run are merged per fd and applied once, before the next epoll_wait,
- * so a change undone in the same iteration costs no syscall. An API request made four
- * epoll_ctl calls without it (evhttp stops reading the connection for the request,
- * then watches it for reading and for writing while it replies, then for reading
- * again); with the reply written at once (api_server.c) it makes one (libevent
- * re-states the read interest it had).
+ * so a change undone in the same iteration costs no syscall. (evhttp made four
+ * epoll_ctl calls per API request without it; petrel's own HTTP server, api_http.c,
+ * changes a connection's interest only when a reply must wait for the socket or a
+ * request for the VM, and then the change often cancels out in the same iteration.)
  *
  * libevent warns that the changelist is unsafe with fds cloned by dup(): an fd closed
  * while its removal is still pending stays registered in epoll as long as another

@@ -1,9 +1,9 @@
 /*
- * Fuzz target: the API server's HTTP request handling (api_server.c behind libevent's
- * evhttp), what anyone who can reach the control socket sends: request lines, methods,
- * paths and query strings, headers (Content-Length, chunked bodies, Expect,
- * Connection), bodies at and over the limits, pipelined requests and requests split
- * across reads, and the JSON body of every route.
+ * Fuzz target: the API server's HTTP request handling (api_server.c behind petrel's own
+ * HTTP server, api_http.c), what anyone who can reach the control socket sends: request lines,
+ * methods, paths and query strings, headers (Content-Length, chunked bodies, Expect, Connection),
+ * bodies at and over the limits, pipelined requests and requests split across reads, and the JSON
+ * body of every route.
  *
  * The real server runs (api_server_start() on a socket in a private directory, once per
  * process) on a VM that is only an event loop; the vm_* calls the handlers make are
@@ -11,9 +11,10 @@
  * machine of Running/Pausing/Paused/Resuming/Stopping whose transitions complete when
  * the input says (inside the call, between reads, or only after the client is gone),
  * a keyboard that fills, a power button, snapshots and trace filters that succeed or
- * fail. evhttp_send_reply() and evhttp_send_reply_start() are wrapped too, to see
- * every answer petrel gives, and evhttp_request_get_uri(), which api_handle() calls
- * first, to know which request a handler works for.
+ * fail. api_http_reply() and api_http_stream_start() are wrapped too, to see every
+ * answer a handler gives, and the server's request handler (api_handle()) is wrapped in
+ * the fixture's own, through the server's handler pointer, to know which request a
+ * handler works for.
  *
  * Input format: byte 0 flags (bits 0-1: when the fake's transitions and snapshots
  * complete: 0 inside the call, 1 one per turn of the loop, 2 after the client's
@@ -25,8 +26,8 @@
  * rest the bytes a client writes on one connection.
  *
  * Invariants:
- * - every status line the client reads has a status from docs/api.md's set (evhttp's
- *   own 400, 413, 417 and 100 Continue included);
+ * - every status line the client reads has a status from docs/api.md's set (the HTTP
+ *   server's own 400, 411, 413, 417, 501, 503 and 100 Continue included);
  * - petrel answers only requests its handler saw, each exactly once, and every one it
  *   saw is answered by the time the client is gone and the fake has settled;
  * - an independent model of the routing (path without query, method, body rules of
@@ -50,9 +51,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include <event2/buffer.h>
 #include <event2/event.h>
-#include <event2/http.h>
 #include <jansson.h>
 
 #include "fuzz.h"
@@ -114,7 +113,7 @@ enum outcome {
 
 /* One request that reached api_handle(). */
 struct rec {
-    struct evhttp_request *req;
+    struct api_req *req;
     enum route route;
     enum arg arg;
     int want;     /* the status the model expects (0: not known yet) */
@@ -152,7 +151,8 @@ static struct {
     /* This input's requests. */
     struct rec recs[MAX_RECS];
     unsigned nrecs;
-    struct rec *cur; /* the request api_handle() is working on */
+    struct rec *cur;          /* the request api_handle() is working on */
+    api_http_handler *handle; /* the server's own (api_handle()) */
     unsigned activity;
 
     /* The client's end. */
@@ -161,15 +161,15 @@ static struct {
 } F;
 
 /* The real functions, for the wrappers. */
-void __real_evhttp_send_reply(struct evhttp_request *req, int code, const char *reason,
-                              struct evbuffer *databuf);
-void __real_evhttp_send_reply_start(struct evhttp_request *req, int code, const char *reason);
-const char *__real_evhttp_request_get_uri(const struct evhttp_request *req);
+void __real_api_http_reply(struct api_req *req, int status, const char *ctype, const char *body,
+                           size_t len);
+void __real_api_http_stream_start(struct api_req *req, const char *ctype,
+                                  api_http_close_fn *close_fn, void *arg);
 
-void __wrap_evhttp_send_reply(struct evhttp_request *req, int code, const char *reason,
-                              struct evbuffer *databuf);
-void __wrap_evhttp_send_reply_start(struct evhttp_request *req, int code, const char *reason);
-const char *__wrap_evhttp_request_get_uri(const struct evhttp_request *req);
+void __wrap_api_http_reply(struct api_req *req, int status, const char *ctype, const char *body,
+                           size_t len);
+void __wrap_api_http_stream_start(struct api_req *req, const char *ctype,
+                                  api_http_close_fn *close_fn, void *arg);
 void __wrap_vm_pause(struct vm *vm, vm_done_fn *done, void *ctx);
 void __wrap_vm_resume(struct vm *vm, vm_done_fn *done, void *ctx);
 int __wrap_vm_power_button(struct vm *vm, const char **msg);
@@ -184,7 +184,7 @@ int __wrap_vm_trace_set(struct vm *vm, const char *spec, const char *on, const c
 void __wrap_vm_snapshot(struct vm *vm, const char *state_path, const char *mem_path,
                         vm_done_fn *done, void *ctx);
 
-static struct rec *rec_find(const struct evhttp_request *req)
+static struct rec *rec_find(const struct api_req *req)
 {
     /* The latest first: a freed request's address may come back for a new one. */
     for (unsigned i = F.nrecs; i-- > 0;)
@@ -194,16 +194,16 @@ static struct rec *rec_find(const struct evhttp_request *req)
 }
 
 /* docs/api.md's body rules: a JSON object of allowed fields, each a string. */
-static json_t *oracle_body(struct evhttp_request *req, const char *const *allowed)
+static json_t *oracle_body(struct api_req *req, const char *const *allowed)
 {
-    struct evbuffer *in = evhttp_request_get_input_buffer(req);
-    size_t len = evbuffer_get_length(in);
+    size_t len = req->body_len;
     json_t *j, *v;
     const char *key;
 
     if (len == 0 || len > 16 * 1024)
         return NULL;
-    j = json_loadb((const char *)evbuffer_pullup(in, -1), len, JSON_REJECT_DUPLICATES, NULL);
+    FUZZ_CHECK(req->body != NULL); /* a body within the limit is the handler's to see */
+    j = json_loadb(req->body, len, JSON_REJECT_DUPLICATES, NULL);
     if (!j || !json_is_object(j))
         goto bad;
     json_object_foreach(j, key, v)
@@ -230,29 +230,29 @@ static void oracle(struct rec *r)
 {
     static const struct {
         const char *path;
-        enum evhttp_cmd_type method;
+        enum api_method method;
         enum route route;
         const char *fields[4]; /* {NULL}: no body */
     } table[] = {
-        {"/", EVHTTP_REQ_GET, R_GET_ROOT, {NULL}},
-        {"/machine-config", EVHTTP_REQ_GET, R_GET_MACHINE, {NULL}},
-        {"/vm", EVHTTP_REQ_GET, R_GET_VM, {NULL}},
-        {"/vm", EVHTTP_REQ_PATCH, R_PATCH_VM, {"state", NULL}},
-        {"/events", EVHTTP_REQ_GET, R_GET_EVENTS, {NULL}},
-        {"/actions", EVHTTP_REQ_PUT, R_PUT_ACTIONS, {"action_type", NULL}},
-        {"/stats", EVHTTP_REQ_GET, R_GET_STATS, {NULL}},
-        {"/trace", EVHTTP_REQ_GET, R_GET_TRACE, {NULL}},
-        {"/trace", EVHTTP_REQ_PUT, R_PUT_TRACE, {"filter", NULL}},
-        {"/trace", EVHTTP_REQ_PATCH, R_PATCH_TRACE, {"on", "off", NULL}},
+        {"/", API_M_GET, R_GET_ROOT, {NULL}},
+        {"/machine-config", API_M_GET, R_GET_MACHINE, {NULL}},
+        {"/vm", API_M_GET, R_GET_VM, {NULL}},
+        {"/vm", API_M_PATCH, R_PATCH_VM, {"state", NULL}},
+        {"/events", API_M_GET, R_GET_EVENTS, {NULL}},
+        {"/actions", API_M_PUT, R_PUT_ACTIONS, {"action_type", NULL}},
+        {"/stats", API_M_GET, R_GET_STATS, {NULL}},
+        {"/trace", API_M_GET, R_GET_TRACE, {NULL}},
+        {"/trace", API_M_PUT, R_PUT_TRACE, {"filter", NULL}},
+        {"/trace", API_M_PATCH, R_PATCH_TRACE, {"on", "off", NULL}},
         {"/snapshot/create",
-         EVHTTP_REQ_PUT,
+         API_M_PUT,
          R_PUT_SNAPSHOT,
          {"snapshot_path", "mem_file_path", "snapshot_type", NULL}},
     };
-    const char *uri = __real_evhttp_request_get_uri(r->req);
-    enum evhttp_cmd_type method = evhttp_request_get_command(r->req);
+    const char *uri = r->req->target;
+    enum api_method method = r->req->method;
     size_t plen = strcspn(uri, "?#");
-    size_t body_len = evbuffer_get_length(evhttp_request_get_input_buffer(r->req));
+    size_t body_len = r->req->body_len;
     bool known = false;
 
     r->want = 404;
@@ -271,7 +271,7 @@ static void oracle(struct rec *r)
             if (r->route == R_GET_EVENTS) {
                 unsigned used = 0;
                 for (unsigned k = 0; k < API_EVENTS_MAX_CLIENTS; k++)
-                    used += F.srv.events.clients[k].req != NULL;
+                    used += F.srv.events.clients[k].conn != NULL;
                 r->want = used == API_EVENTS_MAX_CLIENTS ? 503 : 200;
             } else if (r->route == R_GET_STATS) {
                 r->want = F.flags & F_STATS_OOM ? 500 : 200;
@@ -331,22 +331,26 @@ static void oracle(struct rec *r)
         r->want = 405;
 }
 
-/* api_handle() starts with this: a new request. */
-const char *__wrap_evhttp_request_get_uri(const struct evhttp_request *req)
+/* The server hands a request to api_handle() through this: a new request. */
+static void fuzz_handle(void *arg, struct api_req *req)
 {
     FUZZ_CHECK(F.nrecs < MAX_RECS);
+    FUZZ_CHECK(req->method != API_M_UNKNOWN); /* the server answers those 501 itself */
+    FUZZ_CHECK(strlen(req->target) > 0);
+    FUZZ_CHECK(req->body || req->body_len > API_HTTP_BODY_KEEP);
+    FUZZ_CHECK(req->body_len <= API_HTTP_BODY_LIMIT);
     struct rec *r = &F.recs[F.nrecs++];
     memset(r, 0, sizeof(*r));
-    r->req = (struct evhttp_request *)req;
+    r->req = req;
     r->gen = F.gen;
     oracle(r);
     F.cur = r;
     F.activity++;
-    return __real_evhttp_request_get_uri(req);
+    F.handle(arg, req);
 }
 
 /* Every answer petrel gives. */
-static void check_reply(struct evhttp_request *req, int code)
+static void check_reply(struct api_req *req, int code)
 {
     struct rec *r = rec_find(req);
 
@@ -355,10 +359,8 @@ static void check_reply(struct evhttp_request *req, int code)
     r->replied = true;
     FUZZ_CHECK(r->want != 0); /* a valid request reached no fake call */
     if (code != r->want)
-        fprintf(stderr,
-                "fuzz_api_http: method 0x%x %s (route %d) answered %d, the model wants %d\n",
-                (unsigned)evhttp_request_get_command(req), __real_evhttp_request_get_uri(req),
-                r->route, code, r->want);
+        fprintf(stderr, "fuzz_api_http: method %d %s (route %d) answered %d, the model wants %d\n",
+                (int)req->method, req->target, r->route, code, r->want);
     FUZZ_CHECK(code == r->want);
     if (code >= 400)
         FUZZ_CHECK(r->outcome != O_ACCEPTED);
@@ -368,23 +370,26 @@ static void check_reply(struct evhttp_request *req, int code)
         F.stop_replied = true;
 }
 
-void __wrap_evhttp_send_reply(struct evhttp_request *req, int code, const char *reason,
-                              struct evbuffer *databuf)
+void __wrap_api_http_reply(struct api_req *req, int status, const char *ctype, const char *body,
+                           size_t len)
 {
-    check_reply(req, code);
-    __real_evhttp_send_reply(req, code, reason, databuf);
+    check_reply(req, status);
+    FUZZ_CHECK((status == 204) == (ctype == NULL)); /* 204 alone has no body */
+    FUZZ_CHECK(!body || !memchr(body, '\0', len));
+    __real_api_http_reply(req, status, ctype, body, len);
 }
 
-void __wrap_evhttp_send_reply_start(struct evhttp_request *req, int code, const char *reason)
+void __wrap_api_http_stream_start(struct api_req *req, const char *ctype,
+                                  api_http_close_fn *close_fn, void *arg)
 {
     struct rec *r = rec_find(req);
     FUZZ_CHECK(r != NULL && r->route == R_GET_EVENTS);
-    check_reply(req, code);
-    __real_evhttp_send_reply_start(req, code, reason);
+    check_reply(req, 200);
+    __real_api_http_stream_start(req, ctype, close_fn, arg);
 }
 
 /* The request a fake call works for, which the model must have let through to route/arg. */
-static struct rec *fake_rec(struct evhttp_request *req, enum route route, enum arg arg)
+static struct rec *fake_rec(struct api_req *req, enum route route, enum arg arg)
 {
     struct rec *r = req ? rec_find(req) : F.cur;
 
@@ -394,8 +399,7 @@ static struct rec *fake_rec(struct evhttp_request *req, enum route route, enum a
         fprintf(stderr,
                 "fuzz_api_http: %s reached a fake call for route %d arg %d (the model: "
                 "route %d arg %d, %s)\n",
-                __real_evhttp_request_get_uri(r->req), route, arg, r->route, r->arg,
-                r->handler ? "valid" : "invalid");
+                r->req->target, route, arg, r->route, r->arg, r->handler ? "valid" : "invalid");
     FUZZ_CHECK(r->handler && r->route == route && r->arg == arg);
     FUZZ_CHECK(r->outcome == O_NONE);
     return r;
@@ -660,6 +664,8 @@ static void fixture_init(void)
     F.vm->base = event_base_new();
     FUZZ_CHECK(F.vm->base != NULL);
     FUZZ_CHECK(api_server_start(&F.srv, F.vm, "fuzz", F.sock, &eb) == 0);
+    F.handle = F.srv.http.handle;
+    F.srv.http.handle = fuzz_handle;
     F.in = malloc(CLIENT_MAX);
     FUZZ_CHECK(F.in != NULL);
     F.ready = true;
@@ -718,7 +724,8 @@ static void settle(int fd, bool *eof)
 /* Every status line the client got must carry a status from docs/api.md's set. */
 static void check_statuses(void)
 {
-    static const int allowed[] = {100, 200, 204, 400, 404, 405, 409, 413, 417, 422, 500, 501, 503};
+    static const int allowed[] = {100, 200, 204, 400, 404, 405, 409,
+                                  411, 413, 417, 422, 500, 501, 503};
 
     for (size_t i = 0; i + 12 <= F.in_len; i++) {
         if (i && F.in[i - 1] != '\n')
@@ -751,8 +758,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     F.vm->state = F.flags & F_PAUSED ? VM_PAUSED : VM_RUNNING;
     if (F.flags & F_EVENTS_FULL) {
         for (unsigned i = 0; i < API_EVENTS_MAX_CLIENTS; i++) {
-            FUZZ_CHECK(F.srv.events.clients[i].req == NULL);
-            F.srv.events.clients[i].req = (struct evhttp_request *)&F.events_sentinel[i];
+            FUZZ_CHECK(F.srv.events.clients[i].conn == NULL);
+            F.srv.events.clients[i].conn = (struct api_conn *)&F.events_sentinel[i];
         }
     }
 
@@ -803,9 +810,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(F.recs[i].replied);
     FUZZ_CHECK(F.npending == 0);
     for (unsigned i = 0; i < API_EVENTS_MAX_CLIENTS; i++) {
-        if (F.srv.events.clients[i].req == (struct evhttp_request *)&F.events_sentinel[i])
-            F.srv.events.clients[i].req = NULL;
-        FUZZ_CHECK(F.srv.events.clients[i].req == NULL); /* a gone client's slot is free */
+        if (F.srv.events.clients[i].conn == (struct api_conn *)&F.events_sentinel[i])
+            F.srv.events.clients[i].conn = NULL;
+        FUZZ_CHECK(F.srv.events.clients[i].conn == NULL); /* a gone client's slot is free */
     }
     int probe = dup(0);
     FUZZ_CHECK(probe >= 0);

@@ -386,11 +386,11 @@ static size_t client_take(int fd, char *buf, size_t size, size_t have)
 
 /*
  * A reply is written in the loop iteration that read its request, not one later (evhttp
- * alone queues it and waits for EPOLLOUT: the client, on a single CPU, waits for that
- * extra epoll_wait): with the client's request sent first, one iteration accepts the
+ * queued it and waited for EPOLLOUT: the client, on a single CPU, waited for that extra
+ * epoll_wait): with the client's request sent first, one iteration accepts the
  * connection, the next reads the request, and the whole reply must be there after it.
- * The connection then serves the next request the same way (keep-alive: evhttp's
- * write-done step ran), and "Connection: close" still ends it after the reply.
+ * The connection then serves the next request the same way (keep-alive), and
+ * "Connection: close" still ends it after the reply.
  */
 static void test_reply_in_the_iteration_of_its_request(void **state)
 {
