@@ -115,6 +115,10 @@ struct vm {
     struct vm_config cfg;
     int kvm_fd;
     int vm_fd;
+    /* KVM_CREATE_VM's thread (vm.c, vm_creator()) while set-up goes on; its errno. */
+    pthread_t creator;
+    bool creator_started;
+    int create_err;
     struct guest_mem mem;
     struct bus pio;
     struct bus mmio;
