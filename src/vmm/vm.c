@@ -388,6 +388,8 @@ static int vm_setup_loop(struct vm *vm, struct errbuf *eb)
         if (!ret)
             ret = console_out_attach(&vm->debugcon_file, vm->debugcon_fd, vm->cfg.debugcon_path,
                                      true, false);
+        if (!ret)
+            console_out_direct(&vm->debugcon_file);
         if (ret)
             return err_set(eb, ret, "cannot set up debugcon output: %s", strerror(-ret));
     }
