@@ -548,7 +548,7 @@ int cmd_run(int argc, char **argv)
     api_server_stop(&api);
     vm_report_exit(vm, stderr);
     run_exit_guard(false);
-    vm_destroy(vm);
+    vm_destroy_at_exit(vm);
     free(tree);
     return status;
 }

@@ -56,6 +56,15 @@ int console_out_init(struct console_out *c, struct event_base *base, size_t cap)
 int console_out_attach(struct console_out *c, int fd, const char *what, bool warn_on_error,
                        bool replay) MUST_CHECK;
 
+/*
+ * Lets the producers (vCPU threads) write the attached fd themselves while nothing
+ * is queued (outbuf_set_direct()), until it is detached. For an output no console
+ * client will attach to later (stdio, a file): bytes written so do not enter the
+ * history, and an fd that fails is still detached by the loop (the producer queues
+ * what the fd refused, and the loop's drain meets the error). Not for a lossy fd.
+ */
+void console_out_direct(struct console_out *c);
+
 /* Detaches the fd (not closed: the caller owns it). */
 void console_out_detach(struct console_out *c);
 

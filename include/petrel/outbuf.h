@@ -26,6 +26,12 @@ struct outbuf {
      * once per batch; the loop drains until empty before waiting again.
      */
     int notify_fd;
+    /*
+     * Where outbuf_put() may write straight away, on the producer's thread, while
+     * nothing is queued (-1: never; outbuf_set_direct()). Guarded by lock, and
+     * written holding it, so bytes keep their order with the loop's drain.
+     */
+    int direct_fd;
     /* Called on the loop after bytes were consumed (space appeared). */
     void (*on_space)(void *ctx);
     void *on_space_ctx;
@@ -34,8 +40,21 @@ struct outbuf {
 int outbuf_init(struct outbuf *ob, size_t cap) MUST_CHECK;
 void outbuf_destroy(struct outbuf *ob);
 
-/* Appends up to len bytes; returns how many were taken (any thread). */
+/*
+ * Appends up to len bytes; returns how many were taken (any thread). With a direct
+ * fd and nothing queued, first writes to it right here (it must be non-blocking);
+ * what it does not take (a full pipe, an error) is queued for the loop as usual,
+ * whose drain then waits for the fd or reports its error.
+ */
 size_t outbuf_put(struct outbuf *ob, const void *buf, size_t len);
+
+/*
+ * Lets outbuf_put() write to fd (non-blocking, never blocked on) while nothing is
+ * queued, or stops it (fd -1). Why: a guest that prints a byte at a time (the UART)
+ * otherwise costs a loop wake-up, two thread switches and the loop's syscalls per
+ * byte; written by the vCPU, one write() (docs/architecture.md, start-up).
+ */
+void outbuf_set_direct(struct outbuf *ob, int fd);
 
 /* Free space right now (any thread). */
 size_t outbuf_space(struct outbuf *ob);

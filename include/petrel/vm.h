@@ -115,6 +115,10 @@ struct vm {
     struct vm_config cfg;
     int kvm_fd;
     int vm_fd;
+    /* KVM_CREATE_VM's thread (vm.c, vm_creator()) while set-up goes on; its errno. */
+    pthread_t creator;
+    bool creator_started;
+    int create_err;
     struct guest_mem mem;
     struct bus pio;
     struct bus mmio;
@@ -203,6 +207,8 @@ struct vm {
      * debug-exit, reset or power-off write) stops there instead of entering the guest
      * again, where the loop would have to kick it out. */
     atomic_bool exit_requested;
+    /* vm_destroy_at_exit(): a holder keeps guest RAM and the KVM objects (not unmapped here). */
+    bool teardown_held;
 };
 
 /*
@@ -218,6 +224,16 @@ int vm_run(struct vm *vm, struct errbuf *eb);
 void vm_report_exit(struct vm *vm, FILE *f);
 
 void vm_destroy(struct vm *vm);
+
+/*
+ * vm_destroy() for a process about to exit: the kernel's part of the teardown
+ * (guest RAM, the VM's and vCPUs' KVM objects) is left to a holder process that
+ * petrel's exit ends, so it happens after petrel's parent has seen it exit
+ * (docs/architecture.md, "Start-up and teardown"). Everything petrel owns in user
+ * space is freed as by vm_destroy(). Call it from the thread whose exit ends petrel
+ * (the main thread), and exit soon after: the holder lives until that thread ends.
+ */
+void vm_destroy_at_exit(struct vm *vm);
 
 /*
  * Pauses every vCPU (loop only). done runs with 0 once every vCPU has parked,

@@ -23,6 +23,7 @@ int outbuf_init(struct outbuf *ob, size_t cap)
         return err;
     }
     ob->cap = cap;
+    ob->direct_fd = -1;
     pthread_mutex_init(&ob->lock, NULL);
     return 0;
 }
@@ -40,10 +41,22 @@ void outbuf_destroy(struct outbuf *ob)
 size_t outbuf_put(struct outbuf *ob, const void *buf, size_t len)
 {
     const uint8_t *p = buf;
+    size_t direct = 0;
     bool was_empty;
 
     pthread_mutex_lock(&ob->lock);
     was_empty = ob->len == 0;
+    /* Only while nothing is queued: queued bytes go first, through the loop. */
+    while (was_empty && ob->direct_fd >= 0 && direct < len) {
+        ssize_t w = write(ob->direct_fd, p + direct, len - direct);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            break; /* full or failed: the rest is queued, the loop's drain sees why */
+        direct += (size_t)w;
+    }
+    p += direct;
+    len -= direct;
     if (len > ob->cap - ob->len)
         len = ob->cap - ob->len;
     size_t tail = (ob->head + ob->len) % ob->cap;
@@ -59,7 +72,14 @@ size_t outbuf_put(struct outbuf *ob, const void *buf, size_t len)
         ssize_t n = write(ob->notify_fd, &one, sizeof(one));
         (void)n;
     }
-    return len;
+    return direct + len;
+}
+
+void outbuf_set_direct(struct outbuf *ob, int fd)
+{
+    pthread_mutex_lock(&ob->lock);
+    ob->direct_fd = fd;
+    pthread_mutex_unlock(&ob->lock);
 }
 
 size_t outbuf_space(struct outbuf *ob)

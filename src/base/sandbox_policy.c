@@ -179,6 +179,9 @@ static const struct sc loop_calls[] = {
     SC(mincore, "--stats at exit: how much of guest RAM is resident"),
     SC(seccomp, "a job's worker narrows itself further (the loop's filter stays)"),
     SC(epoll_create1, "libevent"),
+    /* vm_destroy_at_exit()'s holder (clone, prctl and ppoll above; futex in base_calls). */
+    SC(getppid, "the exit's holder checks that petrel is still there"),
+    SC(close_range, "the exit's holder keeps only the VM's fds"),
 };
 
 /* The loop with --net user: libslirp opens host sockets for the guest's traffic. */

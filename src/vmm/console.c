@@ -153,10 +153,19 @@ int console_out_attach(struct console_out *c, int fd, const char *what, bool war
     return 0;
 }
 
+void console_out_direct(struct console_out *c)
+{
+    /* Only an fd petrel made non-blocking: a producer must never wait in write(). */
+    if (c->fd >= 0 && c->saved_flags >= 0 && !c->lossy)
+        outbuf_set_direct(&c->buf, c->fd);
+}
+
 void console_out_detach(struct console_out *c)
 {
     if (c->fd < 0)
         return;
+    /* First: no producer writes the fd once it is back to blocking (or closed). */
+    outbuf_set_direct(&c->buf, -1);
     if (c->saved_flags >= 0)
         fcntl(c->fd, F_SETFL, c->saved_flags);
     event_free(c->ev_writable);

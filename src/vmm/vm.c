@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "petrel/exit_holder.h"
 #include "petrel/machine.h"
 #include "petrel/platform.h"
 #include "petrel/sandbox.h"
@@ -131,14 +132,52 @@ static int vm_setup_irqchip(struct vm *vm, struct errbuf *eb)
     return set_ioapic_id(vm, eb);
 }
 
+/*
+ * KVM_CREATE_VM, on a thread of its own while petrel maps guest memory and loads the
+ * kernel: KVM starts the VM's worker thread there and waits for it to join petrel's
+ * cgroups, which waits for an RCU grace period (about 10 ms idle in the nested
+ * harness's L1, the same for every VMM: sched_switch stacks in docs/architecture.md).
+ */
+static void *vm_creator(void *arg)
+{
+    struct vm *vm = arg;
+
+    vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
+    vm->create_err = vm->vm_fd < 0 ? errno : 0;
+    return NULL;
+}
+
+static int vm_create_start(struct vm *vm, struct errbuf *eb)
+{
+    sigset_t all, old;
+
+    /* Signals stay with the threads that handle them. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int ret = pthread_create(&vm->creator, NULL, vm_creator, vm);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (ret)
+        return err_set(eb, -ret, "cannot start a thread: %s", strerror(ret));
+    vm->creator_started = true;
+    return 0;
+}
+
+/* Waits for vm_creator(); then vm_fd is the VM's, or -1 with create_err set. */
+static void vm_create_join(struct vm *vm)
+{
+    if (vm->creator_started)
+        pthread_join(vm->creator, NULL);
+    vm->creator_started = false;
+}
+
 static int vm_setup_kvm(struct vm *vm, struct errbuf *eb)
 {
     struct kvm_pit_config pit = {.flags = KVM_PIT_SPEAKER_DUMMY};
     uint64_t idmap = VM_IDENTITY_MAP_GPA;
 
-    vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
+    vm_create_join(vm);
     if (vm->vm_fd < 0)
-        return err_set(eb, -errno, "KVM_CREATE_VM: %s", strerror(errno));
+        return err_set(eb, -vm->create_err, "KVM_CREATE_VM: %s", strerror(vm->create_err));
     if (ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &idmap) < 0)
         return err_set(eb, -errno, "KVM_SET_IDENTITY_MAP_ADDR: %s", strerror(errno));
     if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, (unsigned long)VM_TSS_GPA) < 0)
@@ -150,20 +189,23 @@ static int vm_setup_kvm(struct vm *vm, struct errbuf *eb)
     return vm_setup_irqchip(vm, eb);
 }
 
-/* Guest RAM (a restore's: its memory file, mapped copy-on-write) and its KVM memory slots. */
-static int vm_setup_memory(struct vm *vm, struct errbuf *eb)
+/* Guest RAM (a restore's: its memory file, mapped copy-on-write). */
+static int vm_map_memory(struct vm *vm, struct errbuf *eb)
 {
     char a[32];
     int ret;
 
-    if (vm->cfg.restore) {
-        ret = vm_restore_memory(vm, eb);
-        if (ret)
-            return ret;
-    } else if ((ret = gm_init(&vm->mem, vm->cfg.memory))) {
+    if (vm->cfg.restore)
+        return vm_restore_memory(vm, eb);
+    if ((ret = gm_init(&vm->mem, vm->cfg.memory)))
         return err_set(eb, ret, "cannot map %s of guest memory: %s",
                        fmt_size(vm->cfg.memory, a, sizeof(a)), strerror(-ret));
-    }
+    return 0;
+}
+
+/* Guest RAM's KVM memory slots. */
+static int vm_set_memory_slots(struct vm *vm, struct errbuf *eb)
+{
     for (unsigned i = 0; i < vm->mem.nr; i++) {
         struct kvm_userspace_memory_region r = {
             .slot = i,
@@ -345,6 +387,8 @@ static int vm_setup_loop(struct vm *vm, struct errbuf *eb)
         if (!ret)
             ret = console_out_attach(&vm->debugcon_file, vm->debugcon_fd, vm->cfg.debugcon_path,
                                      true, false);
+        if (!ret)
+            console_out_direct(&vm->debugcon_file);
         if (ret)
             return err_set(eb, ret, "cannot set up debugcon output: %s", strerror(-ret));
     }
@@ -405,19 +449,27 @@ int vm_create(const struct vm_config *cfg, struct vm **out, struct errbuf *eb)
         err_set(eb, ret, "cannot set up tracing: %s", strerror(-ret));
         goto err_destroy;
     }
-    ret = vm_setup_kvm(vm, eb);
+    /* While KVM makes the VM (vm_creator()): guest memory and what petrel puts there. */
+    ret = vm_create_start(vm, eb);
     if (ret)
         goto err_destroy;
-    ret = vm_setup_memory(vm, eb);
-    if (ret)
-        goto err_destroy;
-    if (cfg->restore)
-        ret = vm_restore_kvm(vm, eb);
-    else
+    ret = vm_map_memory(vm, eb);
+    if (!ret && !cfg->restore)
         ret = vm_load_kernel(vm, eb);
     if (ret)
         goto err_destroy;
     loader_close(&vm->loader);
+    ret = vm_setup_kvm(vm, eb);
+    if (ret)
+        goto err_destroy;
+    ret = vm_set_memory_slots(vm, eb);
+    if (ret)
+        goto err_destroy;
+    if (cfg->restore) {
+        ret = vm_restore_kvm(vm, eb);
+        if (ret)
+            goto err_destroy;
+    }
     ret = vm_create_vcpus(vm, eb);
     if (ret)
         goto err_destroy;
@@ -611,10 +663,30 @@ void vm_report_exit(struct vm *vm, FILE *f)
     }
 }
 
+/*
+ * What KVM's teardown of the VM costs petrel's caller: closing the VM's last fd waits
+ * for an RCU barrier and for the VM's worker thread to stop (about 20 ms idle in the
+ * nested harness's L1, 14 ms on kvm_pvm), and unmapping guest RAM frees it. A holder
+ * keeps the VM's and vCPUs' fds and the memory past petrel's exit (exit_holder.h).
+ */
+void vm_destroy_at_exit(struct vm *vm)
+{
+    if (vm && vm->vm_fd >= 0) {
+        int keep[1 + PLAT_MAX_CPUS];
+        unsigned nr = 0;
+        keep[nr++] = vm->vm_fd;
+        for (unsigned i = 0; i < vm->nr_vcpus && nr < ARRAY_SIZE(keep); i++)
+            keep[nr++] = vm->vcpus[i].fd;
+        vm->teardown_held = exit_holder_start(keep, nr) == 0;
+    }
+    vm_destroy(vm);
+}
+
 void vm_destroy(struct vm *vm)
 {
     if (!vm)
         return;
+    vm_create_join(vm); /* a set-up that failed while KVM made the VM */
     for (unsigned i = 0; i < vm->nr_vcpus; i++) {
         struct vcpu *v = &vm->vcpus[i];
         vcpu_join(v);
@@ -652,7 +724,14 @@ void vm_destroy(struct vm *vm)
         event_base_free(vm->base);
     bus_destroy(&vm->pio);
     bus_destroy(&vm->mmio);
-    gm_destroy(&vm->mem);
+    if (vm->teardown_held) {
+        /* The mappings stay: the holder's exit unmaps them (a restore's file: its own ref). */
+        if (vm->mem.owned && vm->mem.fd >= 0)
+            close(vm->mem.fd);
+        memset(&vm->mem, 0, sizeof(vm->mem));
+    } else {
+        gm_destroy(&vm->mem);
+    }
     if (vm->vm_fd >= 0)
         close(vm->vm_fd);
     if (vm->kvm_fd >= 0)

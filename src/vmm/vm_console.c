@@ -179,12 +179,22 @@ int vm_console_start(struct vm *vm, struct errbuf *eb)
     int ret = 0;
 
     switch (vm->cfg.console) {
-    case VM_CONSOLE_STDIO:
-        ret = console_out_attach(&vm->console, STDOUT_FILENO, "standard output", true, false);
+    case VM_CONSOLE_STDIO: {
         /* Escape keys on a terminal only: through pipes every byte passes untouched. */
+        bool escapes = !vm->cfg.stdin_closed && isatty(STDIN_FILENO);
+        ret = console_out_attach(&vm->console, STDOUT_FILENO, "standard output", true, false);
+        /*
+         * The vCPUs write output themselves (one write() a byte, not a loop wake-up and
+         * two thread switches) where the loop adds nothing of its own to it: without the
+         * escape keys, whose notes (Ctrl-A p) must not land inside a guest line
+         * (docs/architecture.md, "Start-up and teardown").
+         */
+        if (!ret && !escapes)
+            console_out_direct(&vm->console);
         if (!ret && !vm->cfg.stdin_closed)
-            ret = console_in_attach(&vm->console_in, STDIN_FILENO, isatty(STDIN_FILENO));
+            ret = console_in_attach(&vm->console_in, STDIN_FILENO, escapes);
         break;
+    }
     case VM_CONSOLE_PTY:
         fprintf(stderr, "petrel: the console is on %s\n", vm->pty_path);
         /* A pty nobody reads must not stall the guest: its output is then dropped. */
@@ -196,6 +206,8 @@ int vm_console_start(struct vm *vm, struct errbuf *eb)
     case VM_CONSOLE_FILE:
         ret = console_out_attach(&vm->console, vm->console_file_fd, vm->cfg.console_path, true,
                                  false);
+        if (!ret)
+            console_out_direct(&vm->console);
         break;
     case VM_CONSOLE_SOCKET:
         break;

@@ -2,7 +2,9 @@
  * Unit tests for the console's exit flush (console.c) and write_until()
  * (util.c) on pipes: a reader that stopped reading costs at most the deadline,
  * what it did not take is dropped and counted, a reader that reads gets
- * everything. No KVM; meson's test timeout turns a hang into a failure.
+ * everything; and direct output (the producer writes the fd while nothing is
+ * queued), which keeps the bytes' order and leaves failures to the loop. No KVM; meson's test
+ * timeout turns a hang into a failure.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -260,6 +262,97 @@ static void test_flush_failed_fd(void **state)
     assert_int_equal(f->c.dropped, 0);
 }
 
+/* Whether the loop was asked to drain (the outbuf's eventfd is set); clears it. */
+static bool notified(struct fixture *f)
+{
+    uint64_t v;
+    return read(f->c.buf.notify_fd, &v, sizeof(v)) == sizeof(v);
+}
+
+/*
+ * Direct output (stdio, a file): the producer's own outbuf_put() writes the fd, so
+ * the loop is not woken at all (one write() per byte the UART gets, not a wake-up).
+ */
+static void test_direct_writes_at_once(void **state)
+{
+    struct fixture *f = *state;
+    uint8_t in[200], want[100];
+
+    console_out_direct(&f->c);
+    put(f, 60, 0);
+    put(f, 40, 60);
+    assert_int_equal(outbuf_len(&f->c.buf), 0);
+    assert_false(notified(f));
+    pattern(want, sizeof(want), 0);
+    console_out_detach(&f->c);
+    close(f->fds[1]);
+    f->fds[1] = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    assert_int_equal(read_all(f->fds[0], in, sizeof(in)), 100);
+    assert_memory_equal(in, want, 100);
+}
+
+/*
+ * A full fd: what it refuses is queued and the loop woken; while anything is queued,
+ * later bytes queue behind it (never written ahead), and the loop delivers all in order.
+ */
+static void test_direct_full_fd_queues_in_order(void **state)
+{
+    struct fixture *f = *state;
+    struct reader r = {.fd = f->fds[0]};
+    pthread_t t;
+
+    console_out_direct(&f->c);
+    put(f, 2 * PIPE_BYTES, 0);
+    assert_int_equal(outbuf_len(&f->c.buf), PIPE_BYTES); /* the pipe took one page */
+    assert_true(notified(f));
+    put(f, 10, 2 * PIPE_BYTES);
+    assert_int_equal(outbuf_len(&f->c.buf), PIPE_BYTES + 10);
+    assert_int_equal(pthread_create(&t, NULL, reader_thread, &r), 0);
+    assert_int_equal(console_out_flush(&f->c, now_ns() + 60000 * MS), 0);
+    put(f, 5, 2 * PIPE_BYTES + 10); /* empty again: straight to the fd */
+    assert_int_equal(outbuf_len(&f->c.buf), 0);
+    console_out_detach(&f->c);
+    close(f->fds[1]);
+    f->fds[1] = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    pthread_join(t, NULL);
+    assert_int_equal(r.got, 2 * PIPE_BYTES + 15);
+    assert_true(r.in_order);
+}
+
+/* Detached, the fd is never written by a producer again (it may be closed, or blocking). */
+static void test_direct_ends_at_detach(void **state)
+{
+    struct fixture *f = *state;
+    uint8_t in[16];
+
+    console_out_direct(&f->c);
+    console_out_detach(&f->c);
+    put(f, 10, 0);
+    assert_int_equal(outbuf_len(&f->c.buf), 10);
+    assert_true(notified(f));
+    assert_int_equal(fcntl(f->fds[0], F_SETFL, O_NONBLOCK), 0);
+    assert_int_equal(read(f->fds[0], in, sizeof(in)), -1);
+    assert_int_equal(errno, EAGAIN);
+}
+
+/* A reader gone: the producer queues, the loop's drain meets EPIPE and detaches the fd. */
+static void test_direct_failed_fd_detached_by_loop(void **state)
+{
+    struct fixture *f = *state;
+
+    console_out_direct(&f->c);
+    close(f->fds[0]);
+    f->fds[0] = -1;
+    put(f, 10, 0);
+    assert_int_equal(outbuf_len(&f->c.buf), 10);
+    run_loop(f);
+    assert_int_equal(f->c.fd, -1);
+    assert_int_equal(outbuf_len(&f->c.buf), 0);
+    put(f, 10, 10); /* nothing attached: consumed by the loop, not written */
+    run_loop(f);
+    assert_int_equal(outbuf_len(&f->c.buf), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -271,6 +364,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_flush_reader_takes_all, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lossy_counts_drops, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flush_failed_fd, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_direct_writes_at_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_direct_full_fd_queues_in_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_direct_ends_at_detach, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_direct_failed_fd_detached_by_loop, setup, teardown),
     };
 
     signal(SIGPIPE, SIG_IGN); /* a closed reader is EPIPE, as in petrel */
