@@ -20,11 +20,7 @@
  * and wait for be->ops->rx_room(), which the device calls (on the loop, with
  * its lock held: defer the retry) when the driver posts buffers; -errno: the
  * frame is dropped (the link is not up, or the frame can never fit), and the
- * device counted it. The frames a backend hands on in one go (what one read
- * event found) raise one interrupt: after the last receive() of the batch it
- * calls port->rx_done(), which makes the interrupt decision for them all, so
- * the guest is not woken for the first frame while the rest are still being
- * placed.
+ * device counted it.
  */
 #ifndef PETREL_NET_H
 #define PETREL_NET_H
@@ -82,7 +78,6 @@ void net_spec_mac(const struct net_spec *spec, unsigned index, uint8_t mac[6]);
 struct net_port {
     void *dev;
     int (*receive)(void *dev, const void *frame, size_t len);
-    void (*rx_done)(void *dev);  /* after a batch of receive(); on the loop, without the lock */
     void (*tx_ready)(void *dev); /* on the loop, without the device lock */
 };
 

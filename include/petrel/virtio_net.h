@@ -122,16 +122,8 @@ void virtio_net_destroy(struct virtio_net *net);
 /* The backend the device sends to (before the guest runs). */
 void virtio_net_set_backend(struct virtio_net *net, struct net_backend *be);
 
-/*
- * A frame for the guest (the loop, without the lock): net.h's receive, with the
- * interrupt decision made at once. virtio_net_receive_held() places it without
- * the decision (a broken queue still says so at once), which
- * virtio_net_receive_done() then makes for every frame placed since: net.h's
- * rx_done, one interrupt for a backend's batch.
- */
+/* A frame for the guest (the loop, without the lock): net.h's receive. */
 int virtio_net_receive(struct virtio_net *net, const void *frame, size_t len);
-int virtio_net_receive_held(struct virtio_net *net, const void *frame, size_t len);
-void virtio_net_receive_done(struct virtio_net *net);
 
 /* The backend can take frames again (the loop, without the lock). */
 void virtio_net_tx_ready(struct virtio_net *net);

@@ -168,7 +168,6 @@ static void slirp_flush(evutil_socket_t fd, short what, void *arg)
             break;      /* kept: the device calls rx_room when the driver posts buffers */
         slirp_q_pop(s); /* taken, or dropped and counted by the device */
     }
-    s->port.rx_done(s->port.dev); /* one interrupt for the backlog */
     if (s->throttled && s->qlen < NET_SLIRP_HIGH)
         slirp_sync(s); /* read from the host again */
 }

@@ -56,10 +56,8 @@ static void tap_read(evutil_socket_t fd, short what, void *arg)
             ssize_t n = read((int)fd, t->buf, sizeof(t->buf));
             if (n < 0 && errno == EINTR)
                 continue;
-            if (n <= 0) {
-                t->port.rx_done(t->port.dev); /* one interrupt for what this event read */
+            if (n <= 0)
                 return; /* EAGAIN: drained (other errors: the next event says) */
-            }
             if ((size_t)n < TAP_HDR + NET_ETH_MIN) {
                 t->be.rx_dropped++;
                 continue;
@@ -71,12 +69,10 @@ static void tap_read(evutil_socket_t fd, short what, void *arg)
             /* No room: stop reading until the driver posts buffers (rx_room). */
             event_del(t->rd);
             t->reading = false;
-            t->port.rx_done(t->port.dev);
             return;
         }
         t->pending = 0; /* taken, or dropped and counted by the device */
     }
-    t->port.rx_done(t->port.dev);
     /* More may wait: a fresh event, so the loop serves others first. */
     event_active(t->rd, EV_READ, 0);
 }

@@ -222,7 +222,7 @@ static int net_rx_place(struct virtio_net *net, struct virtq *vq, const uint8_t 
     return 1;
 }
 
-int virtio_net_receive_held(struct virtio_net *net, const void *buf, size_t len)
+int virtio_net_receive(struct virtio_net *net, const void *buf, size_t len)
 {
     struct virtio_dev *v = &net->vdev;
     struct virtq *vq = virtio_vq(v, VIRTIO_NET_RX);
@@ -273,25 +273,10 @@ int virtio_net_receive_held(struct virtio_net *net, const void *buf, size_t len)
     } else if (ret < 0) {
         net->rx_dropped++;
     }
-    if (vq->broken)
-        virtio_notify_queue_locked(v, VIRTIO_NET_RX); /* DEVICE_NEEDS_RESET now */
+    if (ret == 1 || vq->broken)
+        virtio_notify_queue_locked(v, VIRTIO_NET_RX);
 out:
     virtio_unlock(v);
-    return ret;
-}
-
-void virtio_net_receive_done(struct virtio_net *net)
-{
-    virtio_lock(&net->vdev);
-    /* Nothing pushed since the last decision: no interrupt (virtq_need_interrupt()). */
-    virtio_notify_queue_locked(&net->vdev, VIRTIO_NET_RX);
-    virtio_unlock(&net->vdev);
-}
-
-int virtio_net_receive(struct virtio_net *net, const void *buf, size_t len)
-{
-    int ret = virtio_net_receive_held(net, buf, len);
-    virtio_net_receive_done(net);
     return ret;
 }
 
@@ -416,12 +401,7 @@ struct virtio_net_hw {
 
 static int net_port_receive(void *dev, const void *frame, size_t len)
 {
-    return virtio_net_receive_held(dev, frame, len);
-}
-
-static void net_port_rx_done(void *dev)
-{
-    virtio_net_receive_done(dev);
+    return virtio_net_receive(dev, frame, len);
 }
 
 static void net_port_tx_ready(void *dev)
@@ -451,10 +431,8 @@ static int net_hw_realize(struct hwdev *hw, struct errbuf *eb)
     int ret = virtio_net_init(&d->net, &sys, mac, d->be->vnet_hdr);
     if (ret)
         return err_set(eb, ret, "cannot set up virtio-net: %s", strerror(-ret));
-    d->net.port = (struct net_port){.dev = &d->net,
-                                    .receive = net_port_receive,
-                                    .rx_done = net_port_rx_done,
-                                    .tx_ready = net_port_tx_ready};
+    d->net.port = (struct net_port){
+        .dev = &d->net, .receive = net_port_receive, .tx_ready = net_port_tx_ready};
     ret = d->be->ops->attach(d->be, hw->host->base, &d->net.port, eb);
     if (ret) {
         virtio_net_destroy(&d->net);

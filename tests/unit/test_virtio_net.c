@@ -407,33 +407,6 @@ static void test_receive_one_chain(void **state)
     assert_int_equal(r->net.rx_frames, 2);
 }
 
-/*
- * A backend's batch (net.h's rx_done): frames placed with virtio_net_receive_held()
- * raise no interrupt until virtio_net_receive_done(), which raises one for them all;
- * a second one with nothing new raises none.
- */
-static void test_receive_batch_one_interrupt(void **state)
-{
-    struct rig *r = *state;
-    uint8_t f[80];
-
-    bring_up(r, 0);
-    make_frame(f, sizeof(f), 9);
-    for (unsigned i = 0; i < 3; i++)
-        add_rx(r, BUF_GPA + 0x1000 * i, 0x800);
-    kick(r, VIRTIO_NET_RX);
-    (void)fake_virtio_irq_count(vdev(r), VEC_RX);
-    for (unsigned i = 0; i < 3; i++)
-        assert_int_equal(virtio_net_receive_held(&r->net, f, sizeof(f)), 1);
-    assert_int_equal(used_idx(r, VIRTIO_NET_RX), 3); /* placed and published */
-    assert_int_equal(fake_virtio_irq_count(vdev(r), VEC_RX), 0);
-    virtio_net_receive_done(&r->net);
-    assert_int_equal(fake_virtio_irq_count(vdev(r), VEC_RX), 1);
-    virtio_net_receive_done(&r->net);
-    assert_int_equal(fake_virtio_irq_count(vdev(r), VEC_RX), 0);
-    assert_int_equal(r->net.rx_frames, 3);
-}
-
 /* MRG_RXBUF: a frame over several chains, pushed together, num_buffers counting them. */
 static void test_receive_mergeable(void **state)
 {
@@ -890,7 +863,6 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_transmit_runt_dropped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_transmit_back_pressure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_receive_one_chain, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_receive_batch_one_interrupt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_receive_mergeable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_receive_waits_for_room, setup, teardown),
         cmocka_unit_test_setup_teardown(test_receive_whole_ring_too_small, setup, teardown),
