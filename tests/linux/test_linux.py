@@ -204,9 +204,17 @@ class Guest:
         n = self.n
         start = self.mark()
         self.type("echo @@B$((%d))@@; %s; echo @@E$((%d)):$?@@\n" % (n, cmd, n))
-        b = self.wait_for("@@B%d@@\n" % n, start, what="the start of `%s`" % cmd, limit=limit)
-        e = self.wait_for(re.compile(r"@@E%d:(\d+)@@" % n), start,
-                          what="the end of `%s`" % cmd, limit=limit)
+        try:
+            b = self.wait_for("@@B%d@@\n" % n, start, what="the start of `%s`" % cmd,
+                              limit=limit)
+            e = self.wait_for(re.compile(r"@@E%d:(\d+)@@" % n), start,
+                              what="the end of `%s`" % cmd, limit=limit)
+        except Lost as lost:
+            # busybox init starts a new shell (its banner) when the one we typed to ends.
+            if "BusyBox v" in self.output(start):
+                raise Lost("%s; the guest's shell ended meanwhile and init started a new one"
+                           % lost)
+            raise
         out = self.output(start)[b.end():e.start()]
         return int(e.group(1)), out
 
