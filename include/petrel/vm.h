@@ -229,11 +229,20 @@ void vm_destroy(struct vm *vm);
  * vm_destroy() for a process about to exit: the kernel's part of the teardown
  * (guest RAM, the VM's and vCPUs' KVM objects) is left to a holder process that
  * petrel's exit ends, so it happens after petrel's parent has seen it exit
- * (docs/architecture.md, "Start-up and teardown"). Everything petrel owns in user
- * space is freed as by vm_destroy(). Call it from the thread whose exit ends petrel
- * (the main thread), and exit soon after: the holder lives until that thread ends.
+ * (docs/architecture.md, "Start-up and teardown"). Call it from the thread whose
+ * exit ends petrel (the main thread), after vm_run(), and exit soon after: the
+ * holder lives until that thread ends.
+ *
+ * It finishes what petrel's exit would cut short (a snapshot's worker, every drive's
+ * requests onto their files; vm_run() has joined the vCPUs and written out the
+ * consoles and the trace) and frees nothing else: the memory, fds and threads left
+ * are the exit's to free. Everything is freed as by vm_destroy() in a build with
+ * AddressSanitizer (its leak check) or with PETREL_EXIT_FREE=1 in the environment.
  */
 void vm_destroy_at_exit(struct vm *vm);
+
+/* Whether vm_destroy_at_exit() frees everything (see there). */
+bool vm_exit_frees(void);
 
 /*
  * Pauses every vCPU (loop only). done runs with 0 once every vCPU has parked,

@@ -234,6 +234,10 @@ static void *vcpu_thread(void *arg)
     vcpu_tls_run = v->run;
     /* Every other signal stays blocked (inherited): they are the main thread's. */
     pthread_sigmask(SIG_UNBLOCK, &kick, NULL);
+    /* Named by itself: prctl(), where naming it from the loop opens /proc/self/task/ID/comm. */
+    char name[16];
+    snprintf(name, sizeof(name), "petrel-vcpu%u", v->id);
+    pthread_setname_np(pthread_self(), name);
 
     sandbox_enter_or_die(SANDBOX_VCPU);
     atomic_store(&v->tid, (int)gettid());
@@ -256,9 +260,6 @@ int vcpu_start(struct vcpu *v)
         return -err;
     }
     v->thread_started = true;
-    char name[16];
-    snprintf(name, sizeof(name), "petrel-vcpu%u", v->id);
-    pthread_setname_np(v->thread, name);
     return 0;
 }
 

@@ -45,6 +45,14 @@
  * and for blkcheck.reset_busy: "blkcheck: 0 reset pending status 0x<st> cpus <n>",
  * then "blkcheck: 0 reset done kicks <k>" once the status reads 0.
  *
+ *   blkcheck.exit_in_flight=S  instead of everything else, on drive 0: the same wait
+ *       for "GATE-SET" in sector S + 1 as reset_busy, then one-sector writes to
+ *       sectors S and S + 2 .. S + BLK_EXIT_WRITES, pattern 0x3c, in one kick, and
+ *       "blkcheck: 0 exit with <n> writes in flight"; then the program exits (status 0)
+ *       without waiting for them. With the host's writes held, more than petrel's
+ *       disk workers: some are still queued in petrel when the guest is gone. Each
+ *       must still reach the file (the VMM's exit finishes them).
+ *
  * then powers off through ACPI. A failed check prints "blkcheck: FAIL <why>"
  * and exits 1; no virtio-blk: "blkcheck: no virtio-blk (1af4:1042)", exit 3;
  * a bad option "blkcheck: bad <option>", exit 2. blkcheck.timeout=<ms> limits
@@ -69,6 +77,7 @@
 #define BLK_MAX_SECTORS 64
 #define BLK_SECTOR      512
 #define BLK_QSIZE       16
+#define BLK_EXIT_WRITES (BLK_QSIZE / 3) /* three descriptors each */
 
 /* Feature bits and the configuration layout (5.2.3, 5.2.4). */
 #define VIRTIO_BLK_F_SEG_MAX  2
@@ -347,6 +356,52 @@ static void chain3(struct virtq *vq, unsigned first, struct blk_hdr *h, void *bu
     virtq_desc_set(vq, first + 2, (uint64_t)(uintptr_t)st, 1, VIRTQ_DESC_F_WRITE, 0);
 }
 
+/* Says it waits, then reads sector + 1 every millisecond until it says GATE-SET. 0 or -1. */
+static int blk_wait_gate(struct blk_drive *b, uint64_t sector, const char *what)
+{
+    struct virtio_dev *d = &b->dev;
+
+    if (d->accepted & VIRTIO_BIT(VIRTIO_BLK_F_RO))
+        return fail(b, "%s needs a read-write drive", what);
+    puts("blkcheck: 0 waiting for the host");
+    for (unsigned ms = 0;; ms++) {
+        int st = blk_request(b, VIRTIO_BLK_T_IN, sector + 1, data2, BLK_SECTOR, 1);
+        if (st < 0)
+            return -1;
+        if (st == VIRTIO_BLK_S_OK && !memcmp(data2, "GATE-SET", 8))
+            return 0;
+        if (ms == d->timeout_ms)
+            return fail(b, "%s: sector %llu did not say GATE-SET within %u ms", what,
+                        (unsigned long long)sector + 1, d->timeout_ms);
+        acpi_delay_ms(&acpi, 1);
+    }
+}
+
+/* blkcheck.exit_in_flight (see the top): writes published, and the guest gone. */
+static struct blk_hdr exit_hdrs[BLK_EXIT_WRITES];
+static volatile uint8_t exit_status[BLK_EXIT_WRITES];
+static uint8_t exit_data[BLK_EXIT_WRITES][BLK_SECTOR];
+
+static int blk_exit_in_flight(struct blk_drive *b, uint64_t sector)
+{
+    struct virtq *vq = &b->dev.vq[0];
+
+    if (blk_wait_gate(b, sector, "exit_in_flight"))
+        return 1;
+    for (unsigned i = 0; i < BLK_EXIT_WRITES; i++) {
+        uint64_t s = i ? sector + 1 + i : sector;
+        for (unsigned k = 0; k < BLK_SECTOR; k++)
+            exit_data[i][k] = pattern_byte(0x3c, s, k);
+        exit_hdrs[i] = (struct blk_hdr){VIRTIO_BLK_T_OUT, 0, s};
+        exit_status[i] = BLK_STATUS_UNSET;
+        chain3(vq, 3 * i, &exit_hdrs[i], exit_data[i], 0, &exit_status[i]);
+        virtq_publish(vq, 3 * i);
+    }
+    virtq_kick(vq);
+    printf("blkcheck: 0 exit with %u writes in flight\n", BLK_EXIT_WRITES);
+    return 0;
+}
+
 /* blkcheck.reset_busy (see the top): a reset while a write waits in the host. 0 or -1. */
 static int blk_reset_busy(struct blk_drive *b, uint64_t sector, unsigned cpus)
 {
@@ -354,20 +409,8 @@ static int blk_reset_busy(struct blk_drive *b, uint64_t sector, unsigned cpus)
     struct virtq *vq = &d->vq[0];
     struct virtq_used_elem e;
 
-    if (d->accepted & VIRTIO_BIT(VIRTIO_BLK_F_RO))
-        return fail(b, "reset_busy needs a read-write drive");
-    puts("blkcheck: 0 waiting for the host");
-    for (unsigned ms = 0;; ms++) {
-        int st = blk_request(b, VIRTIO_BLK_T_IN, sector + 1, data2, BLK_SECTOR, 1);
-        if (st < 0)
-            return -1;
-        if (st == VIRTIO_BLK_S_OK && !memcmp(data2, "GATE-SET", 8))
-            break;
-        if (ms == d->timeout_ms)
-            return fail(b, "reset_busy: sector %llu did not say GATE-SET within %u ms",
-                        (unsigned long long)sector + 1, d->timeout_ms);
-        acpi_delay_ms(&acpi, 1);
-    }
+    if (blk_wait_gate(b, sector, "reset_busy"))
+        return -1;
     for (unsigned k = 0; k < BLK_SECTOR; k++)
         data[k] = pattern_byte(0x5c, sector, k);
     hdr = (struct blk_hdr){VIRTIO_BLK_T_OUT, 0, sector};
@@ -446,8 +489,9 @@ static int blk_check(struct blk_drive *b)
 
 int kit_main(void)
 {
-    unsigned long timeout = 20000, poweroff = 1, reset_busy = 0;
+    unsigned long timeout = 20000, poweroff = 1, reset_busy = 0, exit_sector = 0;
     int busy = kit_cmdline_uint("blkcheck.reset_busy", 10, &reset_busy);
+    int exit_in_flight = kit_cmdline_uint("blkcheck.exit_in_flight", 10, &exit_sector);
     unsigned cpus = 1;
 
     int w = parse_ops("blkcheck.write", 1, writes), r = parse_ops("blkcheck.read", 0, reads);
@@ -467,13 +511,18 @@ int kit_main(void)
         puts("blkcheck: bad blkcheck.reset_busy (want a sector)");
         return 2;
     }
-    if (busy == 0) {
+    if (exit_in_flight == -2) {
+        puts("blkcheck: bad blkcheck.exit_in_flight (want a sector)");
+        return 2;
+    }
+    if (busy == 0 || exit_in_flight == 0) {
         if (acpi_init(&acpi) < 0) {
             puts("blkcheck: FAIL no ACPI tables (reset_busy times its notifies with the PM timer)");
             return 1;
         }
-        cpus = kit_smp_start(kicker);
     }
+    if (busy == 0)
+        cpus = kit_smp_start(kicker);
 
     unsigned n = pci_scan(funcs, PCI_MAX_FUNCS), ndrives = 0;
     for (int i = pci_next(funcs, n, 0, VIRTIO_VENDOR, VIRTIO_PCI_DEVICE(VIRTIO_ID_BLOCK));
@@ -488,6 +537,8 @@ int kit_main(void)
                VIRTIO_PCI_DEVICE(VIRTIO_ID_BLOCK));
         return 3;
     }
+    if (exit_in_flight == 0)
+        return blk_exit_in_flight(&drives[0], exit_sector);
     if (busy == 0 && blk_reset_busy(&drives[0], reset_busy, cpus))
         return 1;
     unsigned requests = 0, interrupts = 0;

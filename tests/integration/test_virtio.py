@@ -6,9 +6,10 @@ import mmap
 import os
 import re
 import tempfile
+import time
 import zlib
 
-from harness import Running, WriteGate, api, case, expect, kit, main, petrel, text
+from harness import TIMEOUT, Running, WriteGate, api, case, expect, kit, main, petrel, text
 
 HOST_BRIDGE = "pci: 00:00.0 8086:0d57 class 060000 rev 00"
 RNG_FUNC = re.compile(r"pci: 00:([0-9a-f]{2})\.0 1af4:1044 class ff0000 rev 01")
@@ -288,6 +289,91 @@ def blk_stop_while_a_reset_waits_for_the_host():
                 r.wait()
         expect(rc == 0, "a stopped petrel exits 0 (%d): %s" % (rc, r.errors()))
         expect("reset done" not in r.output(), "the guest was stopped while it waited")
+
+
+def proc_stat(pid):
+    """(state letter, system call in progress or None) of task pid, from /proc."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        with open("/proc/%d/syscall" % pid) as f:
+            call = f.read().split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None, None
+    return state, int(call) if call.lstrip("-").isdigit() else None
+
+
+SYS_FUTEX, SYS_PPOLL = 202, 271
+
+
+def exiting_with_the_drive_waiting(pid):
+    """Whether petrel (pid) has left vm_run() for good and either waits for a drive or has
+    called exit_group(): its exit holder (a child of its own, CLONE_VM) is up and waits in
+    ppoll(), which it enters only once petrel went on past exit_holder_start(), and petrel's
+    main thread sleeps in a futex (a drive's requests) or is a zombie (exit_group(), its
+    other threads still inside the host's writes)."""
+    main_state, main_call = proc_stat(pid)
+    if main_state == "Z":
+        return True
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == pid:
+            continue
+        try:
+            with open("/proc/%s/status" % entry) as f:
+                ppid = re.search(r"^PPid:\s+(\d+)", f.read(), re.M)
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if ppid and int(ppid.group(1)) == pid:
+            _, call = proc_stat(int(entry))
+            if call == SYS_PPOLL and main_state == "S" and main_call == SYS_FUTEX:
+                return True
+    return False
+
+
+@case
+def blk_writes_in_flight_when_the_guest_exits_reach_the_file():
+    """The guest publishes more one-sector writes than petrel has disk workers, while the
+    host holds every write to the file (WriteGate), and exits at once (debug-exit): some
+    requests are inside pwritev(), the rest still queued in petrel. The gate opens only
+    once petrel is past its run (its exit holder is up) and waits for the drive, or has
+    called exit_group(): every write reaches the file all the same, and petrel exits with
+    the guest's status. Fails with an exit that leaves queued requests to exit_group()."""
+    with tempfile.TemporaryDirectory() as d:
+        path = disk(d, "exit.img")
+        r = Running("run", "--kernel", kit("blkcheck"), "--debug-exit", "--drive",
+                    "path=" + path, "--cmdline",
+                    "console=ttyS0 blkcheck.exit_in_flight=200 blkcheck.timeout=60000")
+        gate = None
+        try:
+            expect(r.wait_output("blkcheck: 0 waiting for the host"),
+                   "blkcheck waits for the gate:\n" + r.output() + r.errors())
+            gate = WriteGate(path, DISK - mmap.PAGESIZE)
+            with open(path, "r+b") as f, mmap.mmap(f.fileno(), DISK) as m:
+                m[201 * SECTOR:201 * SECTOR + 8] = b"GATE-SET"
+            m = r.wait_output("writes in flight")
+            expect(m, "the guest published its writes:\n" + r.output() + r.errors())
+            n = int(re.search(r"exit with (\d+) writes in flight", r.output()).group(1))
+            expect(n > 4, "more writes than petrel's 4 disk workers: %d" % n)
+            deadline = time.monotonic() + TIMEOUT
+            while not exiting_with_the_drive_waiting(r.proc.pid):
+                expect(r.proc.poll() is None, "petrel waits for the held writes before it "
+                       "ends (%s):\n%s" % (r.proc.returncode, r.errors()))
+                expect(time.monotonic() < deadline, "petrel reached its exit")
+                time.sleep(0.01)  # polling /proc for a state, not a wait in its place
+            gate.open()
+            rc = r.wait()
+        finally:
+            if gate:
+                gate.open()
+            if r.proc.poll() is None:
+                r.proc.kill()
+                r.wait()
+        expect(rc == 0, "petrel exits with the guest's status 0 (%d): %s" % (rc, r.errors()))
+        with open(path, "rb") as f:
+            img = f.read()
+        for s in [200] + list(range(202, 201 + n)):
+            expect(img[s * SECTOR:(s + 1) * SECTOR] == pattern(0x3c, s),
+                   "sector %d, written by the guest before it exited, is on the file" % s)
 
 
 # ---- a hostile driver: subprojects/petrel-kit/hostile.c ----
