@@ -247,12 +247,18 @@ static void vm_note_steps(struct vm *vm)
         const struct vcpu *v = &vm->vcpus[i];
         st->kick_ns[i] = v->kick_ns;
         st->out_ns[i] = v->out_ns;
-        st->parked_ns[i] = v->parked_ns;
+        st->parked_ns[i] = atomic_load_explicit(&v->parked_ns, memory_order_relaxed);
         st->ack_ns[i] = v->ack_ns;
     }
     st->woken_ns = vm->wake_ns;
     st->wakes = vm->wakes;
     st->settled_ns = vm_now_ns();
+}
+
+void vm_wait_vcpus_parked(struct vm *vm)
+{
+    for (unsigned i = 0; i < vm->nr_vcpus; i++)
+        vcpu_wait_parked(&vm->vcpus[i]);
 }
 
 void vm_kick_histogram_add(struct vm *vm, uint64_t ns)
@@ -426,6 +432,10 @@ void vm_get_info(struct vm *vm, struct vm_info *info)
     info->last_kick_ns = vm->last_kick_ns;
     info->last_resume_ns = vm->last_resume_ns;
     info->steps = vm->steps;
+    /* Park work comes after the ack: while still paused, take what the vCPUs have done since. */
+    for (unsigned i = 0; vm->state == VM_PAUSED && i < info->steps.nr_vcpus; i++)
+        info->steps.parked_ns[i] =
+            atomic_load_explicit(&vm->vcpus[i].parked_ns, memory_order_relaxed);
     info->console_buffered = outbuf_len(&vm->console.buf);
     info->console_capacity = vm->console.buf.cap;
     info->console_dropped = vm->console.dropped;
