@@ -145,6 +145,13 @@ int vcpu_start(struct vcpu *v) MUST_CHECK;
  */
 int vcpu_request(struct vcpu *v, unsigned req);
 
+/*
+ * Takes one ack off *pending (the VM's count, see vcpu_ack() in vcpu.c); true when it was
+ * the last (the count reached zero) or none was counted: then whoever took it wakes or
+ * scans. vCPU threads, and the loop for its own count.
+ */
+bool vcpu_ack_last(atomic_uint *pending);
+
 /* Clears request bits (resume) and wakes a parked vCPU. Loop only. */
 void vcpu_clear_request(struct vcpu *v, unsigned req);
 

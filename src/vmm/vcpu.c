@@ -80,7 +80,7 @@ static uint64_t vcpu_now_ns(void)
  * zero, or it already was zero (an ack nobody counted: waking the loop is always safe,
  * it rescans every state).
  */
-static bool vcpu_ack_last(atomic_uint *pending)
+bool vcpu_ack_last(atomic_uint *pending)
 {
     unsigned n = atomic_load(pending);
 
@@ -103,6 +103,13 @@ static bool vcpu_ack_last(atomic_uint *pending)
  * zero only with the last ack outstanding. A vCPU that leaves its loop (the VM is
  * stopping then) never takes its ack off: its EXITED ack always writes, and so does
  * vm_request_exit().
+ *
+ * The loop counts one more ack, its own, and takes it off once it has asked every vCPU
+ * (vm_start_transition()): if that brings the count to zero, every vCPU acked while it
+ * was still asking (a woken vCPU often runs at once on the loop's CPU) and none wrote,
+ * and the loop, which scans the states next, needs no wake-up; otherwise the last vCPU
+ * wakes it as above. A spare wake-up costs the loop a turn (epoll_wait, the eventfd's
+ * read, a scan) after its answer, before the client is back on a shared CPU.
  */
 static void vcpu_ack(struct vcpu *v, enum vcpu_state state)
 {

@@ -182,7 +182,8 @@ static void vm_clear_all(struct vm *vm, unsigned req)
 
 /*
  * Counts the acks a transition waits for (every vCPU thread not gone), before any vCPU
- * is asked: the last of them wakes the loop (vcpu_ack() in vcpu.c has the argument).
+ * is asked, plus the loop's own, taken off once every vCPU is asked: the last of them
+ * wakes the loop, unless it is the loop's own (vcpu_ack() in vcpu.c has the argument).
  */
 static void vm_count_acks(struct vm *vm)
 {
@@ -193,7 +194,7 @@ static void vm_count_acks(struct vm *vm)
         if (vm->vcpus[i].thread_started && s != VCPU_EXITED && s != VCPU_CREATED)
             n++;
     }
-    atomic_fetch_add(&vm->acks_pending, n);
+    atomic_fetch_add(&vm->acks_pending, n + 1);
 }
 
 /* Starts the transition from a settled state toward goal (VM_PAUSED or VM_RUNNING). */
@@ -210,6 +211,8 @@ static void vm_start_transition(struct vm *vm, enum vm_state goal)
         hwdev_list_resume(&vm->devices); /* before a vCPU can touch them */
         vm_clear_all(vm, VCPU_REQ_PAUSE);
     }
+    /* The loop's own ack: every caller scans the vCPUs' states next (vm_control_progress()). */
+    (void)vcpu_ack_last(&vm->acks_pending);
 }
 
 /*

@@ -950,6 +950,77 @@ static void test_last_ack_wakes_once_4(void **state)
     last_ack_wakes_once(4, 1000);
 }
 
+/*
+ * The loop's own ack (vm_start_transition()): counted with the vCPUs' and taken off once
+ * every vCPU is asked. Either the loop's was the last (every vCPU acked first, every
+ * state is visible, and nothing woke the loop: no spare turn) or the last vCPU wakes it
+ * exactly once; never both, never neither. The loop takes its ack at once, or only once
+ * every vCPU shows the new state (the case of a vCPU that ran on the loop's CPU).
+ */
+static void transition_with_own_ack(struct group *g, atomic_uint *pending, enum vcpu_state want,
+                                    bool late, unsigned *own_last, const char *what)
+{
+    if (late) {
+        int64_t deadline = now_ms() + WAIT_MS;
+        for (unsigned i = 0; i < g->n; i++)
+            while (vcpu_state(&g->f[i].v) != want) {
+                if (now_ms() > deadline)
+                    fail_msg("%s: vCPU %u never reached state %d", what, i, want);
+                sched_yield();
+            }
+    }
+    if (vcpu_ack_last(pending)) {
+        (*own_last)++;
+        for (unsigned i = 0; i < g->n; i++)
+            if (vcpu_state(&g->f[i].v) != want)
+                fail_msg("%s: the loop's ack was the last, but vCPU %u is in state %d", what, i,
+                         vcpu_state(&g->f[i].v));
+        struct pollfd pfd = {.fd = g->notify_fd, .events = POLLIN};
+        if (poll(&pfd, 1, 0) != 0)
+            fail_msg("%s: a vCPU woke the loop although the loop's ack was the last", what);
+        assert_int_equal(atomic_load(pending), 0);
+    } else {
+        group_wait_once(g, pending, want, what);
+    }
+}
+
+static void own_ack_wakes_at_most_once(unsigned n, unsigned cycles)
+{
+    struct group g;
+    atomic_uint pending;
+    unsigned own_last = 0;
+
+    atomic_init(&pending, 0);
+    group_init(&g, n, FAKE_MIXED);
+    for (unsigned i = 0; i < n; i++)
+        g.f[i].v.acks_pending = &pending;
+    group_start(&g);
+    for (unsigned c = 0; c < cycles; c++) {
+        atomic_fetch_add(&pending, n + 1);
+        group_request(&g, VCPU_REQ_PAUSE);
+        transition_with_own_ack(&g, &pending, VCPU_PAUSED, c % 2, &own_last, "pause");
+        atomic_fetch_add(&pending, n + 1);
+        group_clear(&g, VCPU_REQ_PAUSE);
+        transition_with_own_ack(&g, &pending, VCPU_RUNNING, c % 3 == 0, &own_last, "resume");
+    }
+    group_stop(&g);
+    group_destroy(&g);
+    /* Waiting for the states first, then taking the ack, must find it last at times. */
+    assert_true(own_last > 0);
+}
+
+static void test_own_ack_wakes_at_most_once_1(void **state)
+{
+    (void)state;
+    own_ack_wakes_at_most_once(1, 1000);
+}
+
+static void test_own_ack_wakes_at_most_once_2(void **state)
+{
+    (void)state;
+    own_ack_wakes_at_most_once(2, 1000);
+}
+
 /* A thread that waits for a vCPU's park work, as a snapshot's worker does. */
 struct park_waiter {
     struct fake_vcpu *f;
@@ -1078,6 +1149,8 @@ int main(void)
         cmocka_unit_test(test_last_ack_wakes_once_1),
         cmocka_unit_test(test_last_ack_wakes_once_2),
         cmocka_unit_test(test_last_ack_wakes_once_4),
+        cmocka_unit_test(test_own_ack_wakes_at_most_once_1),
+        cmocka_unit_test(test_own_ack_wakes_at_most_once_2),
         cmocka_unit_test(test_park_work_after_ack),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
