@@ -84,6 +84,7 @@ struct fake_vcpu {
     atomic_uint io_errors;        /* FAKE_IO handshake failed */
     bool park_blocks;             /* ops->parked waits for park_go_fd (a slow KVMCLOCK_CTRL) */
     int park_go_fd;               /* eventfd: the test lets ops->parked finish */
+    int park_in_fd;               /* eventfd: ops->parked is holding (park_blocks) */
     atomic_bool park_finished;    /* ops->parked returned (last pause) */
 };
 
@@ -267,8 +268,11 @@ static void fake_parked(struct vcpu *v)
     atomic_store(&f->park_finished, false);
     atomic_store(&f->parked_pending, f->pending);
     atomic_fetch_add(&f->parked, 1);
-    if (f->park_blocks && !efd_wait(f->park_go_fd))
-        atomic_fetch_add(&f->io_errors, 1);
+    if (f->park_blocks) {
+        efd_signal(f->park_in_fd);
+        if (!efd_wait(f->park_go_fd))
+            atomic_fetch_add(&f->io_errors, 1);
+    }
     atomic_store(&f->park_finished, true);
 }
 
@@ -303,8 +307,9 @@ static void group_init(struct group *g, unsigned n, enum fake_mode mode)
         f->chain_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         f->free_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         f->park_go_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        f->park_in_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         assert_true(f->entered_fd >= 0 && f->io_fd >= 0 && f->go_fd >= 0 && f->chain_fd >= 0 &&
-                    f->free_fd >= 0 && f->park_go_fd >= 0);
+                    f->free_fd >= 0 && f->park_go_fd >= 0 && f->park_in_fd >= 0);
     }
 }
 
@@ -386,6 +391,7 @@ static void group_destroy(struct group *g)
         close(f->chain_fd);
         close(f->free_fd);
         close(f->park_go_fd);
+        close(f->park_in_fd);
     }
     close(g->notify_fd);
     free(g->f);
@@ -1076,6 +1082,8 @@ static void test_park_work_after_ack(void **state)
     group_start(&g);
     group_request(&g, VCPU_REQ_PAUSE);
     group_wait(&g, VCPU_PAUSED, "pause with its park work held");
+    if (!efd_wait(f->park_in_fd)) /* the work starts after the ack */
+        fail_msg("the park work never started");
     assert_int_equal(atomic_load(&f->parked), 1);
     assert_false(atomic_load(&f->park_finished));
     assert_false(vcpu_park_done(&f->v));
