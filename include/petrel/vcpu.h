@@ -42,7 +42,10 @@ enum vcpu_step {
 
 struct vcpu_ops {
     enum vcpu_step (*run)(struct vcpu *v);
-    /* Optional: called on the vCPU thread once parked, before the PAUSED ack. */
+    /*
+     * Optional: called on the vCPU thread once parked, after the PAUSED ack (off the
+     * pause's path); vcpu_wait_parked() waits for it.
+     */
     void (*parked)(struct vcpu *v);
 };
 
@@ -87,6 +90,12 @@ struct vcpu {
 
     pthread_mutex_t park_lock; /* with park_cond: a parked vCPU sleeps here */
     pthread_cond_t park_cond;
+    /*
+     * The park work (ops->parked) of the current pause is done: cleared by the vCPU
+     * thread before its PAUSED ack, set under park_lock (with a broadcast of park_cond)
+     * once the work is done; see vcpu_park() and vcpu_wait_parked().
+     */
+    atomic_bool park_done;
 
     /*
      * vCPU thread only: a port/MMIO exit was handled and completes on the next
@@ -107,11 +116,13 @@ struct vcpu {
     /*
      * The steps of the last pause (CLOCK_MONOTONIC ns), for GET /vm's pause.steps:
      * kick_ns is the loop's (its signal sent); out_ns (the request seen out of
-     * KVM_RUN), parked_ns (the park hook done) and ack_ns (the PAUSED ack sent) the
-     * vCPU thread's, written before its PAUSED state store, which publishes them to
-     * the loop (read there once it has seen the state, until the next transition).
+     * KVM_RUN) and ack_ns (the PAUSED ack sent) the vCPU thread's, written before its
+     * PAUSED state store, which publishes them to the loop (read there once it has
+     * seen the state, until the next transition). parked_ns (the park work done) comes
+     * after the ack: an atomic the loop may read at any time.
      */
-    uint64_t kick_ns, out_ns, parked_ns, ack_ns;
+    uint64_t kick_ns, out_ns, ack_ns;
+    _Atomic uint64_t parked_ns;
     /* Statistics, vCPU thread only (read once the thread is joined): */
     unsigned long long kicks_seen;              /* KVM_RUNs cut short */
     unsigned long long completing_runs;         /* KVM_RUNs that completed an exit before a park */
@@ -134,6 +145,13 @@ int vcpu_start(struct vcpu *v) MUST_CHECK;
  */
 int vcpu_request(struct vcpu *v, unsigned req);
 
+/*
+ * Takes one ack off *pending (the VM's count, see vcpu_ack() in vcpu.c); true when it was
+ * the last (the count reached zero) or none was counted: then whoever took it wakes or
+ * scans. vCPU threads, and the loop for its own count.
+ */
+bool vcpu_ack_last(atomic_uint *pending);
+
 /* Clears request bits (resume) and wakes a parked vCPU. Loop only. */
 void vcpu_clear_request(struct vcpu *v, unsigned req);
 
@@ -147,6 +165,18 @@ static inline enum vcpu_state vcpu_state(struct vcpu *v)
  * VCPU_REQ_STOP (a debug stop waits here for the pause that stops every vCPU).
  */
 void vcpu_wait_request(struct vcpu *v);
+
+/*
+ * True when vCPU v's park work (ops->parked, done after its PAUSED ack) is done, or v is
+ * not parked. Any thread.
+ */
+bool vcpu_park_done(struct vcpu *v);
+
+/*
+ * Blocks until vcpu_park_done(v): what reads a paused vCPU's state (a snapshot) calls it
+ * first. Not on the loop (it may block for the park work's ioctl); not on v's thread.
+ */
+void vcpu_wait_parked(struct vcpu *v);
 
 /* Waits for an exited thread. */
 void vcpu_join(struct vcpu *v);

@@ -255,6 +255,12 @@ bool vm_exit_frees(void);
  */
 void vm_pause(struct vm *vm, vm_done_fn *done, void *ctx);
 
+/*
+ * Blocks until every paused vCPU's park work (KVMCLOCK_CTRL, done after its PAUSED ack)
+ * is done: call it before reading a paused vCPU's state. Not on the loop (a worker).
+ */
+void vm_wait_vcpus_parked(struct vm *vm);
+
 /* Resumes a paused VM (loop only); done runs with 0 once every vCPU runs again. As vm_pause(). */
 void vm_resume(struct vm *vm, vm_done_fn *done, void *ctx);
 

@@ -85,6 +85,7 @@ struct ctl_conn {
     size_t used;        /* bytes of the last reply, dropped when the next request starts */
     char migration[32]; /* the status of the last MIGRATION event seen */
     long gap_us;        /* cycle modes: the guest runs this long between resume and pause */
+    double sent, got;   /* ctl_http(): the last request's send and its reply, CLOCK_MONOTONIC us */
     char err[512];
 };
 
@@ -334,7 +335,9 @@ static int ctl_http(struct ctl_conn *c, const char *req, const char *what, int w
         memcpy(msg, c->err, sizeof(msg));
         return ctl_fail(c, "%s: %s", what, msg);
     }
-    *us = ctl_now_us() - t0;
+    c->got = ctl_now_us();
+    c->sent = t0;
+    *us = c->got - t0;
     c->used = (size_t)used;
     if (want ? r->status != want : r->status / 100 != 2)
         return ctl_fail(c, "%s: status %d (expected %d): %s", what, r->status, want,
@@ -346,7 +349,7 @@ static int ctl_http(struct ctl_conn *c, const char *req, const char *what, int w
 
 /* Checks GET /vm's body: the VM is Paused and its pause count is *count + 1. */
 static int ctl_check_paused(struct ctl_conn *c, const struct ctl_reply *r, long long *count,
-                            double *kick_us, char **steps)
+                            double *kick_us, char **steps, double sent, double got)
 {
     char ex[1024];
     json_error_t jerr;
@@ -375,6 +378,16 @@ static int ctl_check_paused(struct ctl_conn *c, const struct ctl_reply *r, long 
     if (steps) {
         /* petrel's per-step timestamps of this pause (docs/api.md), when it has them. */
         json_t *st = json_object_get(json_object_get(o, "pause"), "steps");
+        /*
+         * With the request's own time ("at", CLOCK_MONOTONIC, as this clock), the pause's
+         * send and its reply's arrival become steps too: "sent" (negative: before the
+         * request reached petrel's loop) and "got".
+         */
+        json_t *at = st ? json_object_get(st, "at") : NULL;
+        if (json_is_number(at)) {
+            json_object_set_new(st, "sent", json_real(sent - json_number_value(at)));
+            json_object_set_new(st, "got", json_real(got - json_number_value(at)));
+        }
         *steps = st ? json_dumps(st, JSON_COMPACT) : strdup("{}");
         if (!*steps) {
             ctl_fail(c, "out of memory");
@@ -406,13 +419,17 @@ static int ctl_run_http(struct ctl_conn *c, int warmup, int cycles, double *out,
     for (int i = 0; i < warmup + cycles; i++) {
         double scratch[4];
         double *o = i < warmup ? scratch : out + 4 * (i - warmup);
-        double untimed;
+        double untimed, sent, got;
         ctl_gap(c);
         if (ctl_http(c, get_root, "GET /", 200, &r, &o[0]) < 0 ||
-            ctl_http(c, pause, "PATCH /vm Paused", 204, &r, &o[1]) < 0 ||
-            ctl_http(c, get_vm, "GET /vm", 200, &r, &untimed) < 0)
+            ctl_http(c, pause, "PATCH /vm Paused", 204, &r, &o[1]) < 0)
             return -1;
-        if (ctl_check_paused(c, &r, &count, &o[2], i < warmup ? NULL : &steps[i - warmup]) < 0 ||
+        sent = c->sent;
+        got = c->got;
+        if (ctl_http(c, get_vm, "GET /vm", 200, &r, &untimed) < 0)
+            return -1;
+        if (ctl_check_paused(c, &r, &count, &o[2], i < warmup ? NULL : &steps[i - warmup], sent,
+                             got) < 0 ||
             ctl_http(c, resume, "PATCH /vm Resumed", 204, &r, &o[3]) < 0)
             return -1;
     }

@@ -96,7 +96,8 @@ static double api_step_us(const struct vm_steps *st, uint64_t ns)
 
 /*
  * The last pause's steps (struct vm_steps) as microseconds from its request: per vCPU i
- * kick<i>, out<i>, parked<i>, ack<i>; then woken, settled, replied, and wakes (a count).
+ * kick<i>, out<i>, parked<i>, ack<i>; then woken, settled, replied, wakes (a count), and at,
+ * the request's own time (CLOCK_MONOTONIC microseconds), for a client to put them on its clock.
  */
 static json_t *api_steps(const struct vm_steps *st)
 {
@@ -117,6 +118,7 @@ static json_t *api_steps(const struct vm_steps *st)
     json_object_set_new(o, "settled", json_real(api_step_us(st, st->settled_ns)));
     json_object_set_new(o, "replied", json_real(api_step_us(st, st->replied_ns)));
     json_object_set_new(o, "wakes", json_integer(st->wakes));
+    json_object_set_new(o, "at", json_real((double)st->request_ns / 1000.0));
     return o;
 }
 

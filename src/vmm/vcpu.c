@@ -54,6 +54,8 @@ void vcpu_init_common(struct vcpu *v, unsigned id, const struct vcpu_ops *ops, i
     atomic_init(&v->requests, 0);
     atomic_init(&v->state, VCPU_CREATED);
     atomic_init(&v->debug_stop, false);
+    atomic_init(&v->park_done, false);
+    atomic_init(&v->parked_ns, 0);
     pthread_mutex_init(&v->park_lock, NULL);
     pthread_cond_init(&v->park_cond, NULL);
 }
@@ -78,7 +80,7 @@ static uint64_t vcpu_now_ns(void)
  * zero, or it already was zero (an ack nobody counted: waking the loop is always safe,
  * it rescans every state).
  */
-static bool vcpu_ack_last(atomic_uint *pending)
+bool vcpu_ack_last(atomic_uint *pending)
 {
     unsigned n = atomic_load(pending);
 
@@ -101,6 +103,13 @@ static bool vcpu_ack_last(atomic_uint *pending)
  * zero only with the last ack outstanding. A vCPU that leaves its loop (the VM is
  * stopping then) never takes its ack off: its EXITED ack always writes, and so does
  * vm_request_exit().
+ *
+ * The loop counts one more ack, its own, and takes it off once it has asked every vCPU
+ * (vm_start_transition()): if that brings the count to zero, every vCPU acked while it
+ * was still asking (a woken vCPU often runs at once on the loop's CPU) and none wrote,
+ * and the loop, which scans the states next, needs no wake-up; otherwise the last vCPU
+ * wakes it as above. A spare wake-up costs the loop a turn (epoll_wait, the eventfd's
+ * read, a scan) after its answer, before the client is back on a shared CPU.
  */
 static void vcpu_ack(struct vcpu *v, enum vcpu_state state)
 {
@@ -118,15 +127,26 @@ static void vcpu_ack(struct vcpu *v, enum vcpu_state state)
  * Parks the vCPU until the loop clears VCPU_REQ_PAUSE (or asks it to stop).
  * Only called with no port/MMIO exit pending (see vcpu_complete_exit()), so
  * the registers a snapshot reads are consistent.
+ *
+ * The ack comes first and the park work (ops->parked: KVMCLOCK_CTRL, 40-70 us in a
+ * nested L1) after it, off the pause's path: the loop answers the client as soon as
+ * every vCPU is out of the guest. Whatever reads a vCPU's state while the VM is paused
+ * (a snapshot) first waits for that work with vcpu_wait_parked(); the vCPU's own resume
+ * needs no wait, as this thread does the work before it can run the guest again.
+ * park_done is cleared before the PAUSED ack and set, under park_lock with a broadcast,
+ * once the work is done, so a waiter that sees PAUSED waits for this pause's work.
  */
 static void vcpu_park(struct vcpu *v)
 {
+    atomic_store(&v->park_done, false);
+    v->ack_ns = vcpu_now_ns();
+    vcpu_ack(v, VCPU_PAUSED);
     if (v->ops->parked)
         v->ops->parked(v);
-    v->parked_ns = vcpu_now_ns();
-    v->ack_ns = v->parked_ns;
-    vcpu_ack(v, VCPU_PAUSED);
+    atomic_store_explicit(&v->parked_ns, vcpu_now_ns(), memory_order_relaxed);
     pthread_mutex_lock(&v->park_lock);
+    atomic_store(&v->park_done, true);
+    pthread_cond_broadcast(&v->park_cond); /* a vcpu_wait_parked(); no syscall without one */
     unsigned req;
     while (((req = atomic_load(&v->requests)) & (VCPU_REQ_PAUSE | VCPU_REQ_STOP)) == VCPU_REQ_PAUSE)
         pthread_cond_wait(&v->park_cond, &v->park_lock);
@@ -134,6 +154,19 @@ static void vcpu_park(struct vcpu *v)
     /* Woken to stop: no RUNNING ack (the loop counted none), the EXITED one follows. */
     if (!(req & VCPU_REQ_STOP))
         vcpu_ack(v, VCPU_RUNNING);
+}
+
+bool vcpu_park_done(struct vcpu *v)
+{
+    return vcpu_state(v) != VCPU_PAUSED || atomic_load(&v->park_done);
+}
+
+void vcpu_wait_parked(struct vcpu *v)
+{
+    pthread_mutex_lock(&v->park_lock);
+    while (!vcpu_park_done(v))
+        pthread_cond_wait(&v->park_cond, &v->park_lock);
+    pthread_mutex_unlock(&v->park_lock);
 }
 
 /*

@@ -182,7 +182,8 @@ static void vm_clear_all(struct vm *vm, unsigned req)
 
 /*
  * Counts the acks a transition waits for (every vCPU thread not gone), before any vCPU
- * is asked: the last of them wakes the loop (vcpu_ack() in vcpu.c has the argument).
+ * is asked, plus the loop's own, taken off once every vCPU is asked: the last of them
+ * wakes the loop, unless it is the loop's own (vcpu_ack() in vcpu.c has the argument).
  */
 static void vm_count_acks(struct vm *vm)
 {
@@ -193,7 +194,7 @@ static void vm_count_acks(struct vm *vm)
         if (vm->vcpus[i].thread_started && s != VCPU_EXITED && s != VCPU_CREATED)
             n++;
     }
-    atomic_fetch_add(&vm->acks_pending, n);
+    atomic_fetch_add(&vm->acks_pending, n + 1);
 }
 
 /* Starts the transition from a settled state toward goal (VM_PAUSED or VM_RUNNING). */
@@ -210,6 +211,8 @@ static void vm_start_transition(struct vm *vm, enum vm_state goal)
         hwdev_list_resume(&vm->devices); /* before a vCPU can touch them */
         vm_clear_all(vm, VCPU_REQ_PAUSE);
     }
+    /* The loop's own ack: every caller scans the vCPUs' states next (vm_control_progress()). */
+    (void)vcpu_ack_last(&vm->acks_pending);
 }
 
 /*
@@ -247,12 +250,18 @@ static void vm_note_steps(struct vm *vm)
         const struct vcpu *v = &vm->vcpus[i];
         st->kick_ns[i] = v->kick_ns;
         st->out_ns[i] = v->out_ns;
-        st->parked_ns[i] = v->parked_ns;
+        st->parked_ns[i] = atomic_load_explicit(&v->parked_ns, memory_order_relaxed);
         st->ack_ns[i] = v->ack_ns;
     }
     st->woken_ns = vm->wake_ns;
     st->wakes = vm->wakes;
     st->settled_ns = vm_now_ns();
+}
+
+void vm_wait_vcpus_parked(struct vm *vm)
+{
+    for (unsigned i = 0; i < vm->nr_vcpus; i++)
+        vcpu_wait_parked(&vm->vcpus[i]);
 }
 
 void vm_kick_histogram_add(struct vm *vm, uint64_t ns)
@@ -426,6 +435,10 @@ void vm_get_info(struct vm *vm, struct vm_info *info)
     info->last_kick_ns = vm->last_kick_ns;
     info->last_resume_ns = vm->last_resume_ns;
     info->steps = vm->steps;
+    /* Park work comes after the ack: while still paused, take what the vCPUs have done since. */
+    for (unsigned i = 0; vm->state == VM_PAUSED && i < info->steps.nr_vcpus; i++)
+        info->steps.parked_ns[i] =
+            atomic_load_explicit(&vm->vcpus[i].parked_ns, memory_order_relaxed);
     info->console_buffered = outbuf_len(&vm->console.buf);
     info->console_capacity = vm->console.buf.cap;
     info->console_dropped = vm->console.dropped;

@@ -82,6 +82,10 @@ struct fake_vcpu {
     atomic_uint parked;           /* ops->parked calls */
     atomic_uint parked_pending;   /* fragments still pending at the last ops->parked call */
     atomic_uint io_errors;        /* FAKE_IO handshake failed */
+    bool park_blocks;             /* ops->parked waits for park_go_fd (a slow KVMCLOCK_CTRL) */
+    int park_go_fd;               /* eventfd: the test lets ops->parked finish */
+    int park_in_fd;               /* eventfd: ops->parked is holding (park_blocks) */
+    atomic_bool park_finished;    /* ops->parked returned (last pause) */
 };
 
 static uint64_t xorshift64(uint64_t *s)
@@ -256,13 +260,20 @@ static enum vcpu_step fake_run(struct vcpu *v)
     return step;
 }
 
-/* Called by vcpu_park() once parked, before the PAUSED ack. */
+/* Called by vcpu_park() once parked, after the PAUSED ack. */
 static void fake_parked(struct vcpu *v)
 {
     struct fake_vcpu *f = container_of(v, struct fake_vcpu, v);
 
+    atomic_store(&f->park_finished, false);
     atomic_store(&f->parked_pending, f->pending);
     atomic_fetch_add(&f->parked, 1);
+    if (f->park_blocks) {
+        efd_signal(f->park_in_fd);
+        if (!efd_wait(f->park_go_fd))
+            atomic_fetch_add(&f->io_errors, 1);
+    }
+    atomic_store(&f->park_finished, true);
 }
 
 static const struct vcpu_ops fake_ops = {.run = fake_run, .parked = fake_parked};
@@ -295,8 +306,10 @@ static void group_init(struct group *g, unsigned n, enum fake_mode mode)
         f->go_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         f->chain_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         f->free_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        f->park_go_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        f->park_in_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         assert_true(f->entered_fd >= 0 && f->io_fd >= 0 && f->go_fd >= 0 && f->chain_fd >= 0 &&
-                    f->free_fd >= 0);
+                    f->free_fd >= 0 && f->park_go_fd >= 0 && f->park_in_fd >= 0);
     }
 }
 
@@ -377,6 +390,8 @@ static void group_destroy(struct group *g)
         close(f->go_fd);
         close(f->chain_fd);
         close(f->free_fd);
+        close(f->park_go_fd);
+        close(f->park_in_fd);
     }
     close(g->notify_fd);
     free(g->f);
@@ -658,6 +673,7 @@ static void pause_completes_fragments(unsigned frags)
     struct fake_vcpu *f = pause_in_first_fragment(&g, frags, 0);
 
     assert_int_equal(wait_settled(&g, f), VCPU_PAUSED);
+    vcpu_wait_parked(&f->v); /* the park hook runs after the ack */
     assert_int_equal(atomic_load(&f->parked), 1);
     assert_int_equal(atomic_load(&f->parked_pending), 0);
     assert_int_equal(atomic_load(&f->completions), frags);
@@ -677,6 +693,7 @@ static void pause_completes_fragments(unsigned frags)
     group_wait_asleep(&g);
     group_request(&g, VCPU_REQ_PAUSE);
     group_wait(&g, VCPU_PAUSED, "second pause");
+    vcpu_wait_parked(&f->v);
     assert_int_equal(atomic_load(&f->calls), 2 + frags);
     assert_int_equal(atomic_load(&f->io_calls), frags);
     assert_int_equal(atomic_load(&f->parked), 2);
@@ -939,6 +956,170 @@ static void test_last_ack_wakes_once_4(void **state)
     last_ack_wakes_once(4, 1000);
 }
 
+/*
+ * The loop's own ack (vm_start_transition()): counted with the vCPUs' and taken off once
+ * every vCPU is asked. Either the loop's was the last (every vCPU acked first, every
+ * state is visible, and nothing woke the loop: no spare turn) or the last vCPU wakes it
+ * exactly once; never both, never neither. The loop takes its ack at once, or only once
+ * every vCPU shows the new state (the case of a vCPU that ran on the loop's CPU).
+ */
+static void transition_with_own_ack(struct group *g, atomic_uint *pending, enum vcpu_state want,
+                                    bool late, unsigned *own_last, const char *what)
+{
+    if (late) {
+        int64_t deadline = now_ms() + WAIT_MS;
+        for (unsigned i = 0; i < g->n; i++)
+            while (vcpu_state(&g->f[i].v) != want) {
+                if (now_ms() > deadline)
+                    fail_msg("%s: vCPU %u never reached state %d", what, i, want);
+                sched_yield();
+            }
+    }
+    if (vcpu_ack_last(pending)) {
+        (*own_last)++;
+        for (unsigned i = 0; i < g->n; i++)
+            if (vcpu_state(&g->f[i].v) != want)
+                fail_msg("%s: the loop's ack was the last, but vCPU %u is in state %d", what, i,
+                         vcpu_state(&g->f[i].v));
+        struct pollfd pfd = {.fd = g->notify_fd, .events = POLLIN};
+        if (poll(&pfd, 1, 0) != 0)
+            fail_msg("%s: a vCPU woke the loop although the loop's ack was the last", what);
+        assert_int_equal(atomic_load(pending), 0);
+    } else {
+        group_wait_once(g, pending, want, what);
+    }
+}
+
+static void own_ack_wakes_at_most_once(unsigned n, unsigned cycles)
+{
+    struct group g;
+    atomic_uint pending;
+    unsigned own_last = 0;
+
+    atomic_init(&pending, 0);
+    group_init(&g, n, FAKE_MIXED);
+    for (unsigned i = 0; i < n; i++)
+        g.f[i].v.acks_pending = &pending;
+    group_start(&g);
+    for (unsigned c = 0; c < cycles; c++) {
+        atomic_fetch_add(&pending, n + 1);
+        group_request(&g, VCPU_REQ_PAUSE);
+        transition_with_own_ack(&g, &pending, VCPU_PAUSED, c % 2, &own_last, "pause");
+        atomic_fetch_add(&pending, n + 1);
+        group_clear(&g, VCPU_REQ_PAUSE);
+        transition_with_own_ack(&g, &pending, VCPU_RUNNING, c % 3 == 0, &own_last, "resume");
+    }
+    group_stop(&g);
+    group_destroy(&g);
+    /* Waiting for the states first, then taking the ack, must find it last at times. */
+    assert_true(own_last > 0);
+}
+
+static void test_own_ack_wakes_at_most_once_1(void **state)
+{
+    (void)state;
+    own_ack_wakes_at_most_once(1, 1000);
+}
+
+static void test_own_ack_wakes_at_most_once_2(void **state)
+{
+    (void)state;
+    own_ack_wakes_at_most_once(2, 1000);
+}
+
+/* A thread that waits for a vCPU's park work, as a snapshot's worker does. */
+struct park_waiter {
+    struct fake_vcpu *f;
+    atomic_int tid;
+    atomic_bool returned;
+    atomic_bool saw_finished; /* the park work was done when vcpu_wait_parked() returned */
+};
+
+static void *park_waiter_thread(void *arg)
+{
+    struct park_waiter *w = arg;
+
+    atomic_store(&w->tid, (int)gettid());
+    vcpu_wait_parked(&w->f->v);
+    atomic_store(&w->saw_finished, atomic_load(&w->f->park_finished));
+    atomic_store(&w->returned, true);
+    return NULL;
+}
+
+/* The state letter of thread tid ('S' sleeping, 'R' running, ...), from /proc. */
+static char thread_state(int tid)
+{
+    char path[64], buf[256];
+    snprintf(path, sizeof(path), "/proc/self/task/%d/stat", tid);
+    FILE *fp = fopen(path, "r");
+    if (!fp)
+        return '?';
+    size_t n = fread(buf, 1, sizeof(buf) - 1, fp);
+    fclose(fp);
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')'); /* the name may hold blanks and parentheses */
+    return p && p[1] == ' ' ? p[2] : '?';
+}
+
+/*
+ * The PAUSED ack comes before the park work (KVMCLOCK_CTRL), so the loop can answer
+ * sooner; what reads the vCPU's state (a snapshot) must not pass vcpu_wait_parked()
+ * before that work is done. The park work here blocks until the test lets it go: the
+ * ack must still come (it did not on the old order), and a waiter must be asleep in
+ * vcpu_wait_parked() (not returned) until the work is done.
+ */
+static void test_park_work_after_ack(void **state)
+{
+    (void)state;
+    struct group g;
+    struct park_waiter w = {0};
+    pthread_t th;
+
+    group_init(&g, 1, FAKE_BLOCK);
+    struct fake_vcpu *f = &g.f[0];
+    f->park_blocks = true;
+    w.f = f;
+    group_start(&g);
+    group_request(&g, VCPU_REQ_PAUSE);
+    group_wait(&g, VCPU_PAUSED, "pause with its park work held");
+    if (!efd_wait(f->park_in_fd)) /* the work starts after the ack */
+        fail_msg("the park work never started");
+    assert_int_equal(atomic_load(&f->parked), 1);
+    assert_false(atomic_load(&f->park_finished));
+    assert_false(vcpu_park_done(&f->v));
+
+    assert_int_equal(pthread_create(&th, NULL, park_waiter_thread, &w), 0);
+    /* Until the waiter sleeps (in vcpu_wait_parked(): it does nothing else) or returns. */
+    int64_t deadline = now_ms() + WAIT_MS;
+    while (!atomic_load(&w.returned) &&
+           (!atomic_load(&w.tid) || thread_state(atomic_load(&w.tid)) != 'S')) {
+        if (now_ms() > deadline)
+            fail_msg("the waiter neither slept nor returned within %d ms", WAIT_MS);
+        sched_yield();
+    }
+    if (atomic_load(&w.returned))
+        fail_msg("vcpu_wait_parked() returned while the park work was still running");
+    efd_signal(f->park_go_fd);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_true(atomic_load(&w.returned));
+    assert_true(atomic_load(&w.saw_finished));
+    assert_true(vcpu_park_done(&f->v));
+
+    /* Resumed: not parked, nothing to wait for; the next pause's work is waited for again. */
+    group_clear(&g, VCPU_REQ_PAUSE);
+    group_wait(&g, VCPU_RUNNING, "resume");
+    assert_true(vcpu_park_done(&f->v));
+    vcpu_wait_parked(&f->v);
+    f->park_blocks = false; /* read by the vCPU thread after the request below */
+    group_request(&g, VCPU_REQ_PAUSE);
+    group_wait(&g, VCPU_PAUSED, "second pause");
+    vcpu_wait_parked(&f->v);
+    assert_true(atomic_load(&f->park_finished));
+    assert_int_equal(atomic_load(&f->parked), 2);
+    group_stop(&g);
+    group_destroy(&g);
+}
+
 int main(void)
 {
     sigset_t kick;
@@ -976,6 +1157,9 @@ int main(void)
         cmocka_unit_test(test_last_ack_wakes_once_1),
         cmocka_unit_test(test_last_ack_wakes_once_2),
         cmocka_unit_test(test_last_ack_wakes_once_4),
+        cmocka_unit_test(test_own_ack_wakes_at_most_once_1),
+        cmocka_unit_test(test_own_ack_wakes_at_most_once_2),
+        cmocka_unit_test(test_park_work_after_ack),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
