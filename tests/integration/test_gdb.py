@@ -107,7 +107,7 @@ def hbreak_and_step():
         expect("value=34\n" in out, "the next round stops again: " + out)
     else:
         expect("Could not insert hardware breakpoint" in out, "gdb hears the refusal: " + out)
-        expect("breakpoints, watchpoints and stepping are refused" in s.r.errors(),
+        expect(s.r.wait_output("breakpoints, watchpoints and stepping are refused", stream=1),
                s.r.errors())
     expect("exited normally" in out, "the guest runs to its end: " + out)
     console = s.finish()
@@ -121,7 +121,8 @@ def software_breakpoint():
                 "continue", "print round", "delete", "continue")
     if not SW_AND_WATCH:
         expect("Cannot insert breakpoint 1" in out, "gdb hears the refusal: " + out)
-        expect("breakpoints" in s.r.errors() and "are refused" in s.r.errors(), s.r.errors())
+        expect(s.r.wait_output("are refused", stream=1) and "breakpoints" in s.r.errors(),
+               s.r.errors())
     else:
         expect("Breakpoint 1, gdbt_tick (round=1)" in out,
                "int3 stops: " + out + "\npetrel: " + s.r.errors())
@@ -141,7 +142,8 @@ def watchpoint():
                 "continue")
     if not SW_AND_WATCH:
         expect("Could not insert hardware watchpoint" in out, "gdb hears the refusal: " + out)
-        expect("watchpoints" in s.r.errors() and "are refused" in s.r.errors(), s.r.errors())
+        expect(s.r.wait_output("are refused", stream=1) and "watchpoints" in s.r.errors(),
+               s.r.errors())
     else:
         expect("Old value = 0\nNew value = 17" in out,
                "stops on the first write: " + out + "\npetrel: " + s.r.errors())
