@@ -241,9 +241,6 @@ void vm_destroy(struct vm *vm);
  */
 void vm_destroy_at_exit(struct vm *vm);
 
-/* Whether vm_destroy_at_exit() frees everything (see there). */
-bool vm_exit_frees(void);
-
 /*
  * Pauses every vCPU (loop only). done runs with 0 once every vCPU has parked,
  * possibly before this returns. Requests are served in the order they come,

@@ -663,6 +663,22 @@ void vm_report_exit(struct vm *vm, FILE *f)
     }
 }
 
+/* Whether vm_destroy_at_exit() frees everything (see vm.h). */
+static bool vm_exit_frees(void)
+{
+#if defined(__SANITIZE_ADDRESS__)
+    return true; /* the leak check reads what is still allocated at exit */
+#else
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+    return true;
+#endif
+#endif
+    const char *v = getenv("PETREL_EXIT_FREE");
+    return v && *v && strcmp(v, "0") != 0;
+#endif
+}
+
 /*
  * What KVM's teardown of the VM costs petrel's caller: closing the VM's last fd waits
  * for an RCU barrier and for the VM's worker thread to stop (about 20 ms idle in the
@@ -694,21 +710,6 @@ void vm_destroy_at_exit(struct vm *vm)
      */
     vm_snapshot_cancel(vm);
     hwdev_list_drain(&vm->devices);
-}
-
-bool vm_exit_frees(void)
-{
-#if defined(__SANITIZE_ADDRESS__)
-    return true; /* the leak check reads what is still allocated at exit */
-#else
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)
-    return true;
-#endif
-#endif
-    const char *v = getenv("PETREL_EXIT_FREE");
-    return v && *v && strcmp(v, "0") != 0;
-#endif
 }
 
 void vm_destroy(struct vm *vm)
