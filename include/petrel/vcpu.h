@@ -43,10 +43,11 @@ enum vcpu_step {
 struct vcpu_ops {
     enum vcpu_step (*run)(struct vcpu *v);
     /*
-     * Optional: called on the vCPU thread once parked, after the PAUSED ack (off the
-     * pause's path); vcpu_wait_parked() waits for it.
+     * Optional: called on the vCPU thread when it leaves a pause to run the guest again,
+     * after its RUNNING ack and before it enters the guest (not when it leaves to stop):
+     * the work a pause needs, kept off the pause's path (see vcpu_park()).
      */
-    void (*parked)(struct vcpu *v);
+    void (*resuming)(struct vcpu *v);
 };
 
 /*
@@ -90,12 +91,6 @@ struct vcpu {
 
     pthread_mutex_t park_lock; /* with park_cond: a parked vCPU sleeps here */
     pthread_cond_t park_cond;
-    /*
-     * The park work (ops->parked) of the current pause is done: cleared by the vCPU
-     * thread before its PAUSED ack, set under park_lock (with a broadcast of park_cond)
-     * once the work is done; see vcpu_park() and vcpu_wait_parked().
-     */
-    atomic_bool park_done;
 
     /*
      * vCPU thread only: a port/MMIO exit was handled and completes on the next
@@ -118,7 +113,7 @@ struct vcpu {
      * kick_ns is the loop's (its signal sent); out_ns (the request seen out of
      * KVM_RUN) and ack_ns (the PAUSED ack sent) the vCPU thread's, written before its
      * PAUSED state store, which publishes them to the loop (read there once it has
-     * seen the state, until the next transition). parked_ns (the park work done) comes
+     * seen the state, until the next transition). parked_ns (about to sleep) comes
      * after the ack: an atomic the loop may read at any time.
      */
     uint64_t kick_ns, out_ns, ack_ns;
@@ -165,18 +160,6 @@ static inline enum vcpu_state vcpu_state(struct vcpu *v)
  * VCPU_REQ_STOP (a debug stop waits here for the pause that stops every vCPU).
  */
 void vcpu_wait_request(struct vcpu *v);
-
-/*
- * True when vCPU v's park work (ops->parked, done after its PAUSED ack) is done, or v is
- * not parked. Any thread.
- */
-bool vcpu_park_done(struct vcpu *v);
-
-/*
- * Blocks until vcpu_park_done(v): what reads a paused vCPU's state (a snapshot) calls it
- * first. Not on the loop (it may block for the park work's ioctl); not on v's thread.
- */
-void vcpu_wait_parked(struct vcpu *v);
 
 /* Waits for an exited thread. */
 void vcpu_join(struct vcpu *v);

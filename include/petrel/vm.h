@@ -85,7 +85,7 @@ struct vm_steps {
     uint64_t request_ns;                /* vm_pause() called (the request parsed, on the loop) */
     uint64_t kick_ns[VM_STEPS_VCPUS];   /* the loop sent vCPU i its signal */
     uint64_t out_ns[VM_STEPS_VCPUS];    /* vCPU i saw the request, out of KVM_RUN */
-    uint64_t parked_ns[VM_STEPS_VCPUS]; /* vCPU i's park hook done */
+    uint64_t parked_ns[VM_STEPS_VCPUS]; /* vCPU i about to sleep, after its ack */
     uint64_t ack_ns[VM_STEPS_VCPUS];    /* vCPU i acked */
     uint64_t woken_ns;                  /* the loop woke for the ack that completed the pause */
     uint64_t settled_ns;                /* the loop saw every vCPU parked */
@@ -251,12 +251,6 @@ void vm_destroy_at_exit(struct vm *vm);
  * still waiting when a stop comes). -EBUSY when VM_MAX_WAITERS are waiting.
  */
 void vm_pause(struct vm *vm, vm_done_fn *done, void *ctx);
-
-/*
- * Blocks until every paused vCPU's park work (KVMCLOCK_CTRL, done after its PAUSED ack)
- * is done: call it before reading a paused vCPU's state. Not on the loop (a worker).
- */
-void vm_wait_vcpus_parked(struct vm *vm);
 
 /* Resumes a paused VM (loop only); done runs with 0 once every vCPU runs again. As vm_pause(). */
 void vm_resume(struct vm *vm, vm_done_fn *done, void *ctx);

@@ -48,16 +48,11 @@ struct vm_snap {
     void *ctx;
 };
 
-/*
- * Step 1, on a worker: each vCPU's park work done (a vCPU acks its pause first and calls
- * KVMCLOCK_CTRL after: see vcpu_park()), so nothing the snapshot reads predates it; the
- * devices drained; RAM into the temporary memory file.
- */
+/* Step 1, on a worker: the devices drained; RAM into the temporary memory file. */
 static void snap_write_memory(struct job *job)
 {
     struct vm_snap *s = container_of(job, struct vm_snap, job);
 
-    vm_wait_vcpus_parked(s->vm);
     hwdev_list_drain(&s->vm->devices);
     int fd = open(s->mem_tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) {

@@ -54,7 +54,6 @@ void vcpu_init_common(struct vcpu *v, unsigned id, const struct vcpu_ops *ops, i
     atomic_init(&v->requests, 0);
     atomic_init(&v->state, VCPU_CREATED);
     atomic_init(&v->debug_stop, false);
-    atomic_init(&v->park_done, false);
     atomic_init(&v->parked_ns, 0);
     pthread_mutex_init(&v->park_lock, NULL);
     pthread_cond_init(&v->park_cond, NULL);
@@ -128,45 +127,30 @@ static void vcpu_ack(struct vcpu *v, enum vcpu_state state)
  * Only called with no port/MMIO exit pending (see vcpu_complete_exit()), so
  * the registers a snapshot reads are consistent.
  *
- * The ack comes first and the park work (ops->parked: KVMCLOCK_CTRL, 40-70 us in a
- * nested L1) after it, off the pause's path: the loop answers the client as soon as
- * every vCPU is out of the guest. Whatever reads a vCPU's state while the VM is paused
- * (a snapshot) first waits for that work with vcpu_wait_parked(); the vCPU's own resume
- * needs no wait, as this thread does the work before it can run the guest again.
- * park_done is cleared before the PAUSED ack and set, under park_lock with a broadcast,
- * once the work is done, so a waiter that sees PAUSED waits for this pause's work.
+ * Nothing is done between the PAUSED ack and the wait: the loop answers the pause as
+ * soon as every vCPU is out of the guest, and a vCPU that still had work to do would
+ * keep a shared CPU from the loop and the client until it slept. The one piece of work
+ * a pause needs, telling a kvmclock guest it was stopped (ops->resuming:
+ * KVMCLOCK_CTRL, 40-70 us in a nested L1), is done when the vCPU leaves the park to run
+ * again, after its RUNNING ack and before it enters the guest: the guest sees it at
+ * that entry either way, and a vCPU woken to stop needs none.
  */
 static void vcpu_park(struct vcpu *v)
 {
-    atomic_store(&v->park_done, false);
     v->ack_ns = vcpu_now_ns();
     vcpu_ack(v, VCPU_PAUSED);
-    if (v->ops->parked)
-        v->ops->parked(v);
     atomic_store_explicit(&v->parked_ns, vcpu_now_ns(), memory_order_relaxed);
     pthread_mutex_lock(&v->park_lock);
-    atomic_store(&v->park_done, true);
-    pthread_cond_broadcast(&v->park_cond); /* a vcpu_wait_parked(); no syscall without one */
     unsigned req;
     while (((req = atomic_load(&v->requests)) & (VCPU_REQ_PAUSE | VCPU_REQ_STOP)) == VCPU_REQ_PAUSE)
         pthread_cond_wait(&v->park_cond, &v->park_lock);
     pthread_mutex_unlock(&v->park_lock);
     /* Woken to stop: no RUNNING ack (the loop counted none), the EXITED one follows. */
-    if (!(req & VCPU_REQ_STOP))
-        vcpu_ack(v, VCPU_RUNNING);
-}
-
-bool vcpu_park_done(struct vcpu *v)
-{
-    return vcpu_state(v) != VCPU_PAUSED || atomic_load(&v->park_done);
-}
-
-void vcpu_wait_parked(struct vcpu *v)
-{
-    pthread_mutex_lock(&v->park_lock);
-    while (!vcpu_park_done(v))
-        pthread_cond_wait(&v->park_cond, &v->park_lock);
-    pthread_mutex_unlock(&v->park_lock);
+    if (req & VCPU_REQ_STOP)
+        return;
+    vcpu_ack(v, VCPU_RUNNING);
+    if (v->ops->resuming)
+        v->ops->resuming(v);
 }
 
 /*

@@ -168,16 +168,19 @@ static enum vcpu_step vcpu_kvm_run(struct vcpu *v)
 
 /*
  * Tells a kvmclock-aware guest that this vCPU was stopped by the host, so its
- * soft-lockup watchdog does not fire after a long pause. It must be called on
- * the vCPU's own thread (from the loop it would wait for KVM_RUN to return).
- * EINVAL means the guest never enabled kvmclock (kit guests): nothing to tell.
+ * soft-lockup watchdog does not take the pause for a hang. KVM allows it "any time
+ * after pausing the vcpu, but before it is resumed" (the API documentation), and the
+ * guest sees the flag at its next entry; so it is done as the vCPU leaves the pause
+ * (QEMU too makes it as the VM starts running again), on the vCPU's own thread (from
+ * the loop it would wait for KVM_RUN to return). EINVAL means the guest never enabled
+ * kvmclock (kit guests): nothing to tell.
  */
-static void vcpu_kvm_parked(struct vcpu *v)
+static void vcpu_kvm_resuming(struct vcpu *v)
 {
     ioctl(v->fd, KVM_KVMCLOCK_CTRL, 0);
 }
 
 const struct vcpu_ops vcpu_kvm_ops = {
     .run = vcpu_kvm_run,
-    .parked = vcpu_kvm_parked,
+    .resuming = vcpu_kvm_resuming,
 };

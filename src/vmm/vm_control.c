@@ -258,12 +258,6 @@ static void vm_note_steps(struct vm *vm)
     st->settled_ns = vm_now_ns();
 }
 
-void vm_wait_vcpus_parked(struct vm *vm)
-{
-    for (unsigned i = 0; i < vm->nr_vcpus; i++)
-        vcpu_wait_parked(&vm->vcpus[i]);
-}
-
 void vm_kick_histogram_add(struct vm *vm, uint64_t ns)
 {
     unsigned b = 0;
@@ -435,7 +429,7 @@ void vm_get_info(struct vm *vm, struct vm_info *info)
     info->last_kick_ns = vm->last_kick_ns;
     info->last_resume_ns = vm->last_resume_ns;
     info->steps = vm->steps;
-    /* Park work comes after the ack: while still paused, take what the vCPUs have done since. */
+    /* parked comes after the ack: while still paused, take what the vCPUs have stored since. */
     for (unsigned i = 0; vm->state == VM_PAUSED && i < info->steps.nr_vcpus; i++)
         info->steps.parked_ns[i] =
             atomic_load_explicit(&vm->vcpus[i].parked_ns, memory_order_relaxed);

@@ -79,13 +79,13 @@ struct fake_vcpu {
     atomic_uint woken;            /* ... and woke with immediate_exit set: the kick's handler ran */
     atomic_uint completions;      /* FAKE_FRAGS: fragments completed */
     atomic_uint completions_free; /* ... by runs without immediate_exit (the guest may run) */
-    atomic_uint parked;           /* ops->parked calls */
-    atomic_uint parked_pending;   /* fragments still pending at the last ops->parked call */
+    atomic_uint resumed;          /* ops->resuming calls */
     atomic_uint io_errors;        /* FAKE_IO handshake failed */
-    bool park_blocks;             /* ops->parked waits for park_go_fd (a slow KVMCLOCK_CTRL) */
-    int park_go_fd;               /* eventfd: the test lets ops->parked finish */
-    int park_in_fd;               /* eventfd: ops->parked is holding (park_blocks) */
-    atomic_bool park_finished;    /* ops->parked returned (last pause) */
+    bool resume_blocks;           /* ops->resuming waits for resume_go_fd (a slow KVMCLOCK_CTRL) */
+    int resume_go_fd;             /* eventfd: the test lets ops->resuming finish */
+    int resume_in_fd;             /* eventfd: ops->resuming is holding (resume_blocks) */
+    atomic_bool resume_holding;   /* ops->resuming has not returned yet */
+    atomic_uint runs_in_resume;   /* run steps entered while ops->resuming had not returned */
 };
 
 static uint64_t xorshift64(uint64_t *s)
@@ -223,6 +223,9 @@ static enum vcpu_step fake_run(struct vcpu *v)
     unsigned call = atomic_fetch_add(&f->calls, 1);
     enum vcpu_step step;
 
+    if (atomic_load(&f->resume_holding))
+        atomic_fetch_add(&f->runs_in_resume, 1);
+
     if (v->io_pending) {
         atomic_fetch_add(&f->io_calls, 1);
         if (((volatile struct kvm_run *)v->run)->immediate_exit)
@@ -260,23 +263,22 @@ static enum vcpu_step fake_run(struct vcpu *v)
     return step;
 }
 
-/* Called by vcpu_park() once parked, after the PAUSED ack. */
-static void fake_parked(struct vcpu *v)
+/* Called by vcpu_park() as the vCPU leaves a pause to run again, after its RUNNING ack. */
+static void fake_resuming(struct vcpu *v)
 {
     struct fake_vcpu *f = container_of(v, struct fake_vcpu, v);
 
-    atomic_store(&f->park_finished, false);
-    atomic_store(&f->parked_pending, f->pending);
-    atomic_fetch_add(&f->parked, 1);
-    if (f->park_blocks) {
-        efd_signal(f->park_in_fd);
-        if (!efd_wait(f->park_go_fd))
+    atomic_store(&f->resume_holding, true);
+    atomic_fetch_add(&f->resumed, 1);
+    if (f->resume_blocks) {
+        efd_signal(f->resume_in_fd);
+        if (!efd_wait(f->resume_go_fd))
             atomic_fetch_add(&f->io_errors, 1);
     }
-    atomic_store(&f->park_finished, true);
+    atomic_store(&f->resume_holding, false);
 }
 
-static const struct vcpu_ops fake_ops = {.run = fake_run, .parked = fake_parked};
+static const struct vcpu_ops fake_ops = {.run = fake_run, .resuming = fake_resuming};
 
 /* A set of fake vCPUs acking through one eventfd, as a VM's do. */
 struct group {
@@ -306,10 +308,10 @@ static void group_init(struct group *g, unsigned n, enum fake_mode mode)
         f->go_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         f->chain_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         f->free_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-        f->park_go_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-        f->park_in_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        f->resume_go_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        f->resume_in_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         assert_true(f->entered_fd >= 0 && f->io_fd >= 0 && f->go_fd >= 0 && f->chain_fd >= 0 &&
-                    f->free_fd >= 0 && f->park_go_fd >= 0 && f->park_in_fd >= 0);
+                    f->free_fd >= 0 && f->resume_go_fd >= 0 && f->resume_in_fd >= 0);
     }
 }
 
@@ -390,8 +392,8 @@ static void group_destroy(struct group *g)
         close(f->go_fd);
         close(f->chain_fd);
         close(f->free_fd);
-        close(f->park_go_fd);
-        close(f->park_in_fd);
+        close(f->resume_go_fd);
+        close(f->resume_in_fd);
     }
     close(g->notify_fd);
     free(g->f);
@@ -673,9 +675,7 @@ static void pause_completes_fragments(unsigned frags)
     struct fake_vcpu *f = pause_in_first_fragment(&g, frags, 0);
 
     assert_int_equal(wait_settled(&g, f), VCPU_PAUSED);
-    vcpu_wait_parked(&f->v); /* the park hook runs after the ack */
-    assert_int_equal(atomic_load(&f->parked), 1);
-    assert_int_equal(atomic_load(&f->parked_pending), 0);
+    assert_int_equal(atomic_load(&f->resumed), 0); /* a pause's work comes at its resume */
     assert_int_equal(atomic_load(&f->completions), frags);
     assert_false(f->v.io_pending);
     /* Every completing run had immediate_exit set; none entered the guest. */
@@ -693,10 +693,10 @@ static void pause_completes_fragments(unsigned frags)
     group_wait_asleep(&g);
     group_request(&g, VCPU_REQ_PAUSE);
     group_wait(&g, VCPU_PAUSED, "second pause");
-    vcpu_wait_parked(&f->v);
     assert_int_equal(atomic_load(&f->calls), 2 + frags);
     assert_int_equal(atomic_load(&f->io_calls), frags);
-    assert_int_equal(atomic_load(&f->parked), 2);
+    assert_int_equal(atomic_load(&f->resumed), 1);
+    assert_int_equal(atomic_load(&f->runs_in_resume), 0);
     assert_int_equal(f->v.completing_runs, frags);
     group_stop(&g);
     group_destroy(&g);
@@ -734,7 +734,8 @@ static void pause_failed_completion(unsigned frags, unsigned fail_at)
     struct fake_vcpu *f = pause_in_first_fragment(&g, frags, fail_at);
 
     assert_int_equal(wait_settled(&g, f), VCPU_EXITED);
-    assert_int_equal(atomic_load(&f->parked), 0);
+    assert_int_equal(atomic_load(&f->v.parked_ns), 0); /* never parked */
+    assert_int_equal(atomic_load(&f->resumed), 0);
     assert_int_equal(atomic_load(&f->completions), fail_at);
     assert_int_equal(atomic_load(&f->calls), 1 + fail_at);
     group_stop(&g);
@@ -768,7 +769,8 @@ static void test_stop_during_endless_chain(void **state)
         fail_msg("the vCPU stopped completing fragments");
     assert_int_equal(vcpu_state(&f->v), VCPU_RUNNING);
     group_stop(&g);
-    assert_int_equal(atomic_load(&f->parked), 0);
+    assert_int_equal(atomic_load(&f->v.parked_ns), 0); /* never parked */
+    assert_int_equal(atomic_load(&f->resumed), 0);
     assert_true(atomic_load(&f->completions) >= 1000);
     assert_int_equal(atomic_load(&f->io_calls_ie), atomic_load(&f->completions));
     group_destroy(&g);
@@ -793,7 +795,8 @@ static void test_resume_during_endless_chain(void **state)
         fail_msg("the vCPU never ran on after the resume");
     assert_int_equal(vcpu_state(&f->v), VCPU_RUNNING);
     group_stop(&g);
-    assert_int_equal(atomic_load(&f->parked), 0);
+    assert_int_equal(atomic_load(&f->v.parked_ns), 0); /* never parked */
+    assert_int_equal(atomic_load(&f->resumed), 0);
     group_destroy(&g);
 }
 
@@ -1027,96 +1030,47 @@ static void test_own_ack_wakes_at_most_once_2(void **state)
     own_ack_wakes_at_most_once(2, 1000);
 }
 
-/* A thread that waits for a vCPU's park work, as a snapshot's worker does. */
-struct park_waiter {
-    struct fake_vcpu *f;
-    atomic_int tid;
-    atomic_bool returned;
-    atomic_bool saw_finished; /* the park work was done when vcpu_wait_parked() returned */
-};
-
-static void *park_waiter_thread(void *arg)
-{
-    struct park_waiter *w = arg;
-
-    atomic_store(&w->tid, (int)gettid());
-    vcpu_wait_parked(&w->f->v);
-    atomic_store(&w->saw_finished, atomic_load(&w->f->park_finished));
-    atomic_store(&w->returned, true);
-    return NULL;
-}
-
-/* The state letter of thread tid ('S' sleeping, 'R' running, ...), from /proc. */
-static char thread_state(int tid)
-{
-    char path[64], buf[256];
-    snprintf(path, sizeof(path), "/proc/self/task/%d/stat", tid);
-    FILE *fp = fopen(path, "r");
-    if (!fp)
-        return '?';
-    size_t n = fread(buf, 1, sizeof(buf) - 1, fp);
-    fclose(fp);
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')'); /* the name may hold blanks and parentheses */
-    return p && p[1] == ' ' ? p[2] : '?';
-}
-
 /*
- * The PAUSED ack comes before the park work (KVMCLOCK_CTRL), so the loop can answer
- * sooner; what reads the vCPU's state (a snapshot) must not pass vcpu_wait_parked()
- * before that work is done. The park work here blocks until the test lets it go: the
- * ack must still come (it did not on the old order), and a waiter must be asleep in
- * vcpu_wait_parked() (not returned) until the work is done.
+ * The one piece of work a pause needs (ops->resuming: KVMCLOCK_CTRL) is off the pause's
+ * path: nothing at the pause, and at the resume it comes after the RUNNING ack and
+ * before the guest is entered again. The work here blocks until the test lets it go:
+ * the resume must still be acked meanwhile, no run step may start before it returns,
+ * and a vCPU that leaves its park to stop does none.
  */
-static void test_park_work_after_ack(void **state)
+static void test_resume_work_after_ack_before_guest(void **state)
 {
     (void)state;
     struct group g;
-    struct park_waiter w = {0};
-    pthread_t th;
 
     group_init(&g, 1, FAKE_BLOCK);
     struct fake_vcpu *f = &g.f[0];
-    f->park_blocks = true;
-    w.f = f;
+    f->resume_blocks = true;
+    f->report_wait = true;
     group_start(&g);
+    group_wait_asleep(&g);
     group_request(&g, VCPU_REQ_PAUSE);
-    group_wait(&g, VCPU_PAUSED, "pause with its park work held");
-    if (!efd_wait(f->park_in_fd)) /* the work starts after the ack */
-        fail_msg("the park work never started");
-    assert_int_equal(atomic_load(&f->parked), 1);
-    assert_false(atomic_load(&f->park_finished));
-    assert_false(vcpu_park_done(&f->v));
+    group_wait(&g, VCPU_PAUSED, "pause");
+    assert_int_equal(atomic_load(&f->resumed), 0);
+    unsigned calls = atomic_load(&f->calls);
 
-    assert_int_equal(pthread_create(&th, NULL, park_waiter_thread, &w), 0);
-    /* Until the waiter sleeps (in vcpu_wait_parked(): it does nothing else) or returns. */
-    int64_t deadline = now_ms() + WAIT_MS;
-    while (!atomic_load(&w.returned) &&
-           (!atomic_load(&w.tid) || thread_state(atomic_load(&w.tid)) != 'S')) {
-        if (now_ms() > deadline)
-            fail_msg("the waiter neither slept nor returned within %d ms", WAIT_MS);
-        sched_yield();
-    }
-    if (atomic_load(&w.returned))
-        fail_msg("vcpu_wait_parked() returned while the park work was still running");
-    efd_signal(f->park_go_fd);
-    assert_int_equal(pthread_join(th, NULL), 0);
-    assert_true(atomic_load(&w.returned));
-    assert_true(atomic_load(&w.saw_finished));
-    assert_true(vcpu_park_done(&f->v));
-
-    /* Resumed: not parked, nothing to wait for; the next pause's work is waited for again. */
     group_clear(&g, VCPU_REQ_PAUSE);
-    group_wait(&g, VCPU_RUNNING, "resume");
-    assert_true(vcpu_park_done(&f->v));
-    vcpu_wait_parked(&f->v);
-    f->park_blocks = false; /* read by the vCPU thread after the request below */
+    group_wait(&g, VCPU_RUNNING, "resume with its work held");
+    if (!efd_wait(f->resume_in_fd))
+        fail_msg("the resume's work never started before the guest was entered");
+    assert_int_equal(atomic_load(&f->calls), calls);
+    efd_signal(f->resume_go_fd);
+    group_wait_asleep(&g); /* in the guest again, after the work */
+    assert_int_equal(atomic_load(&f->calls), calls + 1);
+    assert_int_equal(atomic_load(&f->runs_in_resume), 0);
+    assert_int_equal(atomic_load(&f->resumed), 1);
+    assert_int_equal(atomic_load(&f->io_errors), 0);
+
+    /* Paused again, then stopped: it leaves the park without the resume's work. */
+    f->resume_blocks = false; /* read by the vCPU thread after the request below */
     group_request(&g, VCPU_REQ_PAUSE);
     group_wait(&g, VCPU_PAUSED, "second pause");
-    vcpu_wait_parked(&f->v);
-    assert_true(atomic_load(&f->park_finished));
-    assert_int_equal(atomic_load(&f->parked), 2);
     group_stop(&g);
+    assert_int_equal(atomic_load(&f->resumed), 1);
     group_destroy(&g);
 }
 
@@ -1159,7 +1113,7 @@ int main(void)
         cmocka_unit_test(test_last_ack_wakes_once_4),
         cmocka_unit_test(test_own_ack_wakes_at_most_once_1),
         cmocka_unit_test(test_own_ack_wakes_at_most_once_2),
-        cmocka_unit_test(test_park_work_after_ack),
+        cmocka_unit_test(test_resume_work_after_ack_before_guest),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
