@@ -113,11 +113,9 @@ struct vcpu {
      * kick_ns is the loop's (its signal sent); out_ns (the request seen out of
      * KVM_RUN) and ack_ns (the PAUSED ack sent) the vCPU thread's, written before its
      * PAUSED state store, which publishes them to the loop (read there once it has
-     * seen the state, until the next transition). parked_ns (about to sleep) comes
-     * after the ack: an atomic the loop may read at any time.
+     * seen the state, until the next transition). A parked vCPU sleeps right after its ack.
      */
     uint64_t kick_ns, out_ns, ack_ns;
-    _Atomic uint64_t parked_ns;
     /* Statistics, vCPU thread only (read once the thread is joined): */
     unsigned long long kicks_seen;              /* KVM_RUNs cut short */
     unsigned long long completing_runs;         /* KVM_RUNs that completed an exit before a park */

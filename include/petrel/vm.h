@@ -82,13 +82,12 @@ typedef void vm_event_fn(void *ctx, enum vm_event ev, const char *detail);
  * GET /vm's pause.steps: where the time goes between the request and the reply.
  */
 struct vm_steps {
-    uint64_t request_ns;                /* vm_pause() called (the request parsed, on the loop) */
-    uint64_t kick_ns[VM_STEPS_VCPUS];   /* the loop sent vCPU i its signal */
-    uint64_t out_ns[VM_STEPS_VCPUS];    /* vCPU i saw the request, out of KVM_RUN */
-    uint64_t parked_ns[VM_STEPS_VCPUS]; /* vCPU i about to sleep, after its ack */
-    uint64_t ack_ns[VM_STEPS_VCPUS];    /* vCPU i acked */
-    uint64_t woken_ns;                  /* the loop woke for the ack that completed the pause */
-    uint64_t settled_ns;                /* the loop saw every vCPU parked */
+    uint64_t request_ns;              /* vm_pause() called (the request parsed, on the loop) */
+    uint64_t kick_ns[VM_STEPS_VCPUS]; /* the loop sent vCPU i its signal */
+    uint64_t out_ns[VM_STEPS_VCPUS];  /* vCPU i saw the request, out of KVM_RUN */
+    uint64_t ack_ns[VM_STEPS_VCPUS];  /* vCPU i acked */
+    uint64_t woken_ns;                /* the loop woke for the ack that completed the pause */
+    uint64_t settled_ns;              /* the loop saw every vCPU parked */
     uint64_t replied_ns; /* the request's answer (the HTTP reply) handed to its connection */
     unsigned wakes;      /* loop wake-ups by vCPU acks during the pause */
     unsigned nr_vcpus;   /* how many of the arrays are filled */

@@ -107,8 +107,8 @@ static json_t *api_steps(const struct vm_steps *st)
     if (!o || !st->request_ns)
         return o;
     for (unsigned i = 0; i < st->nr_vcpus; i++) {
-        static const char *const names[] = {"kick", "out", "parked", "ack"};
-        const uint64_t *ns[] = {st->kick_ns, st->out_ns, st->parked_ns, st->ack_ns};
+        static const char *const names[] = {"kick", "out", "ack"};
+        const uint64_t *ns[] = {st->kick_ns, st->out_ns, st->ack_ns};
         for (unsigned k = 0; k < ARRAY_SIZE(names); k++) {
             snprintf(key, sizeof(key), "%s%u", names[k], i);
             json_object_set_new(o, key, json_real(api_step_us(st, ns[k][i])));

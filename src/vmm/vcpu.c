@@ -54,7 +54,6 @@ void vcpu_init_common(struct vcpu *v, unsigned id, const struct vcpu_ops *ops, i
     atomic_init(&v->requests, 0);
     atomic_init(&v->state, VCPU_CREATED);
     atomic_init(&v->debug_stop, false);
-    atomic_init(&v->parked_ns, 0);
     pthread_mutex_init(&v->park_lock, NULL);
     pthread_cond_init(&v->park_cond, NULL);
 }
@@ -139,7 +138,6 @@ static void vcpu_park(struct vcpu *v)
 {
     v->ack_ns = vcpu_now_ns();
     vcpu_ack(v, VCPU_PAUSED);
-    atomic_store_explicit(&v->parked_ns, vcpu_now_ns(), memory_order_relaxed);
     pthread_mutex_lock(&v->park_lock);
     unsigned req;
     while (((req = atomic_load(&v->requests)) & (VCPU_REQ_PAUSE | VCPU_REQ_STOP)) == VCPU_REQ_PAUSE)

@@ -250,7 +250,6 @@ static void vm_note_steps(struct vm *vm)
         const struct vcpu *v = &vm->vcpus[i];
         st->kick_ns[i] = v->kick_ns;
         st->out_ns[i] = v->out_ns;
-        st->parked_ns[i] = atomic_load_explicit(&v->parked_ns, memory_order_relaxed);
         st->ack_ns[i] = v->ack_ns;
     }
     st->woken_ns = vm->wake_ns;
@@ -429,10 +428,6 @@ void vm_get_info(struct vm *vm, struct vm_info *info)
     info->last_kick_ns = vm->last_kick_ns;
     info->last_resume_ns = vm->last_resume_ns;
     info->steps = vm->steps;
-    /* parked comes after the ack: while still paused, take what the vCPUs have stored since. */
-    for (unsigned i = 0; vm->state == VM_PAUSED && i < info->steps.nr_vcpus; i++)
-        info->steps.parked_ns[i] =
-            atomic_load_explicit(&vm->vcpus[i].parked_ns, memory_order_relaxed);
     info->console_buffered = outbuf_len(&vm->console.buf);
     info->console_capacity = vm->console.buf.cap;
     info->console_dropped = vm->console.dropped;

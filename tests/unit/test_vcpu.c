@@ -734,7 +734,7 @@ static void pause_failed_completion(unsigned frags, unsigned fail_at)
     struct fake_vcpu *f = pause_in_first_fragment(&g, frags, fail_at);
 
     assert_int_equal(wait_settled(&g, f), VCPU_EXITED);
-    assert_int_equal(atomic_load(&f->v.parked_ns), 0); /* never parked */
+    assert_int_equal(f->v.ack_ns, 0); /* never acked PAUSED (its thread has ended) */
     assert_int_equal(atomic_load(&f->resumed), 0);
     assert_int_equal(atomic_load(&f->completions), fail_at);
     assert_int_equal(atomic_load(&f->calls), 1 + fail_at);
@@ -769,7 +769,7 @@ static void test_stop_during_endless_chain(void **state)
         fail_msg("the vCPU stopped completing fragments");
     assert_int_equal(vcpu_state(&f->v), VCPU_RUNNING);
     group_stop(&g);
-    assert_int_equal(atomic_load(&f->v.parked_ns), 0); /* never parked */
+    assert_int_equal(f->v.ack_ns, 0); /* never acked PAUSED (its thread has ended) */
     assert_int_equal(atomic_load(&f->resumed), 0);
     assert_true(atomic_load(&f->completions) >= 1000);
     assert_int_equal(atomic_load(&f->io_calls_ie), atomic_load(&f->completions));
@@ -795,7 +795,7 @@ static void test_resume_during_endless_chain(void **state)
         fail_msg("the vCPU never ran on after the resume");
     assert_int_equal(vcpu_state(&f->v), VCPU_RUNNING);
     group_stop(&g);
-    assert_int_equal(atomic_load(&f->v.parked_ns), 0); /* never parked */
+    assert_int_equal(f->v.ack_ns, 0); /* never acked PAUSED (its thread has ended) */
     assert_int_equal(atomic_load(&f->resumed), 0);
     group_destroy(&g);
 }
